@@ -1,0 +1,92 @@
+"""What every kubeling daemon shares: logging, signal handling, and the
+/healthz + /metrics HTTP endpoint upstream components serve.
+
+Mirrors the small common layer of kube-scheduler / kube-controller-manager /
+kube-proxy (component-base): a health endpoint that says ``ok`` once the
+component has synced, and Prometheus metrics from prometheus-client.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Awaitable, Callable
+
+import prometheus_client
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, Response
+
+
+def setup_logging(component: str, *, verbose: bool = False) -> None:
+    """Log lines as ``<time> <LEVEL> <component> <logger>: <message>`` on stderr
+    (the launcher redirects each process's stderr to ``.cluster/logs/<name>.log``)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "docker", "urllib3", "pyroute2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def health_app(healthy: Callable[[], bool]) -> FastAPI:
+    """A FastAPI app with /healthz, /livez, /readyz (``ok`` or 503) and /metrics."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    def check() -> Response:
+        if healthy():
+            return PlainTextResponse("ok")
+        return PlainTextResponse("not ready", status_code=503)
+
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.add_api_route(path, check, methods=["GET"])
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(),
+                        media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def serve_health(host: str, port: int, healthy: Callable[[], bool]) -> None:
+    """Serve ``health_app`` on host:port until cancelled."""
+    config = uvicorn.Config(health_app(healthy), host=host, port=port, log_level="warning",
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # the daemon's run() owns signals
+    await server.serve()
+
+
+def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` on a fresh event loop; SIGTERM/SIGINT set ``stop``.
+
+    ``main`` should return soon after ``stop`` is set (graceful shutdown);
+    the process exits 0 then.
+    """
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(wrapper())
+
+
+async def run_until_stopped(stop: asyncio.Event, *aws: Awaitable) -> None:
+    """Run the coroutines as tasks until ``stop`` is set or one of them fails,
+    then cancel the rest. Re-raises a task's exception."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stopper and t.exception() is not None:
+                raise t.exception()
+    finally:
+        for t in [*tasks, stopper]:
+            t.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
