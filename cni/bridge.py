@@ -1,0 +1,265 @@
+"""bridge CNI plugin: a Linux bridge on the host, a veth pair per container.
+
+Mirrors containernetworking/plugins plugins/main/bridge. Configuration keys:
+``bridge`` (default "kubeling0"), ``isGateway`` (give the bridge the range's
+gateway address and turn on ip_forward), ``isDefaultGateway`` (default route
+via that gateway inside the container; implies isGateway), ``ipMasq``
+(masquerade traffic leaving the pod network, in a CNI-<hash> nat chain),
+``mtu``, ``hairpinMode`` and ``ipam`` (delegated to the plugin named by
+``ipam.type`` found in CNI_PATH).
+
+The host end of the veth is named from a hash of (container id, ifname) so
+that DEL can remove it even when CNI_NETNS is empty.
+
+Run as ``python -m cni.bridge``.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import ipaddress
+import os
+import subprocess
+import sys
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from cni.invoke import exec_plugin
+from cni.skel import (ERR_INTERNAL, ERR_INVALID_NETCONF, ERR_IO, CmdArgs,
+                      CNIError, plugin_main)
+
+DEFAULT_BRIDGE = "kubeling0"
+
+
+def host_veth_name(container_id: str, ifname: str) -> str:
+    """Deterministic host-side veth name, at most 15 characters (IFNAMSIZ - 1)."""
+    return "veth" + hashlib.sha1(f"{container_id}/{ifname}".encode()).hexdigest()[:8]
+
+
+def _conf(args: CmdArgs) -> dict:
+    conf = args.conf
+    ipam = conf.get("ipam")
+    if not isinstance(ipam, dict) or not ipam.get("type"):
+        raise CNIError(ERR_INVALID_NETCONF, "bridge: ipam with a type is required")
+    mtu = conf.get("mtu", 0)
+    if not isinstance(mtu, int) or mtu < 0:
+        raise CNIError(ERR_INVALID_NETCONF, f"bridge: invalid mtu {mtu!r}")
+    name = conf.get("bridge") or DEFAULT_BRIDGE
+    if len(name) > 15:
+        raise CNIError(ERR_INVALID_NETCONF, f"bridge: name {name!r} longer than 15 characters")
+    return conf
+
+
+def _netns_path(args: CmdArgs) -> str:
+    if not os.path.exists(args.netns):
+        raise CNIError(ERR_IO, f"failed to open netns {args.netns!r}: no such file")
+    return args.netns
+
+
+def _ensure_bridge(ipr: IPRoute, name: str, mtu: int) -> int:
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        with contextlib.suppress(NetlinkError):  # a concurrent ADD may win the race
+            ipr.link("add", ifname=name, kind="bridge")
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise CNIError(ERR_INTERNAL, f"could not create bridge {name}")
+    link = ipr.get_links(idx[0])[0]
+    if link.get_attr("IFLA_LINKINFO") is not None and link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") != "bridge":
+        raise CNIError(ERR_INTERNAL, f"{name} already exists but is not a bridge")
+    if mtu:
+        ipr.link("set", index=idx[0], mtu=mtu)
+    ipr.link("set", index=idx[0], state="up")
+    return idx[0]
+
+
+def _ensure_gateway_addr(ipr: IPRoute, bridge_idx: int, gateway: str, prefixlen: int) -> None:
+    have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=bridge_idx)}
+    if gateway not in have:
+        with contextlib.suppress(NetlinkError):
+            ipr.addr("add", index=bridge_idx, address=gateway, prefixlen=prefixlen)
+
+
+def _set_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _masq_chain(conf: dict, container_id: str) -> str:
+    return "CNI-" + hashlib.sha256(f"{conf.get('name')}{container_id}".encode()).hexdigest()[:24]
+
+
+def _setup_masq(conf: dict, container_id: str, ip: ipaddress.IPv4Interface) -> None:
+    chain = _masq_chain(conf, container_id)
+    comment = f'name: "{conf.get("name")}" id: "{container_id}"'
+    cmds = [["-N", chain], ["-A", chain, "-d", str(ip.network), "-j", "ACCEPT", "-m", "comment", "--comment", comment],
+            ["-A", chain, "!", "-d", "224.0.0.0/4", "-j", "MASQUERADE", "-m", "comment", "--comment", comment],
+            ["-A", "POSTROUTING", "-s", str(ip.ip), "-j", chain, "-m", "comment", "--comment", comment]]
+    for c in cmds:
+        subprocess.run(["iptables", "-w", "5", "-t", "nat", *c], capture_output=True, timeout=10, check=False)
+
+
+def _teardown_masq(conf: dict, container_id: str) -> None:
+    chain = _masq_chain(conf, container_id)
+    listing = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING"],
+                             capture_output=True, text=True, timeout=10, check=False).stdout
+    for line in listing.splitlines():
+        if f"-j {chain}" in line and line.startswith("-A "):
+            subprocess.run(["iptables", "-w", "5", "-t", "nat", "-D", *line.split()[1:]],
+                           capture_output=True, timeout=10, check=False)
+    for op in ("-F", "-X"):
+        subprocess.run(["iptables", "-w", "5", "-t", "nat", op, chain], capture_output=True, timeout=10, check=False)
+
+
+def cmd_add(args: CmdArgs) -> dict:
+    """Bridge + veth + IPAM + addresses and routes in the container netns."""
+    conf = _conf(args)
+    netns = _netns_path(args)
+    bridge = conf.get("bridge") or DEFAULT_BRIDGE
+    mtu = conf.get("mtu", 0)
+    is_default_gw = bool(conf.get("isDefaultGateway"))
+    is_gw = bool(conf.get("isGateway")) or is_default_gw
+    host_if = host_veth_name(args.container_id, args.ifname)
+
+    with IPRoute(netns=netns, flags=0) as ns:
+        if ns.link_lookup(ifname=args.ifname):
+            raise CNIError(ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists")
+
+    with IPRoute() as ipr:
+        bridge_idx = _ensure_bridge(ipr, bridge, mtu)
+        for stale in ipr.link_lookup(ifname=host_if):  # left by an ADD that failed half way
+            ipr.link("del", index=stale)
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            peer = {"ifname": args.ifname, "net_ns_fd": fd}
+            if mtu:
+                peer["mtu"] = mtu
+            ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
+        finally:
+            os.close(fd)
+        host_idx = ipr.link_lookup(ifname=host_if)[0]
+        ipr.link("set", index=host_idx, master=bridge_idx, state="up")
+        if conf.get("hairpinMode"):
+            _set_sysctl(f"/sys/class/net/{host_if}/brport/hairpin_mode", "1")
+        host_mac = ipr.get_links(host_idx)[0].get_attr("IFLA_ADDRESS")
+        bridge_mac = ipr.get_links(bridge_idx)[0].get_attr("IFLA_ADDRESS")
+
+    try:
+        ipam_conf = {k: v for k, v in conf.items() if k != "prevResult"}
+        ipam_result = exec_plugin(conf["ipam"]["type"], command="ADD", conf=ipam_conf,
+                                  container_id=args.container_id, netns=args.netns,
+                                  ifname=args.ifname, paths=args.path, args=args.args)
+        if not ipam_result or not ipam_result.get("ips"):
+            raise CNIError(ERR_INTERNAL, "IPAM plugin returned missing IP config")
+        ips = ipam_result["ips"]
+        routes = list(ipam_result.get("routes") or [])
+        with IPRoute(netns=netns, flags=0) as ns:
+            cidx = ns.link_lookup(ifname=args.ifname)[0]
+            for lo in ns.link_lookup(ifname="lo"):  # what the loopback plugin would do
+                ns.link("set", index=lo, state="up")
+            for entry in ips:
+                iface = ipaddress.ip_interface(entry["address"])
+                ns.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ns.link("set", index=cidx, state="up")
+            container_mac = ns.get_links(cidx)[0].get_attr("IFLA_ADDRESS")
+            first_gw = ips[0].get("gateway")
+            if is_default_gw and first_gw and not any(r.get("dst") in ("0.0.0.0/0", "default") for r in routes):
+                routes.append({"dst": "0.0.0.0/0", "gw": first_gw})
+            for r in routes:
+                gw = r.get("gw") or first_gw
+                dst = ipaddress.ip_network(r["dst"], strict=False)
+                with contextlib.suppress(NetlinkError):  # an existing identical route is fine
+                    ns.route("add", dst=str(dst.network_address), dst_len=dst.prefixlen, gateway=gw, oif=cidx)
+        if is_gw:
+            with IPRoute() as ipr:
+                for entry in ips:
+                    if entry.get("gateway"):
+                        prefix = ipaddress.ip_interface(entry["address"]).network.prefixlen
+                        _ensure_gateway_addr(ipr, bridge_idx, entry["gateway"], prefix)
+            _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if conf.get("ipMasq"):
+            _setup_masq(conf, args.container_id, ipaddress.ip_interface(ips[0]["address"]))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
+                        netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
+        with contextlib.suppress(Exception), IPRoute() as ipr:
+            for idx in ipr.link_lookup(ifname=host_if):
+                ipr.link("del", index=idx)
+        raise
+
+    version = conf.get("cniVersion", "1.0.0")
+    out_ips = []
+    for entry in ips:
+        e = {"address": entry["address"], "interface": 2}
+        if entry.get("gateway"):
+            e["gateway"] = entry["gateway"]
+        if version < "1.0.0":
+            e["version"] = entry.get("version", "4")
+        out_ips.append(e)
+    result = {
+        "cniVersion": version,
+        "interfaces": [{"name": bridge, "mac": bridge_mac},
+                       {"name": host_if, "mac": host_mac},
+                       {"name": args.ifname, "mac": container_mac, "sandbox": args.netns}],
+        "ips": out_ips,
+        "routes": routes,
+        "dns": conf.get("dns") or ipam_result.get("dns") or {},
+    }
+    return result
+
+
+def cmd_del(args: CmdArgs) -> None:
+    """IPAM DEL, then remove the veth; every step tolerates absence."""
+    conf = _conf(args)
+    exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
+                netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
+    if args.netns and os.path.exists(args.netns):
+        with contextlib.suppress(NetlinkError, OSError), IPRoute(netns=args.netns, flags=0) as ns:
+            for idx in ns.link_lookup(ifname=args.ifname):
+                ns.link("del", index=idx)
+    with IPRoute() as ipr:
+        for idx in ipr.link_lookup(ifname=host_veth_name(args.container_id, args.ifname)):
+            try:
+                ipr.link("del", index=idx)
+            except NetlinkError as e:
+                if e.code != errno.ENODEV:
+                    raise
+    if conf.get("ipMasq"):
+        _teardown_masq(conf, args.container_id)
+    return None
+
+
+def cmd_check(args: CmdArgs) -> None:
+    """Verify bridge, container interface and the addresses of prevResult."""
+    conf = _conf(args)
+    netns = _netns_path(args)
+    bridge = conf.get("bridge") or DEFAULT_BRIDGE
+    exec_plugin(conf["ipam"]["type"], command="CHECK", conf=conf, container_id=args.container_id,
+                netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
+    with IPRoute() as ipr:
+        if not ipr.link_lookup(ifname=bridge):
+            raise CNIError(ERR_INTERNAL, f"bridge {bridge} does not exist")
+        if not ipr.link_lookup(ifname=host_veth_name(args.container_id, args.ifname)):
+            raise CNIError(ERR_INTERNAL, "host veth of the container does not exist")
+    with IPRoute(netns=netns, flags=0) as ns:
+        idx = ns.link_lookup(ifname=args.ifname)
+        if not idx:
+            raise CNIError(ERR_INTERNAL, f"interface {args.ifname} not found in {netns}")
+        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=idx[0])}
+    prev = conf.get("prevResult") or {}
+    for entry in prev.get("ips") or []:
+        if entry["address"] not in have:
+            raise CNIError(ERR_INTERNAL, f"address {entry['address']} not set on {args.ifname}")
+    return None
+
+
+def main() -> int:
+    """Entry point of ``python -m cni.bridge``."""
+    return plugin_main(add=cmd_add, delete=cmd_del, check=cmd_check, about="kubeling bridge plugin")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
