@@ -1,1 +1,1 @@
-
+"""The local cluster launcher (``make up`` / ``make down`` / ``make status``)."""

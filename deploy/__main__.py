@@ -1,0 +1,105 @@
+"""``python -m deploy up|down|status|prepare|clean``: the commands behind the Makefile."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from deploy import host
+from deploy.cluster import NODE, Cluster, LaunchError
+
+console = Console(highlight=False)
+
+
+def cmd_prepare(cluster: Cluster) -> int:
+    with console.status("starting dockerd / building local images"):
+        started = host.ensure_dockerd(cluster.run, cluster.logs)
+        built = host.ensure_busybox_image()
+    console.print(f"[green]✓[/] docker {'started' if started else 'running'}; "
+                  f"busybox:1.35 {'built' if built else 'present'}")
+    return 0
+
+
+def cmd_up(cluster: Cluster) -> int:
+    t0 = time.monotonic()
+    cmd_prepare(cluster)
+    cluster.write_state()
+    for comp in cluster.components():
+        with console.status(f"starting {comp.name}"):
+            started, secs = cluster.start_component(comp)
+        console.print(f"[green]✓[/] {comp.name:<26} {'healthy' if started else 'already running'}"
+                      f"{f' ({secs:.1f}s)' if started else ''}")
+    with console.status(f"waiting for node {NODE} to be Ready"):
+        secs = cluster.wait_node_ready()
+    console.print(f"[green]✓[/] node {NODE} Ready ({secs:.1f}s)")
+    kc = cluster.home / "admin.kubeconfig"
+    console.print(f"\nCluster up in {time.monotonic() - t0:.1f}s. State: {cluster.home}\n"
+                  f"  .venv/bin/kubeling apply -f deploy/examples/web.yaml\n"
+                  f"  .venv/bin/kubeling get pods -o wide\n"
+                  f"  kubectl --kubeconfig {kc} get nodes\n"
+                  f"Logs: {cluster.logs}/<component>.log   Status: make status   Stop: make down")
+    return 0
+
+
+def cmd_down(cluster: Cluster) -> int:
+    for line in cluster.down():
+        console.print(f"[green]✓[/] {line}")
+    console.print("cluster stopped (state kept; `make clean` removes it)")
+    return 0
+
+
+def cmd_status(cluster: Cluster) -> int:
+    table = Table("COMPONENT", "PID", "HEALTH", "UPTIME", "LOG")
+    all_ok = True
+    now = time.time()
+    for comp in cluster.components():
+        pid = cluster.pid_of(comp)
+        healthy = bool(pid) and comp.healthy()
+        all_ok &= healthy
+        uptime = "-"
+        if pid:
+            try:
+                uptime = f"{now - (cluster.run / f'{comp.name}.pid').stat().st_mtime:.0f}s"
+            except OSError:
+                pass
+        table.add_row(comp.name, str(pid or "-"),
+                      "[green]healthy[/]" if healthy else ("[red]unhealthy[/]" if pid else "[red]stopped[/]"),
+                      uptime, str(cluster.logs / f"{comp.name}.log"))
+    console.print(table)
+    return 0 if all_ok else 1
+
+
+def cmd_unprepare(cluster: Cluster) -> int:
+    if host.stop_dockerd(cluster.run):
+        console.print("[green]✓[/] stopped dockerd (started by kubeling)")
+    return 0
+
+
+def cmd_clean(cluster: Cluster) -> int:
+    cmd_down(cluster)
+    shutil.rmtree(cluster.home, ignore_errors=True)
+    console.print(f"removed {cluster.home}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description="kubeling local cluster launcher")
+    parser.add_argument("command", choices=["up", "down", "status", "prepare", "unprepare", "clean"])
+    args = parser.parse_args(argv)
+    cluster = Cluster()
+    try:
+        return {"up": cmd_up, "down": cmd_down, "status": cmd_status, "prepare": cmd_prepare,
+                "unprepare": cmd_unprepare, "clean": cmd_clean}[args.command](cluster)
+    except (LaunchError, host.HostError) as e:
+        console.print(f"[red]error:[/] {e}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

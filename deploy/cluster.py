@@ -1,0 +1,256 @@
+"""The local cluster launcher behind ``make up``, ``make down`` and ``make status``.
+
+Starts every component of DESIGN.md's process table as its own process, the
+way a user would by hand (``python -m <component> --flags``), waits for each
+to be healthy before starting the next, and tears down exactly what kubeling
+created: its processes (by pid file), the containers labelled with its node
+names, kube-proxy's iptables chains, the pod bridge and the safety routes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import httpx
+
+from deploy import host, procs
+from kubeling import config
+from kubeling.client import kubeconfig
+
+PY = sys.executable
+NODE = "node1"
+NODE_IP = "127.0.0.1"
+
+
+class LaunchError(Exception):
+    """A component failed to start or become healthy (message names its log)."""
+
+
+@dataclasses.dataclass
+class Component:
+    """One process of the cluster: how to start it and how to tell it is healthy."""
+
+    name: str
+    argv: list[str]
+    healthy: Callable[[], bool]
+    expect: str  # substring of its command line, to recognise it by pid
+    timeout: float = 60.0
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    return check
+
+
+def _etcd_ok(endpoint: str) -> Callable[[], bool]:
+    def check() -> bool:
+        import grpc
+
+        from proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(endpoint) as ch:
+                rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=2)
+            return True
+        except grpc.RpcError:
+            return False
+    return check
+
+
+def _cri_ok(sock: pathlib.Path) -> Callable[[], bool]:
+    def check() -> bool:
+        import grpc
+
+        from proto.cri import api_pb2, api_pb2_grpc
+
+        if not sock.exists():
+            return False
+        try:
+            with grpc.insecure_channel(f"unix://{sock}") as ch:
+                api_pb2_grpc.RuntimeServiceStub(ch).Version(api_pb2.VersionRequest(), timeout=2)
+            return True
+        except grpc.RpcError:
+            return False
+    return check
+
+
+class Cluster:
+    """A single-node local cluster whose state lives under ``home``."""
+
+    def __init__(self, home: pathlib.Path | None = None):
+        self.home = home or config.home()
+        self.logs = self.home / "logs"
+        self.run = self.home / "run"
+        self.node_dir = self.home / "nodes" / NODE
+        self.server = f"http://127.0.0.1:{config.APISERVER_PORT}"
+
+    # -- layout -----------------------------------------------------------------
+    def components(self) -> list[Component]:
+        """The processes in start order."""
+        h, nd = self.home, self.node_dir
+        etcd_client = f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}"
+        etcd_peer = f"http://127.0.0.1:{config.ETCD_PEER_PORT}"
+        sock = nd / "cri.sock"
+        return [
+            Component("etcdlite", [PY, "-m", "etcdlite", "--name", "default", "--data-dir", str(h / "etcd" / "default"),
+                                   "--listen-client-urls", etcd_client, "--advertise-client-urls", etcd_client,
+                                   "--listen-peer-urls", etcd_peer, "--initial-cluster", f"default={etcd_peer}"],
+                      _etcd_ok(f"127.0.0.1:{config.ETCD_CLIENT_PORT}"), "-m etcdlite"),
+            Component("kube-apiserver", [PY, "-m", "apiserver", "--etcd-servers", etcd_client,
+                                         "--bind-address", "127.0.0.1", "--secure-port", str(config.APISERVER_PORT),
+                                         "--service-cluster-ip-range", config.SERVICE_CIDR],
+                      _http_ok(f"{self.server}/readyz"), "-m apiserver"),
+            Component("kube-controller-manager", [
+                PY, "-m", "controllers", "--kubeconfig", str(h / "controller-manager.kubeconfig"),
+                "--bind-address", "127.0.0.1", "--secure-port", str(config.CONTROLLER_MANAGER_PORT),
+                "--allocate-node-cidrs", "--cluster-cidr", config.CLUSTER_CIDR,
+                "--node-cidr-mask-size", str(config.NODE_CIDR_MASK_SIZE),
+                "--service-cluster-ip-range", config.SERVICE_CIDR],
+                _http_ok(f"http://127.0.0.1:{config.CONTROLLER_MANAGER_PORT}/healthz"), "-m controllers"),
+            Component("kube-scheduler", [PY, "-m", "scheduler", "--kubeconfig", str(h / "scheduler.kubeconfig"),
+                                         "--bind-address", "127.0.0.1", "--secure-port", str(config.SCHEDULER_PORT)],
+                      _http_ok(f"http://127.0.0.1:{config.SCHEDULER_PORT}/healthz"), "-m scheduler"),
+            Component(f"cri-shim-{NODE}", [PY, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                           "--node-name", NODE, "--state-dir", str(nd / "shim"),
+                                           "--cni-bin-dir", str(nd / "cni" / "bin"),
+                                           "--cni-conf-dir", str(nd / "cni" / "net.d")],
+                      _cri_ok(sock), "-m kubelet.dockershim"),
+            Component(f"kubelet-{NODE}", [PY, "-m", "kubelet", "--kubeconfig", str(nd / "kubelet.kubeconfig"),
+                                          "--hostname-override", NODE, "--node-ip", NODE_IP,
+                                          "--container-runtime-endpoint", f"unix://{sock}", "--root-dir", str(nd),
+                                          "--port", str(config.KUBELET_PORT),
+                                          "--healthz-port", str(config.KUBELET_HEALTHZ_PORT),
+                                          "--cluster-cidr", config.CLUSTER_CIDR,
+                                          "--service-cluster-ip-range", config.SERVICE_CIDR],
+                      _http_ok(f"http://127.0.0.1:{config.KUBELET_HEALTHZ_PORT}/healthz"), "-m kubelet "),
+            Component(f"kube-proxy-{NODE}", [PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
+                                             "--hostname-override", NODE, "--cluster-cidr", config.CLUSTER_CIDR,
+                                             "--healthz-bind-address", f"127.0.0.1:{config.PROXY_HEALTHZ_PORT}",
+                                             "--metrics-bind-address", f"127.0.0.1:{config.PROXY_METRICS_PORT}"],
+                      _http_ok(f"http://127.0.0.1:{config.PROXY_HEALTHZ_PORT}/healthz"), "-m proxy"),
+        ]
+
+    def write_state(self) -> None:
+        """Create the state directories and one kubeconfig per identity (idempotent)."""
+        for d in (self.logs, self.run, self.home / "etcd", self.node_dir / "cni" / "bin",
+                  self.node_dir / "cni" / "net.d", self.node_dir / "shim", self.node_dir / "pods"):
+            d.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write(self.home / "admin.kubeconfig", server=self.server, user="kubernetes-admin")
+        kubeconfig.write(self.home / "scheduler.kubeconfig", server=self.server, user="system:kube-scheduler")
+        kubeconfig.write(self.home / "controller-manager.kubeconfig", server=self.server,
+                         user="system:kube-controller-manager")
+        kubeconfig.write(self.node_dir / "kubelet.kubeconfig", server=self.server, user=f"system:node:{NODE}")
+        kubeconfig.write(self.node_dir / "kube-proxy.kubeconfig", server=self.server, user="system:kube-proxy")
+        from cni.install import install_plugins
+
+        install_plugins(self.node_dir / "cni" / "bin", python=PY)
+
+    # -- lifecycle --------------------------------------------------------------
+    def pid_of(self, comp: Component) -> int:
+        """Pid of ``comp`` if it runs (checked against its command line), else 0."""
+        pid = procs.read_pid(self.run / f"{comp.name}.pid")
+        return pid if procs.alive(pid, comp.expect) else 0
+
+    def start_component(self, comp: Component) -> tuple[bool, float]:
+        """Start ``comp`` unless it already runs healthy; wait for health.
+        Returns (started, seconds). Raises LaunchError with its log's tail."""
+        t0 = time.monotonic()
+        pid = self.pid_of(comp)
+        if pid and comp.healthy():
+            return False, 0.0
+        if not pid:
+            pid = procs.start(comp.name, comp.argv, log_dir=self.logs, run_dir=self.run)
+        deadline = t0 + comp.timeout
+        while time.monotonic() < deadline:
+            if not procs.alive(pid, comp.expect):
+                raise LaunchError(f"{comp.name} exited during start-up\n{self.log_tail(comp.name)}")
+            if comp.healthy():
+                return True, time.monotonic() - t0
+            time.sleep(0.2)
+        raise LaunchError(f"{comp.name} not healthy after {comp.timeout:.0f}s\n{self.log_tail(comp.name)}")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """Last ``lines`` lines of a component's log, indented, with its path."""
+        path = self.logs / f"{name}.log"
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        return f"  log: {path}\n" + "\n".join("  | " + line for line in tail)
+
+    def wait_node_ready(self, timeout: float = 60) -> float:
+        """Wait until Node ``node1`` reports Ready True; returns seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                node = httpx.get(f"{self.server}/api/v1/nodes/{NODE}", timeout=2).json()
+                conds = node.get("status", {}).get("conditions", [])
+                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                    return time.monotonic() - t0
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise LaunchError(f"node {NODE} not Ready after {timeout:.0f}s\n{self.log_tail(f'kubelet-{NODE}')}")
+
+    def prepare_host(self) -> None:
+        """Start dockerd if needed and build the local images."""
+        host.ensure_dockerd(self.run, self.logs)
+        host.ensure_busybox_image()
+
+    def down(self) -> list[str]:
+        """Stop every process and remove what kubeling created on the host.
+        Returns a list of what was done (for printing). Cluster state on disk is kept."""
+        done = []
+        for comp in reversed(self.components()):
+            pid = procs.read_pid(self.run / f"{comp.name}.pid")
+            if procs.stop_pid(pid, expect=comp.expect, timeout=15):
+                done.append(f"stopped {comp.name} (pid {pid})")
+            (self.run / f"{comp.name}.pid").unlink(missing_ok=True)
+        if host.docker_ok():
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.kubeling.node={NODE}"],
+                                 capture_output=True, text=True, timeout=60).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120)
+                done.append(f"removed {len(ids)} containers")
+        r = subprocess.run([PY, "-m", "proxy", "--cleanup"], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            done.append("removed kube-proxy iptables rules")
+        else:
+            done.append(f"kube-proxy --cleanup failed: {(r.stderr or r.stdout).strip()[-200:]}")
+        done.extend(teardown_node_network())
+        # Containers are gone, so are their addresses: forget the IPAM leases.
+        shutil.rmtree(self.node_dir / "cni" / "networks", ignore_errors=True)
+        if host.stop_dockerd(self.run):
+            done.append("stopped dockerd (started by kubeling)")
+        return done
+
+
+def teardown_node_network() -> list[str]:
+    """Remove the pod bridge (with its routes and veths) and the cluster-CIDR
+    unreachable route that the kubelet added; nothing else."""
+    done = []
+    if subprocess.run(["ip", "link", "show", config.BRIDGE_NAME], capture_output=True).returncode == 0:
+        subprocess.run(["ip", "link", "del", config.BRIDGE_NAME], capture_output=True)
+        done.append(f"removed bridge {config.BRIDGE_NAME}")
+    r = subprocess.run(["ip", "-j", "route", "show", "type", "unreachable"], capture_output=True, text=True)
+    try:
+        routes = json.loads(r.stdout or "[]")
+    except ValueError:
+        routes = []
+    cidr = ipaddress.ip_network(config.CLUSTER_CIDR)
+    for route in routes:
+        if route.get("dst") == str(cidr):
+            subprocess.run(["ip", "route", "del", "unreachable", str(cidr)], capture_output=True)
+            done.append(f"removed unreachable route {cidr}")
+    return done
