@@ -152,9 +152,9 @@ class Cluster:
                          user="system:kube-controller-manager")
         kubeconfig.write(self.node_dir / "kubelet.kubeconfig", server=self.server, user=f"system:node:{NODE}")
         kubeconfig.write(self.node_dir / "kube-proxy.kubeconfig", server=self.server, user="system:kube-proxy")
-        from cni.install import install_plugins
+        from cni.install import install
 
-        install_plugins(self.node_dir / "cni" / "bin", python=PY)
+        install(str(self.node_dir / "cni" / "bin"), python=PY)
 
     # -- lifecycle --------------------------------------------------------------
     def pid_of(self, comp: Component) -> int:
