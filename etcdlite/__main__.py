@@ -1,0 +1,63 @@
+"""``python -m etcdlite``: run one etcd member (etcd's flags; see etcdlite.config).
+
+Example:
+    python -m etcdlite --name default --data-dir /tmp/e \\
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \\
+        --listen-peer-urls http://127.0.0.1:2380 --initial-cluster default=http://127.0.0.1:2380
+
+SIGTERM / SIGINT stop the gRPC server, flush queued writes and close the WAL.
+Startup problems (bad flags, a corrupt WAL, a port in use) print one line and
+exit with status 1.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from etcdlite import config
+from etcdlite.server.etcdserver import EtcdServer
+from etcdlite.v3rpc.grpc import build_server
+from etcdlite.wal.wal import WALCorruptError
+from kubeling import daemon
+
+log = logging.getLogger("etcdlite")
+
+
+async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
+    """Boot the member, serve gRPC until ``stop`` is set or the log fails, shut down."""
+    etcd = EtcdServer(cfg)
+    await etcd.start()
+    server, ports = build_server(etcd)
+    await server.start()
+    log.info("serving etcd v3 gRPC on %s (member %x, cluster %x, revision %d)",
+             ", ".join(f"{h}:{p}" for (h, _), p in zip(cfg.listen_client_urls, ports)),
+             etcd.member_id, etcd.cluster_id, etcd.store.current_rev)
+    stopped = asyncio.ensure_future(etcd.stopped.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopped, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    stopping.cancel()
+    failure = etcd.node.failure if etcd.node else None
+    log.info("shutting down")
+    await server.stop(grace=1.0)
+    await etcd.stop()
+    if failure is not None:
+        raise SystemExit(f"etcdlite: WAL failure: {failure}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    ns = config.build_parser().parse_args(argv)
+    daemon.setup_logging("etcdlite", verbose=ns.log_level == "debug")
+    try:
+        cfg = config.from_args(ns)
+        daemon.run(lambda stop: serve(cfg, stop))
+    except (config.ConfigError, WALCorruptError, RuntimeError, OSError) as exc:
+        print(f"etcdlite: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

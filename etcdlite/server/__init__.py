@@ -1,0 +1,1 @@
+"""The etcd server of one member: log proposals, apply, reads, leases."""

@@ -1,0 +1,42 @@
+"""The Lease service: grant, revoke, keep-alive stream, time-to-live, list.
+
+Mirrors etcd's api/v3rpc/lease.go. Grant and revoke go through the log;
+keep-alives only touch the primary lessor's clock, as upstream.
+"""
+from __future__ import annotations
+
+from etcdlite.server.etcdserver import EtcdServer
+from etcdlite.v3rpc.util import etcd_errors
+from proto.etcdserverpb import rpc_pb2 as pb
+from proto.etcdserverpb import rpc_pb2_grpc
+
+
+class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
+    """etcdserverpb.Lease over an EtcdServer."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    @etcd_errors
+    async def LeaseGrant(self, request, context):
+        return await self.server.lease_grant(request)
+
+    @etcd_errors
+    async def LeaseRevoke(self, request, context):
+        return await self.server.lease_revoke(request)
+
+    @etcd_errors
+    async def LeaseTimeToLive(self, request, context):
+        await self.server.linearizable_read_notify()
+        return self.server.lease_time_to_live(request)
+
+    @etcd_errors
+    async def LeaseLeases(self, request, context):
+        await self.server.linearizable_read_notify()
+        return self.server.lease_leases()
+
+    async def LeaseKeepAlive(self, request_iterator, context):
+        # One response per request; TTL 0 tells the client the lease is gone.
+        async for req in request_iterator:
+            ttl = self.server.lease_renew(req.ID)
+            yield pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID, TTL=ttl)

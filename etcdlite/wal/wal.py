@@ -1,0 +1,268 @@
+"""The write-ahead log: framed, checksummed records in append-only segment files.
+
+Mirrors etcd's server/storage/wal: the log holds the member's metadata, Raft
+hard states and log entries; a batch of records is written and fdatasync'ed
+before any of them is acknowledged (callers batch concurrent proposals into
+one save, so they share one fsync: group commit).
+
+File format (our own; not etcd's bytes): segments named
+``<seq:016x>-<first index:016x>.wal``; each record is
+
+    u32 little-endian payload length | u32 CRC-32 of payload | payload
+
+and a payload starts with a type byte (METADATA, ENTRY, STATE).
+
+On open, a torn tail of the last segment (a short header, a record running
+past the end of the file, a bad CRC on the very last record, or zero fill) is
+cut off: those bytes were never acknowledged. A bad record followed by more
+data is corruption and opening fails with WALCorruptError.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+TYPE_METADATA = 1
+TYPE_ENTRY = 2
+TYPE_STATE = 3
+
+_HEADER = struct.Struct("<II")
+_ENTRY = struct.Struct("<BQQ")
+_STATE = struct.Struct("<BQQQ")
+# A record larger than this cannot be ours (etcd's request limit is 1.5 MiB).
+MAX_RECORD = 64 << 20
+SEGMENT_SIZE = 64 << 20
+
+
+class Entry(NamedTuple):
+    """A log entry (raftpb.Entry): ``term``, ``index`` (1-based, contiguous), opaque ``data``."""
+
+    term: int
+    index: int
+    data: bytes
+
+
+class HardState(NamedTuple):
+    """Raft's durable state (raftpb.HardState): current ``term``, ``vote``, ``commit`` index."""
+
+    term: int
+    vote: int
+    commit: int
+
+
+class WALCorruptError(Exception):
+    """The WAL holds a damaged record before its end; the member must not start."""
+
+
+@dataclass
+class WALContents:
+    """What a WAL held on open: ``metadata`` bytes, the last ``hard_state``, all
+    ``entries`` in index order, and ``repaired`` bytes cut off a torn tail."""
+
+    metadata: bytes = b""
+    hard_state: HardState = HardState(0, 0, 0)
+    entries: list[Entry] = field(default_factory=list)
+    repaired: int = 0
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_entry(e: Entry) -> bytes:
+    """One framed ENTRY record."""
+    return _frame(_ENTRY.pack(TYPE_ENTRY, e.term, e.index) + e.data)
+
+
+def encode_state(hs: HardState) -> bytes:
+    """One framed STATE record."""
+    return _frame(_STATE.pack(TYPE_STATE, hs.term, hs.vote, hs.commit))
+
+
+def _segment_name(seq: int, index: int) -> str:
+    return f"{seq:016x}-{index:016x}.wal"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WAL:
+    """An open WAL in directory ``dir``, appending to its last segment.
+
+    Use ``WAL.create`` for a new member, ``WAL.open`` to read back and continue.
+    ``save`` is a coroutine (the write and fdatasync run in a thread); calls
+    must not overlap.
+    """
+
+    def __init__(self, dir: Path, metadata: bytes, seq: int, path: Path) -> None:
+        self.dir = dir
+        self.metadata = metadata
+        self._seq = seq
+        self._path = path
+        self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._size = os.fstat(self._fd).st_size
+        self._closed_bytes = sum(p.stat().st_size for p in dir.glob("*.wal") if p != path)
+
+    @staticmethod
+    def exists(dir: Path) -> bool:
+        """Whether ``dir`` holds a WAL."""
+        return dir.is_dir() and any(dir.glob("*.wal"))
+
+    @classmethod
+    def create(cls, dir: Path, metadata: bytes) -> "WAL":
+        """Create a WAL whose every segment starts with ``metadata``."""
+        dir.mkdir(parents=True, exist_ok=True)
+        path = dir / _segment_name(0, 0)
+        with open(path, "wb") as f:
+            f.write(_frame(bytes([TYPE_METADATA]) + metadata))
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(dir)
+        return cls(dir, metadata, 0, path)
+
+    @classmethod
+    def open(cls, dir: Path) -> tuple["WAL", WALContents]:
+        """Read every segment, cut a torn tail, and open the last one for appending.
+
+        Raises WALCorruptError for damage before the end, a missing metadata
+        record, or non-contiguous entry indexes.
+        """
+        segments = sorted(dir.glob("*.wal"))
+        if not segments:
+            raise WALCorruptError(f"no WAL segment in {dir}")
+        contents = WALContents()
+        for i, path in enumerate(segments):
+            _read_segment(path, contents, last=i == len(segments) - 1)
+        if not contents.metadata:
+            raise WALCorruptError(f"WAL in {dir} has no metadata record")
+        seq = int(segments[-1].name.split("-")[0], 16)
+        return cls(dir, contents.metadata, seq, segments[-1]), contents
+
+    async def save(self, entries: list[Entry], hard_state: Optional[HardState] = None) -> None:
+        """Append ``entries`` (and ``hard_state``) and fdatasync before returning."""
+        data = b"".join(encode_entry(e) for e in entries)
+        if hard_state is not None:
+            data += encode_state(hard_state)
+        await asyncio.to_thread(self._write, data)
+        if self._size >= SEGMENT_SIZE and entries:
+            await asyncio.to_thread(self._cut, entries[-1].index + 1)
+
+    def save_sync(self, entries: list[Entry], hard_state: Optional[HardState] = None) -> None:
+        """``save`` for callers without an event loop (boot, tests)."""
+        data = b"".join(encode_entry(e) for e in entries)
+        if hard_state is not None:
+            data += encode_state(hard_state)
+        self._write(data)
+
+    def size(self) -> int:
+        """Bytes in all segments."""
+        return self._closed_bytes + self._size
+
+    def close(self) -> None:
+        """Close the segment file (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise OSError("WAL is closed")
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fdatasync(self._fd)
+        self._size += len(data)
+
+    def _cut(self, next_index: int) -> None:
+        self.close()
+        self._closed_bytes += self._size
+        self._seq += 1
+        self._path = self.dir / _segment_name(self._seq, next_index)
+        with open(self._path, "wb") as f:
+            f.write(_frame(bytes([TYPE_METADATA]) + self.metadata))
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(self.dir)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        self._size = os.fstat(self._fd).st_size
+
+
+def _read_segment(path: Path, out: WALContents, *, last: bool) -> None:
+    data = path.read_bytes()
+    size = len(data)
+    pos = 0
+    while pos < size:
+        torn = None
+        if size - pos < _HEADER.size:
+            torn = "short record header"
+        else:
+            length, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if length == 0:
+                if data.count(0, pos) == size - pos:
+                    torn = "zero-filled tail"
+                else:
+                    _corrupt(path, pos, "zero-length record")
+            elif length > MAX_RECORD or end > size:
+                torn = "record runs past the end of the file"
+            else:
+                payload = data[pos + _HEADER.size:end]
+                if zlib.crc32(payload) != crc:
+                    if end == size:
+                        torn = "CRC mismatch on the last record"
+                    else:
+                        _corrupt(path, pos, "CRC mismatch")
+        if torn is not None:
+            if not last:
+                _corrupt(path, pos, torn)
+            _truncate(path, pos)
+            out.repaired += size - pos
+            return
+        _decode(path, pos, payload, out)
+        pos = end
+
+
+def _decode(path: Path, pos: int, payload: bytes, out: WALContents) -> None:
+    kind = payload[0]
+    if kind == TYPE_METADATA:
+        if out.metadata and out.metadata != payload[1:]:
+            _corrupt(path, pos, "metadata differs from the first segment's")
+        out.metadata = payload[1:]
+    elif kind == TYPE_ENTRY:
+        _, term, index = _ENTRY.unpack_from(payload)
+        if out.entries and index != out.entries[-1].index + 1:
+            if index <= out.entries[-1].index:
+                # A later entry at an existing index replaces the tail (Raft log truncation).
+                del out.entries[index - out.entries[0].index:]
+            else:
+                _corrupt(path, pos, f"entry index {index} follows {out.entries[-1].index}")
+        out.entries.append(Entry(term, index, payload[_ENTRY.size:]))
+    elif kind == TYPE_STATE:
+        _, term, vote, commit = _STATE.unpack(payload)
+        out.hard_state = HardState(term, vote, commit)
+    else:
+        _corrupt(path, pos, f"unknown record type {kind}")
+
+
+def _corrupt(path: Path, pos: int, reason: str) -> None:
+    raise WALCorruptError(
+        f"WAL segment {path} is corrupt at offset {pos}: {reason}; refusing to start "
+        f"(records after it would be lost). Restore the data directory from a backup.")
+
+
+def _truncate(path: Path, pos: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(pos)
+        f.flush()
+        os.fsync(f.fileno())
