@@ -1,0 +1,109 @@
+"""Running the iptables tools as asyncio subprocesses.
+
+kube-proxy must never block its event loop on iptables, so every call here is
+an ``asyncio.create_subprocess_exec`` with a timeout. Mirrors the small part
+of upstream's pkg/util/iptables (Interface: RestoreAll with NoFlushTables,
+EnsureRule, DeleteRule, SaveInto) that the iptables proxier uses. The
+binaries are the ones on PATH, which on kubeling's machines are the
+nf_tables build (never iptables-legacy: the two must not be mixed).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class IptablesError(Exception):
+    """An iptables tool exited non-zero (``rc``) or timed out; the message is its stderr."""
+
+    def __init__(self, cmd: list[str], rc: int | None, stderr: str):
+        self.cmd, self.rc, self.stderr = cmd, rc, stderr.strip()
+        super().__init__(f"{' '.join(cmd[:3])}... exited {rc}: {self.stderr}")
+
+
+class Iptables:
+    """Async wrapper around ``iptables``, ``iptables-save`` and ``iptables-restore``.
+
+    ``netns``: run the tools inside that named network namespace
+    (``ip netns exec``), for tests; None is the current namespace.
+    """
+
+    def __init__(self, *, binary: str = "iptables", timeout: float = DEFAULT_TIMEOUT,
+                 netns: str | None = None):
+        self.binary = binary
+        self.timeout = timeout
+        self.netns = netns
+
+    async def _run(self, cmd: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise IptablesError(cmd, None, f"timed out after {self.timeout}s") from None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def version(self) -> str:
+        """``iptables --version`` output, e.g. ``iptables v1.8.9 (nf_tables)``."""
+        rc, out, err = await self._run([self.binary, "--version"])
+        if rc:
+            raise IptablesError([self.binary, "--version"], rc, err)
+        return out.strip()
+
+    async def restore(self, text: str, *, noflush: bool = True) -> None:
+        """Feed ``text`` to ``iptables-restore [--noflush]``; the whole input is one
+        transaction per table. Raises IptablesError with the tool's message."""
+        cmd = [f"{self.binary}-restore", "-w"] + (["--noflush"] if noflush else [])
+        rc, _, err = await self._run(cmd, stdin=text)
+        if rc:
+            raise IptablesError(cmd, rc, err)
+
+    async def save(self, table: str) -> str:
+        """``iptables-save -t TABLE`` output."""
+        cmd = [f"{self.binary}-save", "-t", table]
+        rc, out, err = await self._run(cmd)
+        if rc:
+            raise IptablesError(cmd, rc, err)
+        return out
+
+    async def list_chains(self, table: str) -> set[str]:
+        """Names of every chain (built-in and user) of ``table``, from iptables-save."""
+        return {line[1:].split()[0] for line in (await self.save(table)).splitlines()
+                if line.startswith(":")}
+
+    async def check_rule(self, table: str, chain: str, args: list[str]) -> bool:
+        """True if ``iptables -C`` finds the rule (False also when the chain is missing)."""
+        rc, _, _ = await self._run([self.binary, "-w", "-t", table, "-C", chain, *args])
+        return rc == 0
+
+    async def ensure_rule(self, table: str, chain: str, args: list[str]) -> bool:
+        """Insert the rule at the top of ``chain`` unless it is there (``-C`` then ``-I``,
+        upstream's EnsureRule(Prepend)). Returns True if it already existed."""
+        if await self.check_rule(table, chain, args):
+            return True
+        cmd = [self.binary, "-w", "-t", table, "-I", chain, *args]
+        rc, _, err = await self._run(cmd)
+        if rc:
+            raise IptablesError(cmd, rc, err)
+        return False
+
+    async def delete_rule(self, table: str, chain: str, args: list[str], *, limit: int = 16) -> int:
+        """Delete every copy of the rule (at most ``limit``); returns how many went."""
+        deleted = 0
+        while deleted < limit and await self.check_rule(table, chain, args):
+            cmd = [self.binary, "-w", "-t", table, "-D", chain, *args]
+            rc, _, err = await self._run(cmd)
+            if rc:
+                raise IptablesError(cmd, rc, err)
+            deleted += 1
+        return deleted

@@ -1,0 +1,160 @@
+"""The kube-proxy process: flags, informers, the sync loop and health endpoints.
+
+Mirrors upstream's cmd/kube-proxy/app/server.go: Service and Endpoints
+informers feed a Proxier; every change asks the BoundedFrequencyRunner for a
+sync (at most one per --min-sync-period, at least one per --sync-period);
+/healthz answers ``ok`` once the first sync has succeeded; /metrics serves
+the sync metrics. ``--cleanup`` removes every rule and chain and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import re
+import sys
+
+from kubeling import daemon
+from kubeling.client import Client, Informer, KubeconfigError
+from proxy.bounded_frequency_runner import BoundedFrequencyRunner
+from proxy.iptables.proxier import Proxier, cleanup_leftovers
+from proxy.iptables.rules import RulesConfig
+from proxy.iptables.runner import Iptables, IptablesError
+
+log = logging.getLogger("proxy")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go-style duration (``"1s"``, ``"500ms"``, ``"1m30s"``) -> seconds; a bare number is seconds.
+    Raises argparse.ArgumentTypeError on anything else."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 1s, 500ms, 1m30s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def parse_address(text: str) -> tuple[str, int] | None:
+    """``host:port`` -> (host, port); empty string -> None (endpoint disabled)."""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r} (want host:port)")
+    return host or "0.0.0.0", int(port)
+
+
+def parse_cidr(text: str) -> str:
+    """An IPv4 CIDR in canonical form; argparse.ArgumentTypeError otherwise."""
+    try:
+        return str(ipaddress.IPv4Network(text, strict=False))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid --cluster-cidr {text!r}: {e}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m proxy", description="kubeling kube-proxy (iptables mode)")
+    p.add_argument("--kubeconfig", help="kubeconfig to reach the apiserver")
+    p.add_argument("--hostname-override", default="", help="name of this node")
+    p.add_argument("--cluster-cidr", type=parse_cidr, default=None,
+                   help="pod CIDR; traffic to services from outside it is masqueraded")
+    p.add_argument("--healthz-bind-address", type=parse_address, default=parse_address("127.0.0.1:10256"))
+    p.add_argument("--metrics-bind-address", type=parse_address, default=parse_address("127.0.0.1:10249"))
+    p.add_argument("--min-sync-period", type=parse_duration, default=1.0)
+    p.add_argument("--sync-period", type=parse_duration, default=30.0)
+    p.add_argument("--masquerade-all", action="store_true", help="SNAT all traffic sent to service IPs")
+    p.add_argument("--iptables-masquerade-bit", type=int, default=14, choices=range(0, 32), metavar="0..31")
+    p.add_argument("--cleanup", action="store_true", help="remove all our rules and chains, then exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    # Tests run a proxy beside a real cluster's without touching its KUBE-* chains.
+    p.add_argument("--chain-prefix", default="KUBE", help=argparse.SUPPRESS)
+    return p
+
+
+def rules_config(args: argparse.Namespace) -> RulesConfig:
+    return RulesConfig(cluster_cidr=args.cluster_cidr, chain_prefix=args.chain_prefix,
+                       masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all)
+
+
+async def check_iptables(iptables: Iptables) -> None:
+    """Fail early when iptables is missing; warn when it is not the nf_tables build."""
+    version = await iptables.version()
+    if "nf_tables" not in version:
+        log.warning("%s is not the nf_tables build; kubeling expects iptables-nft", version)
+
+
+async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Run the proxy until ``stop`` is set."""
+    iptables = Iptables()
+    await check_iptables(iptables)
+    client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-proxy")
+    services = Informer(client, "services")
+    endpoints = Informer(client, "endpoints")
+    proxier = Proxier(list_services=services.lister.list, list_endpoints=endpoints.lister.list,
+                      config=rules_config(args), iptables=iptables)
+    runner = BoundedFrequencyRunner("sync-proxy-rules", proxier.sync_proxy_rules,
+                                    min_interval=args.min_sync_period, max_interval=args.sync_period)
+
+    def changed(field: str):
+        def on_update(old: dict, new: dict) -> None:
+            # Endpoints used as leader-election locks change only annotations.
+            if old.get(field) != new.get(field) or old.get("metadata", {}).get("labels") != \
+                    new.get("metadata", {}).get("labels"):
+                runner.run()
+        return on_update
+
+    services.add_handlers(on_add=lambda o: runner.run(), on_update=changed("spec"),
+                          on_delete=lambda o: runner.run())
+    endpoints.add_handlers(on_add=lambda o: runner.run(), on_update=changed("subsets"),
+                           on_delete=lambda o: runner.run())
+
+    async def sync_when_ready() -> None:
+        await services.wait_synced()
+        await endpoints.wait_synced()
+        log.info("informers synced, starting sync loop (min %.3gs, max %.3gs)",
+                 args.min_sync_period, args.sync_period)
+        runner.run()
+        await runner.loop()
+
+    tasks = [services.run(), endpoints.run(), sync_when_ready()]
+    addresses = [a for a in (args.healthz_bind_address, args.metrics_bind_address) if a]
+    for host, port in dict.fromkeys(addresses):
+        tasks.append(daemon.serve_health(host, port, lambda: proxier.healthy))
+    log.info("kube-proxy starting for node %r, chain prefix %s", args.hostname_override, args.chain_prefix)
+    try:
+        await daemon.run_until_stopped(stop, *tasks)
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m proxy``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    daemon.setup_logging("kube-proxy", verbose=args.verbose)
+    if args.cleanup:
+        try:
+            ok = asyncio.run(cleanup_leftovers(rules_config(args)))
+        except (OSError, IptablesError) as e:
+            print(f"kube-proxy: cleanup failed: {e}", file=sys.stderr)
+            return 1
+        return 0 if ok else 1
+    if not args.kubeconfig:
+        print("kube-proxy: --kubeconfig is required", file=sys.stderr)
+        return 2
+    try:
+        daemon.run(lambda stop: proxy_main(args, stop))
+    except KubeconfigError as e:
+        print(f"kube-proxy: {e}", file=sys.stderr)
+        return 1
+    except (OSError, IptablesError) as e:
+        print(f"kube-proxy: {e}", file=sys.stderr)
+        return 1
+    return 0
