@@ -1,0 +1,52 @@
+"""``python -m scheduler --kubeconfig K --bind-address 127.0.0.1 --secure-port 10259``:
+the kube-scheduler process (health and metrics served on the secure port, plain HTTP for now)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kubeling import daemon
+from kubeling.client import Client, KubeconfigError
+from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+
+log = logging.getLogger("scheduler")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m scheduler", description="kubeling kube-scheduler")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the apiserver")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
+    p.add_argument("--secure-port", type=int, default=10259, help="port for /healthz and /metrics (0: off)")
+    p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER_NAME,
+                   help="schedule pods whose spec.schedulerName is this")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    daemon.setup_logging("scheduler", verbose=args.verbose)
+    try:
+        client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-scheduler/kubeling")
+    except KubeconfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    async def run(stop):
+        sched = Scheduler(client, scheduler_name=args.scheduler_name)
+        coros = [sched.run()]
+        if args.secure_port:
+            coros.append(daemon.serve_health(args.bind_address, args.secure_port, lambda: sched.ready))
+        log.info("starting scheduler %s", args.scheduler_name)
+        try:
+            await daemon.run_until_stopped(stop, *coros)
+        finally:
+            await client.close()
+
+    daemon.run(run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

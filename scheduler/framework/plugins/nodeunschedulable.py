@@ -1,0 +1,26 @@
+"""NodeUnschedulable filter: cordoned nodes (spec.unschedulable) take no new pods,
+unless the pod tolerates the node.kubernetes.io/unschedulable taint.
+
+Mirrors pkg/scheduler/framework/plugins/nodeunschedulable.
+"""
+from __future__ import annotations
+
+from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.plugins.tainttoleration import tolerates
+from scheduler.framework.types import NodeInfo
+
+ERR_REASON = "node(s) were unschedulable"
+TAINT_UNSCHEDULABLE = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+
+
+class NodeUnschedulable:
+    """Filter on spec.unschedulable."""
+
+    name = "NodeUnschedulable"
+
+    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        if not ((node_info.node or {}).get("spec") or {}).get("unschedulable"):
+            return SUCCESS
+        if tolerates((pod.get("spec") or {}).get("tolerations"), TAINT_UNSCHEDULABLE):
+            return SUCCESS
+        return unschedulable(self.name, ERR_REASON, resolvable=False)

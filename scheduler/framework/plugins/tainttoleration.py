@@ -1,0 +1,53 @@
+"""TaintToleration filter: a pod lands on a node only if it tolerates every
+NoSchedule / NoExecute taint of the node.
+
+Mirrors pkg/scheduler/framework/plugins/tainttoleration and the helpers of
+k8s.io/api/core/v1 (Toleration.ToleratesTaint); the node-ready plugin reuses
+``tolerates`` for the taints it derives from the Ready condition.
+"""
+from __future__ import annotations
+
+from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.types import NodeInfo
+
+FILTERED_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def toleration_tolerates(toleration: dict, taint: dict) -> bool:
+    """Whether one toleration matches one taint: effect (empty = any), key
+    (empty with Exists = any), operator Equal (default) compares values, Exists does not."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.get("key"):
+        return False
+    op = toleration.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if op == "Equal":
+        return (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def tolerates(tolerations: list | None, taint: dict) -> bool:
+    """Whether any of ``tolerations`` matches ``taint``."""
+    return any(toleration_tolerates(t, taint) for t in tolerations or [])
+
+
+def untolerated_message(taint: dict) -> str:
+    """Upstream's reason text: ``node(s) had untolerated taint {key: value}``."""
+    return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
+
+
+class TaintToleration:
+    """Filter on spec.taints of the node against spec.tolerations of the pod."""
+
+    name = "TaintToleration"
+
+    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        tolerations = (pod.get("spec") or {}).get("tolerations")
+        for taint in ((node_info.node or {}).get("spec") or {}).get("taints") or []:
+            if taint.get("effect") in FILTERED_EFFECTS and not tolerates(tolerations, taint):
+                return unschedulable(self.name, untolerated_message(taint), resolvable=False)
+        return SUCCESS

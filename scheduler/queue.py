@@ -1,0 +1,228 @@
+"""The scheduling queue: which pending pod the scheduler tries next.
+
+Mirrors kube-scheduler's PriorityQueue (pkg/scheduler/internal/queue):
+- activeQ: pods ready to be tried, highest spec.priority first, then FIFO;
+- backoffQ: pods that failed recently, each waiting 1 s doubling to 10 s;
+- unschedulablePods: pods no node could take; they go back to activeQ (or
+  backoffQ while their backoff lasts) when the cluster changes in a way that
+  may help (a node added or updated, an assigned pod deleted), or after
+  five minutes at the latest.
+A pod that failed while a cluster change happened during its scheduling
+cycle goes straight to backoffQ (upstream's moveRequestCycle), so the
+change is not lost.
+
+The clock is injected (``clock=``) so tests drive time by hand.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import itertools
+import time
+from typing import Callable
+
+from kubeling.client import meta_key
+
+DEFAULT_INITIAL_BACKOFF = 1.0
+DEFAULT_MAX_BACKOFF = 10.0
+# Upstream's podMaxInUnschedulablePodsDuration.
+DEFAULT_MAX_IN_UNSCHEDULABLE = 300.0
+
+
+@dataclasses.dataclass
+class QueuedPodInfo:
+    """A pod in the queue: ``timestamp`` is when it was (re)queued, ``attempts``
+    how many times it has been popped, ``initial_attempt`` when first popped."""
+
+    pod: dict
+    timestamp: float
+    attempts: int = 0
+    initial_attempt: float | None = None
+
+    @property
+    def key(self) -> str:
+        return meta_key(self.pod)
+
+    @property
+    def priority(self) -> int:
+        return int((self.pod.get("spec") or {}).get("priority") or 0)
+
+
+class SchedulingQueue:
+    """Active / backoff / unschedulable pods, keyed by ``namespace/name``.
+
+    ``await pop()`` waits for the next active pod. All other methods are
+    synchronous and called from informer handlers or the scheduling loop.
+    ``await run()`` moves pods out of backoff and out of a long stay in
+    unschedulable until cancelled.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 initial_backoff: float = DEFAULT_INITIAL_BACKOFF, max_backoff: float = DEFAULT_MAX_BACKOFF,
+                 max_in_unschedulable: float = DEFAULT_MAX_IN_UNSCHEDULABLE):
+        self.clock = clock
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.max_in_unschedulable = max_in_unschedulable
+        self._active: dict[str, QueuedPodInfo] = {}
+        self._active_heap: list[tuple[int, float, int, str]] = []
+        self._backoff: dict[str, QueuedPodInfo] = {}
+        self._unschedulable: dict[str, QueuedPodInfo] = {}
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.scheduling_cycle = 0
+        self._move_request_cycle = -1
+
+    # -- inspection (tests, metrics) -------------------------------------------------
+    def pending(self) -> dict[str, list[str]]:
+        """Keys per sub-queue: ``{"active": [...], "backoff": [...], "unschedulable": [...]}``."""
+        return {"active": sorted(self._active), "backoff": sorted(self._backoff),
+                "unschedulable": sorted(self._unschedulable)}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._active or key in self._backoff or key in self._unschedulable
+
+    # -- active queue ---------------------------------------------------------------
+    def _push_active(self, pinfo: QueuedPodInfo) -> None:
+        key = pinfo.key
+        self._active[key] = pinfo
+        heapq.heappush(self._active_heap, (-pinfo.priority, pinfo.timestamp, next(self._seq), key))
+        self._wakeup.set()
+
+    def add(self, pod: dict) -> None:
+        """A new pending pod: straight to activeQ (removing stale copies elsewhere)."""
+        key = meta_key(pod)
+        self._backoff.pop(key, None)
+        self._unschedulable.pop(key, None)
+        if key in self._active:
+            self._active[key].pod = pod
+            return
+        self._push_active(QueuedPodInfo(pod, self.clock()))
+
+    async def pop(self) -> QueuedPodInfo:
+        """Wait for and remove the highest-priority, oldest active pod; starts a
+        new scheduling cycle. Raises asyncio.CancelledError when closed."""
+        while True:
+            while self._active_heap:
+                _, _, _, key = heapq.heappop(self._active_heap)
+                pinfo = self._active.pop(key, None)
+                if pinfo is None:
+                    continue  # a stale heap entry of a deleted or re-added pod
+                self.scheduling_cycle += 1
+                pinfo.attempts += 1
+                if pinfo.initial_attempt is None:
+                    pinfo.initial_attempt = self.clock()
+                return pinfo
+            if self._closed:
+                raise asyncio.CancelledError()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def close(self) -> None:
+        """Make waiting ``pop`` calls raise CancelledError once activeQ is empty."""
+        self._closed = True
+        self._wakeup.set()
+
+    # -- failures ---------------------------------------------------------------------
+    def backoff_duration(self, pinfo: QueuedPodInfo) -> float:
+        """initial_backoff * 2**(attempts-1), capped at max_backoff (seconds)."""
+        return min(self.initial_backoff * (2 ** max(pinfo.attempts - 1, 0)), self.max_backoff)
+
+    def _backoff_expiry(self, pinfo: QueuedPodInfo) -> float:
+        return pinfo.timestamp + self.backoff_duration(pinfo)
+
+    def _in_backoff(self, pinfo: QueuedPodInfo) -> bool:
+        return self._backoff_expiry(pinfo) > self.clock()
+
+    def add_unschedulable_if_not_present(self, pinfo: QueuedPodInfo, pod_scheduling_cycle: int, *,
+                                         unschedulable: bool = True) -> None:
+        """Requeue a pod after a failed attempt.
+
+        ``unschedulable=False`` (an error, e.g. a failed bind) or a cluster
+        change since ``pod_scheduling_cycle`` sends it to backoffQ; otherwise it
+        waits in unschedulablePods for a change that may help.
+        """
+        key = pinfo.key
+        if key in self:
+            return
+        pinfo.timestamp = self.clock()
+        if not unschedulable or self._move_request_cycle >= pod_scheduling_cycle:
+            self._backoff[key] = pinfo
+        else:
+            self._unschedulable[key] = pinfo
+
+    # -- informer events -----------------------------------------------------------------
+    def update(self, old: dict | None, new: dict) -> None:
+        """A pending pod changed: refresh the queued copy; a pod waiting as
+        unschedulable whose spec or labels changed may fit now, so it moves on."""
+        key = meta_key(new)
+        if key in self._active:
+            self._active[key].pod = new
+            return
+        if key in self._backoff:
+            self._backoff[key].pod = new
+            return
+        pinfo = self._unschedulable.get(key)
+        if pinfo is not None:
+            pinfo.pod = new
+            if old is None or _scheduling_relevant(old) != _scheduling_relevant(new):
+                del self._unschedulable[key]
+                self._requeue(pinfo)
+            return
+        self._push_active(QueuedPodInfo(new, self.clock()))
+
+    def delete(self, pod: dict) -> None:
+        """Forget the pod wherever it waits."""
+        key = meta_key(pod)
+        self._active.pop(key, None)
+        self._backoff.pop(key, None)
+        self._unschedulable.pop(key, None)
+
+    def _requeue(self, pinfo: QueuedPodInfo) -> None:
+        if self._in_backoff(pinfo):
+            self._backoff[pinfo.key] = pinfo
+        else:
+            self._push_active(pinfo)
+
+    def move_all_to_active_or_backoff(self, event: str = "") -> None:
+        """A cluster change (``event`` names it, e.g. ``NodeAdd``) may let
+        unschedulable pods fit: move them all to activeQ or, while backing off, backoffQ."""
+        pods = list(self._unschedulable.values())
+        self._unschedulable.clear()
+        for pinfo in pods:
+            self._requeue(pinfo)
+        self._move_request_cycle = self.scheduling_cycle
+
+    # -- periodic flushing ----------------------------------------------------------------
+    def flush_backoff_completed(self) -> None:
+        """Move pods whose backoff has expired to activeQ."""
+        for key, pinfo in list(self._backoff.items()):
+            if not self._in_backoff(pinfo):
+                del self._backoff[key]
+                self._push_active(pinfo)
+
+    def flush_unschedulable_left_over(self) -> None:
+        """Move pods that stayed unschedulable longer than ``max_in_unschedulable``."""
+        now = self.clock()
+        for key, pinfo in list(self._unschedulable.items()):
+            if now - pinfo.timestamp > self.max_in_unschedulable:
+                del self._unschedulable[key]
+                self._requeue(pinfo)
+
+    async def run(self, *, backoff_period: float = 0.2, unschedulable_period: float = 30.0) -> None:
+        """Flush backoffQ every ``backoff_period`` s and long-unschedulable pods
+        every ``unschedulable_period`` s, until cancelled."""
+        last_unschedulable_flush = self.clock()
+        while True:
+            await asyncio.sleep(backoff_period)
+            self.flush_backoff_completed()
+            if self.clock() - last_unschedulable_flush >= unschedulable_period:
+                last_unschedulable_flush = self.clock()
+                self.flush_unschedulable_left_over()
+
+
+def _scheduling_relevant(pod: dict) -> tuple:
+    meta = pod.get("metadata") or {}
+    return repr(pod.get("spec")), repr(meta.get("labels")), repr(meta.get("annotations"))

@@ -1,0 +1,234 @@
+"""The scheduler daemon: informers feed the queue and the cache; one loop
+pops pending pods, decides, assumes and binds.
+
+Mirrors kube-scheduler's pkg/scheduler/scheduler.go + eventhandlers.go +
+schedule_one.go (scheduleOne, bind, handleSchedulingFailure). The binding
+cycle runs as its own task, as upstream runs it in a goroutine, so the next
+pod is considered while the binding POST is in flight; the assumed pod
+already counts against its node.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import prometheus_client
+
+from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
+from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
+from scheduler.cache import SchedulerCache
+from scheduler.framework.plugins import default_filters, default_scores
+from scheduler.queue import QueuedPodInfo, SchedulingQueue
+from scheduler.schedule_one import FitError, schedule_pod
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+
+SCHEDULE_ATTEMPTS = prometheus_client.Counter(
+    "scheduler_schedule_attempts_total", "Number of attempts to schedule pods, by the result.", ["result"])
+PENDING_PODS = prometheus_client.Gauge(
+    "scheduler_pending_pods", "Number of pending pods, by the queue type.", ["queue"])
+
+
+def is_assigned(pod: dict) -> bool:
+    """The pod has a node (spec.nodeName)."""
+    return bool((pod.get("spec") or {}).get("nodeName"))
+
+
+def is_terminal(pod: dict) -> bool:
+    """Succeeded or Failed: the pod no longer uses its node's resources."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _node_relevant(node: dict) -> tuple:
+    """The parts of a Node that can change a scheduling decision (not heartbeats)."""
+    status = node.get("status") or {}
+    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return (repr(node.get("spec")), repr((node.get("metadata") or {}).get("labels")),
+            repr(status.get("allocatable")), repr(ready))
+
+
+class Scheduler:
+    """Schedules pods whose spec.schedulerName is ``scheduler_name``.
+
+    ``await run()`` starts the informers, waits for them to sync, then
+    schedules until cancelled. ``ready`` is True once synced (for /healthz).
+    """
+
+    def __init__(self, client: Client, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
+                 filters: list | None = None, scores: list | None = None,
+                 queue: SchedulingQueue | None = None, rng: random.Random | None = None):
+        self.client = client
+        self.scheduler_name = scheduler_name
+        self.filters = filters if filters is not None else default_filters()
+        self.scores = scores if scores is not None else default_scores()
+        self.queue = queue or SchedulingQueue()
+        self.cache = SchedulerCache()
+        self.rng = rng or random.Random()
+        self.recorder = EventRecorder(client, scheduler_name)
+        self.node_informer = Informer(client, "nodes")
+        self.pod_informer = Informer(client, "pods")
+        self.node_informer.add_handlers(on_add=self._on_node_add, on_update=self._on_node_update,
+                                        on_delete=self._on_node_delete)
+        self.pod_informer.add_handlers(on_add=self._on_pod_add, on_update=self._on_pod_update,
+                                       on_delete=self._on_pod_delete)
+        self._binding_tasks: set[asyncio.Task] = set()
+        self.ready = False
+
+    def responsible_for(self, pod: dict) -> bool:
+        """Pending, not being deleted, and addressed to this scheduler."""
+        spec = pod.get("spec") or {}
+        return ((spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
+                and not is_assigned(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp")
+                and not is_terminal(pod))
+
+    # -- event handlers (only touch the queue and cache) ----------------------------------
+    def _on_node_add(self, node: dict) -> None:
+        self.cache.add_node(node)
+        self.queue.move_all_to_active_or_backoff("NodeAdd")
+
+    def _on_node_update(self, old: dict, new: dict) -> None:
+        self.cache.update_node(new)
+        if _node_relevant(old) != _node_relevant(new):
+            self.queue.move_all_to_active_or_backoff("NodeUpdate")
+
+    def _on_node_delete(self, node: dict) -> None:
+        self.cache.remove_node(node)
+
+    def _on_pod_add(self, pod: dict) -> None:
+        if is_assigned(pod):
+            if not is_terminal(pod):
+                self.cache.add_pod(pod)
+        elif self.responsible_for(pod):
+            self.queue.add(pod)
+
+    def _on_pod_update(self, old: dict, new: dict) -> None:
+        if is_assigned(new):
+            if not is_assigned(old):
+                self.queue.delete(new)
+            if is_terminal(new):
+                self.cache.remove_pod(new)
+                self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            else:
+                self.cache.update_pod(new)
+        elif self.responsible_for(new):
+            self.queue.update(old, new)
+        else:
+            self.queue.delete(new)
+
+    def _on_pod_delete(self, pod: dict) -> None:
+        self.queue.delete(pod)
+        if is_assigned(pod) or self.cache.is_assumed(pod):
+            self.cache.remove_pod(pod)
+            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+
+    # -- the scheduling loop -------------------------------------------------------------
+    async def run(self) -> None:
+        """Run informers, wait for their caches, then schedule until cancelled."""
+        tasks = [asyncio.ensure_future(self.node_informer.run()), asyncio.ensure_future(self.pod_informer.run()),
+                 asyncio.ensure_future(self.queue.run())]
+        try:
+            await self.node_informer.wait_synced()
+            await self.pod_informer.wait_synced()
+            self.ready = True
+            log.info("caches synced: %d nodes, %d pods", len(self.node_informer.store),
+                     len(self.pod_informer.store))
+            while True:
+                await self.schedule_one()
+        finally:
+            self.queue.close()
+            for t in [*tasks, *self._binding_tasks]:
+                t.cancel()
+            await asyncio.gather(*tasks, *self._binding_tasks, return_exceptions=True)
+
+    def _update_pending_gauge(self) -> None:
+        for name, keys in self.queue.pending().items():
+            PENDING_PODS.labels(name).set(len(keys))
+
+    async def schedule_one(self) -> None:
+        """Pop one pod and try to place it (scheduling cycle, then a binding task)."""
+        pinfo = await self.queue.pop()
+        cycle = self.queue.scheduling_cycle
+        self._update_pending_gauge()
+        ns, name = pinfo.pod["metadata"].get("namespace"), pinfo.pod["metadata"]["name"]
+        pod = self.pod_informer.lister.get(name, ns)
+        if pod is None or not self.responsible_for(pod) or self.cache.is_assumed(pod):
+            return
+        pinfo.pod = pod
+        try:
+            node_name = schedule_pod(pod, self.cache.snapshot(), self.filters, self.scores, rng=self.rng)
+        except FitError as e:
+            SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
+            log.info("unable to schedule pod %s: %s", meta_key(pod), e)
+            await self._handle_failure(pinfo, cycle, str(e), reason="Unschedulable", unschedulable=True)
+            return
+        except Exception as e:  # a plugin bug must not stop the scheduler
+            SCHEDULE_ATTEMPTS.labels("error").inc()
+            log.exception("error scheduling pod %s", meta_key(pod))
+            await self._handle_failure(pinfo, cycle, str(e), reason="SchedulerError", unschedulable=False)
+            return
+        assumed = deep_copy(pod)
+        assumed["spec"]["nodeName"] = node_name
+        self.cache.assume_pod(assumed)
+        task = asyncio.ensure_future(self._binding_cycle(pinfo, cycle, assumed, node_name))
+        self._binding_tasks.add(task)
+        task.add_done_callback(self._binding_tasks.discard)
+
+    async def _binding_cycle(self, pinfo: QueuedPodInfo, cycle: int, assumed: dict, node_name: str) -> None:
+        meta = assumed["metadata"]
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                                **({"uid": meta["uid"]} if meta.get("uid") else {})},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
+        try:
+            await self.client.create("pods", binding, namespace=meta["namespace"], name=meta["name"],
+                                     subresource="binding")
+        except Exception as e:
+            SCHEDULE_ATTEMPTS.labels("error").inc()
+            log.warning("binding %s to %s failed: %s", meta_key(assumed), node_name, e)
+            self.cache.forget_pod(assumed)
+            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            await self._handle_failure(pinfo, cycle, f"binding rejected: {e}", reason="SchedulerError",
+                                       unschedulable=False)
+            return
+        SCHEDULE_ATTEMPTS.labels("scheduled").inc()
+        log.info("bound %s to %s", meta_key(assumed), node_name)
+        self.recorder.event(assumed, NORMAL, "Scheduled",
+                            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}")
+
+    async def _handle_failure(self, pinfo: QueuedPodInfo, cycle: int, message: str, *, reason: str,
+                              unschedulable: bool) -> None:
+        """Event FailedScheduling, requeue, and PodScheduled=False on the pod (upstream's
+        handleSchedulingFailure + updatePod)."""
+        pod = pinfo.pod
+        self.recorder.event(pod, WARNING, "FailedScheduling", message)
+        ns, name = pod["metadata"].get("namespace"), pod["metadata"]["name"]
+        latest = self.pod_informer.lister.get(name, ns)
+        if latest is None or not self.responsible_for(latest):
+            return  # deleted or bound meanwhile: nothing to retry
+        pinfo.pod = latest
+        self.queue.add_unschedulable_if_not_present(pinfo, cycle, unschedulable=unschedulable)
+        await self._set_pod_scheduled_false(latest, reason, message)
+
+    async def _set_pod_scheduled_false(self, pod: dict, reason: str, message: str) -> None:
+        conditions = list((pod.get("status") or {}).get("conditions") or [])
+        current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+        if current and (current.get("status"), current.get("reason"), current.get("message")) == \
+                ("False", reason, message):
+            return
+        cond = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": (current or {}).get("lastTransitionTime")
+                if (current or {}).get("status") == "False" else now_rfc3339()}
+        conditions = [c for c in conditions if c.get("type") != "PodScheduled"] + [cond]
+        meta = pod["metadata"]
+        try:
+            await self.client.patch("pods", meta["name"], {"status": {"conditions": conditions}},
+                                    namespace=meta["namespace"], subresource="status")
+        except ApiError as e:
+            if e.code != 404:
+                log.warning("could not set PodScheduled condition of %s: %s", meta_key(pod), e)
+        except Exception as e:
+            log.warning("could not set PodScheduled condition of %s: %s", meta_key(pod), e)
