@@ -86,13 +86,12 @@ class SandboxMixin:
         created = await self._create_replacing_leftover(kwargs, h.TYPE_SANDBOX)
         sandbox_id = created["Id"]
         try:
-            info = await asyncio.to_thread(self.api.inspect_container, sandbox_id)
-            if config.dns_config.servers and info.get("ResolvConfPath"):
-                # Docker makes the file at create; app containers share the sandbox's.
-                await asyncio.to_thread(self._write_file, info["ResolvConfPath"], _resolv_conf(config.dns_config))
             await asyncio.to_thread(self.api.start, sandbox_id)
+            info = await asyncio.to_thread(self.api.inspect_container, sandbox_id)
+            if config.dns_config.servers and info.get("ResolvConfPath") and not host_network:
+                # Docker writes the file at start; app containers share the sandbox's (as dockershim did).
+                await asyncio.to_thread(self._write_file, info["ResolvConfPath"], _resolv_conf(config.dns_config))
             if not host_network:
-                info = await asyncio.to_thread(self.api.inspect_container, sandbox_id)
                 pid = info["State"].get("Pid")
                 if not pid:
                     raise h.CRIError(grpc.StatusCode.UNKNOWN, f"sandbox {sandbox_id} exited right after start")
