@@ -136,7 +136,7 @@ class ContainerMixin:
     async def StartContainer(self, request, context):
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
         await asyncio.to_thread(self.api.start, info["Id"])
-        self.logs.follow(info["Id"], (info["Config"].get("Labels") or {}).get(h.LOG_PATH, ""))
+        await asyncio.to_thread(self.logs.follow, info["Id"], (info["Config"].get("Labels") or {}).get(h.LOG_PATH, ""))
         return api_pb2.StartContainerResponse()
 
     @h.grpc_errors

@@ -34,6 +34,7 @@ class NetworkPlugin:
         self.conf_dir = cni_conf_dir
         self.bridge = bridge
         self._locks: dict[str, asyncio.Lock] = {}
+        self._records: dict[str, dict] = {}  # cache of the record files; the files survive restarts
         os.makedirs(self.state_dir, exist_ok=True)
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
@@ -78,21 +79,25 @@ class NetworkPlugin:
 
     def record(self, sandbox_id: str) -> dict:
         """What we know of the sandbox's network: {"ip", "added", "result"} or {}."""
-        try:
-            with open(self._record_path(sandbox_id)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+        if sandbox_id not in self._records:
+            try:
+                with open(self._record_path(sandbox_id)) as f:
+                    self._records[sandbox_id] = json.load(f)
+            except (OSError, ValueError):
+                return {}
+        return dict(self._records[sandbox_id])
 
     def _write_record(self, sandbox_id: str, record: dict) -> None:
         path = self._record_path(sandbox_id)
         with open(path + ".tmp", "w") as f:
             json.dump(record, f)
         os.replace(path + ".tmp", path)
+        self._records[sandbox_id] = dict(record)
 
     def forget(self, sandbox_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._record_path(sandbox_id))
+        self._records.pop(sandbox_id, None)
         self._locks.pop(sandbox_id, None)
 
     def pod_ip(self, sandbox_id: str) -> str:
