@@ -230,7 +230,8 @@ class Cluster:
             done.append(f"kube-proxy --cleanup failed: {(r.stderr or r.stdout).strip()[-200:]}")
         done.extend(teardown_node_network())
         # Containers are gone, so are their addresses: forget the IPAM leases.
-        shutil.rmtree(self.node_dir / "cni" / "networks", ignore_errors=True)
+        for d in ("ipam", "sandboxes"):
+            shutil.rmtree(self.node_dir / "shim" / d, ignore_errors=True)
         if host.stop_dockerd(self.run):
             done.append("stopped dockerd (started by kubeling)")
         return done
