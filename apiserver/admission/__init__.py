@@ -1,0 +1,39 @@
+"""Admission: the hook between validation and storage where plugins may mutate or reject a write.
+
+Mirrors k8s.io/apiserver's ``pkg/admission`` (Attributes, a chain of
+MutationInterface/ValidationInterface plugins). This milestone runs an empty
+chain; plugins such as NamespaceLifecycle or ServiceAccount slot in here
+without touching the registry.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class Attributes(NamedTuple):
+    """What is being admitted: verb (create/update/delete), resource info, namespace, name, subresource, user."""
+
+    operation: str
+    resource: object
+    namespace: str | None
+    name: str
+    subresource: str | None
+    user: str
+
+
+class Plugin(Protocol):
+    """One admission plugin: may mutate ``obj`` in place or raise errors.StatusError to reject."""
+
+    async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None: ...
+
+
+class AdmissionChain:
+    """Runs the plugins in order (mutating and validating alike); empty by default."""
+
+    def __init__(self, plugins: list[Plugin] | None = None):
+        self.plugins = list(plugins or [])
+
+    async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None:
+        """Run every plugin; the first StatusError raised rejects the request."""
+        for p in self.plugins:
+            await p.admit(attrs, obj, old)

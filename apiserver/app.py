@@ -1,0 +1,219 @@
+"""The kube-apiserver process: wiring of storage, registries and HTTP routes; bootstrap of system objects.
+
+Mirrors kube-apiserver's ``cmd/kube-apiserver/app`` + ``pkg/controlplane``:
+one generic Store per served resource over one etcd client, each with its
+watch cache; routes for /version, health, discovery and the resource paths;
+at start the system namespaces (default, kube-system, kube-public,
+kube-node-lease) and the ``kubernetes`` Service (first address of the
+service range) with its Endpoints are created if absent.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from apiserver import errors
+from apiserver.admission import AdmissionChain
+from apiserver.authn import InsecureAuthenticator
+from apiserver.authz import AlwaysAllow
+from apiserver.discovery import VERSION, Discovery
+from apiserver.handlers import ResourceHandler, json_response, status_response
+from apiserver.registry import apps, core, ipallocator
+from apiserver.registry.namespace import NamespaceStore
+from apiserver.registry.store import Store
+from apiserver.storage import etcd3
+
+log = logging.getLogger(__name__)
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class Config:
+    """Command-line configuration (flag names as kube-apiserver's)."""
+
+    etcd_servers: list[str]
+    bind_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    advertise_address: str | None = None
+    watch_cache_size: int = 1024
+
+
+class APIServer:
+    """Storage and registries of one apiserver; ``start()``/``stop()`` around serving."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.etcd = etcd3.Etcd3Store(config.etcd_servers)
+        self.ip_range = ipallocator.Range(config.service_cluster_ip_range)
+        self.admission = AdmissionChain()
+        self.ready = False
+        self.stores: dict[tuple[str, str, str], Store] = {}
+        namespaces = NamespaceStore(core.NamespaceStrategy(), self.etcd, namespace_getter=self.get_namespace,
+                                    admission=self.admission, watch_cache_capacity=config.watch_cache_size)
+        strategies = [core.PodStrategy(), core.NodeStrategy(), core.ServiceStrategy(self.ip_range),
+                      core.EndpointsStrategy(), core.EventStrategy(), core.ConfigMapStrategy(),
+                      core.SecretStrategy(), apps.DeploymentStrategy(), apps.ReplicaSetStrategy(),
+                      apps.LeaseStrategy()]
+        for store in [namespaces] + [Store(s, self.etcd, namespace_getter=self.get_namespace,
+                                           admission=self.admission, watch_cache_capacity=config.watch_cache_size)
+                                     for s in strategies]:
+            i = store.info
+            self.stores[(i.group, i.version, i.resource)] = store
+        self.namespaces = namespaces
+        namespaces.content_stores = [s for s in self.stores.values() if s.info.namespaced]
+        address = config.advertise_address or config.bind_address
+        self.discovery = Discovery([s.info for s in self.stores.values()],
+                                   server_address=f"{address}:{config.secure_port}")
+        self.kubelet_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        self.handler = ResourceHandler(self.stores, authenticators=[InsecureAuthenticator()],
+                                       authorizer=AlwaysAllow(), kubelet_client=self.kubelet_client)
+        self._bootstrap_task: asyncio.Task | None = None
+
+    async def get_namespace(self, name: str) -> dict | None:
+        """The Namespace object (watch cache first, etcd when the cache has not seen it)."""
+        obj = self.namespaces.cacher.items.get(self.namespaces.info.key(None, name))
+        if obj is not None:
+            return obj
+        kv = await self.etcd.get(self.namespaces.info.key(None, name))
+        return kv.obj if kv else None
+
+    def store(self, resource: str, group: str = "", version: str = "v1") -> Store:
+        """The Store of a resource by name."""
+        return self.stores[(group, version, resource)]
+
+    async def start(self) -> None:
+        """Start the watch caches and the bootstrap of system objects (retried until etcd answers)."""
+        for s in self.stores.values():
+            s.cacher.start()
+        self._bootstrap_task = asyncio.create_task(self._bootstrap_loop())
+
+    def stop_watches(self) -> None:
+        """End every client watch (first step of a graceful shutdown)."""
+        for s in self.stores.values():
+            for w in list(s.cacher.watchers):
+                w.stop()
+
+    async def stop(self) -> None:
+        """Stop caches, the bootstrap task and close clients."""
+        if self._bootstrap_task:
+            self._bootstrap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._bootstrap_task
+        for s in self.stores.values():
+            await s.cacher.stop()
+        await self.kubelet_client.aclose()
+        await self.etcd.close()
+
+    async def _bootstrap_loop(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.bootstrap()
+                for s in self.stores.values():
+                    await s.cacher.wait_ready(timeout=30.0)
+                self.ready = True
+                log.info("apiserver ready")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("bootstrap not done yet: %s", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _ensure(self, store: Store, ns: str | None, obj: dict) -> None:
+        try:
+            await store.create(ns, obj, user="system:apiserver")
+        except errors.StatusError as e:
+            if e.code != 409:
+                raise
+
+    async def bootstrap(self) -> None:
+        """Create the system namespaces and the ``kubernetes`` Service/Endpoints if absent."""
+        for ns in SYSTEM_NAMESPACES:
+            await self._ensure(self.namespaces, None, {"metadata": {"name": ns}})
+        first = self.ip_range.first()
+        labels = {"component": "apiserver", "provider": "kubernetes"}
+        await self._ensure(self.store("services"), "default", {"metadata": {"name": "kubernetes", "labels": labels},
+                           "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                                                   "targetPort": self.config.secure_port}]}})
+        address = self.config.advertise_address or self.config.bind_address
+        if address not in ("0.0.0.0", "::"):
+            await self._ensure(self.store("endpoints"), "default", {
+                "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": address}],
+                             "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]})
+
+
+def build_app(config: Config) -> tuple[FastAPI, APIServer]:
+    """The FastAPI app serving ``config`` and its APIServer (started by the app's lifespan)."""
+    server = APIServer(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await server.start()
+        try:
+            yield
+        finally:
+            server.stop_watches()
+            await server.stop()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/version")
+    async def version() -> Response:
+        return json_response(VERSION)
+
+    async def health(request: Request) -> Response:
+        if request.url.path.startswith("/readyz") and not server.ready:
+            return PlainTextResponse("[-]bootstrap not finished\nreadyz check failed", status_code=500)
+        return PlainTextResponse("ok")
+
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.add_api_route(path, health, methods=["GET"])
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def dispatch(request: Request, path: str) -> Response:
+        try:
+            parts = [p for p in path.split("/") if p]
+            if request.method == "GET" and parts and parts[0] in ("api", "apis") and len(parts) <= 3 \
+                    and not (parts[0] == "api" and len(parts) == 3):
+                doc = discovery_doc(server.discovery, parts)
+                if doc is None:
+                    raise errors.path_not_found()
+                return json_response(doc)
+            if not parts or parts[0] not in ("api", "apis"):
+                raise errors.path_not_found()
+            return await server.handler.handle(request)
+        except errors.StatusError as e:
+            return status_response(e)
+        except etcd3.StorageError as e:
+            log.warning("storage error on %s %s: %s", request.method, request.url.path, e)
+            return status_response(errors.StatusError(503, "ServiceUnavailable", f"storage unavailable: {e}"))
+        except Exception as e:  # a bug: answer with a Status, never a traceback
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            return status_response(errors.internal(str(e) or type(e).__name__))
+
+    return app, server
+
+
+def discovery_doc(discovery: Discovery, parts: list[str]) -> dict | None:
+    """The discovery document of ``/api``, ``/api/v1``, ``/apis``, ``/apis/g`` or ``/apis/g/v``."""
+    if parts == ["api"]:
+        return discovery.api_versions()
+    if parts[0] == "api" and len(parts) == 2:
+        return discovery.resource_list("", parts[1])
+    if parts == ["apis"]:
+        return discovery.api_group_list()
+    if len(parts) == 2:
+        return discovery.api_group(parts[1])
+    return discovery.resource_list(parts[1], parts[2])

@@ -1,0 +1,362 @@
+"""REST handlers: from an HTTP request under /api or /apis to a registry call and a JSON answer.
+
+Mirrors k8s.io/apiserver's ``pkg/endpoints`` (RequestInfoFactory, the
+handlers in ``handlers/{get,create,update,patch,delete,watch}.go``): the path
+is parsed into a RequestInfo (group, version, namespace, resource, name,
+subresource, verb), the request passes authentication -> authorization, then
+the resource's Store does the work. Watches stream newline-delimited JSON
+``{"type", "object"}`` events, one chunk per event.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import NamedTuple
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from apiserver import errors
+from apiserver.authn import authenticate
+from apiserver.authz import RequestAttributes
+from apiserver.registry.store import Store, now_rfc3339, patch_function
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WATCH_TIMEOUT = 1800
+BOOKMARK_INTERVAL = 30.0
+
+
+class RequestInfo(NamedTuple):
+    """A parsed resource request (k8s.io/apiserver request.RequestInfo)."""
+
+    verb: str
+    group: str
+    version: str
+    namespace: str | None
+    resource: str
+    name: str | None
+    subresource: str | None
+
+
+def parse_request_info(method: str, path: str, query) -> RequestInfo | None:
+    """RequestInfo of ``/api/v1/namespaces/default/pods/web/status`` etc.; None for discovery paths."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None
+    if parts[0] == "api" and len(parts) >= 3:
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis" and len(parts) >= 4:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    watch_path = False
+    if rest[0] == "watch":  # deprecated /api/v1/watch/... paths
+        watch_path, rest = True, rest[1:]
+        if not rest:
+            return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+        namespace, rest = rest[1], rest[2:]
+    if len(rest) > 3:
+        raise errors.path_not_found()
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    watch = watch_path or query.get("watch") in ("true", "1", "True")
+    verb = {"GET": ("watch" if watch else "list") if name is None else "get", "POST": "create",
+            "PUT": "update", "PATCH": "patch",
+            "DELETE": "deletecollection" if name is None else "delete"}.get(method, method.lower())
+    return RequestInfo(verb, group, version, namespace, resource, name, sub)
+
+
+def json_response(obj, code: int = 200, *, content_type: str = "application/json") -> Response:
+    """Compact JSON answer."""
+    return Response(json.dumps(obj, separators=(",", ":")), status_code=code, media_type=content_type)
+
+
+def status_response(e: errors.StatusError) -> Response:
+    """The Status body of an error."""
+    return json_response(e.status, e.code)
+
+
+async def read_json(request: Request, *, optional: bool = False):
+    """The request body decoded as JSON; 400 for malformed JSON (None when optional and empty)."""
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return None
+        raise errors.bad_request("the request body is empty; an object is required")
+    ct = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    if ct in ("application/yaml", "application/apply-patch+yaml"):
+        raise errors.unsupported_media_type(ct)
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+
+
+class ResourceHandler:
+    """Serves every resource request of the apiserver (one instance per app)."""
+
+    def __init__(self, stores: dict[tuple[str, str, str], Store], *, authenticators, authorizer,
+                 kubelet_client: httpx.AsyncClient):
+        self.stores = stores
+        self.authenticators = authenticators
+        self.authorizer = authorizer
+        self.kubelet = kubelet_client
+
+    def store_for(self, group: str, version: str, resource: str) -> Store:
+        """The Store of a resource; 404 when not served."""
+        store = self.stores.get((group, version, resource))
+        if store is None:
+            raise errors.path_not_found()
+        return store
+
+    async def handle(self, request: Request) -> Response:
+        """Entry point of every /api/... and /apis/... resource request."""
+        q = request.query_params
+        info = parse_request_info(request.method, request.url.path, q)
+        if info is None:
+            raise errors.path_not_found()
+        store = self.store_for(info.group, info.version, info.resource)
+        if store.info.namespaced is False and info.namespace is not None:
+            raise errors.path_not_found()
+        user = await authenticate(self.authenticators, request)
+        if user is None:
+            raise errors.StatusError(401, "Unauthorized", "Unauthorized")
+        allowed, why = await self.authorizer.authorize(user, RequestAttributes(
+            info.verb, info.group, info.resource, info.subresource, info.namespace, info.name))
+        if not allowed:
+            raise errors.forbidden(info.resource, info.name or "", why or "access denied", group=info.group)
+        sub = info.subresource
+        if sub is not None and sub not in store.info.subresources:
+            raise errors.path_not_found()
+        ns = info.namespace if store.info.namespaced else None
+        if store.info.namespaced and info.name is not None and ns is None:
+            raise errors.path_not_found()
+        dry_run = q.get("dryRun") == "All"
+        uname = user.name
+        verb = info.verb
+        if sub == "log":
+            if verb != "get":
+                raise errors.method_not_allowed(request.method, "pods/log")
+            return await self.pod_log(store, ns, info.name, q)
+        if sub == "binding":
+            if verb != "create":
+                raise errors.method_not_allowed(request.method, "pods/binding")
+            return await self.bind(store, ns, info.name, await read_json(request), user=uname)
+        if sub == "scale":
+            return await self.scale(store, request, verb, ns, info.name, dry_run=dry_run, user=uname)
+        if sub == "finalize" and verb != "update":
+            raise errors.method_not_allowed(request.method, "namespaces/finalize")
+        if sub in ("status", "finalize") and verb not in ("get", "update", "patch"):
+            raise errors.method_not_allowed(request.method, f"{info.resource}/{sub}")
+        if verb == "get":
+            return json_response(await store.get(ns, info.name))
+        if verb == "list":
+            limit = q.get("limit")
+            try:
+                limit_n = int(limit) if limit else 0
+            except ValueError:
+                raise errors.bad_request(f"invalid limit {limit!r}") from None
+            return json_response(await store.list(
+                ns, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
+                resource_version=q.get("resourceVersion"), limit=limit_n, continue_token=q.get("continue")))
+        if verb == "watch":
+            return self.watch(store, ns, q)
+        if verb == "create":
+            if info.name is not None:
+                raise errors.method_not_allowed(request.method, info.resource)
+            body = await read_json(request)
+            return json_response(await store.create(ns, body, dry_run=dry_run, user=uname), 201)
+        if verb == "update":
+            body = await read_json(request)
+            obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=uname)
+            return json_response(obj, 201 if created else 200)
+        if verb == "patch":
+            body = await read_json(request)
+            return json_response(await store.patch(ns, info.name, request.headers.get("content-type", ""), body,
+                                                   subresource=sub, dry_run=dry_run, user=uname))
+        if verb in ("delete", "deletecollection"):
+            options = await read_json(request, optional=True) or {}
+            if not isinstance(options, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
+            if "gracePeriodSeconds" in q:
+                try:
+                    options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+                except ValueError:
+                    raise errors.bad_request("gracePeriodSeconds must be an integer") from None
+            if "propagationPolicy" in q:
+                options["propagationPolicy"] = q["propagationPolicy"]
+            policy = options.get("propagationPolicy")
+            if policy not in (None, "Orphan", "Background", "Foreground"):
+                raise errors.invalid("DeleteOptions", "", [errors.Cause(
+                    "FieldValueNotSupported", f'Unsupported value: "{policy}": supported values: "Background", '
+                    f'"Foreground", "Orphan"', "propagationPolicy")])
+            if verb == "deletecollection":
+                return json_response(await store.delete_collection(
+                    ns, options, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
+                    user=uname))
+            return json_response(await store.delete(ns, info.name, options, dry_run=dry_run, user=uname))
+        raise errors.method_not_allowed(request.method, info.resource)
+
+    # ---------------------------------------------------------------- watch
+
+    def watch(self, store: Store, ns: str | None, q) -> Response:
+        """Chunked NDJSON watch; a too-old resourceVersion gives one ERROR event (410) then the end."""
+        try:
+            timeout = float(q.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
+        except ValueError:
+            raise errors.bad_request("timeoutSeconds must be a number") from None
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        try:
+            watcher = store.watch(ns, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
+                                  resource_version=q.get("resourceVersion"))
+        except errors.StatusError as e:
+            if e.code != 410:
+                raise
+
+            async def expired():
+                yield _line("ERROR", e.status)
+            return StreamingResponse(expired(), media_type="application/json")
+        info = store.info
+
+        async def events():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                while True:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        return
+                    try:
+                        ev = await watcher.next(min(left, BOOKMARK_INTERVAL))
+                    except StopAsyncIteration:
+                        return
+                    if ev is None:
+                        if bookmarks and loop.time() < deadline:
+                            yield _line("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version,
+                                                     "metadata": {"resourceVersion": str(max(
+                                                         watcher.revision, store.cacher.revision))}})
+                        continue
+                    yield _line(*ev)
+            finally:
+                watcher.stop()
+        return StreamingResponse(events(), media_type="application/json")
+
+    # ---------------------------------------------------------------- subresources
+
+    async def bind(self, store: Store, ns: str, name: str, body, *, user: str) -> Response:
+        """POST pods/NAME/binding: set spec.nodeName once, add the PodScheduled condition (201 Status Success)."""
+        if not isinstance(body, dict) or not isinstance(body.get("target"), dict) or not body["target"].get("name"):
+            raise errors.invalid("Binding", name, [errors.Cause("FieldValueRequired", "Required value", "target.name")])
+        if (body.get("metadata") or {}).get("name", name) != name:
+            raise errors.bad_request(f"the name of the object ({body['metadata']['name']}) does not match the "
+                                     f"name on the URL ({name})")
+        node = body["target"]["name"]
+
+        def assign(pod: dict) -> dict:
+            meta, spec = pod["metadata"], pod.setdefault("spec", {})
+            if meta.get("deletionTimestamp"):
+                raise errors.conflict("pods/binding", name, f"pod {name} is being deleted, cannot be assigned "
+                                      f"to a host")
+            if spec.get("nodeName"):
+                raise errors.conflict("pods/binding", name, f'pod {name} is already assigned to node '
+                                      f'"{spec["nodeName"]}"')
+            uid = (body.get("metadata") or {}).get("uid")
+            if uid and uid != meta.get("uid"):
+                raise errors.conflict("pods/binding", name, f"Precondition failed: UID in precondition: {uid}, "
+                                      f"UID in object meta: {meta.get('uid')}")
+            spec["nodeName"] = node
+            status = pod.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": now_rfc3339()})
+            status["conditions"] = conds
+            return pod
+        await store.guaranteed_update(ns, name, assign, raw=True, user=user)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
+
+    async def scale(self, store: Store, request: Request, verb: str, ns: str, name: str, *, dry_run: bool,
+                    user: str) -> Response:
+        """GET/PUT/PATCH deployments|replicasets/NAME/scale as autoscaling/v1 Scale."""
+        strategy = store.strategy
+        if verb == "get":
+            return json_response(strategy.to_scale(await store.get(ns, name)))
+        if verb not in ("update", "patch"):
+            raise errors.method_not_allowed(request.method, f"{store.info.resource}/scale")
+        body = await read_json(request)
+        if verb == "update":
+            scale_in = store._decode(body, kind="Scale", api_version="autoscaling/v1")
+
+            def mutate(obj: dict) -> dict:
+                return strategy.from_scale(obj, scale_in)
+        else:
+            apply = patch_function(request.headers.get("content-type", ""))
+
+            def mutate(obj: dict) -> dict:
+                try:
+                    patched = apply(strategy.to_scale(obj), body)
+                except ValueError as e:
+                    raise errors.bad_request(str(e)) from None
+                return strategy.from_scale(obj, patched)
+        out = await store.guaranteed_update(ns, name, mutate, dry_run=dry_run, user=user)
+        return json_response(strategy.to_scale(out))
+
+    async def pod_log(self, store: Store, ns: str, name: str, q) -> Response:
+        """GET pods/NAME/log: proxied to the kubelet's /containerLogs/NS/POD/CONTAINER, streamed as text/plain."""
+        pod = await store.get(ns, name)
+        spec = pod.get("spec") or {}
+        names = [c.get("name") for c in (spec.get("containers") or [])]
+        all_names = names + [c.get("name") for c in (spec.get("initContainers") or [])]
+        container = q.get("container")
+        if not container:
+            if len(names) != 1:
+                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                         f"[{' '.join(names)}]")
+            container = names[0]
+        elif container not in all_names:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        node_name = spec.get("nodeName")
+        if not node_name:
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        node = await self.stores[("", "v1", "nodes")].get(None, node_name)
+        status = node.get("status") or {}
+        addrs = status.get("addresses") or []
+        ip = next((a.get("address") for a in addrs if a.get("type") == "InternalIP"), None) \
+            or next((a.get("address") for a in addrs), None)
+        if not ip:
+            raise errors.bad_request(f"node {node_name} has no address to reach its kubelet")
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+        params = {k: q[k] for k in ("follow", "tailLines", "timestamps", "sinceSeconds", "limitBytes", "previous")
+                  if k in q}
+        host = f"[{ip}]" if ":" in ip else ip
+        url = f"http://{host}:{port}/containerLogs/{ns}/{name}/{container}"
+        try:
+            upstream = await self.kubelet.send(self.kubelet.build_request("GET", url, params=params), stream=True)
+        except httpx.HTTPError as e:
+            raise errors.internal(f"Get \"{url}\": {e}") from None
+        if upstream.status_code != 200:
+            text = (await upstream.aread()).decode(errors="replace")
+            await upstream.aclose()
+            raise errors.StatusError(upstream.status_code if upstream.status_code >= 400 else 500,
+                                     "InternalError" if upstream.status_code >= 500 else "BadRequest",
+                                     text.strip() or f"kubelet answered {upstream.status_code}")
+
+        async def body():
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError as e:
+                log.info("log stream of %s/%s ended: %s", ns, name, e)
+            finally:
+                await upstream.aclose()
+        return StreamingResponse(body(), media_type="text/plain")
+
+
+def _line(etype: str, obj: dict) -> bytes:
+    return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"

@@ -1,0 +1,426 @@
+"""Strategies of the core/v1 resources: namespaces, pods, nodes, services, endpoints, events, configmaps, secrets.
+
+Mirrors kube-apiserver's ``pkg/registry/core/<resource>/strategy.go`` together
+with the defaulting of ``pkg/apis/core/v1/defaults.go`` and the parts of
+``pkg/apis/core/validation`` that catch real mistakes (required fields,
+names, ports, immutable fields), reporting causes with field paths.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+
+from apiserver import errors
+from apiserver.registry import ipallocator
+from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, duplicate, forbidden_field,
+                                     immutable, invalid_value, not_supported, required, validate_labels,
+                                     validate_name)
+from apiserver.storage import etcd3
+
+# ---------------------------------------------------------------- pod spec (shared with pod templates)
+
+
+def default_pod_spec(spec: dict) -> None:
+    """Defaults of a PodSpec (SetDefaults_PodSpec, SetDefaults_Container), in place."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    for field in ("containers", "initContainers"):
+        for c in spec.get(field) or []:
+            if not isinstance(c, dict):
+                continue
+            image = c.get("image") or ""
+            tagless = ":" not in image.rsplit("/", 1)[-1] and "@" not in image
+            c.setdefault("imagePullPolicy", "Always" if tagless or image.endswith(":latest") else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            c.setdefault("resources", {})
+            for p in c.get("ports") or []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
+
+
+def qos_class(spec: dict) -> str:
+    """BestEffort / Burstable / Guaranteed, as pkg/apis/core/helper/qos.GetPodQOS."""
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    any_set, guaranteed = False, True
+    for c in containers:
+        res = (c or {}).get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in lim or str(req.get(r, lim[r])) != str(lim[r]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def validate_pod_spec(spec, path: str, *, restart_policies=("Always", "OnFailure", "Never")) -> list:
+    """Causes for a PodSpec at ``path`` (``spec`` or ``spec.template.spec``)."""
+    if not isinstance(spec, dict):
+        return [required(path)]
+    out = []
+    containers = spec.get("containers")
+    if not containers:
+        out.append(required(f"{path}.containers"))
+    names: set[str] = set()
+    for field in ("initContainers", "containers"):
+        items = spec.get(field) or []
+        if not isinstance(items, list):
+            out.append(invalid_value(f"{path}.{field}", str(items), "must be a list"))
+            continue
+        for i, c in enumerate(items):
+            cp = f"{path}.{field}[{i}]"
+            if not isinstance(c, dict):
+                out.append(invalid_value(cp, str(c), "must be an object"))
+                continue
+            name = c.get("name")
+            if not name:
+                out.append(required(f"{cp}.name"))
+            else:
+                out += validate_name(f"{cp}.name", name, "label")
+                if name in names:
+                    out.append(duplicate(f"{cp}.name", name))
+                names.add(name)
+            if not c.get("image"):
+                out.append(required(f"{cp}.image"))
+            for j, p in enumerate(c.get("ports") or []):
+                port = (p or {}).get("containerPort")
+                if not isinstance(port, int) or not 0 < port < 65536:
+                    out.append(invalid_value(f"{cp}.ports[{j}].containerPort", port,
+                                             "must be between 1 and 65535, inclusive"))
+                proto = (p or {}).get("protocol", "TCP")
+                if proto not in ("TCP", "UDP", "SCTP"):
+                    out.append(not_supported(f"{cp}.ports[{j}].protocol", proto, ["SCTP", "TCP", "UDP"]))
+    rp = spec.get("restartPolicy", "Always")
+    if rp not in restart_policies:
+        out.append(not_supported(f"{path}.restartPolicy", rp, list(restart_policies)))
+    dp = spec.get("dnsPolicy", "ClusterFirst")
+    if dp not in ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"):
+        out.append(not_supported(f"{path}.dnsPolicy", dp, ["ClusterFirst", "ClusterFirstWithHostNet",
+                                                           "Default", "None"]))
+    return out
+
+
+def core(resource: str, kind: str, namespaced: bool, storage: str, *, short=(), categories=(),
+         subresources=None) -> ResourceInfo:
+    """ResourceInfo of a core/v1 resource."""
+    return ResourceInfo("", "v1", resource, kind, namespaced, storage, tuple(short), tuple(categories),
+                        subresources or {})
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+class NamespaceStrategy(Strategy):
+    """Namespaces: DNS-1123 label names, phase Active, ``kubernetes.io/metadata.name`` label."""
+
+    info = core("namespaces", "Namespace", False, "namespaces", short=("ns",),
+                subresources={"status": ("Namespace", "", "v1", STATUS_VERBS),
+                              "finalize": ("Namespace", "", "v1", ("update",))})
+    name_kind = "label"
+    return_deleted_object = True
+    extra_fields = ("status.phase",)
+
+    def default(self, obj: dict) -> None:
+        meta = obj["metadata"]
+        meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+
+    def prepare_for_create(self, obj: dict) -> None:
+        obj["status"] = {"phase": "Active"}
+
+    def prepare_for_update(self, new: dict, old: dict) -> None:
+        super().prepare_for_update(new, old)
+        new["spec"] = copy.deepcopy(old.get("spec") or {})  # spec.finalizers change only through /finalize
+
+
+# ---------------------------------------------------------------- pods
+
+
+POD_UPDATE_FORBIDDEN = ("pod updates may not change fields other than `spec.containers[*].image`,"
+                        "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+                        "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+                        "(allow it to be set to 1 if it was previously negative)")
+
+
+class PodStrategy(Strategy):
+    """Pods: defaulting, phase Pending, QoS class, graceful deletion, immutable spec but images."""
+
+    info = core("pods", "Pod", True, "pods", short=("po",), categories=("all",),
+                subresources={"status": ("Pod", "", "v1", STATUS_VERBS),
+                              "binding": ("Binding", "", "v1", ("create",)),
+                              "log": ("Pod", "", "v1", ("get",))})
+    return_deleted_object = True
+    extra_fields = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                    "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")
+
+    def default(self, obj: dict) -> None:
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict):
+            default_pod_spec(spec)
+
+    def prepare_for_create(self, obj: dict) -> None:
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+
+    def validate(self, obj: dict) -> list:
+        return validate_pod_spec(obj.get("spec"), "spec")
+
+    def validate_update(self, new: dict, old: dict) -> list:
+        out = self.validate(new)
+
+        def mutable_masked(spec: dict) -> dict:
+            spec = copy.deepcopy(spec or {})
+            for f in ("containers", "initContainers"):
+                for c in spec.get(f) or []:
+                    if isinstance(c, dict):
+                        c.pop("image", None)
+            for f in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"):
+                spec.pop(f, None)
+            return spec
+
+        if mutable_masked(new.get("spec")) != mutable_masked(old.get("spec")):
+            out.append(forbidden_field("spec", POD_UPDATE_FORBIDDEN))
+        return out
+
+    def grace_period(self, obj: dict, requested: int | None) -> int:
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        grace = spec.get("terminationGracePeriodSeconds")
+        grace = 30 if grace is None else grace
+        if requested is not None:
+            grace = requested if requested >= 0 else 1
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return 0
+        return int(grace)
+
+    def fields(self, obj: dict) -> dict[str, str]:
+        out = super().fields(obj)
+        out["spec.hostNetwork"] = "true" if (obj.get("spec") or {}).get("hostNetwork") else "false"
+        return out
+
+
+# ---------------------------------------------------------------- nodes
+
+
+class NodeStrategy(Strategy):
+    """Nodes: cluster-scoped, status written by the kubelet at registration and through /status."""
+
+    info = core("nodes", "Node", False, "minions", short=("no",),
+                subresources={"status": ("Node", "", "v1", STATUS_VERBS)})
+    reset_status_on_create = False
+    extra_fields = ("spec.unschedulable",)
+
+    def fields(self, obj: dict) -> dict[str, str]:
+        out = super().fields(obj)
+        out["spec.unschedulable"] = "true" if (obj.get("spec") or {}).get("unschedulable") else "false"
+        return out
+
+
+# ---------------------------------------------------------------- services
+
+
+class ServiceStrategy(Strategy):
+    """Services: defaulting, port validation, ClusterIP allocation/release through reservation keys."""
+
+    info = core("services", "Service", True, "services/specs", short=("svc",), categories=("all",),
+                subresources={"status": ("Service", "", "v1", STATUS_VERBS)})
+    name_kind = "dns1035"
+    return_deleted_object = True
+
+    def __init__(self, ip_range: ipallocator.Range):
+        self.ip_range = ip_range
+
+    def default(self, obj: dict) -> None:
+        spec = obj.setdefault("spec", {})
+        if not isinstance(spec, dict):
+            return
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["type"] != "ExternalName":
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+        if spec["type"] in ("NodePort", "LoadBalancer"):
+            spec.setdefault("externalTrafficPolicy", "Cluster")
+        for p in spec.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+                if "targetPort" not in p and "port" in p:
+                    p["targetPort"] = p["port"]
+        if spec.get("clusterIP") and not spec.get("clusterIPs"):
+            spec["clusterIPs"] = [spec["clusterIP"]]
+        elif spec.get("clusterIPs") and not spec.get("clusterIP"):
+            spec["clusterIP"] = spec["clusterIPs"][0]
+
+    def prepare_for_create(self, obj: dict) -> None:
+        obj["status"] = {"loadBalancer": {}}
+
+    def prepare_for_update(self, new: dict, old: dict) -> None:
+        super().prepare_for_update(new, old)
+        ns, os_ = new.setdefault("spec", {}), old.get("spec") or {}
+        if isinstance(ns, dict) and not ns.get("clusterIP") and not ns.get("clusterIPs") and os_.get("clusterIP"):
+            ns["clusterIP"], ns["clusterIPs"] = os_["clusterIP"], list(os_.get("clusterIPs") or [os_["clusterIP"]])
+
+    def validate(self, obj: dict) -> list:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return [required("spec")]
+        out = []
+        stype = spec.get("type", "ClusterIP")
+        if stype not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+            out.append(not_supported("spec.type", stype, ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]))
+        ports = spec.get("ports") or []
+        if not ports and spec.get("clusterIP") != "None" and stype != "ExternalName":
+            out.append(required("spec.ports"))
+        names: set = set()
+        for i, p in enumerate(ports):
+            pp = f"spec.ports[{i}]"
+            if not isinstance(p, dict):
+                out.append(invalid_value(pp, str(p), "must be an object"))
+                continue
+            port = p.get("port")
+            if not isinstance(port, int) or not 0 < port < 65536:
+                out.append(invalid_value(f"{pp}.port", port, "must be between 1 and 65535, inclusive"))
+            if len(ports) > 1 and not p.get("name"):
+                out.append(required(f"{pp}.name"))
+            if p.get("name"):
+                if p["name"] in names:
+                    out.append(duplicate(f"{pp}.name", p["name"]))
+                names.add(p["name"])
+            if p.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP"):
+                out.append(not_supported(f"{pp}.protocol", p.get("protocol"), ["SCTP", "TCP", "UDP"]))
+            tp = p.get("targetPort")
+            if isinstance(tp, int) and not 0 < tp < 65536:
+                out.append(invalid_value(f"{pp}.targetPort", tp, "must be between 1 and 65535, inclusive"))
+        out += validate_labels("spec.selector", spec.get("selector"))
+        return out
+
+    def validate_update(self, new: dict, old: dict) -> list:
+        out = self.validate(new)
+        old_ips = (old.get("spec") or {}).get("clusterIPs") or []
+        new_ips = (new.get("spec") or {}).get("clusterIPs") or []
+        if old_ips and new_ips[:1] != old_ips[:1]:
+            out.append(invalid_value("spec.clusterIPs[0]", new_ips[0] if new_ips else "",
+                                     "may not change once set"))
+        return out
+
+    async def before_create(self, store, obj: dict, ctx: dict):
+        spec = obj["spec"]
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
+            if spec.get("clusterIP") == "None":
+                spec["clusterIPs"] = ["None"]
+            return None
+        requested = spec.get("clusterIP") or ""
+        if requested:
+            ctx["requested"] = True
+            try:
+                self.ip_range.check(requested)
+            except ipallocator.AllocationError as e:
+                raise errors.invalid("Service", obj["metadata"]["name"],
+                                     [invalid_value("spec.clusterIPs", [requested], str(e))]) from None
+            ip = requested
+        else:
+            taken = ipallocator.taken_from_keys(await store.etcd.keys(ipallocator.RESERVATION_PREFIX))
+            taken |= ctx.setdefault("tried", set())
+            try:
+                ip = self.ip_range.pick(taken)
+            except ipallocator.AllocationError as e:
+                raise errors.StatusError(500, "InternalError", f"Internal error occurred: {e}") from None
+            ctx["tried"].add(ip)
+        spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+        meta = obj["metadata"]
+        key = ipallocator.reservation_key(ip)
+        return etcd3.ExtraOps(absent=[key], puts={key: f"{meta['namespace']}/{meta['name']}".encode()})
+
+    def on_create_compare_failed(self, obj: dict, key: str, ctx: dict) -> None:
+        ip = obj["spec"]["clusterIP"]
+        if ctx.get("requested"):
+            raise errors.invalid("Service", obj["metadata"]["name"], [invalid_value(
+                "spec.clusterIPs", [ip], f"failed to allocate IP {ip}: provided IP is already allocated")])
+        obj["spec"].pop("clusterIP", None)
+        obj["spec"].pop("clusterIPs", None)
+
+    def delete_extras(self, obj: dict):
+        ips = [ip for ip in ((obj.get("spec") or {}).get("clusterIPs") or []) if ip and ip != "None"]
+        return etcd3.ExtraOps(deletes=[ipallocator.reservation_key(ip) for ip in ips]) if ips else None
+
+
+# ---------------------------------------------------------------- endpoints, events, configmaps, secrets
+
+
+class EndpointsStrategy(Strategy):
+    """Endpoints: written by the endpoints controller; PUT may create."""
+
+    info = core("endpoints", "Endpoints", True, "services/endpoints", short=("ep",))
+    has_status = False
+    allow_create_on_update = True
+
+
+class EventStrategy(Strategy):
+    """Events: selectable by involvedObject.* for kubectl describe."""
+
+    info = core("events", "Event", True, "events", short=("ev",))
+    has_status = False
+    allow_create_on_update = True
+    extra_fields = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                    "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                    "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")
+
+    def fields(self, obj: dict) -> dict[str, str]:
+        out = super().fields(obj)
+        src = obj.get("source") or {}
+        out["source"] = src.get("component", "") if isinstance(src, dict) else ""
+        return out
+
+    def validate(self, obj: dict) -> list:
+        if not isinstance(obj.get("involvedObject"), dict):
+            return [required("involvedObject")]
+        return []
+
+
+class ConfigMapStrategy(Strategy):
+    """ConfigMaps: string data only."""
+
+    info = core("configmaps", "ConfigMap", True, "configmaps", short=("cm",))
+    has_status = False
+
+    def validate(self, obj: dict) -> list:
+        out = []
+        for k, v in (obj.get("data") or {}).items():
+            if not isinstance(v, str):
+                out.append(invalid_value(f"data[{k}]", str(v), "must be a string"))
+        return out
+
+
+class SecretStrategy(Strategy):
+    """Secrets: type Opaque by default, stringData folded into base64 data as upstream's conversion."""
+
+    info = core("secrets", "Secret", True, "secrets")
+    has_status = False
+    extra_fields = ("type",)
+
+    def default(self, obj: dict) -> None:
+        obj.setdefault("type", "Opaque")
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            data = obj.setdefault("data", {})
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+
+    def validate(self, obj: dict) -> list:
+        out = []
+        for k, v in (obj.get("data") or {}).items():
+            try:
+                base64.b64decode(v if isinstance(v, str) else "", validate=True)
+                if not isinstance(v, str):
+                    raise binascii.Error
+            except (binascii.Error, ValueError):
+                out.append(invalid_value(f"data[{k}]", "<secret contents redacted>",
+                                         "illegal base64 data"))
+        return out

@@ -1,0 +1,415 @@
+"""The apiserver's only way to the store: the etcd v3 gRPC API over grpc.aio.
+
+Mirrors k8s.io/apiserver's ``pkg/storage/etcd3/store.go``: values are the
+object JSON under ``/registry/...`` keys, an object's resourceVersion is its
+key's ``mod_revision`` (never stored inside the value), a list's
+resourceVersion is the store revision of the Range. Writes are single Txns:
+
+- create: ``if create_revision(key) == 0 then put``
+- update: ``if mod_revision(key) == rv then put``
+- delete: ``if mod_revision(key) == rv then delete``
+
+Extra compares and ops (e.g. the service ClusterIP reservation key) ride in
+the same Txn, so they commit or fail together. Works with etcdlite and with
+a real etcd 3.4 alike.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+
+from proto.etcdserverpb import rpc_pb2 as pb
+from proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from proto.mvccpb import kv_pb2
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """Base of storage errors; ``key`` is the etcd key involved."""
+
+    def __init__(self, key: str, message: str = ""):
+        self.key = key
+        super().__init__(message or key)
+
+
+class KeyExists(StorageError):
+    """A create found the key already present (-> 409 AlreadyExists)."""
+
+
+class KeyNotFound(StorageError):
+    """The key is absent (-> 404 NotFound)."""
+
+
+class Conflict(StorageError):
+    """The key's mod_revision differs from the expected one (-> 409 Conflict)."""
+
+
+class CompareFailed(StorageError):
+    """An extra compare of a Txn failed; ``key`` names the first failing extra key."""
+
+
+class Compacted(StorageError):
+    """A watch asked for a revision older than the store's compaction (-> 410 Gone)."""
+
+    def __init__(self, key: str, compact_revision: int):
+        self.compact_revision = compact_revision
+        super().__init__(key, f"required revision has been compacted (compact revision {compact_revision})")
+
+
+class Unavailable(StorageError):
+    """The store could not be reached (-> 500/503 with the gRPC message)."""
+
+
+@dataclass
+class KeyValue:
+    """One stored object: decoded JSON value with ``metadata.resourceVersion`` set."""
+
+    key: str
+    obj: dict
+    mod_revision: int
+    create_revision: int
+
+
+@dataclass
+class Event:
+    """One change seen by a watch, mirrors etcd3 watcher's event.
+
+    ``type`` is ``PUT``/``DELETE``; ``obj`` is the new object (PUT) or the
+    last state (DELETE) with resourceVersion = ``revision``; ``prev`` is the
+    previous state for a PUT that modified an existing key, else None.
+    """
+
+    type: str
+    key: str
+    obj: dict
+    prev: dict | None
+    revision: int
+    created: bool = False
+
+
+@dataclass
+class ExtraOps:
+    """Compares and ops added to a write's Txn (all on keys outside the object's own key).
+
+    ``absent``: keys that must not exist; ``puts``: key -> bytes to put;
+    ``deletes``: keys to delete.
+    """
+
+    absent: list[str] = field(default_factory=list)
+    puts: dict[str, bytes] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """etcd's range_end for "every key starting with prefix" (last byte + 1)."""
+    b = bytearray(prefix)
+    for i in range(len(b) - 1, -1, -1):
+        if b[i] < 0xFF:
+            b[i] += 1
+            return bytes(b[: i + 1])
+    return b"\x00"
+
+
+def decode(kv: kv_pb2.KeyValue, *, revision: int | None = None) -> dict:
+    """Object JSON of a stored KeyValue with resourceVersion set to ``revision`` (default its mod_revision)."""
+    obj = json.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision if revision is not None else kv.mod_revision)
+    return obj
+
+
+def encode(obj: dict) -> bytes:
+    """Value bytes of an object: its JSON without metadata.resourceVersion (the revision carries it)."""
+    meta = obj.get("metadata") or {}
+    if "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _grpc_target(endpoint: str) -> str:
+    for scheme in ("http://", "https://", "unix://"):
+        if endpoint.startswith(scheme):
+            return endpoint if scheme == "unix://" else endpoint[len(scheme):]
+    return endpoint
+
+
+class Etcd3Store:
+    """Async client of the etcd v3 KV and Watch services for one apiserver.
+
+    ``endpoints`` like ``["http://127.0.0.1:2379"]``; the first reachable one
+    is used (a Range is retried on the next endpoint on UNAVAILABLE). All
+    methods raise Unavailable when no endpoint answers within ``timeout`` seconds.
+    """
+
+    def __init__(self, endpoints: list[str], *, timeout: float = 10.0):
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is required")
+        self.endpoints = [_grpc_target(e) for e in endpoints]
+        self.timeout = timeout
+        self._index = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._kv: pb_grpc.KVStub | None = None
+        self._watch: pb_grpc.WatchStub | None = None
+
+    def _connect(self) -> None:
+        target = self.endpoints[self._index % len(self.endpoints)]
+        self._channel = grpc.aio.insecure_channel(target, options=[
+            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.keepalive_timeout_ms", 10000),
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+        ])
+        self._kv = pb_grpc.KVStub(self._channel)
+        self._watch = pb_grpc.WatchStub(self._channel)
+
+    async def _rotate(self) -> None:
+        if len(self.endpoints) > 1:
+            old = self._channel
+            self._index += 1
+            self._connect()
+            if old is not None:
+                await old.close()
+
+    @property
+    def kv(self) -> pb_grpc.KVStub:
+        if self._kv is None:
+            self._connect()
+        return self._kv
+
+    @property
+    def watch_stub(self) -> pb_grpc.WatchStub:
+        if self._watch is None:
+            self._connect()
+        return self._watch
+
+    async def close(self) -> None:
+        """Close the gRPC channel."""
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def _call(self, method: str, request):
+        last: Exception | None = None
+        for _ in range(max(2, len(self.endpoints) + 1)):
+            try:
+                return await getattr(self.kv, method)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as e:
+                last = e
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    await self._rotate()
+                    await asyncio.sleep(0.1)
+                    continue
+                raise Unavailable("", f"etcd {method}: {e.code().name}: {e.details()}") from e
+        assert last is not None
+        raise Unavailable("", f"etcd {method}: {last.code().name}: {last.details()}") from last
+
+    async def revision(self) -> int:
+        """The store's current revision (header of a tiny linearizable Range)."""
+        resp = await self._call("Range", pb.RangeRequest(key=b"/registry/health", count_only=True))
+        return resp.header.revision
+
+    async def get(self, key: str) -> KeyValue | None:
+        """The object at ``key`` (linearizable read), or None."""
+        resp = await self._call("Range", pb.RangeRequest(key=key.encode()))
+        if not resp.kvs:
+            return None
+        kv = resp.kvs[0]
+        return KeyValue(key, decode(kv), kv.mod_revision, kv.create_revision)
+
+    async def list(self, prefix: str, *, page: int = 1000) -> tuple[list[KeyValue], int]:
+        """Every object under ``prefix`` in key order, and the store revision they were read at.
+
+        Pages through the range ``page`` keys at a time, all at one revision.
+        """
+        start, end = prefix.encode(), prefix_end(prefix.encode())
+        out: list[KeyValue] = []
+        revision = 0
+        while True:
+            resp = await self._call("Range", pb.RangeRequest(key=start, range_end=end, limit=page,
+                                                            revision=revision))
+            if not revision:
+                revision = resp.header.revision
+            for kv in resp.kvs:
+                out.append(KeyValue(kv.key.decode(), decode(kv), kv.mod_revision, kv.create_revision))
+            if not resp.more or not resp.kvs:
+                return out, revision
+            start = resp.kvs[-1].key + b"\x00"
+
+    async def keys(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (keys_only Range), e.g. the ClusterIP reservations."""
+        resp = await self._call("Range", pb.RangeRequest(key=prefix.encode(), range_end=prefix_end(prefix.encode()),
+                                                        keys_only=True))
+        return [kv.key.decode() for kv in resp.kvs]
+
+    @staticmethod
+    def _extra(extra: ExtraOps | None) -> tuple[list, list]:
+        compares, ops = [], []
+        if extra:
+            for k in extra.absent:
+                compares.append(pb.Compare(key=k.encode(), target=pb.Compare.CREATE,
+                                           result=pb.Compare.EQUAL, create_revision=0))
+            for k, v in extra.puts.items():
+                ops.append(pb.RequestOp(request_put=pb.PutRequest(key=k.encode(), value=v)))
+            for k in extra.deletes:
+                ops.append(pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=k.encode())))
+        return compares, ops
+
+    async def _explain_failure(self, key: str, extra: ExtraOps | None) -> None:
+        if extra:
+            for k in extra.absent:
+                if await self.get_raw_exists(k):
+                    raise CompareFailed(k, f"key {k} already exists")
+
+    async def get_raw_exists(self, key: str) -> bool:
+        """Whether ``key`` exists (count_only Range)."""
+        resp = await self._call("Range", pb.RangeRequest(key=key.encode(), count_only=True))
+        return resp.count > 0
+
+    async def create(self, key: str, obj: dict, *, extra: ExtraOps | None = None) -> dict:
+        """Create ``obj`` at ``key``; returns it with resourceVersion set.
+
+        Raises KeyExists when the key exists, CompareFailed when an
+        ``extra.absent`` key exists.
+        """
+        compares, ops = self._extra(extra)
+        compares.insert(0, pb.Compare(key=key.encode(), target=pb.Compare.CREATE,
+                                      result=pb.Compare.EQUAL, create_revision=0))
+        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj))))
+        resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
+        if not resp.succeeded:
+            await self._explain_failure(key, extra)
+            raise KeyExists(key)
+        return _with_rv(obj, resp.header.revision)
+
+    async def update(self, key: str, obj: dict, *, expected_revision: int,
+                     extra: ExtraOps | None = None) -> dict:
+        """Replace the object at ``key`` if its mod_revision is ``expected_revision``.
+
+        Returns the object with its new resourceVersion; raises Conflict
+        (or KeyNotFound when the key is gone, CompareFailed on an extra key).
+        """
+        compares, ops = self._extra(extra)
+        compares.insert(0, pb.Compare(key=key.encode(), target=pb.Compare.MOD,
+                                      result=pb.Compare.EQUAL, mod_revision=expected_revision))
+        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj))))
+        resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
+        if not resp.succeeded:
+            await self._explain_failure(key, extra)
+            if not await self.get_raw_exists(key):
+                raise KeyNotFound(key)
+            raise Conflict(key)
+        return _with_rv(obj, resp.header.revision)
+
+    async def delete(self, key: str, *, expected_revision: int, extra: ExtraOps | None = None) -> int:
+        """Delete ``key`` if its mod_revision is ``expected_revision``; returns the delete's revision.
+
+        Raises Conflict, or KeyNotFound when the key is already gone.
+        """
+        compares, ops = self._extra(extra)
+        compares.insert(0, pb.Compare(key=key.encode(), target=pb.Compare.MOD,
+                                      result=pb.Compare.EQUAL, mod_revision=expected_revision))
+        ops.insert(0, pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=key.encode())))
+        resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
+        if not resp.succeeded:
+            if not await self.get_raw_exists(key):
+                raise KeyNotFound(key)
+            raise Conflict(key)
+        return resp.header.revision
+
+    async def put_raw(self, key: str, value: bytes) -> int:
+        """Unconditional put (bootstrap markers); returns the revision."""
+        resp = await self._call("Put", pb.PutRequest(key=key.encode(), value=value))
+        return resp.header.revision
+
+    async def delete_raw(self, key: str) -> None:
+        """Unconditional delete of one key (releasing a ClusterIP reservation left behind)."""
+        await self._call("DeleteRange", pb.DeleteRangeRequest(key=key.encode()))
+
+    async def compact(self, revision: int) -> None:
+        """Compact the store's history up to ``revision`` (tests of 410 Gone use it)."""
+        await self._call("Compact", pb.CompactionRequest(revision=revision, physical=True))
+
+    def watch(self, prefix: str, start_revision: int) -> "WatchStream":
+        """A watch on every key under ``prefix`` from ``start_revision`` (see WatchStream)."""
+        return WatchStream(self, prefix, start_revision)
+
+
+def _with_rv(obj: dict, revision: int) -> dict:
+    meta = dict(obj.get("metadata") or {})
+    meta["resourceVersion"] = str(revision)
+    return {**obj, "metadata": meta}
+
+
+class WatchStream:
+    """One etcd Watch (bidi stream, prev_kv on) over a key prefix.
+
+    ``async for batch in stream`` yields lists of Event in revision order;
+    an empty list is a progress notification (``stream.revision`` advanced).
+    Raises Compacted when the start revision is compacted and Unavailable
+    when the stream breaks. ``request_progress()`` asks the server for a
+    progress notification (etcd >= 3.4 WatchProgressRequest).
+    """
+
+    def __init__(self, store: Etcd3Store, prefix: str, start_revision: int):
+        self.store = store
+        self.prefix = prefix
+        self.start_revision = start_revision
+        self.revision = start_revision - 1
+        self._call = None
+
+    async def request_progress(self) -> None:
+        """Ask etcd for a progress notification on this stream (no-op if not started)."""
+        if self._call is not None:
+            try:
+                await self._call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+            except Exception as e:  # a broken stream surfaces in the reader
+                log.debug("progress request failed: %s", e)
+
+    def cancel(self) -> None:
+        """Stop the stream; the iterator ends."""
+        if self._call is not None:
+            self._call.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[list[Event]]:
+        self._call = self.store.watch_stub.Watch()
+        p = self.prefix.encode()
+        try:
+            await self._call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+                key=p, range_end=prefix_end(p), start_revision=self.start_revision, prev_kv=True)))
+            while True:
+                resp = await self._call.read()
+                if resp is grpc.aio.EOF:
+                    raise Unavailable(self.prefix, "etcd watch stream ended")
+                if resp.compact_revision:
+                    raise Compacted(self.prefix, resp.compact_revision)
+                if resp.canceled:
+                    raise Unavailable(self.prefix, f"etcd watch canceled: {resp.cancel_reason}")
+                if resp.created and not resp.events:
+                    continue
+                batch = []
+                for ev in resp.events:
+                    kv = ev.kv
+                    key = kv.key.decode()
+                    if ev.type == kv_pb2.Event.DELETE:
+                        if not ev.HasField("prev_kv") or not ev.prev_kv.value:
+                            continue
+                        batch.append(Event("DELETE", key, decode(ev.prev_kv, revision=kv.mod_revision), None,
+                                           kv.mod_revision))
+                    else:
+                        prev = decode(ev.prev_kv) if ev.HasField("prev_kv") and ev.prev_kv.value else None
+                        batch.append(Event("PUT", key, decode(kv), prev, kv.mod_revision,
+                                           created=kv.create_revision == kv.mod_revision))
+                    self.revision = max(self.revision, kv.mod_revision)
+                if not resp.events:
+                    self.revision = max(self.revision, resp.header.revision)
+                yield batch
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise Unavailable(self.prefix, f"etcd watch: {e.code().name}: {e.details()}") from e
+        finally:
+            self._call.cancel()
