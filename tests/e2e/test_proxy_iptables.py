@@ -286,3 +286,15 @@ async def _eventually(fn, timeout: float):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def test_node_port_reaches_pod(pod):
+    """A NodePort service answers on a local address of the node (the test bridge's IP)."""
+    svc = {**SERVICE, "spec": {**SERVICE["spec"], "type": "NodePort",
+                               "ports": [{**SERVICE["spec"]["ports"][0], "nodePort": 30954}]}}
+    proxier = Proxier(list_services=lambda: [svc], list_endpoints=lambda: [endpoints(POD_IP)], config=CONFIG)
+    await proxier.sync_proxy_rules()
+    async with httpx.AsyncClient(timeout=3) as c:
+        assert (await c.get(f"http://{HOST_IP}:30954/")).text == PAGE
+    assert await cleanup_leftovers(CONFIG)
+    assert_no_leftovers()
