@@ -1,0 +1,86 @@
+"""Command line of the kubelet: ``python -m kubelet --kubeconfig ... --hostname-override node1 ...``.
+
+Flags carry upstream's names. ``--cleanup-network`` removes the bridge and
+safety routes the kubelet set up (used by ``make down``) and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+from kubeling import config as cluster_config
+from kubeling import daemon
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the kubelet's flags."""
+    p = argparse.ArgumentParser(prog="kubelet", description="kubeling node agent (kubelet)")
+    p.add_argument("--kubeconfig", help="kubeconfig to reach the apiserver")
+    p.add_argument("--hostname-override", default="", help="node name (default: the host name)")
+    p.add_argument("--node-ip", default="127.0.0.1", help="address the kubelet serves on and reports")
+    p.add_argument("--container-runtime-endpoint", default="unix:///var/run/kubeling/cri.sock",
+                   help="CRI socket, unix://PATH")
+    p.add_argument("--root-dir", default="/var/lib/kubelet", help="state dir (pod logs under pods/)")
+    p.add_argument("--port", type=int, default=cluster_config.KUBELET_PORT, help="kubelet API port")
+    p.add_argument("--healthz-port", type=int, default=cluster_config.KUBELET_HEALTHZ_PORT)
+    p.add_argument("--healthz-bind-address", default="127.0.0.1")
+    p.add_argument("--cluster-cidr", default=None,
+                   help="pod network of the cluster; when set, an unreachable route for it is added")
+    p.add_argument("--service-cluster-ip-range", default=None,
+                   help="service CIDR; when set, it is routed to the pod bridge")
+    p.add_argument("--bridge-name", default=cluster_config.BRIDGE_NAME, help="pod bridge (same as the CRI shim's)")
+    p.add_argument("--node-status-update-frequency", type=float, default=10.0, help="seconds")
+    p.add_argument("--sync-frequency", type=float, default=10.0, help="seconds between full pod resyncs")
+    p.add_argument("--crashloop-backoff-initial", type=float, default=10.0,
+                   help="seconds before the first restart of a crashed container (doubles each time)")
+    p.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="seconds, backoff cap")
+    p.add_argument("--cleanup-network", action="store_true",
+                   help="remove the bridge and the safety routes, then exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if not args.cleanup_network and not args.kubeconfig:
+        p.error("--kubeconfig is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    daemon.setup_logging("kubelet", verbose=args.verbose)
+    if args.cleanup_network:
+        from kubelet import network
+        try:
+            removed = network.teardown(bridge=args.bridge_name, cluster_cidr=args.cluster_cidr,
+                                       service_cidr=args.service_cluster_ip_range)
+        except (OSError, ValueError) as e:
+            print(f"kubelet: network cleanup failed: {e}", file=sys.stderr)
+            return 1
+        for r in removed:
+            print(f"removed {r}")
+        return 0
+
+    from kubelet.kubelet import Kubelet, KubeletConfig
+    from kubeling.client import KubeconfigError
+    cfg = KubeletConfig(
+        kubeconfig=args.kubeconfig, node_name=(args.hostname_override or socket.gethostname()).lower(),
+        node_ip=args.node_ip, runtime_endpoint=args.container_runtime_endpoint, root_dir=args.root_dir,
+        port=args.port, healthz_port=args.healthz_port, healthz_bind_address=args.healthz_bind_address,
+        cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range,
+        bridge_name=args.bridge_name, node_status_update_frequency=args.node_status_update_frequency,
+        sync_frequency=args.sync_frequency, backoff_initial=args.crashloop_backoff_initial,
+        backoff_max=args.crashloop_backoff_max)
+
+    async def run(stop):
+        await Kubelet(cfg).run(stop)
+    try:
+        daemon.run(run)
+    except KubeconfigError as e:
+        logging.getLogger("kubelet").error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""The kubelet's main loop: wire the pieces together and sync pods.
+
+Start-up order matters: wait for the CRI runtime, register the Node, wait
+for the pod informer's first list (so that PLEG never mistakes a pod that
+is merely not yet listed for an orphan), then start PLEG, the pod workers,
+the heartbeats, the node network (once the Node has a podCIDR) and the
+HTTP servers. ``sync_pod(uid)`` is the one place where a pod is made to
+match its spec: run it, kill it on deletion, clean up after it when it is
+gone. Mirrors pkg/kubelet/kubelet.go (Run, syncLoop, SyncPod,
+SyncTerminatingPod, HandlePodCleanups) in one asyncio process.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+
+import httpx
+import prometheus_client
+
+from kubelet import network
+from kubelet.backoff import Backoff
+from kubelet.container import STATE_RUNNING, PodStatus
+from kubelet.cri import CRIError, RemoteRuntime
+from kubelet.events import EventRecorder
+from kubelet.kuberuntime import KubeRuntimeManager, pod_grace_period, pod_log_dir
+from kubelet.nodestatus import NodeStatusManager
+from kubelet.pleg import GenericPLEG, PodLifecycleEvent
+from kubelet.pod_status import TERMINAL_PHASES, generate_api_pod_status
+from kubelet.pod_workers import PodWorkers
+from kubelet.prober import ProbeManager
+from kubelet.server import build_app, serve
+from kubelet.status_manager import StatusManager
+from kubeling import daemon
+from kubeling.client import ApiError, Client, Informer
+from proto.cri import api_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+SYNC_DURATION = prometheus_client.Histogram("kubelet_pod_worker_duration_seconds",
+                                            "Duration in seconds to sync a single pod.")
+RUNNING_PODS = prometheus_client.Gauge("kubelet_running_pods", "Number of pods that have a running sandbox.")
+PLEG_EVENTS = prometheus_client.Counter("kubelet_pleg_events_total", "PLEG events by type.", ["type"])
+
+
+@dataclasses.dataclass
+class KubeletConfig:
+    """Everything the command line sets (see kubelet/__main__.py for the flags)."""
+
+    kubeconfig: str
+    node_name: str
+    node_ip: str = "127.0.0.1"
+    runtime_endpoint: str = "unix:///var/run/kubeling/cri.sock"
+    root_dir: str = "/var/lib/kubelet"
+    port: int = 10250
+    healthz_port: int = 10248
+    healthz_bind_address: str = "127.0.0.1"
+    cluster_cidr: str | None = None
+    service_cidr: str | None = None
+    bridge_name: str = "kubeling0"
+    node_status_update_frequency: float = 10.0
+    sync_frequency: float = 10.0
+    pleg_period: float = 1.0
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+
+
+class Kubelet:
+    """One node agent. ``await Kubelet(config).run(stop)`` runs until ``stop`` is set;
+    containers are left running on exit, as upstream's kubelet does."""
+
+    def __init__(self, config: KubeletConfig):
+        self.config = config
+        self.client = Client.from_kubeconfig(config.kubeconfig, user_agent=f"kubelet/{config.node_name}")
+        self.runtime = RemoteRuntime(config.runtime_endpoint)
+        self.recorder = EventRecorder(self.client, host=config.node_name)
+        self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={config.node_name}")
+        self.pod_by_uid: dict[str, dict] = {}
+        self.workers = PodWorkers(self.sync_pod)
+        self.pleg = GenericPLEG(self.runtime, self._on_pleg_event, period=config.pleg_period)
+        self.status_manager = StatusManager(self.client)
+        self.prober = ProbeManager(self.runtime, on_change=self.workers.update, recorder=self.recorder.event)
+        self.runtime_manager = KubeRuntimeManager(
+            self.runtime, root_dir=config.root_dir, node_ip=config.node_ip, recorder=self.recorder.event,
+            backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max))
+        self.node_status = NodeStatusManager(
+            self.client, name=config.node_name, node_ip=config.node_ip, port=config.port,
+            root_dir=config.root_dir, readiness=self._node_readiness,
+            interval=config.node_status_update_frequency)
+        self.runtime_conditions: dict[str, tuple[bool, str]] = {}
+        self.runtime_up = False
+        self.network_ready = False
+        self.pod_cidr = ""
+
+    # ---- health -----------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """/healthz: the runtime answered and PLEG keeps relisting."""
+        return self.runtime_up and self.pleg.healthy()
+
+    def _node_readiness(self) -> tuple[bool, str]:
+        if not self.runtime_up:
+            return False, "container runtime is down"
+        for ctype in ("RuntimeReady", "NetworkReady"):
+            ok, why = self.runtime_conditions.get(ctype, (False, "unknown"))
+            if not ok:
+                what = "network" if ctype == "NetworkReady" else "status check"
+                return False, f"container runtime {what} not ready: {ctype}=false {why}"
+        if not self.network_ready:
+            return False, "node network not ready: waiting for spec.podCIDR"
+        return True, ""
+
+    async def _update_runtime_status(self) -> None:
+        """Poll CRI Status every 5 s (mirrors updateRuntimeUp)."""
+        while True:
+            try:
+                st = await self.runtime.status()
+                before = self._node_readiness()[0]
+                self.runtime_conditions = {c.type: (c.status, f"reason:{c.reason} message:{c.message}")
+                                           for c in st.conditions}
+                self.runtime_up = True
+                if self._node_readiness()[0] != before:
+                    self.node_status.kick.set()
+            except CRIError as e:
+                if self.runtime_up:
+                    log.warning("container runtime status check failed: %s", e)
+                self.runtime_up = False
+            await asyncio.sleep(5)
+
+    # ---- start-up ---------------------------------------------------------
+
+    async def _wait_runtime(self, stop: asyncio.Event) -> bool:
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                v = await self.runtime.version()
+                self.node_status.runtime_version = f"{v.runtime_name}://{v.runtime_version}"
+                self.runtime_up = True
+                log.info("container runtime %s, CRI %s", self.node_status.runtime_version, v.runtime_api_version)
+                return True
+            except CRIError as e:
+                log.info("waiting for the container runtime at %s: %s", self.config.runtime_endpoint, e)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 5.0)
+        return False
+
+    async def _register(self, stop: asyncio.Event) -> bool:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.node_status.register()
+                return True
+            except (ApiError, httpx.HTTPError) as e:
+                log.warning("unable to register node %s: %s", self.config.node_name, e)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 7.0)
+        return False
+
+    async def _setup_network(self) -> None:
+        """Wait for spec.podCIDR, tell the runtime, set up bridge and routes."""
+        while True:
+            try:
+                node = await self.client.get("nodes", self.config.node_name)
+                cidr = node.get("spec", {}).get("podCIDR", "")
+                if cidr:
+                    await self.runtime.update_runtime_config(cidr)
+                    await asyncio.to_thread(network.setup, bridge=self.config.bridge_name, pod_cidr=cidr,
+                                            cluster_cidr=self.config.cluster_cidr,
+                                            service_cidr=self.config.service_cidr)
+                    self.pod_cidr = cidr
+                    self.network_ready = True
+                    log.info("pod CIDR %s; node network ready", cidr)
+                    self.node_status.kick.set()
+                    for uid in list(self.pod_by_uid):
+                        self.workers.update(uid)
+                    return
+            except (ApiError, httpx.HTTPError, CRIError, OSError, ValueError) as e:
+                log.warning("setting up the node network: %s", e)
+            await asyncio.sleep(1.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set."""
+        cfg = self.config
+        app = build_app(self)
+        servers = [asyncio.ensure_future(serve(app, cfg.node_ip, cfg.port)),
+                   asyncio.ensure_future(daemon.serve_health(cfg.healthz_bind_address, cfg.healthz_port,
+                                                             self.healthy))]
+        try:
+            if not await self._wait_runtime(stop) or not await self._register(stop):
+                return
+            self.pods.add_handlers(on_add=self._on_pod_add, on_update=self._on_pod_update,
+                                   on_delete=self._on_pod_delete)
+            informer = asyncio.ensure_future(self.pods.run())
+            synced = asyncio.ensure_future(self.pods.wait_synced())
+            await asyncio.wait([synced, asyncio.ensure_future(stop.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                informer.cancel()
+                synced.cancel()
+                await asyncio.gather(informer, synced, return_exceptions=True)
+                return
+            log.info("pod informer synced (%d pods); starting pod workers and PLEG", len(self.pods.store))
+            await daemon.run_until_stopped(
+                stop, informer, self.pleg.run(), self.recorder.run(), self.node_status.run(),
+                self._update_runtime_status(), self._setup_network(), self._resync_loop(), *servers)
+        finally:
+            for s in servers:
+                s.cancel()
+            await asyncio.gather(*servers, return_exceptions=True)
+            await self.workers.close()
+            await self.prober.close()
+            await self.runtime.close()
+            await self.client.close()
+            log.info("kubelet stopped; containers left running")
+
+    # ---- event sources ----------------------------------------------------
+
+    def _on_pod_add(self, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        self.pod_by_uid[uid] = pod
+        self.workers.update(uid)
+
+    def _on_pod_update(self, old: dict, new: dict) -> None:
+        self._on_pod_add(new)
+
+    def _on_pod_delete(self, pod: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        self.pod_by_uid.pop(uid, None)
+        self.workers.update(uid)  # the sync sees it gone and cleans up
+
+    def _on_pleg_event(self, ev: PodLifecycleEvent) -> None:
+        PLEG_EVENTS.labels(ev.type).inc()
+        self.workers.update(ev.uid)
+
+    async def _resync_loop(self) -> None:
+        """Sync every pod periodically (probes, backoffs and missed events converge)."""
+        while True:
+            await asyncio.sleep(self.config.sync_frequency)
+            for uid in list(self.pod_by_uid):
+                self.workers.update(uid)
+            RUNNING_PODS.set(sum(1 for p in self.pleg.pods.values()
+                                 if any(s.state == pb.SANDBOX_READY for s in p.sandboxes)))
+            self.runtime_manager.backoff.gc()
+
+    # ---- the sync ---------------------------------------------------------
+
+    async def sync_pod(self, uid: str) -> None:
+        """Make the runtime match pod ``uid`` and report its status. Raises on
+        runtime/API failures (the pod worker retries)."""
+        with SYNC_DURATION.time():
+            pod = self.pod_by_uid.get(uid)
+            status = await self.runtime_manager.get_pod_status(uid)
+            if pod is None:
+                await self._cleanup_orphan(uid, status)
+                return
+            if pod["metadata"].get("deletionTimestamp"):
+                await self._terminate(pod, status)
+                return
+            if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                # Finished pods keep their status; only make sure nothing runs.
+                if any(s.ready for s in status.sandboxes) or any(c.state == STATE_RUNNING
+                                                                 for c in status.containers):
+                    await self.runtime_manager.kill_pod(pod, status, grace=pod_grace_period(pod))
+                self.prober.remove_pod(uid)
+                return
+            reasons: dict[str, tuple[str, str]] = {}
+            if not self.network_ready and not pod.get("spec", {}).get("hostNetwork"):
+                for c in pod.get("spec", {}).get("containers", []):
+                    reasons[c["name"]] = ("ContainerCreating", "network is not ready")
+            else:
+                result = await self.runtime_manager.sync_pod(
+                    pod, status, liveness_failed=lambda n, cid: self.prober.liveness_failed(uid, n, cid))
+                reasons = result.reasons
+                if result.requeue_after is not None:
+                    self.workers.update_after(uid, result.requeue_after)
+                status = await self.runtime_manager.get_pod_status(uid)
+            self.prober.update(pod, status)
+            pod = self.pod_by_uid.get(uid, pod)
+            api_status = generate_api_pod_status(pod, status, node_ip=self.config.node_ip, now=time.time(),
+                                                 reasons=reasons, ready=self.prober.readiness(uid))
+            await self.status_manager.set_pod_status(pod, api_status)
+
+    async def _terminate(self, pod: dict, status: PodStatus) -> None:
+        """Graceful deletion: stop containers, remove the sandbox, then delete the
+        pod object for good (mirrors SyncTerminatingPod + the status manager's final delete)."""
+        uid = pod["metadata"]["uid"]
+        self.prober.remove_pod(uid)
+        await self.runtime_manager.kill_pod(pod, status, grace=pod_grace_period(pod))
+        await self.runtime_manager.remove_pod(await self.runtime_manager.get_pod_status(uid))
+        meta = pod["metadata"]
+        try:
+            await self.client.delete("pods", meta["name"], namespace=meta.get("namespace"),
+                                     grace_period_seconds=0, preconditions={"uid": uid})
+            log.info("pod %s/%s deleted", meta.get("namespace"), meta["name"])
+        except ApiError as e:
+            if e.code not in (404, 409):
+                raise
+        self.status_manager.forget(uid)
+        self.workers.forget(uid)
+
+    async def _cleanup_orphan(self, uid: str, status: PodStatus) -> None:
+        """Runtime objects of a pod the API no longer has (force-deleted, or left
+        from an earlier run): stop and remove them (mirrors HandlePodCleanups)."""
+        if status.sandboxes or status.containers:
+            log.info("removing orphaned pod %s/%s (uid %s)", status.namespace, status.name, uid)
+            await self.runtime_manager.kill_pod(None, status, grace=1)
+            await self.runtime_manager.remove_pod(status)
+        self.prober.remove_pod(uid)
+        self.status_manager.forget(uid)
+        self.workers.forget(uid)
+
+    # ---- server host interface --------------------------------------------
+
+    def list_pods(self) -> list[dict]:
+        """Pods bound to this node (informer cache)."""
+        return list(self.pods.store.values())
+
+    def find_pod(self, namespace: str, name: str) -> dict | None:
+        """The pod ``namespace/name`` if it is bound to this node."""
+        return self.pods.lister.get(name, namespace)
+
+    async def container_log_file(self, pod: dict, container: str, *, previous: bool) -> tuple[str, str]:
+        """(CRI log file, container id) of the current or previous run of ``container``.
+        Raises LookupError with a kubectl-style message."""
+        spec = pod.get("spec", {})
+        name = pod["metadata"]["name"]
+        names = [c["name"] for c in spec.get("initContainers", []) + spec.get("containers", [])]
+        if container not in names:
+            raise LookupError(f'container {container} is not valid for pod {name}')
+        status = await self.runtime_manager.get_pod_status(pod["metadata"]["uid"])
+        runs = status.all_of(container)
+        idx = 1 if previous else 0
+        if len(runs) <= idx:
+            if previous:
+                raise LookupError(f'previous terminated container "{container}" in pod "{name}" not found')
+            raise LookupError(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        run = runs[idx]
+        path = run.log_path or os.path.join(pod_log_dir(self.config.root_dir, pod), container,
+                                            f"{run.restart_count}.log")
+        return path, run.id
+
+    async def container_running(self, container_id: str) -> bool:
+        """Whether the container is still running (False if gone)."""
+        try:
+            st = await self.runtime.container_status(container_id)
+        except CRIError:
+            return False
+        return st.state == pb.CONTAINER_RUNNING

@@ -1,0 +1,461 @@
+"""Making the runtime match one pod's spec, through CRI calls only.
+
+``compute_pod_actions`` decides, from the pod spec and what the runtime has,
+what to do: (re)create the sandbox, which init container runs next, which
+app containers to start or kill. ``KubeRuntimeManager.sync_pod`` carries it
+out (pulling images, creating and starting containers with backoff) and
+``kill_pod`` tears a pod down. Mirrors pkg/kubelet/kuberuntime
+(kuberuntime_manager.go computePodActions/SyncPod/KillPod,
+kuberuntime_container.go startContainer, kuberuntime_sandbox.go,
+kuberuntime_image.go) and pkg/kubelet/images (pull policy and backoff).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import re
+from typing import Callable
+
+from kubelet.backoff import Backoff
+from kubelet.container import (CONTAINER_HASH_ANNOTATION, POD_UID_LABEL, RESTART_COUNT_ANNOTATION,
+                               STATE_EXITED, STATE_RUNNING, STATE_UNKNOWN,
+                               TERMINATION_GRACE_ANNOTATION, ContainerStatus, PodStatus,
+                               SandboxStatus, container_hash, container_labels, pod_labels,
+                               state_of)
+from kubelet.cri import CRIError, RemoteRuntime
+from kubelet.pod_status import should_restart
+from proto.cri import api_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 30
+
+
+@dataclasses.dataclass
+class PodActions:
+    """What ``sync_pod`` must do (mirrors kuberuntime podActions)."""
+
+    kill_pod: bool = False
+    create_sandbox: bool = False
+    sandbox_id: str = ""
+    attempt: int = 0
+    next_init: dict | None = None
+    init_failed: bool = False
+    containers_to_start: list[dict] = dataclasses.field(default_factory=list)
+    # container id -> (name, message) of running containers to stop first
+    containers_to_kill: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SyncResult:
+    """Outcome of one sync: per-container waiting reasons (reasonCache) and when
+    to sync again at the latest (seconds; None = only on events)."""
+
+    reasons: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    requeue_after: float | None = None
+
+    def soon(self, delay: float) -> None:
+        """Ask for a resync within ``delay`` seconds."""
+        self.requeue_after = delay if self.requeue_after is None else min(self.requeue_after, delay)
+
+
+def pod_grace_period(pod: dict) -> int:
+    """Seconds between SIGTERM and SIGKILL when stopping this pod's containers."""
+    meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    for v in (meta.get("deletionGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds")):
+        if v is not None:
+            return max(int(v), 0)
+    return DEFAULT_GRACE
+
+
+def compute_pod_actions(pod: dict, status: PodStatus, *,
+                        liveness_failed: Callable[[str, str], bool] = lambda name, cid: False) -> PodActions:
+    """Decide what to change for ``pod`` given the runtime ``status``.
+
+    ``liveness_failed(container name, container id)`` reports a failed
+    liveness probe of a running container. Mirrors computePodActions
+    (without sidecar init containers or in-place resize).
+    """
+    spec = pod.get("spec", {})
+    policy = spec.get("restartPolicy", "Always")
+    init_containers, containers = spec.get("initContainers", []), spec.get("containers", [])
+    newest = status.sandboxes[0] if status.sandboxes else None
+    if newest is None or not newest.ready:
+        attempt = newest.attempt + 1 if newest else 0
+        actions = PodActions(kill_pod=True, create_sandbox=True, attempt=attempt)
+        if policy == "Never" and newest is not None and status.containers:
+            # Every container already ran once in a sandbox that is gone: nothing may run again.
+            actions.create_sandbox = False
+            return actions
+        if init_containers:
+            # A new sandbox restarts initialization, unless it had completed.
+            done = all((c := status.find(ic["name"])) is not None and c.state == STATE_EXITED
+                       and c.exit_code == 0 for ic in init_containers)
+            if not done:
+                actions.next_init = init_containers[0]
+                return actions
+        for c in containers:
+            latest = status.find(c["name"])
+            if policy == "OnFailure" and latest is not None and latest.state == STATE_EXITED \
+                    and latest.exit_code == 0:
+                continue
+            actions.containers_to_start.append(c)
+        if newest is not None and not actions.containers_to_start:
+            actions.create_sandbox = False
+        return actions
+
+    actions = PodActions(sandbox_id=newest.id, attempt=newest.attempt)
+    for ic in init_containers:
+        latest = status.find(ic["name"])
+        if latest is not None and latest.state == STATE_EXITED and latest.exit_code == 0:
+            continue
+        if latest is not None and latest.state == STATE_RUNNING:
+            return actions  # wait for it
+        if latest is not None and latest.state == STATE_EXITED and policy == "Never":
+            actions.init_failed = True
+            actions.kill_pod = True
+            return actions
+        if latest is not None and latest.state == STATE_UNKNOWN:
+            actions.containers_to_kill[latest.id] = (ic["name"], "unknown state")
+        actions.next_init = ic
+        return actions
+
+    keep = 0
+    for c in containers:
+        latest = status.find(c["name"])
+        if latest is None or latest.state != STATE_RUNNING:
+            if should_restart(c, pod, latest):
+                actions.containers_to_start.append(c)
+                if latest is not None and latest.state == STATE_UNKNOWN:
+                    actions.containers_to_kill[latest.id] = (c["name"], "unknown state")
+            continue
+        message = ""
+        if latest.hash and latest.hash != container_hash(c):
+            message = f"Container {c['name']} definition changed, will be restarted"
+        elif liveness_failed(c["name"], latest.id):
+            message = f"Container {c['name']} failed liveness probe, will be restarted"
+        if not message:
+            keep += 1
+            continue
+        actions.containers_to_kill[latest.id] = (c["name"], message)
+        if policy != "Never":
+            actions.containers_to_start.append(c)
+    if keep == 0 and not actions.containers_to_start:
+        actions.kill_pod = True
+    return actions
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(s: str, env: dict[str, str]) -> str:
+    """Expand ``$(VAR)`` references from ``env`` (unknown ones stay as written,
+    ``$$`` escapes ``$``); mirrors third_party/forked/golang/expansion."""
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+    return _VAR_REF.sub(sub, s)
+
+
+def container_env(pod: dict, container: dict, *, pod_ip: str, node_ip: str) -> dict[str, str]:
+    """Literal env values plus the simple fieldRef ones (name, namespace, uid, podIP,
+    hostIP, nodeName, serviceAccountName), in spec order."""
+    meta, spec = pod["metadata"], pod.get("spec", {})
+    fields = {"metadata.name": meta["name"], "metadata.namespace": meta.get("namespace", "default"),
+              "metadata.uid": meta["uid"], "status.podIP": pod_ip, "status.hostIP": node_ip,
+              "spec.nodeName": spec.get("nodeName", ""),
+              "spec.serviceAccountName": spec.get("serviceAccountName", "")}
+    env: dict[str, str] = {}
+    for e in container.get("env") or []:
+        name = e.get("name")
+        if not name:
+            continue
+        if "value" in e:
+            env[name] = expand(str(e["value"]), env)
+        elif (ref := (e.get("valueFrom") or {}).get("fieldRef")) and ref.get("fieldPath") in fields:
+            env[name] = fields[ref["fieldPath"]]
+    return env
+
+
+def pod_log_dir(root_dir: str, pod: dict) -> str:
+    """``<root>/pods/<namespace>_<name>_<uid>`` (upstream: /var/log/pods/...)."""
+    meta = pod["metadata"]
+    return os.path.join(os.path.abspath(root_dir), "pods",
+                        f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}")
+
+
+class KubeRuntimeManager:
+    """Runs pods through a CRI runtime.
+
+    ``recorder(pod, type, reason, message)`` posts events (best-effort, must
+    not block). ``backoff`` is the CrashLoopBackOff / image pull backoff
+    (keys ``<uid>/<container>`` and ``<uid>/<image>``).
+    """
+
+    def __init__(self, runtime: RemoteRuntime, *, root_dir: str, node_ip: str,
+                 recorder: Callable[[dict, str, str, str], None],
+                 backoff: Backoff | None = None, image_backoff: Backoff | None = None):
+        self.runtime = runtime
+        self.root_dir = root_dir
+        self.node_ip = node_ip
+        self.recorder = recorder
+        self.backoff = backoff or Backoff(initial=10, max=300)
+        self.image_backoff = image_backoff or Backoff(initial=10, max=300)
+        self._pull_retry_at: dict[str, float] = {}  # image backoff key -> earliest next pull
+
+    # ---- reading ----------------------------------------------------------
+
+    async def get_pod_status(self, uid: str) -> PodStatus:
+        """Sandboxes and containers of pod ``uid``, newest first. Raises CRIError."""
+        status = PodStatus(uid)
+        for s in await self.runtime.list_pod_sandbox(labels={POD_UID_LABEL: uid}):
+            ip = ""
+            ready = s.state == pb.SANDBOX_READY
+            if ready:
+                try:
+                    ip = (await self.runtime.pod_sandbox_status(s.id)).network.ip
+                except CRIError as e:
+                    if not e.not_found:
+                        raise
+                    continue
+            status.name, status.namespace = s.metadata.name, s.metadata.namespace
+            status.sandboxes.append(SandboxStatus(s.id, ready, s.metadata.attempt, s.created_at / 1e9, ip))
+        status.sandboxes.sort(key=lambda s: (s.created_at, s.attempt), reverse=True)
+        for c in await self.runtime.list_containers(labels={POD_UID_LABEL: uid}):
+            try:
+                cs = await self.runtime.container_status(c.id)
+            except CRIError as e:
+                if e.not_found:
+                    continue
+                raise
+            ann = dict(cs.annotations) or dict(c.annotations)
+            status.containers.append(ContainerStatus(
+                id=cs.id, name=cs.metadata.name, state=state_of(cs.state),
+                created_at=cs.created_at / 1e9, started_at=cs.started_at / 1e9,
+                finished_at=cs.finished_at / 1e9, exit_code=cs.exit_code, image=cs.image.image,
+                image_ref=cs.image_ref, reason=cs.reason, message=cs.message,
+                restart_count=int(ann.get(RESTART_COUNT_ANNOTATION, cs.metadata.attempt) or 0),
+                hash=ann.get(CONTAINER_HASH_ANNOTATION, ""), log_path=cs.log_path))
+        status.containers.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
+        return status
+
+    # ---- configs ----------------------------------------------------------
+
+    def sandbox_config(self, pod: dict, attempt: int) -> pb.PodSandboxConfig:
+        """PodSandboxConfig for ``pod`` (mirrors generatePodSandboxConfig)."""
+        meta, spec = pod["metadata"], pod.get("spec", {})
+        ns = meta.get("namespace", "default")
+        host_network = bool(spec.get("hostNetwork"))
+        cfg = pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=meta["name"], uid=meta["uid"], namespace=ns, attempt=attempt),
+            hostname=spec.get("hostname") or meta["name"],
+            log_directory=pod_log_dir(self.root_dir, pod),
+            labels=pod_labels(pod),
+            annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items()},
+            linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE if host_network else pb.POD))))
+        for c in spec.get("containers", []):
+            for p in c.get("ports") or []:
+                if p.get("hostPort"):
+                    cfg.port_mappings.append(pb.PortMapping(
+                        protocol={"UDP": pb.UDP, "SCTP": pb.SCTP}.get(p.get("protocol", "TCP"), pb.TCP),
+                        container_port=int(p["containerPort"]), host_port=int(p["hostPort"]),
+                        host_ip=p.get("hostIP", "")))
+        return cfg
+
+    def container_config(self, pod: dict, container: dict, restart_count: int, *,
+                         pod_ip: str) -> pb.ContainerConfig:
+        """ContainerConfig (mirrors generateContainerConfig): command/args with
+        $(VAR) expansion, env, workingDir, log path ``<name>/<restartCount>.log``."""
+        env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip)
+        grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+        return pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=container["name"], attempt=restart_count),
+            image=pb.ImageSpec(image=container.get("image", "")),
+            command=[expand(str(a), env) for a in container.get("command") or []],
+            args=[expand(str(a), env) for a in container.get("args") or []],
+            working_dir=container.get("workingDir", ""),
+            envs=[pb.KeyValue(key=k, value=v) for k, v in env.items()],
+            labels=container_labels(pod, container),
+            annotations={RESTART_COUNT_ANNOTATION: str(restart_count),
+                         CONTAINER_HASH_ANNOTATION: container_hash(container),
+                         TERMINATION_GRACE_ANNOTATION: str(grace)},
+            log_path=f"{container['name']}/{restart_count}.log",
+            stdin=bool(container.get("stdin")), tty=bool(container.get("tty")))
+
+    # ---- acting -----------------------------------------------------------
+
+    async def ensure_image(self, pod: dict, container: dict, sandbox_config: pb.PodSandboxConfig,
+                           result: SyncResult) -> str | None:
+        """Make the container's image present per imagePullPolicy; on failure
+        record ErrImagePull / ImagePullBackOff / ErrImageNeverPull and return None."""
+        image = container.get("image", "")
+        name = container["name"]
+        uid = pod["metadata"]["uid"]
+        tag = image.rsplit("/", 1)[-1]
+        default_policy = "Always" if (":" not in tag or tag.endswith(":latest")) and "@" not in tag \
+            else "IfNotPresent"
+        policy = container.get("imagePullPolicy") or default_policy
+        present = await self.runtime.image_status(image)
+        if present is not None and policy != "Always":
+            return present.id
+        if policy == "Never":
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            result.reasons[name] = ("ErrImageNeverPull", msg)
+            self.recorder(pod, "Warning", "ErrImageNeverPull", msg)
+            return None
+        key = f"{uid}/{image}"
+        now = self.image_backoff.clock()
+        retry_at = self._pull_retry_at.get(key, 0.0)
+        if now < retry_at:
+            msg = f'Back-off pulling image "{image}"'
+            result.reasons[name] = ("ImagePullBackOff", msg)
+            result.soon(max(retry_at - now, 0.2))
+            self.recorder(pod, "Normal", "BackOff", msg)
+            return None
+        try:
+            self.recorder(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+            ref = await self.runtime.pull_image(image, sandbox_config=sandbox_config)
+        except CRIError as e:
+            self.image_backoff.next(key)
+            self._pull_retry_at[key] = self.image_backoff.clock() + self.image_backoff.get(key)
+            msg = f'Failed to pull image "{image}": {e.message}'
+            result.reasons[name] = ("ErrImagePull", msg)
+            result.soon(self.image_backoff.get(key))
+            self.recorder(pod, "Warning", "Failed", msg)
+            return None
+        self.image_backoff.reset(key)
+        self._pull_retry_at.pop(key, None)
+        self.recorder(pod, "Normal", "Pulled", f'Successfully pulled image "{image}"')
+        return ref
+
+    async def start_container(self, pod: dict, container: dict, status: PodStatus, sandbox_id: str,
+                              sandbox_config: pb.PodSandboxConfig, result: SyncResult) -> bool:
+        """Backoff check, image, create, start. Returns True if it started;
+        failures are recorded in ``result.reasons`` (mirrors startContainer + doBackOff)."""
+        name = container["name"]
+        uid = pod["metadata"]["uid"]
+        latest = status.find(name)
+        key = f"{uid}/{name}"
+        if latest is not None and latest.state == STATE_EXITED:
+            finished = latest.finished_at or latest.created_at
+            if self.backoff.in_backoff_since(key, finished):
+                delay = self.backoff.get(key)
+                msg = (f"back-off {delay:.0f}s restarting failed container={name} "
+                       f"pod={pod['metadata']['name']}_{pod['metadata'].get('namespace', 'default')}({uid})")
+                result.reasons[name] = ("CrashLoopBackOff", msg)
+                result.soon(max(self.backoff.remaining(key, finished), 0.2))
+                self.recorder(pod, "Warning", "BackOff", "Back-off restarting failed container "
+                              f"{name} in pod {pod['metadata']['name']}")
+                return False
+            self.backoff.next(key)
+        restart_count = latest.restart_count + 1 if latest is not None else 0
+        if await self.ensure_image(pod, container, sandbox_config, result) is None:
+            return False
+        pod_ip = status.ip
+        try:
+            cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip)
+            cid = await self.runtime.create_container(sandbox_id, cfg, sandbox_config)
+        except CRIError as e:
+            result.reasons[name] = ("CreateContainerError", e.message)
+            self.recorder(pod, "Warning", "Failed", f"Error: {e.message}")
+            result.soon(self.backoff.initial)
+            return False
+        self.recorder(pod, "Normal", "Created", f"Created container {name}")
+        try:
+            await self.runtime.start_container(cid)
+        except CRIError as e:
+            result.reasons[name] = ("RunContainerError", e.message)
+            self.recorder(pod, "Warning", "Failed", f"Error: {e.message}")
+            result.soon(self.backoff.initial)
+            return False
+        self.recorder(pod, "Normal", "Started", f"Started container {name}")
+        result.reasons.pop(name, None)
+        await self._prune_dead(status, name)
+        return True
+
+    async def _prune_dead(self, status: PodStatus, name: str) -> None:
+        """Keep only the previous run of ``name`` (for ``logs --previous``);
+        mirrors the container GC's MaxPerPodContainer=1."""
+        for old in status.all_of(name)[1:]:
+            if old.state == STATE_EXITED:
+                try:
+                    await self.runtime.remove_container(old.id)
+                except CRIError as e:
+                    log.debug("removing dead container %s: %s", old.id, e)
+
+    async def sync_pod(self, pod: dict, status: PodStatus, *,
+                       liveness_failed: Callable[[str, str], bool] = lambda n, c: False) -> SyncResult:
+        """Make the runtime match ``pod`` (mirrors SyncPod). Returns the
+        per-container reasons and when to resync. Raises CRIError on runtime failures."""
+        result = SyncResult()
+        actions = compute_pod_actions(pod, status, liveness_failed=liveness_failed)
+        if actions.kill_pod:
+            await self.kill_pod(pod, status, grace=pod_grace_period(pod) if not actions.create_sandbox else 0)
+            if not actions.create_sandbox:
+                return result
+        for cid, (name, message) in actions.containers_to_kill.items():
+            self.recorder(pod, "Normal", "Killing", f"Stopping container {name}" +
+                          (f": {message}" if message else ""))
+            await self._stop_container(cid, pod_grace_period(pod))
+        sandbox_id = actions.sandbox_id
+        sandbox_config = self.sandbox_config(pod, actions.attempt)
+        if actions.create_sandbox:
+            try:
+                os.makedirs(sandbox_config.log_directory, exist_ok=True)
+                sandbox_id = await self.runtime.run_pod_sandbox(sandbox_config)
+            except CRIError as e:
+                msg = f"Failed to create pod sandbox: {e.message}"
+                self.recorder(pod, "Warning", "FailedCreatePodSandBox", msg)
+                result.soon(self.backoff.initial)
+                for c in pod.get("spec", {}).get("containers", []):
+                    result.reasons[c["name"]] = ("ContainerCreating", msg)
+                return result
+            status = await self.get_pod_status(pod["metadata"]["uid"])
+        if actions.next_init is not None:
+            await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result)
+            return result
+        for c in actions.containers_to_start:
+            await self.start_container(pod, c, status, sandbox_id, sandbox_config, result)
+        return result
+
+    async def _stop_container(self, cid: str, grace: int) -> None:
+        try:
+            await self.runtime.stop_container(cid, grace)
+        except CRIError as e:
+            if not e.not_found:
+                raise
+
+    async def kill_pod(self, pod: dict | None, status: PodStatus, *, grace: int) -> None:
+        """Stop every running container (in parallel, SIGKILL after ``grace`` s)
+        and every sandbox of the pod (mirrors KillPod)."""
+        running = [c for c in status.containers if c.state not in (STATE_EXITED,)]
+        if pod is not None:
+            for c in running:
+                self.recorder(pod, "Normal", "Killing", f"Stopping container {c.name}")
+        await asyncio.gather(*(self._stop_container(c.id, grace) for c in running))
+        for s in status.sandboxes:
+            if s.ready:
+                try:
+                    await self.runtime.stop_pod_sandbox(s.id)
+                except CRIError as e:
+                    if not e.not_found:
+                        raise
+
+    async def remove_pod(self, status: PodStatus) -> None:
+        """Remove every sandbox (and with it its containers) and stray container of the pod."""
+        for c in status.containers:
+            try:
+                await self.runtime.remove_container(c.id)
+            except CRIError as e:
+                if not e.not_found:
+                    log.warning("removing container %s: %s", c.id, e)
+        for s in status.sandboxes:
+            try:
+                await self.runtime.remove_pod_sandbox(s.id)
+            except CRIError as e:
+                if not e.not_found:
+                    raise

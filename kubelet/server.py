@@ -1,0 +1,134 @@
+"""The kubelet's HTTP API: /healthz, /pods, /containerLogs, /metrics.
+
+The apiserver proxies ``GET pods/NAME/log`` here (to the node's
+daemonEndpoints.kubeletEndpoint.Port), and operators read /pods and
+/metrics directly. Plain HTTP for now. Mirrors pkg/kubelet/server/server.go
+(InstallDefaultHandlers, InstallDebuggingHandlers: getContainerLogs) and
+the log options of kubelet_pods.go GetContainerLogs.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import prometheus_client
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from kubelet.logs import read_logs
+
+log = logging.getLogger(__name__)
+
+
+class HostInterface(Protocol):
+    """What the server needs from the kubelet (mirrors server.HostInterface)."""
+
+    def healthy(self) -> bool: ...
+
+    def list_pods(self) -> list[dict]: ...
+
+    def find_pod(self, namespace: str, name: str) -> dict | None: ...
+
+    async def container_log_file(self, pod: dict, container: str, *, previous: bool) -> tuple[str, str]:
+        """(log file path, container id); raises LookupError with a message."""
+
+    async def container_running(self, container_id: str) -> bool: ...
+
+
+def _bool(v: str | None, name: str) -> bool:
+    if v is None or v == "":
+        return False
+    if v.lower() in ("true", "1"):
+        return True
+    if v.lower() in ("false", "0"):
+        return False
+    raise ValueError(f"{name}: expected true or false, got {v!r}")
+
+
+def _int(v: str | None, name: str) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer, got {v!r}") from None
+
+
+def build_app(host: HostInterface) -> FastAPI:
+    """The FastAPI app serving the kubelet API for ``host``."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        if host.healthy():
+            return PlainTextResponse("ok")
+        return PlainTextResponse("unhealthy", status_code=503)
+
+    @app.get("/pods")
+    def pods() -> Response:
+        return JSONResponse({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                             "items": host.list_pods()})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    @app.get("/containerLogs/{namespace}/{pod_name}/{container}")
+    async def container_logs(namespace: str, pod_name: str, container: str, request: Request) -> Response:
+        q = request.query_params
+        try:
+            follow = _bool(q.get("follow"), "follow")
+            previous = _bool(q.get("previous"), "previous")
+            timestamps = _bool(q.get("timestamps"), "timestamps")
+            tail = _int(q.get("tailLines"), "tailLines")
+            limit = _int(q.get("limitBytes"), "limitBytes")
+        except ValueError as e:
+            return PlainTextResponse(str(e), status_code=400)
+        pod = host.find_pod(namespace, pod_name)
+        if pod is None:
+            return PlainTextResponse(f'pod "{pod_name}" in namespace "{namespace}" not found on this node',
+                                     status_code=404)
+        try:
+            path, cid = await host.container_log_file(pod, container, previous=previous)
+        except LookupError as e:
+            return PlainTextResponse(str(e.args[0] if e.args else e), status_code=404)
+
+        async def running() -> bool:
+            return await host.container_running(cid)
+        try:
+            stream = read_logs(path, follow=follow, tail=tail, timestamps=timestamps,
+                               still_running=running)
+            first = await anext(stream, b"")
+        except FileNotFoundError:
+            if follow:
+                return PlainTextResponse(f'log file of container "{container}" not found', status_code=404)
+            return PlainTextResponse("")
+
+        async def body():
+            sent = 0
+            chunk = first
+            while True:
+                if limit is not None:
+                    chunk = chunk[:max(limit - sent, 0)]
+                if chunk:
+                    sent += len(chunk)
+                    yield chunk
+                if limit is not None and sent >= limit:
+                    break
+                nxt = await anext(stream, None)
+                if nxt is None:
+                    break
+                chunk = nxt
+            await stream.aclose()
+        return StreamingResponse(body(), media_type="text/plain")
+
+    return app
+
+
+async def serve(app: FastAPI, host: str, port: int) -> None:
+    """Serve ``app`` on host:port until cancelled."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # the daemon's run() owns signals
+    await server.serve()

@@ -1,0 +1,102 @@
+"""computePodActions and container config helpers, on hand-made runtime states."""
+from kubelet.container import ContainerStatus, PodStatus, SandboxStatus, container_hash
+from kubelet.kuberuntime import compute_pod_actions, container_env, expand, pod_grace_period
+
+
+def pod(containers=("app",), init=(), policy="Always"):
+    spec = {"containers": [{"name": n, "image": "busybox:1.35"} for n in containers], "restartPolicy": policy}
+    if init:
+        spec["initContainers"] = [{"name": n, "image": "busybox:1.35"} for n in init]
+    return {"metadata": {"name": "p", "namespace": "default", "uid": "u1"}, "spec": spec}
+
+
+def status(*containers, ready=True, sandbox=True):
+    sbs = [SandboxStatus("s1", ready, 0, 1.0, "10.244.0.2")] if sandbox else []
+    return PodStatus("u1", sandboxes=sbs, containers=list(containers))
+
+
+def c(name, state, code=0, cid=None, spec=None):
+    return ContainerStatus(cid or f"id-{name}", name, state, exit_code=code,
+                           hash=container_hash(spec) if spec else "")
+
+
+def names(actions):
+    return [x["name"] for x in actions.containers_to_start]
+
+
+def test_new_pod_creates_sandbox_and_starts_all():
+    a = compute_pod_actions(pod(("a", "b")), status(sandbox=False))
+    assert a.create_sandbox and a.attempt == 0 and names(a) == ["a", "b"]
+
+
+def test_new_pod_with_init_starts_first_init_only():
+    a = compute_pod_actions(pod(init=("i1", "i2")), status(sandbox=False))
+    assert a.create_sandbox and a.next_init["name"] == "i1" and not a.containers_to_start
+
+
+def test_init_containers_in_order():
+    p = pod(init=("i1", "i2"))
+    assert compute_pod_actions(p, status(c("i1", "running"))).next_init is None
+    assert compute_pod_actions(p, status(c("i1", "exited", 0))).next_init["name"] == "i2"
+    a = compute_pod_actions(p, status(c("i1", "exited", 0), c("i2", "exited", 0)))
+    assert a.next_init is None and names(a) == ["app"]
+
+
+def test_failed_init_retried_unless_never():
+    assert compute_pod_actions(pod(init=("i1",)), status(c("i1", "exited", 1))).next_init["name"] == "i1"
+    a = compute_pod_actions(pod(init=("i1",), policy="Never"), status(c("i1", "exited", 1)))
+    assert a.init_failed and a.kill_pod and a.next_init is None
+
+
+def test_dead_sandbox_is_recreated_with_next_attempt():
+    a = compute_pod_actions(pod(), status(c("app", "running"), ready=False))
+    assert a.kill_pod and a.create_sandbox and a.attempt == 1
+
+
+def test_restart_policy_decides_restarts():
+    assert names(compute_pod_actions(pod(policy="Always"), status(c("app", "exited", 0)))) == ["app"]
+    assert names(compute_pod_actions(pod(policy="OnFailure"), status(c("app", "exited", 1)))) == ["app"]
+    a = compute_pod_actions(pod(policy="OnFailure"), status(c("app", "exited", 0)))
+    assert not a.containers_to_start and a.kill_pod  # done: stop the sandbox
+    a = compute_pod_actions(pod(policy="Never"), status(c("app", "exited", 1)))
+    assert not a.containers_to_start and a.kill_pod
+
+
+def test_running_container_is_kept():
+    p = pod()
+    a = compute_pod_actions(p, status(c("app", "running", spec=p["spec"]["containers"][0])))
+    assert not a.kill_pod and not a.containers_to_start and not a.containers_to_kill
+
+
+def test_liveness_failure_restarts_container():
+    p = pod()
+    a = compute_pod_actions(p, status(c("app", "running", cid="c9")),
+                            liveness_failed=lambda name, cid: cid == "c9")
+    assert "c9" in a.containers_to_kill and names(a) == ["app"]
+    assert "liveness" in a.containers_to_kill["c9"][1]
+
+
+def test_changed_spec_restarts_container():
+    p = pod()
+    old_spec = dict(p["spec"]["containers"][0], image="busybox:1.34")
+    a = compute_pod_actions(p, status(c("app", "running", cid="c1", spec=old_spec)))
+    assert "c1" in a.containers_to_kill and names(a) == ["app"]
+
+
+def test_env_and_expansion():
+    p = pod()
+    ctr = {"name": "app", "env": [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)-y"},
+                                  {"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                  {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    env = container_env(p, ctr, pod_ip="10.0.0.1", node_ip="127.0.0.1")
+    assert env == {"A": "x", "B": "x-y", "N": "p"}
+    assert expand("echo $(A) $(MISSING) $$(A)", env) == "echo x $(MISSING) $(A)"
+
+
+def test_grace_period():
+    p = pod()
+    assert pod_grace_period(p) == 30
+    p["spec"]["terminationGracePeriodSeconds"] = 5
+    assert pod_grace_period(p) == 5
+    p["metadata"]["deletionGracePeriodSeconds"] = 0
+    assert pod_grace_period(p) == 0
