@@ -76,7 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     # Tests run a proxy beside a real cluster's without touching its KUBE-* chains.
     p.add_argument("--chain-prefix", default="KUBE", help=argparse.SUPPRESS)
+    # ... and handle only the Services labelled service.kubernetes.io/service-proxy-name=NAME,
+    # which the default proxy ignores (upstream's convention for alternative proxies).
+    p.add_argument("--service-proxy-name", default="", help=argparse.SUPPRESS)
     return p
+
+
+SERVICE_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
+HEADLESS = "service.kubernetes.io/headless"
+
+
+def label_selectors(service_proxy_name: str = "") -> tuple[str, str]:
+    """(services selector, endpoints selector), as upstream's server.go: Services
+    that name another proxy and Endpoints of headless Services are not ours."""
+    if service_proxy_name:
+        return f"{SERVICE_PROXY_NAME}={service_proxy_name},!{HEADLESS}", f"!{HEADLESS}"
+    both = f"!{SERVICE_PROXY_NAME},!{HEADLESS}"
+    return both, both
 
 
 def rules_config(args: argparse.Namespace) -> RulesConfig:
@@ -96,8 +112,9 @@ async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
     iptables = Iptables()
     await check_iptables(iptables)
     client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-proxy")
-    services = Informer(client, "services")
-    endpoints = Informer(client, "endpoints")
+    services_selector, endpoints_selector = label_selectors(args.service_proxy_name)
+    services = Informer(client, "services", label_selector=services_selector)
+    endpoints = Informer(client, "endpoints", label_selector=endpoints_selector)
     proxier = Proxier(list_services=services.lister.list, list_endpoints=endpoints.lister.list,
                       config=rules_config(args), iptables=iptables)
     runner = BoundedFrequencyRunner("sync-proxy-rules", proxier.sync_proxy_rules,

@@ -248,17 +248,23 @@ async def test_proxy_process_with_apiserver(pod, apiserver, tmp_path):
         [sys.executable, "-m", "proxy", "--kubeconfig", str(apiserver), "--hostname-override", "kltest",
          "--cluster-cidr", "10.244.0.0/16", "--healthz-bind-address", f"127.0.0.1:{health}",
          "--metrics-bind-address", f"127.0.0.1:{metrics_port}", "--min-sync-period", "100ms",
-         "--sync-period", "30s", "--chain-prefix", PREFIX, "--iptables-masquerade-bit", "13"],
+         "--sync-period", "30s", "--chain-prefix", PREFIX, "--iptables-masquerade-bit", "13",
+         # Only our labelled Service: not the test apiserver's default/kubernetes one.
+         "--service-proxy-name", "kltest"],
         stdout=subprocess.DEVNULL, stderr=log)
     try:
         async with Client.from_kubeconfig(apiserver) as client:
-            await client.create("services", SERVICE, namespace="default")
+            labelled = {**SERVICE, "metadata": {**SERVICE["metadata"],
+                                                "labels": {"service.kubernetes.io/service-proxy-name": "kltest"}}}
+            await client.create("services", labelled, namespace="default")
             await client.create("endpoints", endpoints(POD_IP), namespace="default")
             await asyncio.to_thread(wait_http, f"http://127.0.0.1:{health}/healthz", 20, proxy)
             page = await _eventually(get_page, 15)
             assert page == PAGE
             metrics_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             assert "kubeproxy_sync_proxy_rules_duration_seconds_count" in metrics_text
+            assert not [line for line in ruleset().splitlines() if PREFIX in line and "10.96.0.1/32" in line], \
+                "the test proxy must not program default/kubernetes"
 
             await client.delete("endpoints", "kltest-web", namespace="default")
             deadline = time.monotonic() + 15

@@ -74,3 +74,10 @@ def test_bad_cluster_cidr_is_a_clear_error(capsys):
         build_parser().parse_args(["--cluster-cidr", "10.244.0.0/33"])
     assert e.value.code == 2
     assert "invalid --cluster-cidr" in capsys.readouterr().err
+
+
+def test_label_selectors_as_upstream():
+    from proxy.server import label_selectors
+    assert label_selectors() == ("!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless",) * 2
+    assert label_selectors("kltest")[0] == \
+        "service.kubernetes.io/service-proxy-name=kltest,!service.kubernetes.io/headless"
