@@ -116,7 +116,7 @@ async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
     services = Informer(client, "services", label_selector=services_selector)
     endpoints = Informer(client, "endpoints", label_selector=endpoints_selector)
     proxier = Proxier(list_services=services.lister.list, list_endpoints=endpoints.lister.list,
-                      config=rules_config(args), iptables=iptables)
+                      config=rules_config(args), iptables=iptables, jump_check_period=args.sync_period)
     runner = BoundedFrequencyRunner("sync-proxy-rules", proxier.sync_proxy_rules,
                                     min_interval=args.min_sync_period, max_interval=args.sync_period)
 

@@ -33,13 +33,17 @@ class Proxier:
     Service and v1 Endpoints dicts (informer listers in the daemon, plain
     lists in tests). ``config``: node-level settings (cluster CIDR, chain
     prefix, masquerade bit). ``iptables`` / ``conntrack``: the tool runners
-    (injectable for tests). ``sync_proxy_rules`` raises IptablesError when the
-    restore fails; the caller (BoundedFrequencyRunner) retries.
+    (injectable for tests). ``jump_check_period``: seconds between checks
+    (``iptables -C``, one process per jump) that the built-in chains still jump
+    to ours; upstream likewise re-ensures them only on its periodic full syncs.
+    ``sync_proxy_rules`` raises IptablesError when the restore fails; the
+    caller (BoundedFrequencyRunner) retries.
     """
 
     def __init__(self, *, list_services: Callable[[], Iterable[dict]],
                  list_endpoints: Callable[[], Iterable[dict]], config: RulesConfig,
-                 iptables: Iptables | None = None, conntrack: Conntrack | None = None):
+                 iptables: Iptables | None = None, conntrack: Conntrack | None = None,
+                 jump_check_period: float = 30.0):
         self.list_services = list_services
         self.list_endpoints = list_endpoints
         self.config = config
@@ -47,6 +51,8 @@ class Proxier:
         self.conntrack = conntrack or Conntrack()
         self.last_synced: float | None = None  # wall clock of the last successful sync
         self.last_rules = ""
+        self.jump_check_period = jump_check_period
+        self._jumps_checked_at: float | None = None
         self._applied_services: dict[ServicePortName, ServicePort] = {}
         self._applied_endpoints: EndpointsMap = {}
 
@@ -67,9 +73,12 @@ class Proxier:
             await self.iptables.restore(text)
         except IptablesError as e:
             metrics.IPTABLES_RESTORE_FAILURES.inc()
+            self._jumps_checked_at = None
             log.error("iptables-restore failed: %s\n--- rules ---\n%s", e.stderr, _numbered(text))
             raise
-        await self.ensure_jump_rules()
+        if self._jumps_checked_at is None or start - self._jumps_checked_at >= self.jump_check_period:
+            await self.ensure_jump_rules()
+            self._jumps_checked_at = start
         await self._clear_stale_conntrack(service_map, endpoints_map)
         self._applied_services, self._applied_endpoints = service_map, endpoints_map
         self.last_rules = text

@@ -67,6 +67,7 @@ def pod(tmp_path):
         sh("ip", "link", "set", BRIDGE, "up")
         sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if)
         sh("ip", "link", "set", host_if, "master", BRIDGE, "up")
+        sh("ip", "link", "set", host_if, "type", "bridge_slave", "hairpin", "on")
         sh("ip", "link", "set", pod_if, "netns", ns)
         sh("ip", "-n", ns, "link", "set", pod_if, "name", "eth0")
         sh("ip", "-n", ns, "addr", "add", f"{POD_IP}/24", "dev", "eth0")
@@ -302,5 +303,17 @@ async def test_node_port_reaches_pod(pod):
     await proxier.sync_proxy_rules()
     async with httpx.AsyncClient(timeout=3) as c:
         assert (await c.get(f"http://{HOST_IP}:30954/")).text == PAGE
+    assert await cleanup_leftovers(CONFIG)
+    assert_no_leftovers()
+
+
+async def test_pod_reaches_itself_through_service_ip(pod):
+    """Hairpin: the pod's own request to the service IP is DNATed back to it, and
+    masqueraded (SEP's -s <endpoint> mark), so the reply comes back through the node."""
+    proxier = Proxier(list_services=lambda: [SERVICE], list_endpoints=lambda: [endpoints(POD_IP)], config=CONFIG)
+    await proxier.sync_proxy_rules()
+    out = await asyncio.to_thread(sh, "ip", "netns", "exec", pod, "timeout", "5", "busybox", "wget", "-q",
+                                  "-O", "-", f"http://{SERVICE_IP}/", check=False)
+    assert out.stdout == PAGE, out.stderr
     assert await cleanup_leftovers(CONFIG)
     assert_no_leftovers()

@@ -172,7 +172,7 @@ def make_proxier(state: dict) -> tuple[Proxier, FakeIptables, FakeConntrack]:
 
 async def test_sync_is_one_restore_and_jumps_once():
     """Each sync is exactly one iptables-restore; jumps from built-in chains are
-    checked every sync but inserted only once."""
+    inserted once, and checked again only after jump_check_period."""
     state = {"svcs": [DNS], "eps": [dns_endpoints("10.244.0.7")]}
     p, ipt, _ = make_proxier(state)
     assert not p.healthy
@@ -185,6 +185,12 @@ async def test_sync_is_one_restore_and_jumps_once():
     assert ("nat", "PREROUTING", ("-m", "comment", "--comment", "kubernetes service portals",
                                   "-j", "KUBE-SERVICES")) in ipt.rules
     assert _hist_count() == before + 2
+    ipt.rules.clear()  # someone removed our jumps: repaired on the next periodic check
+    await p.sync_proxy_rules()
+    assert len(ipt.inserted) == len(JUMP_RULES)
+    p.jump_check_period = 0.0
+    await p.sync_proxy_rules()
+    assert len(ipt.inserted) == 2 * len(JUMP_RULES)
 
 
 async def test_removed_service_chains_are_deleted_next_sync():
