@@ -317,3 +317,45 @@ async def test_pod_reaches_itself_through_service_ip(pod):
     assert out.stdout == PAGE, out.stderr
     assert await cleanup_leftovers(CONFIG)
     assert_no_leftovers()
+
+
+UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9053))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(b"pong:" + data, peer)
+"""
+
+
+async def test_multi_port_service_with_udp(pod):
+    """One Service with a TCP and a UDP port: each reaches its own target port."""
+    echo = subprocess.Popen(["ip", "netns", "exec", pod, sys.executable, "-c", UDP_ECHO],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        svc = {**SERVICE, "spec": {**SERVICE["spec"], "ports": [
+            SERVICE["spec"]["ports"][0], {"name": "dns", "port": 53, "targetPort": 9053, "protocol": "UDP"}]}}
+        eps = endpoints(POD_IP)
+        eps["subsets"][0]["ports"].append({"name": "dns", "port": 9053, "protocol": "UDP"})
+        proxier = Proxier(list_services=lambda: [svc], list_endpoints=lambda: [eps], config=CONFIG)
+        await proxier.sync_proxy_rules()
+        assert await get_page() == PAGE
+
+        def ask() -> bytes:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                for _ in range(10):  # the echo server may still be starting
+                    s.sendto(b"ping", (SERVICE_IP, 53))
+                    try:
+                        return s.recvfrom(2048)[0]
+                    except (socket.timeout, ConnectionRefusedError):
+                        continue
+            return b""
+
+        assert await asyncio.to_thread(ask) == b"pong:ping"
+        assert await cleanup_leftovers(CONFIG)
+        assert_no_leftovers()
+    finally:
+        echo.kill()
+        echo.wait(timeout=10)
