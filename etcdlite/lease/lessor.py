@@ -8,7 +8,6 @@ again (upstream's Promote), so a restart never expires leases early.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, Optional
 
@@ -37,10 +36,10 @@ class Lease:
         self.keys: set[bytes] = set()
 
     def remaining(self, now: float) -> int:
-        """Whole seconds left (rounded up like etcd's Remaining), 0 when expired."""
+        """Whole seconds left, truncated like etcd's LeaseTimeToLive; 0 when expired."""
         if self.expiry is None:
             return self.ttl
-        return max(0, math.ceil(self.expiry - now))
+        return max(0, int(self.expiry - now))
 
 
 class Lessor:

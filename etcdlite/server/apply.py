@@ -224,7 +224,7 @@ class Applier:
                 out.response_delete_range.CopyFrom(self.delete_range(op.request_delete_range, wtxn))
             elif which == "request_txn":
                 inner = self._exec(op.request_txn, path, wtxn)
-                inner.header.revision = wtxn.rev if (wtxn and wtxn.events) else self.store.current_rev
+                inner.header.SetInParent()  # etcd sends a nested txn an empty header
                 out.response_txn.CopyFrom(inner)
         return resp
 

@@ -157,11 +157,12 @@ class EtcdServer:
         fut = asyncio.get_running_loop().create_future()
         self._waits[req.ID] = fut
         try:
-            await asyncio.wait_for(self.node.propose(data), self.request_timeout)
-            return await fut
+            async with asyncio.timeout(self.request_timeout):
+                await self.node.propose(data)
+                return await fut
         except NodeStoppedError:
             raise rpctypes.ErrStopped from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise rpctypes.ErrTimeout from None
         finally:
             self._waits.pop(req.ID, None)

@@ -118,7 +118,8 @@ class WatchStream:
                                               filters=list(c.filters))
         except CompactedError as exc:
             del self.watches[wid]
-            self._send(pb.WatchResponse(header=self.server.header(), watch_id=wid, canceled=True,
+            # etcd's compaction notice carries no revision in its header.
+            self._send(pb.WatchResponse(header=self.server.header(0), watch_id=wid, canceled=True,
                                         compact_revision=exc.compact_revision))
 
     def cancel(self, watch_id: int) -> None:
