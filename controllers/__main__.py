@@ -1,0 +1,71 @@
+"""``python -m controllers --kubeconfig K --bind-address 127.0.0.1 --secure-port 10257
+--allocate-node-cidrs --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24
+--service-cluster-ip-range 10.96.0.0/12``: the kube-controller-manager process."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kubeling import config, daemon
+from kubeling.client import Client, KubeconfigError
+from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
+    enabled_controllers
+
+log = logging.getLogger("controller-manager")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m controllers", description="kubeling kube-controller-manager")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the apiserver")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
+    p.add_argument("--secure-port", type=int, default=config.CONTROLLER_MANAGER_PORT,
+                   help="port for /healthz and /metrics (0: off)")
+    p.add_argument("--controllers", default="*",
+                   help=f"'*' for all, 'foo' to enable, '-foo' to disable; known: {', '.join(ALL_CONTROLLERS)}")
+    p.add_argument("--allocate-node-cidrs", action="store_true", help="give each node a pod CIDR")
+    p.add_argument("--cluster-cidr", default=config.CLUSTER_CIDR, help="pod CIDR range of the cluster")
+    p.add_argument("--node-cidr-mask-size", type=int, default=config.NODE_CIDR_MASK_SIZE,
+                   help="prefix length of each node's pod CIDR")
+    p.add_argument("--service-cluster-ip-range", default=config.SERVICE_CIDR,
+                   help="service CIDR (accepted for compatibility; the apiserver allocates cluster IPs)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    daemon.setup_logging("controller-manager", verbose=args.verbose)
+    try:
+        names = enabled_controllers(args.controllers)
+        client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-controller-manager/kubeling")
+    except (ValueError, KubeconfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    async def run(stop):
+        factory = InformerFactory(client)
+        try:
+            controllers = build_controllers(client, factory, names, allocate_node_cidrs=args.allocate_node_cidrs,
+                                            cluster_cidr=args.cluster_cidr,
+                                            node_cidr_mask_size=args.node_cidr_mask_size)
+        except ValueError as e:
+            log.error("%s", e)
+            await client.close()
+            raise SystemExit(1)
+        manager = ControllerManager(client, controllers, factory)
+        coros = [manager.run()]
+        if args.secure_port:
+            coros.append(daemon.serve_health(args.bind_address, args.secure_port, lambda: manager.ready))
+        log.info("starting controllers: %s", ", ".join(c.name for c in controllers))
+        try:
+            await daemon.run_until_stopped(stop, *coros)
+        finally:
+            await client.close()
+
+    daemon.run(run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The controller manager: one process running every controller over
+shared informers.
+
+Mirrors cmd/kube-controller-manager (app/controllermanager.go): one informer
+per resource is shared by all controllers that need it (the
+SharedInformerFactory), started once every controller has registered its
+handlers; each controller waits for its caches before its workers start.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from kubeling.client import Client, Informer
+from kubeling.client.record import EventRecorder
+from controllers.controller_utils import BaseController
+from controllers.deployment import DeploymentController
+from controllers.endpoints import EndpointsController
+from controllers.garbagecollector import GarbageCollector
+from controllers.namespace import NamespaceController
+from controllers.nodeipam import NodeIpamController
+from controllers.replicaset import ReplicaSetController
+
+log = logging.getLogger(__name__)
+
+# Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
+ALL_CONTROLLERS = ("deployment", "replicaset", "endpoints", "garbagecollector", "namespace", "nodeipam")
+WORKERS = {"deployment": 3, "replicaset": 3, "endpoints": 3, "garbagecollector": 5, "namespace": 2,
+           "nodeipam": 1}
+
+
+class InformerFactory:
+    """One Informer per resource, shared (client-go's SharedInformerFactory)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.informers: dict[str, Informer] = {}
+
+    def informer(self, plural: str) -> Informer:
+        """The shared informer of ``plural`` (created on first use)."""
+        if plural not in self.informers:
+            self.informers[plural] = Informer(self.client, plural)
+        return self.informers[plural]
+
+    async def run(self) -> None:
+        """Run every informer created so far until cancelled."""
+        await asyncio.gather(*(inf.run() for inf in self.informers.values()))
+
+    def synced(self) -> bool:
+        """All informers have listed once."""
+        return all(inf.has_synced for inf in self.informers.values())
+
+
+def enabled_controllers(spec: str) -> list[str]:
+    """Names from a --controllers value: ``*`` (all), ``foo`` (enable), ``-foo`` (disable).
+    Raises ValueError for an unknown name."""
+    items = [s.strip() for s in spec.split(",") if s.strip()] or ["*"]
+    for item in items:
+        name = item.lstrip("-")
+        if name != "*" and name not in ALL_CONTROLLERS:
+            raise ValueError(f"unknown controller {name!r} (known: {', '.join(ALL_CONTROLLERS)})")
+    wanted = set(ALL_CONTROLLERS) if "*" in items else set()
+    wanted |= {i for i in items if not i.startswith("-") and i != "*"}
+    wanted -= {i[1:] for i in items if i.startswith("-")}
+    return [c for c in ALL_CONTROLLERS if c in wanted]
+
+
+def build_controllers(client: Client, factory: InformerFactory, names: list[str], *,
+                      allocate_node_cidrs: bool = False, cluster_cidr: str = "",
+                      node_cidr_mask_size: int = 24) -> list[BaseController]:
+    """Construct the named controllers over ``factory``'s shared informers.
+    Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
+    inf: Callable[[str], Informer] = factory.informer
+    out: list[BaseController] = []
+    for name in names:
+        if name == "deployment":
+            out.append(DeploymentController(client, inf("deployments"), inf("replicasets"), inf("pods"),
+                                            recorder=EventRecorder(client, "deployment-controller")))
+        elif name == "replicaset":
+            out.append(ReplicaSetController(client, inf("replicasets"), inf("pods"),
+                                            recorder=EventRecorder(client, "replicaset-controller")))
+        elif name == "endpoints":
+            out.append(EndpointsController(client, inf("services"), inf("pods"), inf("endpoints")))
+        elif name == "garbagecollector":
+            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets", "pods")}))
+        elif name == "namespace":
+            out.append(NamespaceController(client, inf("namespaces")))
+        elif name == "nodeipam":
+            if not allocate_node_cidrs:
+                log.info("nodeipam: --allocate-node-cidrs not set, not allocating pod CIDRs")
+                continue
+            out.append(NodeIpamController(client, inf("nodes"), cluster_cidr=cluster_cidr,
+                                          node_cidr_mask_size=node_cidr_mask_size))
+    return out
+
+
+class ControllerManager:
+    """Runs the controllers and their informers; ``ready`` once all caches synced."""
+
+    def __init__(self, client: Client, controllers: list[BaseController], factory: InformerFactory):
+        self.client = client
+        self.controllers = controllers
+        self.factory = factory
+
+    @property
+    def ready(self) -> bool:
+        return self.factory.synced()
+
+    async def run(self) -> None:
+        """Run informers and controllers until cancelled."""
+        tasks = [asyncio.ensure_future(self.factory.run())]
+        tasks += [asyncio.ensure_future(c.run(workers=WORKERS.get(c.name, 1))) for c in self.controllers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
