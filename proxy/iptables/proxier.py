@@ -50,7 +50,6 @@ class Proxier:
         self.iptables = iptables or Iptables()
         self.conntrack = conntrack or Conntrack()
         self.last_synced: float | None = None  # wall clock of the last successful sync
-        self.last_rules = ""
         self.jump_check_period = jump_check_period
         self._jumps_checked_at: float | None = None
         self._applied_services: dict[ServicePortName, ServicePort] = {}
@@ -81,7 +80,6 @@ class Proxier:
             self._jumps_checked_at = start
         await self._clear_stale_conntrack(service_map, endpoints_map)
         self._applied_services, self._applied_endpoints = service_map, endpoints_map
-        self.last_rules = text
         self.last_synced = time.time()
         elapsed = time.monotonic() - start
         metrics.SYNC_PROXY_RULES_LATENCY.observe(elapsed)
