@@ -147,7 +147,33 @@ def script(endpoint: str) -> list:
         finally:
             stream.cancel()
         out.extend(sorted(got, key=lambda r: (r.watch_id, not r.created)))
+        out.extend(watch_control(watch))
     return out
+
+
+def watch_control(watch) -> list:
+    """Requested watch IDs, a duplicate ID, a progress request, cancels (known and unknown)."""
+    def reqs():
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"a"))
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"b", watch_id=7))
+        yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"b", watch_id=7))
+        time.sleep(0.2)
+        yield pb.WatchRequest(progress_request=pb.WatchProgressRequest())
+        time.sleep(0.2)
+        yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=0))
+        yield pb.WatchRequest(cancel_request=pb.WatchCancelRequest(watch_id=55))
+        time.sleep(5)
+
+    got = []
+    stream = watch.Watch(reqs(), timeout=5)
+    try:
+        for resp in stream:
+            got.append(normalize(resp))
+            if len(got) == 5:
+                break
+    finally:
+        stream.cancel()
+    return got
 
 
 def test_same_answers_as_etcd(tmp_path):
