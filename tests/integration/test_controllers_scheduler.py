@@ -1,0 +1,386 @@
+"""The scheduler and the controller-manager as real processes against a real
+apiserver over etcd 3.4, with three "hollow" nodes (Node objects made
+through the API; no kubelet). The test plays the kubelet's part where the
+control plane needs it: it marks bound pods Running and Ready with an IP
+from their node's pod CIDR, and finishes the graceful deletion of pods.
+
+Covers: pod CIDRs for nodes; Deployment -> ReplicaSet -> pods bound and
+spread; Service -> Endpoints; scale up and down; a template change rolls
+out a new ReplicaSet; `kubectl rollout status`; an oversized pod stays
+Pending with upstream's Unschedulable message; deleting the Deployment
+cascades through the garbage collector.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kubeling.client import ApiError, Client, kubeconfig
+
+REPO = Path(__file__).resolve().parents[2]
+ETCD = "/usr/bin/etcd"
+NODES = ("hollow-1", "hollow-2", "hollow-3")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[:3]} exited {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready after {timeout}s: {log.read_text()[-3000:]}")
+
+
+class ControlPlane:
+    """etcd, apiserver, scheduler, controller-manager on free loopback ports."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = self.tmp / f"{name}.log"
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc, log
+
+    def _start(self) -> None:
+        port, peer = free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{port}"
+        etcd, log = self._spawn("etcd", [
+            ETCD, "--data-dir", str(self.tmp / "etcd"), "--listen-client-urls", etcd_url,
+            "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"default=http://127.0.0.1:{peer}"])
+        wait_http(f"{etcd_url}/health", etcd, log)
+        api_port = free_port()
+        self.server = f"http://127.0.0.1:{api_port}"
+        api, log = self._spawn("apiserver", [
+            sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
+            "--secure-port", str(api_port), "--service-cluster-ip-range", "10.96.0.0/12"])
+        wait_http(f"{self.server}/readyz", api, log)
+        self.kubeconfig = self.tmp / "admin.kubeconfig"
+        kubeconfig.write(self.kubeconfig, server=self.server, user="admin")
+        sched_port, cm_port = free_port(), free_port()
+        sched, slog = self._spawn("scheduler", [
+            sys.executable, "-m", "scheduler", "--kubeconfig", str(self.kubeconfig), "--bind-address",
+            "127.0.0.1", "--secure-port", str(sched_port)])
+        cm, clog = self._spawn("controller-manager", [
+            sys.executable, "-m", "controllers", "--kubeconfig", str(self.kubeconfig), "--bind-address",
+            "127.0.0.1", "--secure-port", str(cm_port), "--allocate-node-cidrs", "--cluster-cidr",
+            "10.244.0.0/16", "--node-cidr-mask-size", "24", "--service-cluster-ip-range", "10.96.0.0/12"])
+        wait_http(f"http://127.0.0.1:{sched_port}/healthz", sched, slog)
+        wait_http(f"http://127.0.0.1:{cm_port}/healthz", cm, clog)
+        self.scheduler_metrics = f"http://127.0.0.1:{sched_port}/metrics"
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            stop(p)
+
+
+@pytest.fixture(scope="module")
+def plane():
+    if not os.path.exists(ETCD):
+        pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
+    tmp = Path(tempfile.mkdtemp(prefix="kubeling-ctrl-"))
+    cp = ControlPlane(tmp)
+    try:
+        yield cp
+    finally:
+        cp.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def hollow_node(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {}, "status": {
+                "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "hollow node"}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}}
+
+
+async def eventually(fn, *, timeout: float = 20.0, what: str = "condition"):
+    """Poll the coroutine function ``fn`` until it returns a truthy value; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await fn()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class HollowKubelets:
+    """Plays the kubelets of the hollow nodes for one namespace: bound pods
+    become Running and Ready with an IP from their node's pod CIDR; pods with
+    a deletionTimestamp are removed (grace period 0), as a kubelet would."""
+
+    def __init__(self, client: Client, namespace: str):
+        self.client = client
+        self.namespace = namespace
+        self.next_ip: dict[str, int] = {}
+
+    async def run(self) -> None:
+        while True:
+            await self.step()
+            await asyncio.sleep(0.2)
+
+    async def step(self) -> None:
+        pods = (await self.client.list("pods", namespace=self.namespace))["items"]
+        for pod in pods:
+            meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+            try:
+                if meta.get("deletionTimestamp"):
+                    await self.client.delete("pods", meta["name"], namespace=self.namespace,
+                                             grace_period_seconds=0)
+                elif spec.get("nodeName") and status.get("phase") != "Running":
+                    node = await self.client.get("nodes", spec["nodeName"])
+                    net = ipaddress.ip_network(node["spec"]["podCIDR"])
+                    n = self.next_ip[spec["nodeName"]] = self.next_ip.get(spec["nodeName"], 1) + 1
+                    ip = str(net.network_address + n)
+                    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    conds = [c for c in status.get("conditions") or [] if c["type"] == "PodScheduled"]
+                    conds += [{"type": t, "status": "True", "lastTransitionTime": now}
+                              for t in ("Initialized", "ContainersReady", "Ready")]
+                    await self.client.patch("pods", meta["name"], {"status": {
+                        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "127.0.0.1",
+                        "startTime": now, "conditions": conds}}, namespace=self.namespace, subresource="status")
+            except (ApiError, KeyError):
+                pass  # raced with a deletion or the CIDR is not there yet: next round
+
+
+@pytest.fixture
+async def env(plane):
+    client = Client.from_kubeconfig(plane.kubeconfig)
+    for name in NODES:
+        try:
+            await client.create("nodes", hollow_node(name))
+        except ApiError as e:
+            assert e.code == 409, e
+    ns = "t-" + uuid.uuid4().hex[:6]
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kubelets = asyncio.ensure_future(HollowKubelets(client, ns).run())
+    try:
+        yield client, ns
+    finally:
+        kubelets.cancel()
+        await asyncio.gather(kubelets, return_exceptions=True)
+        await client.close()
+
+
+def deployment(name: str, replicas: int, *, image: str = "busybox:1.35", cpu: str = "100m") -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{
+                                      "name": "web", "image": image,
+                                      "ports": [{"name": "http", "containerPort": 8080}],
+                                      "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}}}}
+
+
+async def test_every_node_gets_a_distinct_pod_cidr(env):
+    client, _ = env
+
+    async def cidrs():
+        nodes = [await client.get("nodes", n) for n in NODES]
+        got = [n["spec"].get("podCIDR") for n in nodes]
+        return got if all(got) else None
+
+    got = await eventually(cidrs, what="podCIDRs")
+    assert len(set(got)) == 3
+    for cidr in got:
+        net = ipaddress.ip_network(cidr)
+        assert net.prefixlen == 24 and net.subnet_of(ipaddress.ip_network("10.244.0.0/16"))
+    node = await client.get("nodes", NODES[0])
+    assert node["spec"]["podCIDRs"] == [node["spec"]["podCIDR"]]
+
+
+async def test_deployment_service_scale_rollout_and_cascading_delete(env, plane):
+    client, ns = env
+    await client.create("deployments", deployment("web", 3), namespace=ns)
+    await client.create("services", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                                     "spec": {"selector": {"app": "web"},
+                                              "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
+                        namespace=ns)
+
+    async def pods(*, ready_only=False):
+        items = (await client.list("pods", namespace=ns, label_selector="app=web"))["items"]
+        items = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        if ready_only:
+            items = [p for p in items if (p.get("status") or {}).get("phase") == "Running"]
+        return items
+
+    async def rollout_done(replicas, generation_at_least=1):
+        d = await client.get("deployments", "web", namespace=ns)
+        st = d.get("status") or {}
+        running = await pods(ready_only=True)
+        ok = (st.get("observedGeneration", 0) >= max(d["metadata"].get("generation", 1), generation_at_least)
+              and st.get("updatedReplicas") == replicas and st.get("availableReplicas") == replicas
+              and st.get("replicas") == replicas and len(await pods()) == replicas and len(running) == replicas)
+        return d if ok else None
+
+    d = await eventually(lambda: rollout_done(3), timeout=30, what="3 available replicas")
+    rss = (await client.list("replicasets", namespace=ns))["items"]
+    assert len(rss) == 1
+    rs = rss[0]
+    pod_hash = rs["metadata"]["labels"]["pod-template-hash"]
+    assert rs["metadata"]["name"] == f"web-{pod_hash}"
+    assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": pod_hash}
+    assert rs["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    conds = {c["type"]: c for c in d["status"]["conditions"]}
+    assert conds["Available"]["status"] == "True"
+    assert conds["Progressing"]["reason"] == "NewReplicaSetAvailable"
+
+    running = await pods()
+    assert {p["spec"]["nodeName"] for p in running} == set(NODES), "LeastAllocated spreads 3 pods over 3 nodes"
+    for p in running:
+        ref = p["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["controller"], ref["blockOwnerDeletion"]) == \
+            ("ReplicaSet", rs["metadata"]["name"], True, True)
+        assert p["metadata"]["generateName"] == f"{rs['metadata']['name']}-"
+        assert any(c["type"] == "PodScheduled" and c["status"] == "True" for c in p["status"]["conditions"])
+
+    async def endpoint_ips(n):
+        try:
+            ep = await client.get("endpoints", "web", namespace=ns)
+        except ApiError:
+            return None
+        subsets = ep.get("subsets") or []
+        ips = sorted(a["ip"] for s in subsets for a in s.get("addresses") or [])
+        return (ep, ips) if len(ips) == n else None
+
+    ep, ips = await eventually(lambda: endpoint_ips(3), what="3 endpoint addresses")
+    assert ips == sorted(p["status"]["podIP"] for p in await pods())
+    assert ep["subsets"][0]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    addr = ep["subsets"][0]["addresses"][0]
+    assert addr["targetRef"]["kind"] == "Pod" and addr["nodeName"] in NODES
+
+    events = (await client.list("events", namespace=ns))["items"]
+    assert any(e["reason"] == "Scheduled" and e["message"].startswith(f"Successfully assigned {ns}/web-")
+               for e in events)
+
+    # kubectl reads the same status and conditions we write.
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        out = await asyncio.to_thread(subprocess.run, [kubectl, "--kubeconfig", str(plane.kubeconfig), "-n", ns,
+                                                       "rollout", "status", "deployment/web", "--timeout=20s"],
+                                      capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "successfully rolled out" in out.stdout, out.stdout + out.stderr
+
+    # Scale up and down.
+    for replicas in (5, 2):
+        await client.patch("deployments", "web", {"spec": {"replicas": replicas}}, namespace=ns)
+        await eventually(lambda r=replicas: rollout_done(r), timeout=30, what=f"{replicas} replicas")
+        await eventually(lambda r=replicas: endpoint_ips(r), what=f"{replicas} endpoint addresses")
+
+    # A template change rolls out a new ReplicaSet and scales the old one to 0.
+    await client.patch("deployments", "web", {"spec": {"template": {"spec": {"containers": [{
+        "name": "web", "image": "busybox:1.36", "ports": [{"name": "http", "containerPort": 8080}],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}, namespace=ns)
+
+    async def rolled():
+        d = await rollout_done(2, generation_at_least=4)
+        if not d:
+            return None
+        rss = {r["metadata"]["name"]: r for r in (await client.list("replicasets", namespace=ns))["items"]}
+        if len(rss) != 2 or rss[rs["metadata"]["name"]]["spec"]["replicas"] != 0:
+            return None
+        return d, rss
+
+    d, rss = await eventually(rolled, timeout=40, what="the rollout of the new template")
+    new_rs = next(r for name, r in rss.items() if name != rs["metadata"]["name"])
+    assert new_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert all(p["spec"]["containers"][0]["image"] == "busybox:1.36" for p in await pods())
+
+    # kubectl delete sends propagationPolicy Background; the GC removes ReplicaSets, then pods.
+    await client.delete("deployments", "web", namespace=ns, propagation_policy="Background")
+
+    async def all_gone():
+        left = (await client.list("replicasets", namespace=ns))["items"] + \
+            (await client.list("pods", namespace=ns))["items"]
+        return not left
+
+    await eventually(all_gone, timeout=30, what="ReplicaSets and pods collected")
+    await client.delete("services", "web", namespace=ns)
+
+    async def endpoints_gone():
+        try:
+            await client.get("endpoints", "web", namespace=ns)
+            return False
+        except ApiError as e:
+            return e.code == 404
+
+    await eventually(endpoints_gone, what="Endpoints deleted with the Service")
+
+
+async def test_pod_too_big_for_any_node_stays_pending(env):
+    client, ns = env
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge"},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.35",
+                                    "resources": {"requests": {"cpu": "100"}}}]}}
+    await client.create("pods", pod, namespace=ns)
+
+    async def unschedulable():
+        p = await client.get("pods", "huge", namespace=ns)
+        cond = next((c for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"),
+                    None)
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = await eventually(unschedulable, what="PodScheduled=False")
+    assert cond["reason"] == "Unschedulable"
+    assert cond["message"] == "0/3 nodes are available: 3 Insufficient cpu."
+    p = await client.get("pods", "huge", namespace=ns)
+    assert not p["spec"].get("nodeName")
+
+    async def failed_event():
+        events = (await client.list("events", namespace=ns))["items"]
+        return [e for e in events if e["reason"] == "FailedScheduling"]
+
+    [event] = await eventually(failed_event, what="a FailedScheduling event")
+    assert event["type"] == "Warning" and event["message"] == cond["message"]
+    await client.delete("pods", "huge", namespace=ns, grace_period_seconds=0)
