@@ -218,9 +218,10 @@ class ResourceHandler:
         except errors.StatusError as e:
             if e.code != 410:
                 raise
+            status = e.status
 
             async def expired():
-                yield _line("ERROR", e.status)
+                yield _line("ERROR", status)
             return StreamingResponse(expired(), media_type="application/json")
         info = store.info
 

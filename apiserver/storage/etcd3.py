@@ -281,6 +281,8 @@ class Etcd3Store:
         ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj))))
         resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
         if not resp.succeeded:
+            if await self.get_raw_exists(key):
+                raise KeyExists(key)
             await self._explain_failure(key, extra)
             raise KeyExists(key)
         return _with_rv(obj, resp.header.revision)
