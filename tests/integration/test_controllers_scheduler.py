@@ -127,7 +127,7 @@ def plane():
         yield cp
     finally:
         cp.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True) if not os.environ.get("KEEP_LOGS") else print(tmp)
 
 
 def hollow_node(name: str) -> dict:
