@@ -116,7 +116,8 @@ def write_containers(w: PrefixWriter, title: str, containers: list, statuses: li
     w.write(level, f"{title}:\n")
     by_name = {s.get("name"): s for s in statuses or []}
     for c in containers:
-        w.write(level + 1 if template else 1, f"{c.get('name')}:\n")
+        # kubectl indents template container names by one extra space (" web:").
+        w.write(1, f"{' ' if template else ''}{c.get('name')}:\n")
         lvl = 2
         status = by_name.get(c.get("name"))
         if status is not None:
@@ -190,10 +191,12 @@ async def describe_pod(c: Client, pod: dict, now: float) -> str:
     w = PrefixWriter()
     w.write(0, f"Name:\t{meta.get('name')}\n")
     w.write(0, f"Namespace:\t{meta.get('namespace')}\n")
-    w.write(0, f"Priority:\t{spec.get('priority', 0)}\n")
+    if spec.get("priority") is not None:
+        w.write(0, f"Priority:\t{spec['priority']}\n")
     if spec.get("priorityClassName"):
         w.write(0, f"Priority Class Name:\t{spec['priorityClassName']}\n")
-    w.write(0, f"Service Account:\t{spec.get('serviceAccountName') or 'default'}\n")
+    if spec.get("serviceAccountName"):
+        w.write(0, f"Service Account:\t{spec['serviceAccountName']}\n")
     node = spec.get("nodeName")
     w.write(0, f"Node:\t{node + '/' + (status.get('hostIP') or '') if node else '<none>'}\n")
     if status.get("startTime"):
@@ -442,8 +445,7 @@ def _service_endpoints(endpoints: dict, port: dict) -> str:
                              "ports": [p for p in s.get("ports") or [] if (p.get("name") or "") == wanted]}
                             for s in endpoints.get("subsets") or []]}
     filtered["subsets"] = [s for s in filtered["subsets"] if s["ports"]]
-    text = printers.format_endpoints(filtered)
-    return "" if text == "<none>" else text
+    return printers.format_endpoints(filtered)
 
 
 _QTY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")

@@ -21,7 +21,14 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str_representer(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value and not value.startswith(" ") else None
+    # Go's YAML encoder: literal block for multi-line text, double quotes where
+    # a plain scalar would read as another type ("9", "true", timestamps) or is not allowed.
+    style = None
+    if "\n" in value and not value.startswith(" "):
+        style = "|"
+    elif (not value or dumper.resolve(yaml.ScalarNode, value, (True, False)) != "tag:yaml.org,2002:str"
+          or not dumper.analyze_scalar(value).allow_block_plain):
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -1,0 +1,279 @@
+"""The real ``kubeling`` executable against a real apiserver over etcd 3.4.
+
+One etcd and one ``python -m apiserver`` on free loopback ports serve the
+module; each test runs ``.venv/bin/kubeling --kubeconfig K ...`` as a
+subprocess and checks stdout, stderr and the exit code, as a user sees them.
+Tests use their own object names so that they do not interfere.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubeling.client import kubeconfig
+
+REPO = Path(__file__).resolve().parents[2]
+ETCD = "/usr/bin/etcd"
+KUBELING = str(Path(sys.executable).parent / "kubeling")
+WEB = REPO / "deploy/examples/web.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, log: Path, path: str | None = None, timeout: float = 30) -> None:
+    import httpx
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if path is None:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            elif httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"port {port} not ready after {timeout}s: {log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(kubeconfig path, apiserver URL) of an etcd + apiserver pair started for this module."""
+    if not os.path.exists(ETCD):
+        pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
+    tmp = tmp_path_factory.mktemp("cli")
+    procs: list[subprocess.Popen] = []
+    try:
+        port, peer = free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{port}"
+        elog = tmp / "etcd.log"
+        procs.append(subprocess.Popen(
+            [ETCD, "--data-dir", str(tmp / "etcd"), "--listen-client-urls", etcd_url,
+             "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
+            stdout=open(elog, "ab"), stderr=subprocess.STDOUT))
+        wait_ready(port, procs[-1], elog)
+        api_port = free_port()
+        alog = tmp / "apiserver.log"
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
+             "--secure-port", str(api_port)], cwd=REPO, stdout=open(alog, "ab"), stderr=subprocess.STDOUT))
+        wait_ready(api_port, procs[-1], alog, "/readyz")
+        kc = tmp / "admin.kubeconfig"
+        server = f"http://127.0.0.1:{api_port}"
+        kubeconfig.write(kc, server=server, user="test")
+        yield kc, server
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+def kubeling(cluster, *argv: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    kc, _ = cluster
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.run([KUBELING, "--kubeconfig", str(kc), *argv], input=stdin, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def renamed(name: str, replicas: int = 3) -> str:
+    """web.yaml with its objects called ``name`` (and ``replicas`` replicas)."""
+    docs = list(yaml.safe_load_all(WEB.read_text()))
+    for d in docs:
+        d["metadata"]["name"] = name
+    docs[0]["spec"]["replicas"] = replicas
+    return yaml.safe_dump_all(docs)
+
+
+def test_apply_create_unchanged_configured(cluster, tmp_path):
+    """apply creates, re-applies as unchanged, and patches a changed replica count."""
+    f = tmp_path / "web.yaml"
+    f.write_text(renamed("web-a"))
+    r = kubeling(cluster, "apply", "-f", str(f))
+    assert (r.returncode, r.stdout, r.stderr) == (0, "deployment.apps/web-a created\nservice/web-a created\n", "")
+    r = kubeling(cluster, "apply", "-f", str(f))
+    assert r.stdout == "deployment.apps/web-a unchanged\nservice/web-a unchanged\n"
+    f.write_text(renamed("web-a", replicas=5))
+    r = kubeling(cluster, "apply", "-f", str(f))
+    assert (r.returncode, r.stdout) == (0, "deployment.apps/web-a configured\nservice/web-a unchanged\n")
+    d = json.loads(kubeling(cluster, "get", "deploy", "web-a", "-o", "json").stdout)
+    assert d["spec"]["replicas"] == 5
+    applied = json.loads(d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    assert applied["spec"]["replicas"] == 5 and applied["metadata"]["namespace"] == "default"
+
+
+def test_apply_from_stdin_and_removed_field_is_deleted(cluster):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-b", "labels": {"a": "1", "b": "2"}},
+          "data": {"x": "1", "y": "2"}}
+    assert kubeling(cluster, "apply", "-f", "-", stdin=json.dumps(cm)).stdout == "configmap/cm-b created\n"
+    del cm["data"]["y"]
+    del cm["metadata"]["labels"]["b"]
+    assert kubeling(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(cm)).stdout == "configmap/cm-b configured\n"
+    live = yaml.safe_load(kubeling(cluster, "get", "cm", "cm-b", "-o", "yaml").stdout)
+    assert live["data"] == {"x": "1"} and live["metadata"]["labels"] == {"a": "1"}
+
+
+def test_get_tables_and_formats(cluster, tmp_path):
+    f = tmp_path / "web.yaml"
+    f.write_text(renamed("web-c"))
+    assert kubeling(cluster, "apply", "-f", str(f)).returncode == 0
+    r = kubeling(cluster, "get", "deployments", "web-c")
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert lines[1].split()[:4] == ["web-c", "0/3", "0", "0"]
+    # Columns line up: each header starts where its cells start.
+    assert lines[0].index("READY") == lines[1].index("0/3")
+
+    svc = kubeling(cluster, "get", "svc", "web-c", "-o", "wide").stdout.splitlines()
+    assert svc[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
+    cells = svc[1].split()
+    assert cells[1] == "ClusterIP" and cells[2].startswith("10.") and cells[4] == "80/TCP" and cells[6] == "app=web"
+
+    both = kubeling(cluster, "get", "deploy/web-c", "svc/web-c").stdout
+    assert "deployment.apps/web-c" in both and "service/web-c" in both and "\n\n" in both
+
+    obj = yaml.safe_load(kubeling(cluster, "get", "svc", "web-c", "-o", "yaml").stdout)
+    assert obj["kind"] == "Service" and obj["spec"]["selector"] == {"app": "web"}
+    listed = json.loads(kubeling(cluster, "get", "svc", "-o", "json").stdout)
+    assert listed["kind"] == "List" and "web-c" in [i["metadata"]["name"] for i in listed["items"]]
+    assert all(i["kind"] == "Service" for i in listed["items"])
+    assert kubeling(cluster, "get", "-f", str(f), "-o", "name").stdout == "deployment.apps/web-c\nservice/web-c\n"
+
+    ns = kubeling(cluster, "get", "svc", "-A", "--no-headers").stdout
+    assert any(line.split()[:2] == ["default", "kubernetes"] for line in ns.splitlines())
+    assert "NAME" not in ns
+    sel = kubeling(cluster, "get", "deploy", "-l", "app=web", "-o", "name").stdout
+    assert "deployment.apps/web-c" in sel.splitlines()
+    assert kubeling(cluster, "get", "deploy", "-l", "app=nothing").stdout == ""
+
+
+def test_empty_list_message(cluster):
+    r = kubeling(cluster, "get", "pods", "-n", "kube-public")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "No resources found in kube-public namespace.\n")
+
+
+def test_delete_waits_until_gone(cluster, tmp_path):
+    """A pod bound to a node stays Terminating until the kubelet confirms; delete waits for that."""
+    f = tmp_path / "pod.yaml"
+    f.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod-d"},
+                                 "spec": {"nodeName": "no-such-node",
+                                          "containers": [{"name": "c", "image": "busybox:1.35"}]}}))
+    assert kubeling(cluster, "apply", "-f", str(f)).returncode == 0
+    r = kubeling(cluster, "delete", "-f", str(f), "--timeout", "1s")
+    assert r.returncode == 1 and r.stdout == 'pod "pod-d" deleted\n'
+    assert r.stderr == "error: timed out waiting for the condition on pods/pod-d\n"
+    assert "Terminating" in kubeling(cluster, "get", "pod", "pod-d").stdout
+    # The stand-in for the kubelet's final delete; `delete` now returns only once it is gone.
+    r = kubeling(cluster, "delete", "pod", "pod-d", "--force")
+    assert r.returncode == 0 and r.stdout == 'pod "pod-d" force deleted\n'
+    assert kubeling(cluster, "get", "pod", "pod-d").returncode == 1
+
+
+def test_delete_manifest_objects(cluster, tmp_path):
+    f = tmp_path / "web.yaml"
+    f.write_text(renamed("web-e"))
+    assert kubeling(cluster, "apply", "-f", str(f)).returncode == 0
+    r = kubeling(cluster, "delete", "-f", str(f))
+    assert (r.returncode, r.stdout) == (0, 'deployment.apps "web-e" deleted\nservice "web-e" deleted\n')
+    r = kubeling(cluster, "get", "deploy", "web-e")
+    assert r.returncode == 1 and r.stderr == 'Error from server (NotFound): deployments.apps "web-e" not found\n'
+    r = kubeling(cluster, "delete", "-f", str(f))
+    assert r.returncode == 1 and r.stderr.splitlines()[0].startswith("Error from server (NotFound): ")
+    assert kubeling(cluster, "delete", "-f", str(f), "--ignore-not-found").returncode == 0
+
+
+def test_describe(cluster, tmp_path):
+    f = tmp_path / "web.yaml"
+    f.write_text(renamed("web-f"))
+    assert kubeling(cluster, "apply", "-f", str(f)).returncode == 0
+    out = kubeling(cluster, "describe", "svc", "web-f").stdout
+    assert out.startswith("Name:") and "Selector:                 app=web" in out and "TargetPort:" in out
+    out = kubeling(cluster, "describe", "deployment", "web-f").stdout
+    assert "Replicas:               3 desired" in out and "last-applied" not in out and "Events:" in out
+    r = kubeling(cluster, "describe", "pod", "zzz-none")
+    assert r.returncode == 1 and r.stderr == 'Error from server (NotFound): pods "zzz-none" not found\n'
+
+
+def test_watch_prints_new_rows_and_ctrl_c_exits_130(cluster):
+    kc, _ = cluster
+    proc = subprocess.Popen([KUBELING, "--kubeconfig", str(kc), "get", "configmaps", "-w", "-n", "kube-public"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched", "namespace": "kube-public"}}
+        assert kubeling(cluster, "apply", "-f", "-", stdin=json.dumps(cm)).returncode == 0
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert any(line.split()[:2] == ["watched", "0"] for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("argv, stdin, line", [
+    pytest.param(["apply", "-f", "-"], "kind: Service\napiVersion: v1\nmetadata:\n  name: x\n  labels: a: b\n",
+                 "error: error parsing STDIN: error converting YAML to JSON: yaml: line 5: ", id="bad-yaml"),
+    pytest.param(["apply", "-f", "-"], "apiVersion: v1\nmetadata:\n  name: x\n",
+                 'error: error validating "STDIN": error validating data: kind not set', id="no-kind"),
+    pytest.param(["get", "pods", "missing-pod"], None, 'Error from server (NotFound): pods "missing-pod" not found',
+                 id="not-found"),
+    pytest.param(["get", "foo"], None, 'error: the server doesn\'t have a resource type "foo"', id="unknown-kind"),
+    pytest.param(["apply", "-f", "-"], "apiVersion: v9\nkind: Gizmo\nmetadata:\n  name: g\n",
+                 'error: resource mapping not found for name: "g"', id="unknown-manifest-kind"),
+])
+def test_errors_are_one_line_exit_1(cluster, argv, stdin, line):
+    r = kubeling(cluster, *argv, stdin=stdin)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(line), r.stderr
+
+
+def test_unreachable_server(tmp_path):
+    port = free_port()
+    kc = tmp_path / "kc"
+    kubeconfig.write(kc, server=f"http://127.0.0.1:{port}", user="test")
+    r = kubeling((kc, ""), "apply", "-f", str(WEB))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"The connection to the server 127.0.0.1:{port} was refused - did you specify the right "
+                        "host or port?\n")
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
+def test_kubectl_sees_kubeling_apply_as_unchanged(cluster, tmp_path):
+    """kubeling writes last-applied exactly as kubectl does, so the two can take turns."""
+    kc, _ = cluster
+    f = tmp_path / "web.yaml"
+    f.write_text(renamed("web-g"))
+    assert kubeling(cluster, "apply", "-f", str(f)).returncode == 0
+    r = subprocess.run(["kubectl", "--kubeconfig", str(kc), "apply", "--validate=false", "-f", str(f)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout == "deployment.apps/web-g unchanged\nservice/web-g unchanged\n", r.stderr
