@@ -24,7 +24,7 @@ def rs(name, replicas, *, available=None, created="2024-01-01T00:00:00Z", max_re
 def test_fnv32a_and_safe_encoding():
     assert du.fnv32a(b"") == 0x811C9DC5
     assert du.fnv32a(b"a") == 0xE40C292C
-    assert du.safe_encode("0129") == "4568"  # each byte mod 27 into "bcdfghjklmnpqrstvwxz2456789"
+    assert du.safe_encode("0129") == "456f"  # each byte mod 27 into "bcdfghjklmnpqrstvwxz2456789"
 
 
 def test_hash_is_stable_ignores_key_order_and_uses_collision_count():
