@@ -239,12 +239,10 @@ class ReplicaSetController(BaseController):
         """PUT status when it changed; on a conflict re-read once and retry (updateReplicaSetStatus)."""
         current = rs
         for attempt in range(2):
-            if _status_equal(current.get("status") or {}, status) and \
-                    (current.get("status") or {}).get("observedGeneration") == status["observedGeneration"]:
+            if _status_equal(current.get("status") or {}, status):
                 return
             obj = deep_copy(current)
-            obj["status"] = {**(obj.get("status") or {}), **{k: v for k, v in status.items()
-                                                            if k != "conditions"}}
+            obj["status"] = {**(obj.get("status") or {}), **status}
             try:
                 await self.client.replace_status("replicasets", obj)
                 return

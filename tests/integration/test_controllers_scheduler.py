@@ -127,7 +127,10 @@ def plane():
         yield cp
     finally:
         cp.close()
-        shutil.rmtree(tmp, ignore_errors=True) if not os.environ.get("KEEP_LOGS") else print(tmp)
+        if os.environ.get("KEEP_LOGS"):  # KEEP_LOGS=1 pytest -s ... keeps the components' logs
+            print(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def hollow_node(name: str) -> dict:
