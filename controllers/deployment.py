@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, split_key
+from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers import deployment_util as du
 from controllers.controller_utils import (BaseController, claim_objects, controller_ref, get_controller_of,

@@ -1,7 +1,6 @@
 """ReplicaSet controller logic over listers built on plain dict stores and a
 recording fake client (unit tests only): the create/delete difference,
 expectations, adoption, deletion order and status."""
-import asyncio
 
 from kubeling.client import Informer, meta_key
 from controllers.controller_utils import ControllerExpectations, pod_delete_rank
