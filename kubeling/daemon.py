@@ -78,14 +78,17 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 async def run_until_stopped(stop: asyncio.Event, *aws: Awaitable) -> None:
     """Run the coroutines as tasks until ``stop`` is set or one of them fails,
-    then cancel the rest. Re-raises a task's exception."""
+    then cancel the rest. A task that returns normally (a one-off set-up step)
+    just ends; re-raises the exception of a task that failed."""
     tasks = [asyncio.ensure_future(a) for a in aws]
     stopper = asyncio.ensure_future(stop.wait())
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            if t is not stopper and t.exception() is not None:
-                raise t.exception()
+        pending = {*tasks, stopper}
+        while stopper in pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()
     finally:
         for t in [*tasks, stopper]:
             t.cancel()
