@@ -18,7 +18,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from apiserver import errors
+from apiserver import errors, printers
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.registry.store import Store, now_rfc3339, patch_function
@@ -154,19 +154,29 @@ class ResourceHandler:
             raise errors.method_not_allowed(request.method, "namespaces/finalize")
         if sub in ("status", "finalize") and verb not in ("get", "update", "patch"):
             raise errors.method_not_allowed(request.method, f"{info.resource}/{sub}")
+        as_table = printers.wants_table(request.headers.get("accept"))
+        include = q.get("includeObject") or "Metadata"
         if verb == "get":
-            return json_response(await store.get(ns, info.name))
+            obj = await store.get(ns, info.name)
+            if as_table and sub is None:
+                return json_response(printers.table(info.resource, [obj], include_object=include,
+                                                    resource_version=obj["metadata"].get("resourceVersion", "")))
+            return json_response(obj)
         if verb == "list":
             limit = q.get("limit")
             try:
                 limit_n = int(limit) if limit else 0
             except ValueError:
                 raise errors.bad_request(f"invalid limit {limit!r}") from None
-            return json_response(await store.list(
+            lst = await store.list(
                 ns, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
-                resource_version=q.get("resourceVersion"), limit=limit_n, continue_token=q.get("continue")))
+                resource_version=q.get("resourceVersion"), limit=limit_n, continue_token=q.get("continue"))
+            if as_table:
+                return json_response(printers.table(info.resource, lst["items"], include_object=include,
+                                                    list_meta=lst["metadata"]))
+            return json_response(lst)
         if verb == "watch":
-            return self.watch(store, ns, q)
+            return self.watch(store, ns, q, table_include=include if as_table else None)
         if verb == "create":
             if info.name is not None:
                 raise errors.method_not_allowed(request.method, info.resource)
@@ -205,8 +215,12 @@ class ResourceHandler:
 
     # ---------------------------------------------------------------- watch
 
-    def watch(self, store: Store, ns: str | None, q) -> Response:
-        """Chunked NDJSON watch; a too-old resourceVersion gives one ERROR event (410) then the end."""
+    def watch(self, store: Store, ns: str | None, q, *, table_include: str | None = None) -> Response:
+        """Chunked NDJSON watch; a too-old resourceVersion gives one ERROR event (410) then the end.
+
+        With ``table_include`` each object is sent as a one-row Table (column
+        definitions in the first event only), for ``kubectl get -w``.
+        """
         try:
             timeout = float(q.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
         except ValueError:
@@ -228,6 +242,7 @@ class ResourceHandler:
         async def events():
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
+            first = True
             try:
                 while True:
                     left = deadline - loop.time()
@@ -243,6 +258,12 @@ class ResourceHandler:
                                                      "metadata": {"resourceVersion": str(max(
                                                          watcher.revision, store.cacher.revision))}})
                         continue
+                    if table_include is not None:
+                        etype, obj = ev
+                        ev = (etype, printers.table(info.resource, [obj], include_object=table_include,
+                                                    headers=first, resource_version=obj["metadata"].get(
+                                                        "resourceVersion", "")))
+                        first = False
                     yield _line(*ev)
             finally:
                 watcher.stop()

@@ -78,7 +78,8 @@ def test_kubectl(cluster, kubectl):
     ns = cluster.ns()
     assert "v1.32.0-kubeling" in kubectl("version").stdout
     assert "kube-system" in kubectl("get", "namespaces").stdout
-    assert "kubernetes" in kubectl("get", "svc", "-n", "default").stdout
+    svc_table = kubectl("get", "svc", "-n", "default").stdout  # a server-side Table
+    assert "CLUSTER-IP" in svc_table and "10.96.0.1" in svc_table
     kubectl("get", "nodes")
     kubectl("get", "pods", "-A")
     manifest = DEPLOY.replace("NS", ns)
@@ -106,6 +107,7 @@ def test_kubectl_pod_lifecycle(cluster, kubectl):
     """kubectl delete of a bound pod waits for the kubelet's final delete (graceful deletion)."""
     ns = cluster.ns()
     kubectl("run", "p", "-n", ns, "--image=busybox:1.35", "--restart=Never")
+    assert "Pending" in kubectl("get", "pods", "-n", ns).stdout
     cluster.c.post(f"/api/v1/namespaces/{ns}/pods/p/binding", json={"target": {"name": "node-1"}})
     done = threading.Event()
 
