@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             removed = network.teardown(bridge=args.bridge_name, cluster_cidr=args.cluster_cidr,
                                        service_cidr=args.service_cluster_ip_range)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RuntimeError) as e:
             print(f"kubelet: network cleanup failed: {e}", file=sys.stderr)
             return 1
         for r in removed:

@@ -121,6 +121,7 @@ class Kubelet:
                 self.runtime_conditions = {c.type: (c.status, f"reason:{c.reason} message:{c.message}")
                                            for c in st.conditions}
                 self.runtime_up = True
+                log.debug("runtime conditions: %s", self.runtime_conditions)
                 if self._node_readiness()[0] != before:
                     self.node_status.kick.set()
             except CRIError as e:
@@ -170,9 +171,9 @@ class Kubelet:
                 cidr = node.get("spec", {}).get("podCIDR", "")
                 if cidr:
                     await self.runtime.update_runtime_config(cidr)
-                    await asyncio.to_thread(network.setup, bridge=self.config.bridge_name, pod_cidr=cidr,
-                                            cluster_cidr=self.config.cluster_cidr,
-                                            service_cidr=self.config.service_cidr)
+                    await network.setup_in_subprocess(bridge=self.config.bridge_name, pod_cidr=cidr,
+                                                      cluster_cidr=self.config.cluster_cidr,
+                                                      service_cidr=self.config.service_cidr)
                     self.pod_cidr = cidr
                     self.network_ready = True
                     log.info("pod CIDR %s; node network ready", cidr)
@@ -180,7 +181,7 @@ class Kubelet:
                     for uid in list(self.pod_by_uid):
                         self.workers.update(uid)
                     return
-            except (ApiError, httpx.HTTPError, CRIError, OSError, ValueError) as e:
+            except (ApiError, httpx.HTTPError, CRIError, OSError, RuntimeError) as e:
                 log.warning("setting up the node network: %s", e)
             await asyncio.sleep(1.0)
 

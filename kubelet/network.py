@@ -8,15 +8,22 @@ the default route off the machine: the service CIDR via the bridge (an
 unprogrammed service IP stays local) and ``unreachable`` for the whole
 cluster CIDR (the node's own /24 on the bridge is more specific and wins).
 ``teardown`` removes exactly these. Upstream's kubelet leaves this to the
-network plugin (kubenet's bridge setup in pkg/kubelet/network/kubenet);
-blocking netlink calls here are run in a thread by the caller.
+network plugin (kubenet's bridge setup in pkg/kubelet/network/kubenet).
+
+The kubelet runs ``setup`` in a child process (``python -m kubelet.network
+setup ...``), not in a thread: pyroute2 0.9 drives netlink with an asyncio
+loop of its own, and a second event loop in the process stalls grpc.aio's
+poller, i.e. every CRI call of the kubelet.
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import errno
 import ipaddress
 import logging
+import sys
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -103,3 +110,54 @@ def teardown(*, bridge: str, cluster_cidr: str | None = None, service_cidr: str 
                 ipr.link("del", index=idx[0])
                 removed.append(f"bridge {bridge}")
     return removed
+
+
+async def setup_in_subprocess(*, bridge: str, pod_cidr: str, cluster_cidr: str | None = None,
+                              service_cidr: str | None = None, timeout: float = 30.0) -> None:
+    """Run ``setup`` in a child process (see the module docstring for why).
+    Raises RuntimeError with the child's error output on failure or timeout."""
+    args = [sys.executable, "-m", "kubelet.network", "setup", "--bridge-name", bridge, "--pod-cidr", pod_cidr]
+    if cluster_cidr:
+        args += ["--cluster-cidr", cluster_cidr]
+    if service_cidr:
+        args += ["--service-cluster-ip-range", service_cidr]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"node network setup timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"node network setup failed: {err.decode(errors='replace').strip()[-500:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kubelet.network setup|teardown --bridge-name B [--pod-cidr C]
+    [--cluster-cidr C] [--service-cluster-ip-range C]``; exit 1 with one line on error."""
+    p = argparse.ArgumentParser(prog="python -m kubelet.network")
+    p.add_argument("action", choices=["setup", "teardown"])
+    p.add_argument("--bridge-name", required=True)
+    p.add_argument("--pod-cidr")
+    p.add_argument("--cluster-cidr")
+    p.add_argument("--service-cluster-ip-range")
+    a = p.parse_args(argv)
+    try:
+        if a.action == "setup":
+            if not a.pod_cidr:
+                p.error("setup needs --pod-cidr")
+            setup(bridge=a.bridge_name, pod_cidr=a.pod_cidr, cluster_cidr=a.cluster_cidr,
+                  service_cidr=a.service_cluster_ip_range)
+        else:
+            for r in teardown(bridge=a.bridge_name, cluster_cidr=a.cluster_cidr,
+                              service_cidr=a.service_cluster_ip_range):
+                print(f"removed {r}")
+    except (OSError, ValueError, RuntimeError, NetlinkError) as e:
+        print(f"kubelet network {a.action}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

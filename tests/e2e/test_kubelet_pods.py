@@ -1,0 +1,291 @@
+"""The kubelet as a real process: etcd, apiserver, CRI shim over Docker, kubelet.
+
+Needs root and a running Docker with busybox:1.35. Every name is test-only:
+node "kltest-kubelet", bridge "kltestkl0", pod CIDR 10.244.253.0/24 (set on
+the Node by the test, since no controller-manager runs), no safety routes
+(the kubelet adds them only with --cluster-cidr/--service-cluster-ip-range,
+which a running dev cluster owns). Processes are stopped by PID, containers
+removed by the shim's node label, the bridge deleted, in finally.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from kubeling.client import kubeconfig
+
+NODE = "kltest-kubelet"
+BRIDGE = "kltestkl0"
+POD_CIDR = "10.244.253.0/24"
+IMAGE = "busybox:1.35"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, fn, timeout: float, interval: float = 0.25):
+    """Poll ``fn`` until it returns something truthy; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except (httpx.HTTPError, KeyError, ValueError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def _docker():
+    try:
+        import docker
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(IMAGE)
+        return client
+    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
+        pytest.skip(f"kubelet e2e tests need a running Docker with image {IMAGE}: {e}")
+
+
+class Procs:
+    """Processes started by the test, stopped by PID in reverse order."""
+
+    def __init__(self, tmp: str):
+        self.tmp = tmp
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(os.path.join(self.tmp, f"{name}.log"), "ab")
+        p = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs.append((name, p))
+        return p
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.tmp, f"{name}.log"), errors="replace") as f:
+            return f.read()[-4000:]
+
+    def stop(self, name: str | None = None) -> None:
+        for n, p in reversed(self.procs):
+            if name is not None and n != name:
+                continue
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """etcd + apiserver + shim + kubelet on free ports; yields a dict of handles."""
+    if os.geteuid() != 0:
+        pytest.skip("kubelet e2e tests need root (bridge, netns, Docker)")
+    docker_client = _docker()
+    etcd_bin = shutil.which("etcd")
+    if etcd_bin is None:
+        pytest.skip("kubelet e2e tests need /usr/bin/etcd")
+    tmp = str(tmp_path_factory.mktemp("kubelet"))
+    procs = Procs(tmp)
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+    kubelet_port, healthz_port = free_port(), free_port()
+    kc = os.path.join(tmp, "kubelet.kubeconfig")
+    api = f"http://127.0.0.1:{api_port}"
+    kubeconfig.write(kc, server=api, user="system:node:" + NODE)
+    sock = os.path.join(tmp, "node", "cri.sock")
+    os.makedirs(os.path.dirname(sock), exist_ok=True)
+    try:
+        procs.start("etcd", [etcd_bin, "--name", "default", "--data-dir", os.path.join(tmp, "etcd"),
+                             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+                             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+                             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+                             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
+        procs.start("apiserver", [sys.executable, "-m", "apiserver", "--etcd-servers",
+                                  f"http://127.0.0.1:{etcd_port}", "--bind-address", "127.0.0.1",
+                                  "--secure-port", str(api_port)])
+        procs.start("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                             "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
+                             "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
+                             "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
+                             "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
+        http = httpx.Client(base_url=api, timeout=10, trust_env=False)
+        wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
+        procs.start("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
+                                "--hostname-override", NODE, "--node-ip", "127.0.0.1",
+                                "--container-runtime-endpoint", f"unix://{sock}",
+                                "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
+                                "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
+                                "--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
+                                "--sync-frequency", "2"])
+        try:
+            wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
+        except AssertionError:
+            raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")
+                                 + "\nshim log:\n" + procs.log("shim"))
+        r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
+                       headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        yield {"http": http, "procs": procs, "kubelet": f"http://127.0.0.1:{kubelet_port}",
+               "healthz": f"http://127.0.0.1:{healthz_port}", "docker": docker_client, "tmp": tmp}
+        http.close()
+    finally:
+        procs.stop()
+        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
+            c.remove(force=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+
+
+def get_pod(http: httpx.Client, name: str) -> dict:
+    r = http.get(f"/api/v1/namespaces/default/pods/{name}")
+    r.raise_for_status()
+    return r.json()
+
+
+def create_pod(http: httpx.Client, name: str, container: dict, **spec) -> dict:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,
+                    "containers": [dict({"image": IMAGE}, **container)], **spec}}
+    r = http.post("/api/v1/namespaces/default/pods", json=pod)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def cond(pod: dict, ctype: str) -> str | None:
+    for c in pod.get("status", {}).get("conditions", []):
+        if c["type"] == ctype:
+            return c["status"]
+    return None
+
+
+def test_node_registered_ready_with_lease(cluster):
+    """The Node carries labels, capacity, nodeInfo and becomes Ready once it has a pod CIDR; a Lease is renewed."""
+    http = cluster["http"]
+
+    seen = {}
+
+    def ready_node():
+        seen["node"] = node = http.get(f"/api/v1/nodes/{NODE}").json()
+        return node if cond(node, "Ready") == "True" else None
+    try:
+        node = wait_for("node Ready", ready_node, 30)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nnode: {seen.get('node')}\nkubelet log:\n{cluster['procs'].log('kubelet')}")
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == NODE
+    assert node["metadata"]["labels"]["kubernetes.io/os"] == "linux"
+    st = node["status"]
+    assert st["capacity"]["pods"] == "110" and int(st["capacity"]["cpu"]) >= 1
+    assert st["capacity"]["memory"].endswith("Ki")
+    assert st["nodeInfo"]["kubeletVersion"] == "v1.32.0-kubeling"
+    assert st["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in st["addresses"]
+    assert next(c for c in st["conditions"] if c["type"] == "Ready")["reason"] == "KubeletReady"
+    lease = wait_for("lease", lambda: http.get(
+        f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}").json().get("spec"), 20)
+    assert lease["holderIdentity"] == NODE and lease["renewTime"]
+    assert httpx.get(cluster["healthz"] + "/healthz", trust_env=False).text == "ok"
+    assert httpx.get(cluster["kubelet"] + "/healthz", trust_env=False).text == "ok"
+
+
+def test_pod_runs_serves_logs_and_is_deleted(cluster):
+    """A busybox httpd pod goes Running and Ready with an IP in the pod CIDR, answers
+    HTTP, shows its output through /containerLogs and the apiserver, and deletion
+    removes it from the API and its containers from Docker."""
+    http, dock = cluster["http"], cluster["docker"]
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    created = create_pod(http, name, {
+        "name": "web", "command": ["sh", "-c"],
+        "args": ["echo hello; mkdir -p /www; echo ok > /www/index.html; httpd -f -p 8080 -h /www"],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}})
+    uid = created["metadata"]["uid"]
+
+    def running_ready():
+        p = get_pod(http, name)
+        return p if p["status"].get("phase") == "Running" and cond(p, "Ready") == "True" else None
+    try:
+        pod = wait_for("pod Running and Ready", running_ready, 60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nkubelet log:\n{cluster['procs'].log('kubelet')}") from None
+    ip = pod["status"]["podIP"]
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(POD_CIDR)
+    assert pod["status"]["hostIP"] == "127.0.0.1" and pod["status"]["qosClass"] == "BestEffort"
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["ready"] and cs["containerID"].startswith("docker://") and "running" in cs["state"]
+
+    body = wait_for("httpd answer", lambda: httpx.get(f"http://{ip}:8080/", timeout=3, trust_env=False).text, 20)
+    assert body.strip() == "ok"
+
+    logs = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/web", trust_env=False, timeout=10)
+    assert logs.status_code == 200 and "hello" in logs.text
+    ts = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/web",
+                   params={"timestamps": "true", "tailLines": "1"}, trust_env=False, timeout=10).text
+    assert ts.strip().endswith("hello") and ts[:4].isdigit()
+    via_api = http.get(f"/api/v1/namespaces/default/pods/{name}/log")
+    assert via_api.status_code == 200 and "hello" in via_api.text
+    listed = httpx.get(f"{cluster['kubelet']}/pods", trust_env=False, timeout=10).json()
+    assert name in [p["metadata"]["name"] for p in listed["items"]]
+    missing = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/nope", trust_env=False, timeout=10)
+    assert missing.status_code == 404
+
+    r = http.delete(f"/api/v1/namespaces/default/pods/{name}")
+    assert r.status_code in (200, 202), r.text
+    wait_for("pod gone from the API", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+             == 404, 30)
+    wait_for("containers gone from Docker", lambda: not dock.containers.list(
+        all=True, filters={"label": f"io.kubernetes.pod.uid={uid}"}), 30)
+
+
+def test_crashloop_and_completion(cluster):
+    """A crashing container is restarted with backoff (CrashLoopBackOff, restartCount grows);
+    a restartPolicy Never pod that exits 0 ends Succeeded with its sandbox stopped."""
+    http = cluster["http"]
+    crash = f"crash-{uuid.uuid4().hex[:6]}"
+    create_pod(http, crash, {"name": "c", "command": ["sh", "-c", "echo boom; exit 3"]})
+    done = f"done-{uuid.uuid4().hex[:6]}"
+    create_pod(http, done, {"name": "d", "command": ["sh", "-c", "echo fine"]}, restartPolicy="Never")
+
+    def restarted():
+        cs = (get_pod(http, crash)["status"].get("containerStatuses") or [{}])[0]
+        return cs if cs.get("restartCount", 0) >= 2 else None
+    cs = wait_for("crashing container restarted twice", restarted, 45)
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    assert get_pod(http, crash)["status"]["phase"] == "Running"
+
+    def backoff_seen():
+        cs = get_pod(http, crash)["status"]["containerStatuses"][0]
+        return cs["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+    wait_for("CrashLoopBackOff", backoff_seen, 30, interval=0.1)
+    prev = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{crash}/c", params={"previous": "true"},
+                     trust_env=False, timeout=10)
+    assert prev.status_code == 200 and "boom" in prev.text
+
+    pod = wait_for("pod Succeeded", lambda: (p := get_pod(http, done))["status"].get("phase") == "Succeeded"
+                   and p, 30)
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    for name in (crash, done):
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+    for name in (crash, done):
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
