@@ -9,6 +9,7 @@ fields with their names spelled out). Each describer is
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import re
 from typing import Awaitable, Callable
@@ -58,14 +59,11 @@ def timestamp(value: str | None) -> str:
     return datetime.datetime.fromtimestamp(t).astimezone().strftime("%a, %d %b %Y %H:%M:%S %z")
 
 
-def write_map(w: PrefixWriter, title: str, values: dict | None, *, sep: str = "=", skip=()) -> None:
+def write_map(w: PrefixWriter, title: str, values: dict | None, *, sep: str = "=", skip=(),
+              level: int = 0) -> None:
     """``Labels:  a=b`` then one ``k=v`` per line (printLabelsMultiline), ``<none>`` when empty."""
-    items = sorted((k, v) for k, v in (values or {}).items() if k not in skip)
-    if not items:
-        w.write(0, f"{title}:\t<none>\n")
-        return
-    for i, (k, v) in enumerate(items):
-        w.write(0, f"{title + ':' if i == 0 else ''}\t{k}{sep}{v}\n")
+    write_list(w, title, [f"{k}{sep}{v}" for k, v in sorted((values or {}).items()) if k not in skip],
+               level=level)
 
 
 def write_annotations(w: PrefixWriter, annotations: dict | None) -> None:
@@ -264,13 +262,13 @@ def _toleration(t: dict) -> str:
     return text
 
 
-def write_list(w: PrefixWriter, title: str, items: list[str]) -> None:
+def write_list(w: PrefixWriter, title: str, items: list[str], *, level: int = 0) -> None:
     """``Title:  first`` then one item per line, ``<none>`` when empty."""
     if not items:
-        w.write(0, f"{title}:\t<none>\n")
+        w.write(level, f"{title}:\t<none>\n")
         return
     for i, item in enumerate(items):
-        w.write(0, f"{title + ':' if i == 0 else ''}\t{item}\n")
+        w.write(level, f"{title + ':' if i == 0 else ''}\t{item}\n")
 
 
 async def object_events(c: Client, obj: dict) -> list[dict]:
@@ -332,16 +330,18 @@ def write_template(w: PrefixWriter, template: dict) -> None:
     """The ``Pod Template:`` section of a workload."""
     meta, spec = template.get("metadata") or {}, template.get("spec") or {}
     w.write(0, "Pod Template:\n")
-    labels = sorted((meta.get("labels") or {}).items())
-    if not labels:
-        w.write(1, "Labels:\t<none>\n")
-    for i, (k, v) in enumerate(labels):
-        w.write(1, f"{'Labels:' if i == 0 else ''}\t{k}={v}\n")
+    write_map(w, "Labels", meta.get("labels"), level=1)
+    if meta.get("annotations"):
+        write_map(w, "Annotations", meta["annotations"], sep=": ", level=1)
+    if spec.get("serviceAccountName"):
+        w.write(1, f"Service Account:\t{spec['serviceAccountName']}\n")
     if spec.get("initContainers"):
         write_containers(w, "Init Containers", spec["initContainers"], None, template=True)
     write_containers(w, "Containers", spec.get("containers") or [], None, template=True)
     volumes = spec.get("volumes") or []
     w.write(1, "Volumes:\t" + (", ".join(v.get("name", "") for v in volumes) if volumes else "<none>") + "\n")
+    write_map(w, "Node-Selectors", spec.get("nodeSelector"), level=1)
+    write_list(w, "Tolerations", [_toleration(t) for t in spec.get("tolerations") or []], level=1)
 
 
 async def describe_deployment(c: Client, d: dict, now: float) -> str:
@@ -374,8 +374,10 @@ async def describe_deployment(c: Client, d: dict, now: float) -> str:
         for cond in conditions:
             w.write(1, f"{cond.get('type')} \t{cond.get('status')}\t{cond.get('reason', '')}\n")
     old, new = await _replica_sets(c, d)
-    w.write(0, "OldReplicaSets:\t" + (", ".join(_rs_summary(r) for r in old) if old else "<none>") + "\n")
-    w.write(0, "NewReplicaSet:\t" + (_rs_summary(new) if new else "<none>") + "\n")
+    # kubectl 1.32 leaves both lines out until the deployment owns a replica set.
+    if old or new:
+        w.write(0, "OldReplicaSets:\t" + (", ".join(_rs_summary(r) for r in old) if old else "<none>") + "\n")
+        w.write(0, "NewReplicaSet:\t" + (_rs_summary(new) if new else "<none>") + "\n")
     await write_events(w, c, d, now)
     return w.text()
 
@@ -461,6 +463,14 @@ def parse_quantity(text) -> float:
     return float(m.group(1)) * _SUFFIX[m.group(2)]
 
 
+def canonical_quantity(text) -> str:
+    """A binary-suffixed quantity in its canonical form (``4028416Ki`` -> ``3934Mi``), others unchanged."""
+    m = _QTY.match(str(text or "").strip())
+    if not m or m.group(2) not in ("Ki", "Mi", "Gi", "Ti") or "." in m.group(1):
+        return str(text)
+    return format_quantity(parse_quantity(text), "memory")
+
+
 def format_quantity(value: float, resource: str) -> str:
     """cpu in millicores (``30m``, ``1``), memory in the largest exact binary unit (``48Mi``)."""
     if value == 0:
@@ -487,6 +497,15 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
               for t in spec.get("taints") or []]
     write_list(w, "Taints", taints)
     w.write(0, f"Unschedulable:\t{'true' if spec.get('unschedulable') else 'false'}\n")
+    try:
+        lease = await c.get("leases", meta.get("name"), namespace="kube-node-lease")
+        lspec = lease.get("spec") or {}
+        w.write(0, "Lease:\n")
+        w.write(1, f"HolderIdentity:\t{lspec.get('holderIdentity') or '<unset>'}\n")
+        w.write(1, f"AcquireTime:\t{timestamp(lspec.get('acquireTime'))}\n")
+        w.write(1, f"RenewTime:\t{timestamp(lspec.get('renewTime'))}\n")
+    except ApiError as e:
+        w.write(0, f"Lease:\tFailed to get lease: {e.message}\n")
     conditions = status.get("conditions") or []
     if conditions:
         w.write(0, "Conditions:\n  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage\n")
@@ -503,7 +522,7 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
         if status.get(key):
             w.write(0, f"{title}:\n")
             for rname, qty in sorted(status[key].items()):
-                w.write(1, f"{rname}:\t{qty}\n")
+                w.write(1, f"{rname}:\t{canonical_quantity(qty)}\n")
     info = status.get("nodeInfo") or {}
     if info:
         w.write(0, "System Info:\n")
@@ -521,8 +540,8 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
     w.write(0, f"Non-terminated Pods:\t({len(pods)} in total)\n")
     w.write(1, "Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge\n")
     w.write(1, "---------\t----\t\t------------\t----------\t---------------\t-------------\t---\n")
-    totals = {("cpu", "requests"): 0.0, ("cpu", "limits"): 0.0, ("memory", "requests"): 0.0,
-              ("memory", "limits"): 0.0}
+    totals = {(rname, kind): 0.0 for rname in ("cpu", "memory", "ephemeral-storage")
+              for kind in ("requests", "limits")}
 
     def pct(value: float, rname: str) -> str:
         cap = parse_quantity(allocatable.get(rname))
@@ -543,7 +562,7 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
     w.write(0, "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n")
     w.write(1, "Resource\tRequests\tLimits\n")
     w.write(1, "--------\t--------\t------\n")
-    for rname in ("cpu", "memory"):
+    for rname in ("cpu", "memory", "ephemeral-storage"):
         w.write(1, f"{rname}\t{pct(totals[(rname, 'requests')], rname)}\t{pct(totals[(rname, 'limits')], rname)}\n")
     await write_events(w, c, node, now)
     return w.text()
@@ -612,6 +631,41 @@ async def describe_generic(c: Client, obj: dict, now: float) -> str:
     return w.text()
 
 
+async def describe_configmap(c: Client, cm: dict, now: float) -> str:
+    """describeConfigMap: each key, a rule of dashes, its value; then BinaryData sizes."""
+    meta = cm.get("metadata") or {}
+    w = PrefixWriter()
+    w.write(0, f"Name:\t{meta.get('name')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace')}\n")
+    write_map(w, "Labels", meta.get("labels"))
+    write_annotations(w, meta.get("annotations"))
+    w.flush()
+    # Values are printed verbatim, outside the aligned blocks.
+    text = w.text() + "\nData\n====\n"
+    for k, v in sorted((cm.get("data") or {}).items()):
+        text += f"{k}:\n----\n{v}\n\n"
+    text += "\nBinaryData\n====\n"
+    for k, v in sorted((cm.get("binaryData") or {}).items()):
+        text += f"{k}: {len(base64.b64decode(v))} bytes\n"
+    w2 = PrefixWriter()
+    await write_events(w2, c, cm, now)
+    return text + "\n" + w2.text()
+
+
+async def describe_secret(c: Client, secret: dict, now: float) -> str:
+    """describeSecret: type and the size of each value, never the values."""
+    meta = secret.get("metadata") or {}
+    w = PrefixWriter()
+    w.write(0, f"Name:\t{meta.get('name')}\n")
+    w.write(0, f"Namespace:\t{meta.get('namespace')}\n")
+    write_map(w, "Labels", meta.get("labels"))
+    write_annotations(w, meta.get("annotations"))
+    w.write(0, f"\nType:\t{secret.get('type', 'Opaque')}\n\nData\n====\n")
+    for k, v in sorted((secret.get("data") or {}).items()):
+        w.write(0, f"{k}:\t{len(base64.b64decode(v))} bytes\n")
+    return w.text()
+
+
 Describer = Callable[[Client, dict, float], Awaitable[str]]
 
 DESCRIBERS: dict[str, Describer] = {
@@ -619,6 +673,8 @@ DESCRIBERS: dict[str, Describer] = {
     "Deployment": describe_deployment,
     "Service": describe_service,
     "Node": describe_node,
+    "ConfigMap": describe_configmap,
+    "Secret": describe_secret,
 }
 
 

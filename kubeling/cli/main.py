@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Awaitable, Callable
 
@@ -155,6 +156,9 @@ def run(argv: list[str], *, out=None, err=None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep the final flush from failing too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except SystemExit as e:  # argparse's --help
         return int(e.code or 0) if isinstance(e.code, int) else 1
@@ -166,9 +170,4 @@ def run(argv: list[str], *, out=None, err=None) -> int:
 
 def main() -> None:
     """Console-script entry point: ``kubeling COMMAND [flags]``."""
-    code = run(sys.argv[1:])
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    sys.exit(code)
+    sys.exit(run(sys.argv[1:]))

@@ -277,3 +277,79 @@ def test_kubectl_sees_kubeling_apply_as_unchanged(cluster, tmp_path):
     r = subprocess.run(["kubectl", "--kubeconfig", str(kc), "apply", "--validate=false", "-f", str(f)],
                        capture_output=True, text=True, timeout=60)
     assert r.stdout == "deployment.apps/web-g unchanged\nservice/web-g unchanged\n", r.stderr
+
+
+class _FakeKubeletLogs:
+    """A stand-in for the kubelet's /containerLogs endpoint (no kubelet runs in this module):
+    records each request and answers two lines of text."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append(self.path)
+                body = b"line one\nline two\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_logs_through_the_apiserver(cluster):
+    """``logs`` asks pods/NAME/log with kubectl's parameters; ``deploy/NAME`` picks one of its pods."""
+    import asyncio
+    from kubeling.client import Client
+
+    kc, _ = cluster
+    fake = _FakeKubeletLogs()
+
+    async def setup():
+        async with Client.from_kubeconfig(kc) as c:
+            node = await c.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "logs-node"}})
+            node["status"] = {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                              "daemonEndpoints": {"kubeletEndpoint": {"Port": fake.port}}}
+            await c.replace_status("nodes", node)
+            for i in range(2):
+                await c.create("pods", {"apiVersion": "v1", "kind": "Pod",
+                                        "metadata": {"name": f"lg-{i}", "labels": {"app": "lg"}},
+                                        "spec": {"nodeName": "logs-node", "containers": [
+                                            {"name": "main", "image": "busybox:1.35"},
+                                            {"name": "side", "image": "busybox:1.35"}]}}, namespace="default")
+            deploy = list(yaml.safe_load_all(renamed("lg")))[0]
+            deploy["spec"]["selector"] = {"matchLabels": {"app": "lg"}}
+            deploy["spec"]["template"]["metadata"]["labels"] = {"app": "lg"}
+            await c.create("deployments", deploy, namespace="default")
+
+    try:
+        asyncio.run(setup())
+        r = kubeling(cluster, "logs", "lg-0", "-c", "side", "--tail", "5", "--timestamps")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "line one\nline two\n", "")
+        assert fake.requests[-1].startswith("/containerLogs/default/lg-0/side?")
+        assert "tailLines=5" in fake.requests[-1] and "timestamps=true" in fake.requests[-1]
+        r = kubeling(cluster, "logs", "deploy/lg")
+        assert r.returncode == 0 and r.stdout == "line one\nline two\n"
+        assert r.stderr.splitlines()[0].startswith("Found 2 pods, using pod/lg-")
+        assert r.stderr.splitlines()[1] == 'Defaulted container "main" out of: main, side'
+        r = kubeling(cluster, "logs", "lg-1", "-c", "nope")
+        assert r.returncode == 1 and r.stderr == "error: container nope is not valid for pod lg-1\n"
+    finally:
+        fake.close()
