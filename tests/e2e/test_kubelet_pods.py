@@ -132,13 +132,14 @@ def cluster(tmp_path_factory):
                              "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
         http = httpx.Client(base_url=api, timeout=10, trust_env=False)
         wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
-        procs.start("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
+        kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
                                 "--hostname-override", NODE, "--node-ip", "127.0.0.1",
                                 "--container-runtime-endpoint", f"unix://{sock}",
                                 "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
                                 "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
                                 "--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
-                                "--sync-frequency", "2"])
+                                "--sync-frequency", "2"]
+        procs.start("kubelet", kubelet_args)
         try:
             wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
         except AssertionError:
@@ -147,7 +148,7 @@ def cluster(tmp_path_factory):
         r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
                        headers={"Content-Type": "application/merge-patch+json"})
         assert r.status_code == 200, r.text
-        yield {"http": http, "procs": procs, "kubelet": f"http://127.0.0.1:{kubelet_port}",
+        yield {"http": http, "procs": procs, "kubelet_args": kubelet_args, "kubelet": f"http://127.0.0.1:{kubelet_port}",
                "healthz": f"http://127.0.0.1:{healthz_port}", "docker": docker_client, "tmp": tmp}
         http.close()
     finally:
@@ -248,6 +249,10 @@ def test_pod_runs_serves_logs_and_is_deleted(cluster):
     missing = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/nope", trust_env=False, timeout=10)
     assert missing.status_code == 404
 
+    events = http.get("/api/v1/namespaces/default/events").json()["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"].get("uid") == uid}
+    assert {"Created", "Started"} <= reasons, reasons
+
     r = http.delete(f"/api/v1/namespaces/default/pods/{name}")
     assert r.status_code in (200, 202), r.text
     wait_for("pod gone from the API", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
@@ -287,5 +292,51 @@ def test_crashloop_and_completion(cluster):
     for name in (crash, done):
         http.delete(f"/api/v1/namespaces/default/pods/{name}")
     for name in (crash, done):
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
+
+
+def test_liveness_failure_restarts_container(cluster):
+    """An exec liveness probe that starts failing makes the kubelet kill and restart the container."""
+    http = cluster["http"]
+    name = f"live-{uuid.uuid4().hex[:6]}"
+    create_pod(http, name, {
+        "name": "l", "command": ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 600"],
+        "livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1,
+                          "failureThreshold": 1}})
+    try:
+        def restarted():
+            cs = (get_pod(http, name)["status"].get("containerStatuses") or [{}])[0]
+            return cs if cs.get("restartCount", 0) >= 1 else None
+        wait_for("liveness restart", restarted, 40)
+        events = http.get("/api/v1/namespaces/default/events").json()["items"]
+        assert any(e["reason"] == "Unhealthy" and e["involvedObject"]["name"] == name for e in events)
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
+
+
+def test_kubelet_restart_keeps_containers_and_adopts_pod(cluster):
+    """SIGTERM stops the kubelet but not the pod; a new kubelet adopts the running
+    containers (same container ID, no restart) instead of recreating them."""
+    http, procs = cluster["http"], cluster["procs"]
+    name = f"keep-{uuid.uuid4().hex[:6]}"
+    create_pod(http, name, {"name": "k", "command": ["sleep", "600"]})
+    try:
+        pod = wait_for("pod Running", lambda: (p := get_pod(http, name))["status"].get("phase") == "Running"
+                       and p, 40)
+        cid = pod["status"]["containerStatuses"][0]["containerID"]
+        procs.stop("kubelet")
+        dock = cluster["docker"]
+        assert dock.containers.get(cid.split("//", 1)[1]).status == "running"
+        procs.start("kubelet", cluster["kubelet_args"])
+        wait_for("kubelet healthz", lambda: httpx.get(cluster["healthz"] + "/healthz", trust_env=False).text
+                 == "ok", 30)
+        time.sleep(3)  # a few PLEG relists and syncs
+        cs = get_pod(http, name)["status"]["containerStatuses"][0]
+        assert cs["containerID"] == cid and cs["restartCount"] == 0 and "running" in cs["state"]
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
         wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
                  == 404, 30)
