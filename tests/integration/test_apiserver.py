@@ -465,3 +465,19 @@ def test_sigterm_ends_watches_and_exits(cluster, tmp_path):
         assert proc.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     finally:
         stop(proc)
+
+
+def test_namespace_deletion(cluster):
+    """Deleting a namespace marks it Terminating, refuses new content, removes its objects, then itself."""
+    c = cluster.c
+    ns = cluster.ns()
+    c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "a"}})
+    r = c.delete(f"/api/v1/namespaces/{ns}")
+    assert r.status_code == 200 and r.json()["status"]["phase"] == "Terminating"
+    deadline = time.monotonic() + 10
+    while c.get(f"/api/v1/namespaces/{ns}").status_code != 404:
+        assert time.monotonic() < deadline, "namespace not removed"
+        time.sleep(0.05)
+    assert c.get(f"/api/v1/namespaces/{ns}/configmaps/a").status_code == 404
+    r = c.delete("/api/v1/namespaces/default")
+    assert r.status_code == 403 and r.json()["reason"] == "Forbidden"
