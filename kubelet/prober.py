@@ -111,11 +111,6 @@ class ProbeManager:
         self.recorder = recorder
         self._workers: dict[tuple[str, str, str], _Worker] = {}
 
-    def ready(self, uid: str, name: str, container_id: str) -> bool:
-        """Readiness of the running container (True if it has no readiness worker yet for this id)."""
-        w = self._workers.get((uid, name, READINESS))
-        return w.ok if w is not None and w.container_id == container_id else False
-
     def readiness(self, uid: str) -> dict[str, bool]:
         """container name -> readiness result for this pod's probed containers."""
         return {name: w.ok for (u, name, kind), w in self._workers.items() if u == uid and kind == READINESS}
