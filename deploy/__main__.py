@@ -12,7 +12,7 @@ from rich.table import Table
 from deploy import host
 from deploy.cluster import NODE, Cluster, LaunchError
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=max(100, Console().width))
 
 
 def cmd_prepare(cluster: Cluster) -> int:
@@ -68,8 +68,9 @@ def cmd_status(cluster: Cluster) -> int:
                 pass
         table.add_row(comp.name, str(pid or "-"),
                       "[green]healthy[/]" if healthy else ("[red]unhealthy[/]" if pid else "[red]stopped[/]"),
-                      uptime, str(cluster.logs / f"{comp.name}.log"))
+                      uptime, f"{comp.name}.log")
     console.print(table)
+    console.print(f"logs: {cluster.logs}/", soft_wrap=True)
     return 0 if all_ok else 1
 
 

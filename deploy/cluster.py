@@ -169,11 +169,14 @@ class Cluster:
         pid = self.pid_of(comp)
         if pid and comp.healthy():
             return False, 0.0
+        proc = None
         if not pid:
-            pid = procs.start(comp.name, comp.argv, log_dir=self.logs, run_dir=self.run)
+            proc = procs.start(comp.name, comp.argv, log_dir=self.logs, run_dir=self.run)
         deadline = t0 + comp.timeout
         while time.monotonic() < deadline:
-            if not procs.alive(pid, comp.expect):
+            # Right after fork the child may not show its new command line yet:
+            # a process we just started is judged by its Popen.
+            if (proc.poll() is not None) if proc else not procs.alive(pid, comp.expect):
                 raise LaunchError(f"{comp.name} exited during start-up\n{self.log_tail(comp.name)}")
             if comp.healthy():
                 return True, time.monotonic() - t0

@@ -44,16 +44,16 @@ def read_pid(pidfile: pathlib.Path) -> int:
 
 
 def start(name: str, argv: list[str], *, log_dir: pathlib.Path, run_dir: pathlib.Path,
-          env: dict | None = None) -> int:
+          env: dict | None = None) -> subprocess.Popen:
     """Start ``argv`` detached (own session), logging to ``log_dir/<name>.log``;
-    returns its pid, also written to ``run_dir/<name>.pid``."""
+    returns the Popen (its pid is also written to ``run_dir/<name>.pid``)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, **(env or {})})
     (run_dir / f"{name}.pid").write_text(str(proc.pid))
-    return proc.pid
+    return proc
 
 
 def stop_pid(pid: int, *, expect: str, timeout: float = 10) -> bool:
