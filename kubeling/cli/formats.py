@@ -12,6 +12,7 @@ import json
 import yaml
 
 from kubeling.api import resources as res
+from kubeling.cli import jsonpath
 
 OUTPUT_FORMATS = ("json", "name", "wide", "yaml")
 
@@ -64,11 +65,14 @@ def name_of(obj: dict, r: res.Resource) -> str:
     return f"{kind}/{(obj.get('metadata') or {}).get('name', '')}"
 
 
-def render(objects: list[tuple[dict, res.Resource]], output: str, *, single: bool) -> str:
-    """Text for ``-o yaml|json|name`` of ``objects``; ``single`` prints one
-    object bare instead of inside a List (``get pod NAME``)."""
+def render(objects: list[tuple[dict, res.Resource]], output: str, *, single: bool,
+           template: str | None = None) -> str:
+    """Text for ``-o yaml|json|name|jsonpath`` of ``objects``; ``single`` prints one
+    object bare instead of inside a List (``get pod NAME``); ``template`` is the jsonpath."""
     if output == "name":
         return "".join(name_of(o, r) + "\n" for o, r in objects)
     typed = [with_type(o, r) for o, r in objects]
     doc = typed[0] if single and len(typed) == 1 else as_list(typed)
+    if output == "jsonpath":
+        return jsonpath.evaluate(template or "", doc)
     return to_yaml(doc) if output == "yaml" else to_json(doc)

@@ -19,6 +19,7 @@ from kubeling.cli.factory import Factory, kind_group, resource_for, resource_for
 from kubeling.cli.tabwriter import TableWriter
 from kubeling.client import ApiError, Client
 
+MACHINE_OUTPUTS = ("yaml", "json", "name", "jsonpath")
 # kubectl's "all" category, restricted to the kinds kubeling serves.
 ALL = ("pods", "services", "deployments", "replicasets")
 
@@ -128,8 +129,9 @@ class TablePrinter:
     """Prints kubectl-style tables for one kind, remembering column widths for watch rows."""
 
     def __init__(self, kind: str, *, wide: bool, with_namespace: bool, no_headers: bool,
-                 name_prefix: str = ""):
+                 name_prefix: str = "", show_labels: bool = False):
         self.kind, self.wide, self.with_namespace = kind, wide, with_namespace
+        self.show_labels = show_labels
         self.no_headers, self.name_prefix = no_headers, name_prefix
         self.writer = TableWriter()
         self.header_done = False
@@ -138,21 +140,28 @@ class TablePrinter:
         """Rows for ``objs`` (preceded by the header the first time)."""
         rows = []
         if not self.header_done and not self.no_headers:
-            rows.append(printers.header(self.kind, wide=self.wide, with_namespace=self.with_namespace))
+            rows.append(printers.header(self.kind, wide=self.wide, with_namespace=self.with_namespace)
+                        + (["LABELS"] if self.show_labels else []))
         self.header_done = True
         now = time.time() if now is None else now
         for o in objs:
-            rows.append(printers.row(self.kind, o, wide=self.wide, with_namespace=self.with_namespace,
-                                     name_prefix=self.name_prefix, now=now))
+            cells = printers.row(self.kind, o, wide=self.wide, with_namespace=self.with_namespace,
+                                 name_prefix=self.name_prefix, now=now)
+            if self.show_labels:
+                cells.append(printers.format_labels((o.get("metadata") or {}).get("labels")))
+            rows.append(cells)
         return self.writer.render(rows) if rows else ""
 
 
 async def run(args, f: Factory) -> int:
     """``get``: see the module docstring. Returns the exit code (1 if any named object was missing)."""
     output = args.output or ""
-    if output and output not in formats.OUTPUT_FORMATS:
+    template = None
+    if output.startswith("jsonpath="):
+        output, template = "jsonpath", output.split("=", 1)[1]
+    elif output and output not in formats.OUTPUT_FORMATS:
         raise CLIError(f'unable to match a printer suitable for the output format "{output}", '
-                       f"allowed formats are: {','.join(formats.OUTPUT_FORMATS)}")
+                       f"allowed formats are: {','.join(formats.OUTPUT_FORMATS)},jsonpath=...")
     if args.filename:
         requests = requests_from_files(f, args.filename, args.recursive)
     else:
@@ -176,39 +185,41 @@ async def run(args, f: Factory) -> int:
         machine: list[tuple[dict, res.Resource]] = []
         for req, objs, _ in results:
             r = req.resource
-            if output in ("yaml", "json", "name"):
+            if output in MACHINE_OUTPUTS:
                 machine.extend((o, r) for o in objs)
                 continue
             printer = printers_by_kind.get(r) or TablePrinter(
                 r.kind, wide=output == "wide", with_namespace=all_ns and r.namespaced,
-                no_headers=args.no_headers, name_prefix=f"{kind_group(r)}/" if multi_kind else "")
+                no_headers=args.no_headers, name_prefix=f"{kind_group(r)}/" if multi_kind else "",
+                show_labels=args.show_labels)
             printers_by_kind[r] = printer
             if objs and not args.watch_only:
                 chunks.append(printer.render(objs))
         found = any(objs for _, objs, _ in results)
-        if output in ("yaml", "json", "name"):
+        if output in MACHINE_OUTPUTS:
             if machine and not args.watch_only:
-                f.out.write(formats.render(machine, output, single=single and not watching))
+                f.out.write(formats.render(machine, output, single=single and not watching, template=template))
             elif not watching and output != "name" and not single and not errors:
-                f.out.write(formats.render([], output, single=False))
+                f.out.write(formats.render([], output, single=False, template=template))
         else:
             f.out.write("\n".join(chunks))
         f.out.flush()
         for line in errors:
             f.warn(line)
-        if not found and not errors and not (output in ("yaml", "json") and not watching):
+        if not found and not errors and not (output in ("yaml", "json", "jsonpath") and not watching):
             if not args.watch_only:
                 f.warn(no_resources_message(f, all_ns, any(r.resource.namespaced for r in requests)))
         if watching:
             req, _, rv = results[0]
             printer = printers_by_kind.get(req.resource)
-            await watch(c, f, req, rv, printer, output, all_namespaces=all_ns, label_selector=args.selector,
+            await watch(c, f, req, rv, printer, output, template=template, all_namespaces=all_ns,
+                        label_selector=args.selector,
                         field_selector=args.field_selector)
     return 1 if errors else 0
 
 
 async def watch(c: Client, f: Factory, req: Request, rv: str, printer: TablePrinter | None, output: str, *,
-                all_namespaces: bool, label_selector: str | None, field_selector: str | None) -> None:
+                template: str | None = None, all_namespaces: bool, label_selector: str | None, field_selector: str | None) -> None:
     """Print every change after ``rv`` until the server ends the watch (or Ctrl-C).
 
     A named get watches with ``fieldSelector=metadata.name=NAME``. Raises
@@ -227,8 +238,8 @@ async def watch(c: Client, f: Factory, req: Request, rv: str, printer: TablePrin
             continue
         if etype == "ERROR":
             raise ApiError(int(obj.get("code") or 500), obj)
-        if output in ("yaml", "json", "name"):
-            text = formats.render([(obj, req.resource)], output, single=True)
+        if output in MACHINE_OUTPUTS:
+            text = formats.render([(obj, req.resource)], output, single=True, template=template)
             if output == "yaml" and not first:
                 text = "---\n" + text
             f.out.write(text)

@@ -171,6 +171,10 @@ def test_get_tables_and_formats(cluster, tmp_path):
     sel = kubeling(cluster, "get", "deploy", "-l", "app=web", "-o", "name").stdout
     assert "deployment.apps/web-c" in sel.splitlines()
     assert kubeling(cluster, "get", "deploy", "-l", "app=nothing").stdout == ""
+    ip = kubeling(cluster, "get", "svc", "web-c", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert ip == cells[2]
+    labelled = kubeling(cluster, "get", "svc", "web-c", "--show-labels").stdout.splitlines()
+    assert labelled[0].split()[-1] == "LABELS" and labelled[1].split()[-1] == "app=web"
 
 
 def test_empty_list_message(cluster):
