@@ -7,9 +7,13 @@ command-line resource names to the resource table.
 """
 from __future__ import annotations
 
+import functools
 import os
+import pathlib
 import sys
 from typing import TextIO
+
+import yaml
 
 from kubeling import config
 from kubeling.api import resources as res
@@ -29,6 +33,20 @@ def kubeconfig_path(flag: str | None) -> str:
         if entry:
             return entry
     return str(config.admin_kubeconfig())
+
+
+def context_namespace(path: str) -> str | None:
+    """The ``namespace`` of the kubeconfig's current context, None if unset or unreadable
+    (kubeconfig.load reports the unreadable file when the client is made)."""
+    try:
+        doc = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+        current = doc.get("current-context")
+        for ctx in doc.get("contexts") or []:
+            if ctx.get("name") == current:
+                return (ctx.get("context") or {}).get("namespace") or None
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    return None
 
 
 def resource_for(name: str) -> res.Resource:
@@ -80,10 +98,10 @@ class Factory:
         self.err = err or sys.stderr
         self._config: kubeconfig.ClusterConfig | None = None
 
-    @property
+    @functools.cached_property
     def effective_namespace(self) -> str:
-        """``-n`` or ``default``."""
-        return self.namespace or DEFAULT_NAMESPACE
+        """``-n``, else the current context's namespace, else ``default`` (as kubectl)."""
+        return self.namespace or context_namespace(self.kubeconfig) or DEFAULT_NAMESPACE
 
     @property
     def server(self) -> str | None:

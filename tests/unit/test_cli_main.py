@@ -115,3 +115,16 @@ def test_version_client_only_and_api_resources():
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     assert any(line.split() == ["deployments", "deploy", "apps/v1", "true", "Deployment"] for line in lines)
+
+
+def test_context_namespace_is_the_default(tmp_path):
+    import yaml
+    from kubeling.cli.factory import Factory
+    kc = tmp_path / "kc"
+    kubeconfig.write(kc, server="http://127.0.0.1:1", user="test")
+    doc = yaml.safe_load(kc.read_text())
+    doc["contexts"][0]["context"]["namespace"] = "team-a"
+    kc.write_text(yaml.safe_dump(doc))
+    assert Factory(kubeconfig_flag=str(kc)).effective_namespace == "team-a"
+    assert Factory(kubeconfig_flag=str(kc), namespace="b").effective_namespace == "b"
+    assert Factory(kubeconfig_flag=str(tmp_path / "none")).effective_namespace == "default"
