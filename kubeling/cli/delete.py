@@ -2,7 +2,7 @@
 
 Mirrors k8s.io/kubectl/pkg/cmd/delete: objects from ``-f``, ``TYPE NAME...``,
 ``TYPE/NAME``, ``TYPE -l SELECTOR`` or ``TYPE --all``; DELETE with
-DeleteOptions ``propagationPolicy: Background``; prints
+DeleteOptions ``propagationPolicy: Background`` (``--cascade``); prints
 ``deployment.apps "web" deleted``; ``--wait`` (default true) then waits,
 bounded by ``--timeout``, until each object is gone or has been replaced by
 a new one with another uid (graceful pod deletion keeps the object until
@@ -88,10 +88,25 @@ async def wait_gone(c: Client, r, name: str, namespace: str | None, uid: str | N
         await asyncio.sleep(POLL_INTERVAL)
 
 
+def propagation_policy(cascade: str) -> str:
+    """``--cascade`` -> DeleteOptions.propagationPolicy (Background, Foreground, Orphan).
+
+    Raises CLIError for other values, with kubectl's message.
+    """
+    policies = {"background": "Background", "true": "Background", "foreground": "Foreground",
+                "orphan": "Orphan", "false": "Orphan"}
+    try:
+        return policies[cascade.lower()]
+    except KeyError:
+        raise CLIError(f'invalid cascade value ({cascade}). Must be "background", "foreground", '
+                       'or "orphan"') from None
+
+
 async def run(args, f: Factory) -> int:
     """``delete``: see the module docstring. Exit 1 on a missing object (unless
     ``--ignore-not-found``) or when waiting timed out."""
     wait = parse_bool(args.wait, "wait")
+    policy = propagation_policy(args.cascade)
     timeout = parse_duration(args.timeout)
     grace = args.grace_period
     if args.now:
@@ -115,7 +130,7 @@ async def run(args, f: Factory) -> int:
         for r, name, ns in targets:
             try:
                 answer = await c.delete(r, name, namespace=ns, grace_period_seconds=grace,
-                                        propagation_policy="Background")
+                                        propagation_policy=policy)
             except ApiError as e:
                 if e.code == 404 and args.ignore_not_found:
                     continue

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _files(p, "manifests naming the objects")
     _selection(p)
     p.add_argument("--all", action="store_true", help="delete every object of the type in the namespace")
+    p.add_argument("--cascade", nargs="?", const="background", default="background",
+                   help="background (default), foreground (wait for dependents too) or orphan")
     p.add_argument("--wait", nargs="?", const="true", default="true",
                    help="wait until the objects are gone (default true)")
     p.add_argument("--timeout", default="60s", help="how long to wait, e.g. 60s, 2m (default 60s)")

@@ -128,3 +128,13 @@ def test_context_namespace_is_the_default(tmp_path):
     assert Factory(kubeconfig_flag=str(kc)).effective_namespace == "team-a"
     assert Factory(kubeconfig_flag=str(kc), namespace="b").effective_namespace == "b"
     assert Factory(kubeconfig_flag=str(tmp_path / "none")).effective_namespace == "default"
+
+
+def test_delete_flag_values():
+    from kubeling.cli.delete import parse_bool, parse_duration, propagation_policy
+    assert [parse_duration(t) for t in ("60s", "2m", "1m30s", "500ms", "30", "1h")] == [60, 120, 90, 0.5, 30, 3600]
+    assert parse_bool("false", "wait") is False and parse_bool("True", "wait") is True
+    with pytest.raises(CLIError):
+        parse_bool("maybe", "wait")
+    assert [propagation_policy(c) for c in ("background", "foreground", "orphan", "false")] == \
+        ["Background", "Foreground", "Orphan", "Orphan"]
