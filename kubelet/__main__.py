@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--service-cluster-ip-range", default=None,
                    help="service CIDR; when set, it is routed to the pod bridge")
     p.add_argument("--bridge-name", default=cluster_config.BRIDGE_NAME, help="pod bridge (same as the CRI shim's)")
+    p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
+    p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--node-status-update-frequency", type=float, default=10.0, help="seconds")
     p.add_argument("--sync-frequency", type=float, default=10.0, help="seconds between full pod resyncs")
     p.add_argument("--crashloop-backoff-initial", type=float, default=10.0,
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         node_ip=args.node_ip, runtime_endpoint=args.container_runtime_endpoint, root_dir=args.root_dir,
         port=args.port, healthz_port=args.healthz_port, healthz_bind_address=args.healthz_bind_address,
         cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range,
-        bridge_name=args.bridge_name, node_status_update_frequency=args.node_status_update_frequency,
+        bridge_name=args.bridge_name, cluster_dns=[s for s in args.cluster_dns.split(",") if s],
+        cluster_domain=args.cluster_domain, node_status_update_frequency=args.node_status_update_frequency,
         sync_frequency=args.sync_frequency, backoff_initial=args.crashloop_backoff_initial,
         backoff_max=args.crashloop_backoff_max)
 

@@ -60,6 +60,8 @@ class KubeletConfig:
     cluster_cidr: str | None = None
     service_cidr: str | None = None
     bridge_name: str = "kubeling0"
+    cluster_dns: list[str] = dataclasses.field(default_factory=list)
+    cluster_domain: str = "cluster.local"
     node_status_update_frequency: float = 10.0
     sync_frequency: float = 10.0
     pleg_period: float = 1.0
@@ -84,7 +86,8 @@ class Kubelet:
         self.prober = ProbeManager(self.runtime, on_change=self.workers.update, recorder=self.recorder.event)
         self.runtime_manager = KubeRuntimeManager(
             self.runtime, root_dir=config.root_dir, node_ip=config.node_ip, recorder=self.recorder.event,
-            backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max))
+            backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max),
+            cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain)
         self.node_status = NodeStatusManager(
             self.client, name=config.node_name, node_ip=config.node_ip, port=config.port,
             root_dir=config.root_dir, readiness=self._node_readiness,
@@ -112,22 +115,25 @@ class Kubelet:
             return False, "node network not ready: waiting for spec.podCIDR"
         return True, ""
 
+    async def _refresh_runtime_status(self) -> None:
+        """One CRI Status call; kicks a node status update when readiness flips."""
+        before = self._node_readiness()[0]
+        try:
+            st = await self.runtime.status()
+            self.runtime_conditions = {c.type: (c.status, f"reason:{c.reason} message:{c.message}")
+                                       for c in st.conditions}
+            self.runtime_up = True
+        except CRIError as e:
+            if self.runtime_up:
+                log.warning("container runtime status check failed: %s", e)
+            self.runtime_up = False
+        if self._node_readiness()[0] != before:
+            self.node_status.kick.set()
+
     async def _update_runtime_status(self) -> None:
         """Poll CRI Status every 5 s (mirrors updateRuntimeUp)."""
         while True:
-            try:
-                st = await self.runtime.status()
-                before = self._node_readiness()[0]
-                self.runtime_conditions = {c.type: (c.status, f"reason:{c.reason} message:{c.message}")
-                                           for c in st.conditions}
-                self.runtime_up = True
-                log.debug("runtime conditions: %s", self.runtime_conditions)
-                if self._node_readiness()[0] != before:
-                    self.node_status.kick.set()
-            except CRIError as e:
-                if self.runtime_up:
-                    log.warning("container runtime status check failed: %s", e)
-                self.runtime_up = False
+            await self._refresh_runtime_status()
             await asyncio.sleep(5)
 
     # ---- start-up ---------------------------------------------------------
@@ -177,6 +183,7 @@ class Kubelet:
                     self.pod_cidr = cidr
                     self.network_ready = True
                     log.info("pod CIDR %s; node network ready", cidr)
+                    await self._refresh_runtime_status()
                     self.node_status.kick.set()
                     for uid in list(self.pod_by_uid):
                         self.workers.update(uid)

@@ -180,6 +180,32 @@ def container_env(pod: dict, container: dict, *, pod_ip: str, node_ip: str) -> d
     return env
 
 
+def dns_config(pod: dict, *, cluster_dns: list[str], cluster_domain: str) -> pb.DNSConfig:
+    """The sandbox's resolver settings per dnsPolicy (mirrors pkg/kubelet/network/dns
+    GetPodDNS): ClusterFirst uses the cluster DNS with the namespace search
+    path and ndots:5 (falling back to the runtime's default when no cluster
+    DNS is configured or the pod uses the host network), None uses only
+    spec.dnsConfig, Default leaves the runtime's default; spec.dnsConfig is merged in."""
+    spec = pod.get("spec", {})
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    ns = pod["metadata"].get("namespace", "default")
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    if policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not spec.get("hostNetwork")):
+        if cluster_dns:
+            servers = list(cluster_dns)
+            searches = [f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
+            options = ["ndots:5"]
+    extra = spec.get("dnsConfig") or {}
+    servers += [s for s in extra.get("nameservers") or [] if s not in servers]
+    searches += [s for s in extra.get("searches") or [] if s not in searches]
+    for o in extra.get("options") or []:
+        if o.get("name"):
+            options.append(f"{o['name']}:{o['value']}" if o.get("value") is not None else o["name"])
+    return pb.DNSConfig(servers=servers[:3], searches=searches[:32], options=options)
+
+
 def pod_log_dir(root_dir: str, pod: dict) -> str:
     """``<root>/pods/<namespace>_<name>_<uid>`` (upstream: /var/log/pods/...)."""
     meta = pod["metadata"]
@@ -197,8 +223,11 @@ class KubeRuntimeManager:
 
     def __init__(self, runtime: RemoteRuntime, *, root_dir: str, node_ip: str,
                  recorder: Callable[[dict, str, str, str], None],
-                 backoff: Backoff | None = None, image_backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, image_backoff: Backoff | None = None,
+                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local"):
         self.runtime = runtime
+        self.cluster_dns = cluster_dns or []
+        self.cluster_domain = cluster_domain
         self.root_dir = root_dir
         self.node_ip = node_ip
         self.recorder = recorder
@@ -253,6 +282,7 @@ class KubeRuntimeManager:
             metadata=pb.PodSandboxMetadata(name=meta["name"], uid=meta["uid"], namespace=ns, attempt=attempt),
             hostname=spec.get("hostname") or meta["name"],
             log_directory=pod_log_dir(self.root_dir, pod),
+            dns_config=dns_config(pod, cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain),
             labels=pod_labels(pod),
             annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items()},
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(

@@ -69,7 +69,8 @@ async def run_probe(probe: dict, container: dict, *, runtime: RemoteRuntime, con
                 path = "/" + path
             headers = {h["name"]: h.get("value", "") for h in hg.get("httpHeaders") or [] if h.get("name")}
             headers.setdefault("User-Agent", "kube-probe/1.32")
-            async with httpx.AsyncClient(timeout=timeout, verify=False, follow_redirects=False) as c:
+            async with httpx.AsyncClient(timeout=timeout, verify=False, follow_redirects=False,
+                                         trust_env=False) as c:
                 r = await c.get(f"{scheme}://{host}:{port}{path}", headers=headers)
             if 200 <= r.status_code < 400:
                 return ProbeResult(True)

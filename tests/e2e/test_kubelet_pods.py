@@ -242,6 +242,10 @@ def test_pod_runs_serves_logs_and_is_deleted(cluster):
     ts = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/web",
                    params={"timestamps": "true", "tailLines": "1"}, trust_env=False, timeout=10).text
     assert ts.strip().endswith("hello") and ts[:4].isdigit()
+    with httpx.stream("GET", f"{cluster['kubelet']}/containerLogs/default/{name}/web", params={"follow": "true"},
+                      trust_env=False, timeout=10) as resp:
+        first = next(resp.iter_text())  # the stream stays open while httpd runs
+    assert "hello" in first
     via_api = http.get(f"/api/v1/namespaces/default/pods/{name}/log")
     assert via_api.status_code == 200 and "hello" in via_api.text
     listed = httpx.get(f"{cluster['kubelet']}/pods", trust_env=False, timeout=10).json()

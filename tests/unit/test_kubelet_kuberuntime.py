@@ -100,3 +100,18 @@ def test_grace_period():
     assert pod_grace_period(p) == 5
     p["metadata"]["deletionGracePeriodSeconds"] = 0
     assert pod_grace_period(p) == 0
+
+
+def test_dns_config_per_policy():
+    from kubelet.kuberuntime import dns_config
+    p = pod()
+    p["metadata"]["namespace"] = "shop"
+    d = dns_config(p, cluster_dns=["10.96.0.10"], cluster_domain="cluster.local")
+    assert list(d.servers) == ["10.96.0.10"] and list(d.options) == ["ndots:5"]
+    assert list(d.searches) == ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+    assert not dns_config(p, cluster_dns=[], cluster_domain="cluster.local").servers
+    p["spec"]["hostNetwork"] = True
+    assert not dns_config(p, cluster_dns=["10.96.0.10"], cluster_domain="cluster.local").servers
+    p["spec"].update(dnsPolicy="None", dnsConfig={"nameservers": ["127.0.0.53"], "options": [{"name": "edns0"}]})
+    d = dns_config(p, cluster_dns=["10.96.0.10"], cluster_domain="cluster.local")
+    assert list(d.servers) == ["127.0.0.53"] and list(d.options) == ["edns0"]
