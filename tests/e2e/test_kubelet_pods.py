@@ -344,3 +344,28 @@ def test_kubelet_restart_keeps_containers_and_adopts_pod(cluster):
         http.delete(f"/api/v1/namespaces/default/pods/{name}")
         wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
                  == 404, 30)
+
+
+def test_init_containers_run_in_order_before_app(cluster):
+    """Init containers run one after the other to completion, then the app container starts."""
+    http = cluster["http"]
+    name = f"init-{uuid.uuid4().hex[:6]}"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                    "initContainers": [{"name": "first", "image": IMAGE, "command": ["sh", "-c", "echo one"]},
+                                       {"name": "second", "image": IMAGE, "command": ["sh", "-c", "sleep 1"]}],
+                    "containers": [{"name": "app", "image": IMAGE, "command": ["sleep", "600"]}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    try:
+        p = wait_for("pod Running", lambda: (p := get_pod(http, name))["status"].get("phase") == "Running" and p, 40)
+        inits = {s["name"]: s for s in p["status"]["initContainerStatuses"]}
+        assert all(s["state"]["terminated"]["reason"] == "Completed" and s["ready"] for s in inits.values())
+        assert inits["first"]["state"]["terminated"]["finishedAt"] <= \
+            inits["second"]["state"]["terminated"]["startedAt"]
+        assert cond(p, "Initialized") == "True"
+        logs = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/first", trust_env=False, timeout=10)
+        assert logs.text == "one\n"
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
