@@ -369,3 +369,17 @@ def test_init_containers_run_in_order_before_app(cluster):
         http.delete(f"/api/v1/namespaces/default/pods/{name}")
         wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
                  == 404, 30)
+
+
+def test_host_network_pod_gets_node_ip(cluster):
+    """A hostNetwork pod runs in the node's network namespace and reports the node IP as its pod IP."""
+    http = cluster["http"]
+    name = f"hostnet-{uuid.uuid4().hex[:6]}"
+    create_pod(http, name, {"name": "h", "command": ["sleep", "600"]}, hostNetwork=True)
+    try:
+        p = wait_for("pod Running", lambda: (p := get_pod(http, name))["status"].get("phase") == "Running" and p, 40)
+        assert p["status"]["podIP"] == "127.0.0.1"
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
