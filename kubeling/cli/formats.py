@@ -13,6 +13,7 @@ import yaml
 
 from kubeling.api import resources as res
 from kubeling.cli import jsonpath
+from kubeling.cli.factory import kind_group
 
 OUTPUT_FORMATS = ("json", "name", "wide", "yaml")
 
@@ -61,8 +62,7 @@ def as_list(items: list[dict]) -> dict:
 
 def name_of(obj: dict, r: res.Resource) -> str:
     """``-o name`` form: ``deployment.apps/web``, ``pod/web-1``."""
-    kind = f"{r.singular}.{r.group}" if r.group else r.singular
-    return f"{kind}/{(obj.get('metadata') or {}).get('name', '')}"
+    return f"{kind_group(r)}/{(obj.get('metadata') or {}).get('name', '')}"
 
 
 def render(objects: list[tuple[dict, res.Resource]], output: str, *, single: bool,
