@@ -22,7 +22,7 @@ from kubeling.client import ApiError, Client
 POLL_INTERVAL = 0.2
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "timeout") -> float:
     """A Go-style duration (``60s``, ``2m``, ``1m30s``, ``500ms``, bare seconds ``30``) -> seconds.
 
     Raises CLIError on anything else.
@@ -33,7 +33,7 @@ def parse_duration(text: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise CLIError(f'invalid argument "{text}" for "--timeout" flag: time: invalid duration "{text}"')
+        raise CLIError(f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"')
     return sum(float(n) * units[u] for n, u in parts)
 
 

@@ -38,8 +38,8 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS,
                    help="path to the kubeconfig file (default: $KUBECONFIG, else .cluster/admin.kubeconfig)")
     p.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace of the request")
-    p.add_argument("--request-timeout", type=float, default=argparse.SUPPRESS,
-                   help="seconds to wait for one server answer")
+    p.add_argument("--request-timeout", default=argparse.SUPPRESS,
+                   help="how long to wait for one server answer, e.g. 5s (0: the client's default)")
     return p
 
 
@@ -154,7 +154,9 @@ def run(argv: list[str], *, out=None, err=None) -> int:
             return 0
         factory = Factory(kubeconfig_flag=getattr(args, "kubeconfig", None),
                           namespace=getattr(args, "namespace", None),
-                          request_timeout=getattr(args, "request_timeout", None), out=out, err=err)
+                          request_timeout=delete.parse_duration(getattr(args, "request_timeout", "0"),
+                                                                "request-timeout"),
+                          out=out, err=err)
         return asyncio.run(args.func(args, factory))
     except KeyboardInterrupt:
         return 130
