@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-sync-period", type=parse_duration, default=1.0)
     p.add_argument("--sync-period", type=parse_duration, default=30.0)
     p.add_argument("--masquerade-all", action="store_true", help="SNAT all traffic sent to service IPs")
+    p.add_argument("--allow-pod-egress", action="store_true",
+                   help="forward pod traffic to addresses outside --cluster-cidr (default: rejected)")
     p.add_argument("--iptables-masquerade-bit", type=int, default=14, choices=range(0, 32), metavar="0..31")
     p.add_argument("--cleanup", action="store_true", help="remove all our rules and chains, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -97,7 +99,8 @@ def label_selectors(service_proxy_name: str = "") -> tuple[str, str]:
 
 def rules_config(args: argparse.Namespace) -> RulesConfig:
     return RulesConfig(cluster_cidr=args.cluster_cidr, chain_prefix=args.chain_prefix,
-                       masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all)
+                       masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all,
+                       pod_egress=args.allow_pod_egress)
 
 
 async def check_iptables(iptables: Iptables) -> None:

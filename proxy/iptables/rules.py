@@ -34,12 +34,17 @@ class RulesConfig:
     ``chain_prefix``: first word of every chain name (``"KUBE"``).
     ``masquerade_bit``: the fwmark bit that means "SNAT this" (upstream's
     ``--iptables-masquerade-bit``, 14 -> 0x4000).
+    ``pod_egress``: let pods send to addresses outside the cluster CIDR.
+    kubeling's default (False) rejects such forwarded traffic so that nothing
+    a pod sends leaves the machine (no upstream counterpart: upstream leaves
+    egress to the node's masquerade and firewall).
     """
 
     cluster_cidr: str | None = None
     chain_prefix: str = "KUBE"
     masquerade_bit: int = 14
     masquerade_all: bool = False
+    pod_egress: bool = False
 
     @property
     def mark(self) -> str:
@@ -184,6 +189,10 @@ def render_rules(service_map: dict[ServicePortName, ServicePort], endpoints_map:
     filt.add(fwd, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
     filt.add(fwd, *_comment("kubernetes forwarding rules"), "-m", "mark", "--mark", f"{mark}/{mark}",
              "-j", "ACCEPT")
+    if config.cluster_cidr and not config.pod_egress:
+        filt.add(fwd, "-s", config.cluster_cidr, "!", "-d", config.cluster_cidr,
+                 *_comment("kubeling: pod traffic stays on this machine"),
+                 "-j", "REJECT", "--reject-with", "icmp-net-unreachable")
     if config.cluster_cidr:
         filt.add(fwd, "-s", config.cluster_cidr, *_comment("kubernetes forwarding pod source rule"),
                  "-j", "ACCEPT")

@@ -20,6 +20,7 @@ FILTER_HEAD = """\
 :KUBE-FORWARD - [0:0]
 -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "kubeling: pod traffic stays on this machine" -j REJECT --reject-with icmp-net-unreachable
 -A KUBE-FORWARD -s 10.244.0.0/16 -m comment --comment "kubernetes forwarding pod source rule" -j ACCEPT
 -A KUBE-FORWARD -d 10.244.0.0/16 -m comment --comment "kubernetes forwarding pod destination rule" -j ACCEPT
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
@@ -242,3 +243,11 @@ def test_owned_chains_and_cleanup_text():
     assert text == ("*filter\n:KUBE-FORWARD - [0:0]\n-X KUBE-FORWARD\nCOMMIT\n"
                     "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-X - [0:0]\n-X KUBE-SERVICES\n-X KUBE-SVC-X\nCOMMIT\n")
     assert render_cleanup(CFG, {"filter": {"INPUT"}, "nat": set()}) == ""
+
+
+def test_pod_egress_is_rejected_unless_allowed():
+    """Forwarded pod traffic to outside the cluster CIDR is rejected by default,
+    so nothing a pod sends leaves the machine; --allow-pod-egress lifts it."""
+    reject = '-s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "kubeling: pod traffic stays on this machine"'
+    assert reject in render([], [])
+    assert reject not in render([], [], RulesConfig(cluster_cidr="10.244.0.0/16", pod_egress=True))
