@@ -24,7 +24,7 @@ from kubelet import network
 from kubelet.backoff import Backoff
 from kubelet.container import STATE_RUNNING, PodStatus
 from kubelet.cri import CRIError, RemoteRuntime
-from kubelet.events import EventRecorder
+from kubeling.client.record import EventRecorder
 from kubelet.kuberuntime import KubeRuntimeManager, pod_grace_period, pod_log_dir
 from kubelet.nodestatus import NodeStatusManager
 from kubelet.pleg import GenericPLEG, PodLifecycleEvent
@@ -77,7 +77,7 @@ class Kubelet:
         self.config = config
         self.client = Client.from_kubeconfig(config.kubeconfig, user_agent=f"kubelet/{config.node_name}")
         self.runtime = RemoteRuntime(config.runtime_endpoint)
-        self.recorder = EventRecorder(self.client, host=config.node_name)
+        self.recorder = EventRecorder(self.client, "kubelet", host=config.node_name)
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={config.node_name}")
         self.pod_by_uid: dict[str, dict] = {}
         self.workers = PodWorkers(self.sync_pod)
@@ -215,7 +215,7 @@ class Kubelet:
                 return
             log.info("pod informer synced (%d pods); starting pod workers and PLEG", len(self.pods.store))
             await daemon.run_until_stopped(
-                stop, informer, self.pleg.run(), self.recorder.run(), self.node_status.run(),
+                stop, informer, self.pleg.run(), self.node_status.run(),
                 self._update_runtime_status(), self._setup_network(), self._resync_loop(), *servers)
         finally:
             for s in servers:
@@ -224,6 +224,7 @@ class Kubelet:
             await self.workers.close()
             await self.prober.close()
             await self.runtime.close()
+            await self.recorder.flush(timeout=2.0)
             await self.client.close()
             log.info("kubelet stopped; containers left running")
 

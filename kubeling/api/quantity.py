@@ -12,7 +12,8 @@ import math
 import re
 from fractions import Fraction
 
-__all__ = ["parse_quantity", "milli_value", "value", "format_milli"]
+__all__ = ["parse_quantity", "milli_value", "value", "format_milli", "format_quantity", "canonical_quantity",
+           "parse_or_zero"]
 
 _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DECIMAL = {"n": Fraction(1, 10 ** 9), "u": Fraction(1, 10 ** 6), "m": Fraction(1, 1000), "": Fraction(1),
@@ -66,3 +67,34 @@ def value(text: str | int | float | None) -> int:
 def format_milli(milli: int) -> str:
     """Canonical text of a millis value: 1500 -> ``"1500m"``, 2000 -> ``"2"``."""
     return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def parse_or_zero(text: str | int | float | None) -> Fraction:
+    """``parse_quantity`` for display code: None or an unreadable quantity -> 0."""
+    try:
+        return parse_quantity(text) if text is not None else Fraction(0)
+    except ValueError:
+        return Fraction(0)
+
+
+def format_quantity(amount: Fraction | float | int, resource: str) -> str:
+    """Text of an amount as kubectl shows it: cpu in millicores (``30m``, ``1``),
+    other resources in the largest exact binary unit (``48Mi``) or plain."""
+    if amount == 0:
+        return "0"
+    if resource == "cpu":
+        return format_milli(round(Fraction(amount) * 1000))
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        if Fraction(amount) % _BINARY[suffix] == 0:
+            return f"{int(Fraction(amount) // _BINARY[suffix])}{suffix}"
+    return str(int(amount))
+
+
+def canonical_quantity(text: str | int | float) -> str:
+    """A binary-suffixed quantity in canonical form (``4028416Ki`` -> ``3934Mi``);
+    anything else is returned as written (as resource.Quantity.String does)."""
+    s = str(text).strip()
+    m = _QUANTITY_RE.match(s)
+    if not m or m.group(3) not in _BINARY or "." in m.group(1):
+        return str(text)
+    return format_quantity(parse_quantity(s), "memory")

@@ -19,7 +19,7 @@ import yaml
 from kubeling.api import resources as res
 from kubeling.cli import printers
 from kubeling.cli.printers import LAST_APPLIED, age, format_label_selector, parse_time
-from kubeling.cli.quantity import canonical_quantity, format_quantity, parse_quantity
+from kubeling.api.quantity import canonical_quantity, format_quantity, parse_or_zero
 from kubeling.cli.tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, align
 from kubeling.client import ApiError, Client
 
@@ -511,7 +511,7 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
               for kind in ("requests", "limits")}
 
     def pct(value: float, rname: str) -> str:
-        cap = parse_quantity(allocatable.get(rname))
+        cap = parse_or_zero(allocatable.get(rname))
         return f"{format_quantity(value, rname)} ({int(value / cap * 100) if cap else 0}%)"
 
     for p in pods:
@@ -519,7 +519,7 @@ async def describe_node(c: Client, node: dict, now: float) -> str:
         for cont in (p.get("spec") or {}).get("containers") or []:
             resources = cont.get("resources") or {}
             for (rname, kind) in sums:
-                sums[(rname, kind)] += parse_quantity((resources.get(kind) or {}).get(rname))
+                sums[(rname, kind)] += parse_or_zero((resources.get(kind) or {}).get(rname))
         for k, v in sums.items():
             totals[k] += v
         pm = p.get("metadata") or {}

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 
 from kubeling.cli import describers
-from kubeling.cli.quantity import canonical_quantity, format_quantity, parse_quantity
+from kubeling.api.quantity import canonical_quantity, format_quantity, parse_or_zero as parse_quantity
 from kubeling.client import ApiError
 
 
