@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,79 +19,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+import support
 from kubeling.client import kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
-ETCD = "/usr/bin/etcd"
 KUBELING = str(Path(sys.executable).parent / "kubeling")
 WEB = REPO / "deploy/examples/web.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(port: int, proc: subprocess.Popen, log: Path, path: str | None = None, timeout: float = 30) -> None:
-    import httpx
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if path is None:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            elif httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"port {port} not ready after {timeout}s: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(kubeconfig path, apiserver URL) of an etcd + apiserver pair started for this module."""
-    if not os.path.exists(ETCD):
-        pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
-    tmp = tmp_path_factory.mktemp("cli")
-    procs: list[subprocess.Popen] = []
-    try:
-        port, peer = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{port}"
-        elog = tmp / "etcd.log"
-        procs.append(subprocess.Popen(
-            [ETCD, "--data-dir", str(tmp / "etcd"), "--listen-client-urls", etcd_url,
-             "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
-            stdout=open(elog, "ab"), stderr=subprocess.STDOUT))
-        wait_ready(port, procs[-1], elog)
-        api_port = free_port()
-        alog = tmp / "apiserver.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
-             "--secure-port", str(api_port)], cwd=REPO, stdout=open(alog, "ab"), stderr=subprocess.STDOUT))
-        wait_ready(api_port, procs[-1], alog, "/readyz")
-        kc = tmp / "admin.kubeconfig"
-        server = f"http://127.0.0.1:{api_port}"
-        kubeconfig.write(kc, server=server, user="test")
-        yield kc, server
-    finally:
-        for p in reversed(procs):
-            stop(p)
+    with support.control_plane(tmp_path_factory.mktemp("cli")) as cp:
+        yield cp.kubeconfig, cp.server
 
 
 def kubeling(cluster, *argv: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -262,7 +201,7 @@ def test_errors_are_one_line_exit_1(cluster, argv, stdin, line):
 
 
 def test_unreachable_server(tmp_path):
-    port = free_port()
+    port = support.free_port()
     kc = tmp_path / "kc"
     kubeconfig.write(kc, server=f"http://127.0.0.1:{port}", user="test")
     r = kubeling((kc, ""), "apply", "-f", str(WEB))
