@@ -16,8 +16,6 @@ import asyncio
 import ipaddress
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,108 +23,34 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
-from kubeling.client import ApiError, Client, kubeconfig
+import support
+from kubeling.client import ApiError, Client
 
-REPO = Path(__file__).resolve().parents[2]
-ETCD = "/usr/bin/etcd"
 NODES = ("hollow-1", "hollow-2", "hollow-3")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args[:3]} exited {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready after {timeout}s: {log.read_text()[-3000:]}")
-
-
-class ControlPlane:
-    """etcd, apiserver, scheduler, controller-manager on free loopback ports."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _spawn(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
-        log = self.tmp / f"{name}.log"
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc, log
-
-    def _start(self) -> None:
-        port, peer = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{port}"
-        etcd, log = self._spawn("etcd", [
-            ETCD, "--data-dir", str(self.tmp / "etcd"), "--listen-client-urls", etcd_url,
-            "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{peer}"])
-        wait_http(f"{etcd_url}/health", etcd, log)
-        api_port = free_port()
-        self.server = f"http://127.0.0.1:{api_port}"
-        api, log = self._spawn("apiserver", [
-            sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
-            "--secure-port", str(api_port), "--service-cluster-ip-range", "10.96.0.0/12"])
-        wait_http(f"{self.server}/readyz", api, log)
-        self.kubeconfig = self.tmp / "admin.kubeconfig"
-        kubeconfig.write(self.kubeconfig, server=self.server, user="admin")
-        sched_port, cm_port = free_port(), free_port()
-        sched, slog = self._spawn("scheduler", [
-            sys.executable, "-m", "scheduler", "--kubeconfig", str(self.kubeconfig), "--bind-address",
-            "127.0.0.1", "--secure-port", str(sched_port)])
-        cm, clog = self._spawn("controller-manager", [
-            sys.executable, "-m", "controllers", "--kubeconfig", str(self.kubeconfig), "--bind-address",
-            "127.0.0.1", "--secure-port", str(cm_port), "--allocate-node-cidrs", "--cluster-cidr",
-            "10.244.0.0/16", "--node-cidr-mask-size", "24", "--service-cluster-ip-range", "10.96.0.0/12"])
-        wait_http(f"http://127.0.0.1:{sched_port}/healthz", sched, slog)
-        wait_http(f"http://127.0.0.1:{cm_port}/healthz", cm, clog)
-        self.scheduler_metrics = f"http://127.0.0.1:{sched_port}/metrics"
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            stop(p)
 
 
 @pytest.fixture(scope="module")
 def plane():
-    if not os.path.exists(ETCD):
-        pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
+    """etcd, apiserver, scheduler, controller-manager on free loopback ports."""
     tmp = Path(tempfile.mkdtemp(prefix="kubeling-ctrl-"))
-    cp = ControlPlane(tmp)
     try:
-        yield cp
+        with support.control_plane(tmp, apiserver_args=["--service-cluster-ip-range", "10.96.0.0/12"],
+                                   user="admin") as cp:
+            sched_port, cm_port = support.free_port(), support.free_port()
+            cp.procs.spawn("scheduler", [
+                sys.executable, "-m", "scheduler", "--kubeconfig", str(cp.kubeconfig), "--bind-address",
+                "127.0.0.1", "--secure-port", str(sched_port)])
+            cp.procs.spawn("controller-manager", [
+                sys.executable, "-m", "controllers", "--kubeconfig", str(cp.kubeconfig), "--bind-address",
+                "127.0.0.1", "--secure-port", str(cm_port), "--allocate-node-cidrs", "--cluster-cidr",
+                "10.244.0.0/16", "--node-cidr-mask-size", "24", "--service-cluster-ip-range", "10.96.0.0/12"])
+            cp.procs.wait_ready("scheduler", url=f"http://127.0.0.1:{sched_port}/healthz")
+            cp.procs.wait_ready("controller-manager", url=f"http://127.0.0.1:{cm_port}/healthz")
+            cp.scheduler_metrics = f"http://127.0.0.1:{sched_port}/metrics"
+            yield cp
     finally:
-        cp.close()
         if os.environ.get("KEEP_LOGS"):  # KEEP_LOGS=1 pytest -s ... keeps the components' logs
             print(f"logs kept in {tmp}")
         else:
