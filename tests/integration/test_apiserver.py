@@ -5,10 +5,9 @@ tests use their own namespaces or names so they do not interfere.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,62 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-ETCD = "/usr/bin/etcd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited {proc.returncode}: {log.read_text()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"port {port} not open after {timeout}s: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def start_store(kind: str, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
-    """An etcd or etcdlite process on free loopback ports; returns (process, client URL, log)."""
-    port, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp / f"{kind}.log"
-    if kind == "etcd":
-        if not os.path.exists(ETCD):
-            pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
-        cmd = [ETCD, "--data-dir", str(tmp / "etcd-data"), "--listen-client-urls", url,
-               "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-cluster", f"default=http://127.0.0.1:{peer}"]
-    else:
-        cmd = [sys.executable, "-m", "etcdlite", "--name", "default", "--data-dir", str(tmp / "etcdlite-data"),
-               "--listen-client-urls", url, "--advertise-client-urls", url,
-               "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-cluster", f"default=http://127.0.0.1:{peer}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, proc, log)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, url, log
+import support
 
 
 class Cluster:
@@ -84,35 +28,16 @@ class Cluster:
     def __init__(self, kind: str, tmp: Path, *, watch_cache_size: int = 200):
         self.kind = kind
         self.tmp = tmp
-        self.procs: list[subprocess.Popen] = []
-        self.store_proc, self.etcd_url, _ = start_store(kind, tmp)
-        self.procs.append(self.store_proc)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "apiserver.log"
-        self.api = subprocess.Popen(
-            [sys.executable, "-m", "apiserver", "--etcd-servers", self.etcd_url, "--bind-address", "127.0.0.1",
-             "--secure-port", str(self.port), "--service-cluster-ip-range", "10.96.0.0/12",
-             "--watch-cache-size", str(watch_cache_size)],
-            cwd=REPO, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        self.procs.append(self.api)
+        self._stack = contextlib.ExitStack()
+        cp = self._stack.enter_context(support.control_plane(
+            tmp, kind, apiserver_args=["--service-cluster-ip-range", "10.96.0.0/12",
+                                       "--watch-cache-size", str(watch_cache_size)]))
+        self.etcd_url, self.url, self.log = cp.etcd_endpoint, cp.server, cp.apiserver_log
         self.c = httpx.Client(base_url=self.url, timeout=10.0)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.api.poll() is not None:
-                raise AssertionError(f"apiserver exited: {self.log.read_text()[-3000:]}")
-            try:
-                if self.c.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"apiserver not ready: {self.log.read_text()[-3000:]}")
 
     def close(self) -> None:
         self.c.close()
-        for p in reversed(self.procs):
-            stop(p)
+        self._stack.close()
 
     def ns(self) -> str:
         """A fresh namespace for one test."""
@@ -447,24 +372,17 @@ def test_deployment_scale_and_generation(cluster):
 
 def test_sigterm_ends_watches_and_exits(cluster, tmp_path):
     """A separate apiserver on the same store stops within seconds of SIGTERM even with a watch open."""
-    port = free_port()
-    log = tmp_path / "api.log"
-    proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", cluster.etcd_url,
-                             "--secure-port", str(port)], cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, proc, log)
+    port = support.free_port()
+    with support.ProcessGroup(tmp_path) as procs:
+        proc = procs.spawn("api", [sys.executable, "-m", "apiserver", "--etcd-servers", cluster.etcd_url,
+                                   "--secure-port", str(port)])
+        procs.wait_ready("api", url=f"http://127.0.0.1:{port}/readyz", timeout=20)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-            deadline = time.monotonic() + 20
-            while c.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.1)
             with c.stream("GET", "/api/v1/pods", params={"watch": "true", "resourceVersion": "0"}) as r:
                 proc.send_signal(signal.SIGTERM)
                 for _ in r.iter_lines():
                     pass  # ADDED events, then the end of the stream
         assert proc.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
-    finally:
-        stop(proc)
 
 
 def test_namespace_deletion(cluster):
