@@ -249,18 +249,17 @@ class Cacher:
                 return False
         return True
 
-    async def wait_fresh(self, *, timeout: float = 1.0) -> bool:
-        """Wait until the cache has caught up with etcd's current revision (consistent read).
+    async def wait_fresh(self, *, timeout: float = 0.05) -> bool:
+        """Wait briefly until the cache has caught up with etcd's current revision (consistent read).
 
-        Returns False when it did not within ``timeout`` (the caller then
-        reads etcd directly, as upstream's fallback does).
+        Returns False when it did not within ``timeout`` seconds; the caller
+        then reads etcd directly, as upstream's fallback does. No progress
+        notification is requested: etcd before 3.4.31 / 3.5.13 (Debian ships
+        3.4.23) may send it ahead of pending events (etcd-io/etcd#15220), the
+        reason upstream serves consistent lists from cache only on fixed etcd.
         """
         await self.wait_ready(timeout=5.0)
         current = await self.store.revision()
-        if self.revision >= current:
-            return True
-        if self._stream is not None:
-            await self._stream.request_progress()
         return await self.wait_until(current, timeout)
 
     def list(self, key_prefix: str, pred: Predicate) -> tuple[list[tuple[str, dict]], int]:

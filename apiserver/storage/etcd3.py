@@ -352,8 +352,7 @@ class WatchStream:
     ``async for batch in stream`` yields lists of Event in revision order;
     an empty list is a progress notification (``stream.revision`` advanced).
     Raises Compacted when the start revision is compacted and Unavailable
-    when the stream breaks. ``request_progress()`` asks the server for a
-    progress notification (etcd >= 3.4 WatchProgressRequest).
+    when the stream breaks.
     """
 
     def __init__(self, store: Etcd3Store, prefix: str, start_revision: int):
@@ -362,14 +361,6 @@ class WatchStream:
         self.start_revision = start_revision
         self.revision = start_revision - 1
         self._call = None
-
-    async def request_progress(self) -> None:
-        """Ask etcd for a progress notification on this stream (no-op if not started)."""
-        if self._call is not None:
-            try:
-                await self._call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
-            except Exception as e:  # a broken stream surfaces in the reader
-                log.debug("progress request failed: %s", e)
 
     def cancel(self) -> None:
         """Stop the stream; the iterator ends."""
