@@ -12,8 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,37 +20,15 @@ import uuid
 import httpx
 import pytest
 
-from kubeling.client import kubeconfig
+import support
+from support import free_port, wait_for
 
 NODE = "kltest-kubelet"
 BRIDGE = "kltestkl0"
 POD_CIDR = "10.244.253.0/24"
 IMAGE = "busybox:1.35"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, fn, timeout: float, interval: float = 0.25):
-    """Poll ``fn`` until it returns something truthy; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (httpx.HTTPError, KeyError, ValueError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def _docker():
@@ -66,93 +42,49 @@ def _docker():
         pytest.skip(f"kubelet e2e tests need a running Docker with image {IMAGE}: {e}")
 
 
-class Procs:
-    """Processes started by the test, stopped by PID in reverse order."""
-
-    def __init__(self, tmp: str):
-        self.tmp = tmp
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(os.path.join(self.tmp, f"{name}.log"), "ab")
-        p = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.procs.append((name, p))
-        return p
-
-    def log(self, name: str) -> str:
-        with open(os.path.join(self.tmp, f"{name}.log"), errors="replace") as f:
-            return f.read()[-4000:]
-
-    def stop(self, name: str | None = None) -> None:
-        for n, p in reversed(self.procs):
-            if name is not None and n != name:
-                continue
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet on free ports; yields a dict of handles."""
     if os.geteuid() != 0:
         pytest.skip("kubelet e2e tests need root (bridge, netns, Docker)")
     docker_client = _docker()
-    etcd_bin = shutil.which("etcd")
-    if etcd_bin is None:
+    if shutil.which("etcd") is None:
         pytest.skip("kubelet e2e tests need /usr/bin/etcd")
     tmp = str(tmp_path_factory.mktemp("kubelet"))
-    procs = Procs(tmp)
-    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     kubelet_port, healthz_port = free_port(), free_port()
-    kc = os.path.join(tmp, "kubelet.kubeconfig")
-    api = f"http://127.0.0.1:{api_port}"
-    kubeconfig.write(kc, server=api, user="system:node:" + NODE)
     sock = os.path.join(tmp, "node", "cri.sock")
     os.makedirs(os.path.dirname(sock), exist_ok=True)
     try:
-        procs.start("etcd", [etcd_bin, "--name", "default", "--data-dir", os.path.join(tmp, "etcd"),
-                             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-                             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-                             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-                             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-                             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
-        procs.start("apiserver", [sys.executable, "-m", "apiserver", "--etcd-servers",
-                                  f"http://127.0.0.1:{etcd_port}", "--bind-address", "127.0.0.1",
-                                  "--secure-port", str(api_port)])
-        procs.start("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
-                             "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
-                             "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
-                             "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
-                             "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
-        http = httpx.Client(base_url=api, timeout=10, trust_env=False)
-        wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
-        kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
-                                "--hostname-override", NODE, "--node-ip", "127.0.0.1",
-                                "--container-runtime-endpoint", f"unix://{sock}",
-                                "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
-                                "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
-                                "--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
-                                "--sync-frequency", "2"]
-        procs.start("kubelet", kubelet_args)
-        try:
-            wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
-        except AssertionError:
-            raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")
-                                 + "\nshim log:\n" + procs.log("shim"))
-        r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
-                       headers={"Content-Type": "application/merge-patch+json"})
-        assert r.status_code == 200, r.text
-        yield {"http": http, "procs": procs, "kubelet_args": kubelet_args, "kubelet": f"http://127.0.0.1:{kubelet_port}",
-               "healthz": f"http://127.0.0.1:{healthz_port}", "docker": docker_client, "tmp": tmp}
-        http.close()
+        with support.control_plane(tmp, user="system:node:" + NODE,
+                                   kubeconfig_name="kubelet.kubeconfig") as cp:
+            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
+            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
+                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
+                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
+                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
+            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
+            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
+            kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
+                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
+                                    "--container-runtime-endpoint", f"unix://{sock}",
+                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
+                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
+                                    "--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
+                                    "--sync-frequency", "2"]
+            procs.spawn("kubelet", kubelet_args)
+            try:
+                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
+            except AssertionError:
+                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")
+                                     + "\nshim log:\n" + procs.log("shim"))
+            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
+                           headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200, r.text
+            yield {"http": http, "procs": procs, "kubelet_args": kubelet_args,
+                   "kubelet": f"http://127.0.0.1:{kubelet_port}", "healthz": f"http://127.0.0.1:{healthz_port}", "docker": docker_client, "tmp": tmp}
+            http.close()
     finally:
-        procs.stop()
         for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
             c.remove(force=True)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
@@ -334,7 +266,7 @@ def test_kubelet_restart_keeps_containers_and_adopts_pod(cluster):
         procs.stop("kubelet")
         dock = cluster["docker"]
         assert dock.containers.get(cid.split("//", 1)[1]).status == "running"
-        procs.start("kubelet", cluster["kubelet_args"])
+        procs.spawn("kubelet", cluster["kubelet_args"])
         wait_for("kubelet healthz", lambda: httpx.get(cluster["healthz"] + "/healthz", trust_env=False).text
                  == "ok", 30)
         time.sleep(3)  # a few PLEG relists and syncs
