@@ -53,6 +53,7 @@ class _Server(uvicorn.Server):
     apiserver = None
 
     def handle_exit(self, sig, frame) -> None:
+        """Stop open watches, then let uvicorn's own SIGINT/SIGTERM handling begin the graceful shutdown."""
         if self.apiserver is not None:
             self.apiserver.stop_watches()
         super().handle_exit(sig, frame)

@@ -19,6 +19,7 @@ class Cause(NamedTuple):
     field: str
 
     def as_dict(self) -> dict:
+        """This cause as the JSON dict of a Status ``details.causes`` entry (reason, message, field)."""
         return {"reason": self.reason, "message": self.message, "field": self.field}
 
 

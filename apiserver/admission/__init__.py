@@ -24,7 +24,10 @@ class Attributes(NamedTuple):
 class Plugin(Protocol):
     """One admission plugin: may mutate ``obj`` in place or raise errors.StatusError to reject."""
 
-    async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None: ...
+    async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None:
+        """Admit one write: may mutate ``obj`` in place; raise errors.StatusError to reject it.
+
+        ``old`` is None on create, ``obj`` is None on delete."""
 
 
 class AdmissionChain:

@@ -23,13 +23,15 @@ class UserInfo(NamedTuple):
 class Authenticator(Protocol):
     """Returns the user of a request, None if this authenticator does not apply."""
 
-    async def authenticate(self, request: Request) -> UserInfo | None: ...
+    async def authenticate(self, request: Request) -> UserInfo | None:
+        """The user of ``request``, or None if this authenticator does not recognise it."""
 
 
 class InsecureAuthenticator:
     """Every request is ``system:anonymous`` in ``system:masters`` (plain HTTP, local use only)."""
 
     async def authenticate(self, request: Request) -> UserInfo | None:
+        """Always ``system:anonymous`` in groups ``system:masters`` and ``system:unauthenticated``."""
         return UserInfo("system:anonymous", ("system:masters", "system:unauthenticated"))
 
 

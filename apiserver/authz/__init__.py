@@ -25,11 +25,13 @@ class RequestAttributes(NamedTuple):
 class Authorizer(Protocol):
     """Returns (allowed, reason)."""
 
-    async def authorize(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]: ...
+    async def authorize(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]:
+        """``(allowed, reason)`` for ``user`` doing ``attrs``; reason explains a denial."""
 
 
 class AlwaysAllow:
     """Allows everything (the --authorization-mode=AlwaysAllow of upstream)."""
 
     async def authorize(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]:
+        """Always ``(True, "")``: every request is allowed (as ``--authorization-mode=AlwaysAllow``)."""
         return True, ""

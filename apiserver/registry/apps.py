@@ -30,6 +30,7 @@ class _WorkloadStrategy(Strategy):
     tracks_generation = True
 
     def default(self, obj: dict) -> None:
+        """Default ``spec.replicas`` to 1 and the pod template's spec as for pods; mutates ``obj``."""
         spec = obj.setdefault("spec", {})
         if not isinstance(spec, dict):
             return
@@ -41,6 +42,8 @@ class _WorkloadStrategy(Strategy):
             # an omitted selector is not defaulted from the template in apps/v1 (validation rejects it)
 
     def validate(self, obj: dict) -> list:
+        """Causes why the workload is invalid: replicas < 0, missing/empty selector,
+        template labels the selector does not match, bad pod spec."""
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return [required("spec")]
@@ -73,6 +76,7 @@ class _WorkloadStrategy(Strategy):
         return out
 
     def validate_update(self, new: dict, old: dict) -> list:
+        """``validate(new)`` plus ``spec.selector`` immutability (as apps/v1 ValidateDeploymentUpdate)."""
         out = self.validate(new)
         ns, os_ = (new.get("spec") or {}).get("selector"), (old.get("spec") or {}).get("selector")
         if os_ is not None and ns != os_:
@@ -116,6 +120,7 @@ class DeploymentStrategy(_WorkloadStrategy):
     info = apps("deployments", "Deployment", ("deploy",))
 
     def default(self, obj: dict) -> None:
+        """Workload defaults plus RollingUpdate 25%/25%, revisionHistoryLimit 10, progressDeadlineSeconds 600."""
         super().default(obj)
         spec = obj.get("spec")
         if not isinstance(spec, dict):

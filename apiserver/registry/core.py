@@ -129,14 +129,17 @@ class NamespaceStrategy(Strategy):
     extra_fields = ("status.phase",)
 
     def default(self, obj: dict) -> None:
+        """Set the ``kubernetes.io/metadata.name`` label and the ``kubernetes`` spec finalizer; mutates ``obj``."""
         meta = obj["metadata"]
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
 
     def prepare_for_create(self, obj: dict) -> None:
+        """A new namespace starts with ``status.phase`` Active, whatever the client sent."""
         obj["status"] = {"phase": "Active"}
 
     def prepare_for_update(self, new: dict, old: dict) -> None:
+        """Keep the old status and ``spec`` (finalizers change only through ``/finalize``)."""
         super().prepare_for_update(new, old)
         new["spec"] = copy.deepcopy(old.get("spec") or {})  # spec.finalizers change only through /finalize
 
@@ -162,17 +165,23 @@ class PodStrategy(Strategy):
                     "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")
 
     def default(self, obj: dict) -> None:
+        """Fill pod spec defaults (restartPolicy, dnsPolicy, grace period, ...); mutates ``obj``."""
         spec = obj.setdefault("spec", {})
         if isinstance(spec, dict):
             default_pod_spec(spec)
 
     def prepare_for_create(self, obj: dict) -> None:
+        """A new pod starts with ``status.phase`` Pending and its computed ``qosClass``, whatever the client sent."""
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
 
     def validate(self, obj: dict) -> list:
+        """Causes why the pod spec is invalid (validate_pod_spec under path ``spec``)."""
         return validate_pod_spec(obj.get("spec"), "spec")
 
     def validate_update(self, new: dict, old: dict) -> list:
+        """``validate(new)`` plus pod spec immutability: only container images, activeDeadlineSeconds,
+        tolerations and terminationGracePeriodSeconds may change (as ValidatePodUpdate).
+        """
         out = self.validate(new)
 
         def mutable_masked(spec: dict) -> dict:
@@ -190,6 +199,9 @@ class PodStrategy(Strategy):
         return out
 
     def grace_period(self, obj: dict, requested: int | None) -> int:
+        """Seconds of graceful deletion: the requested value (negative -> 1) else spec's (default 30);
+        0 for unscheduled or finished pods, which are deleted at once.
+        """
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         grace = spec.get("terminationGracePeriodSeconds")
         grace = 30 if grace is None else grace
@@ -200,6 +212,7 @@ class PodStrategy(Strategy):
         return int(grace)
 
     def fields(self, obj: dict) -> dict[str, str]:
+        """Generic field-selector attributes plus ``spec.hostNetwork`` ("true"/"false")."""
         out = super().fields(obj)
         out["spec.hostNetwork"] = "true" if (obj.get("spec") or {}).get("hostNetwork") else "false"
         return out
@@ -217,6 +230,7 @@ class NodeStrategy(Strategy):
     extra_fields = ("spec.unschedulable",)
 
     def fields(self, obj: dict) -> dict[str, str]:
+        """Generic field-selector attributes plus ``spec.unschedulable`` ("true"/"false")."""
         out = super().fields(obj)
         out["spec.unschedulable"] = "true" if (obj.get("spec") or {}).get("unschedulable") else "false"
         return out
@@ -237,6 +251,8 @@ class ServiceStrategy(Strategy):
         self.ip_range = ip_range
 
     def default(self, obj: dict) -> None:
+        """Default type ClusterIP, sessionAffinity, IP families, traffic policies and port fields;
+        mutates ``obj``."""
         spec = obj.setdefault("spec", {})
         if not isinstance(spec, dict):
             return
@@ -259,15 +275,18 @@ class ServiceStrategy(Strategy):
             spec["clusterIP"] = spec["clusterIPs"][0]
 
     def prepare_for_create(self, obj: dict) -> None:
+        """A new service starts with an empty ``status.loadBalancer``, whatever the client sent."""
         obj["status"] = {"loadBalancer": {}}
 
     def prepare_for_update(self, new: dict, old: dict) -> None:
+        """Keep the old status, and the allocated clusterIP(s) when the update leaves them empty."""
         super().prepare_for_update(new, old)
         ns, os_ = new.setdefault("spec", {}), old.get("spec") or {}
         if isinstance(ns, dict) and not ns.get("clusterIP") and not ns.get("clusterIPs") and os_.get("clusterIP"):
             ns["clusterIP"], ns["clusterIPs"] = os_["clusterIP"], list(os_.get("clusterIPs") or [os_["clusterIP"]])
 
     def validate(self, obj: dict) -> list:
+        """Causes why the service is invalid: type, ports (names, numbers, protocols), clusterIP(s), selector."""
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return [required("spec")]
@@ -302,6 +321,7 @@ class ServiceStrategy(Strategy):
         return out
 
     def validate_update(self, new: dict, old: dict) -> list:
+        """``validate(new)`` plus: ``spec.clusterIPs[0]`` may not change once set."""
         out = self.validate(new)
         old_ips = (old.get("spec") or {}).get("clusterIPs") or []
         new_ips = (new.get("spec") or {}).get("clusterIPs") or []
@@ -311,6 +331,10 @@ class ServiceStrategy(Strategy):
         return out
 
     async def before_create(self, store, obj: dict, ctx: dict):
+        """Allocate the clusterIP (requested or next free in the range) and return the etcd3.ExtraOps reserving it
+        atomically with the create; None for headless/ExternalName. Raises StatusError 422 for a bad requested IP,
+        500 when the range is full (mirrors the service REST allocator).
+        """
         spec = obj["spec"]
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
             if spec.get("clusterIP") == "None":
@@ -339,6 +363,7 @@ class ServiceStrategy(Strategy):
         return etcd3.ExtraOps(absent=[key], puts={key: f"{meta['namespace']}/{meta['name']}".encode()})
 
     def on_create_compare_failed(self, obj: dict, key: str, ctx: dict) -> None:
+        """The IP reservation was taken meanwhile: 422 for a requested IP, else clear it so the retry picks another."""
         ip = obj["spec"]["clusterIP"]
         if ctx.get("requested"):
             raise errors.invalid("Service", obj["metadata"]["name"], [invalid_value(
@@ -347,6 +372,7 @@ class ServiceStrategy(Strategy):
         obj["spec"].pop("clusterIPs", None)
 
     def delete_extras(self, obj: dict):
+        """etcd3.ExtraOps releasing the service's clusterIP reservations on delete, or None if it has none."""
         ips = [ip for ip in ((obj.get("spec") or {}).get("clusterIPs") or []) if ip and ip != "None"]
         return etcd3.ExtraOps(deletes=[ipallocator.reservation_key(ip) for ip in ips]) if ips else None
 
@@ -373,12 +399,14 @@ class EventStrategy(Strategy):
                     "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")
 
     def fields(self, obj: dict) -> dict[str, str]:
+        """Generic field-selector attributes plus ``source`` (the reporting component)."""
         out = super().fields(obj)
         src = obj.get("source") or {}
         out["source"] = src.get("component", "") if isinstance(src, dict) else ""
         return out
 
     def validate(self, obj: dict) -> list:
+        """An event must have an ``involvedObject`` map."""
         if not isinstance(obj.get("involvedObject"), dict):
             return [required("involvedObject")]
         return []
@@ -391,6 +419,7 @@ class ConfigMapStrategy(Strategy):
     has_status = False
 
     def validate(self, obj: dict) -> list:
+        """Every ``data`` value must be a string."""
         out = []
         for k, v in (obj.get("data") or {}).items():
             if not isinstance(v, str):
@@ -406,6 +435,7 @@ class SecretStrategy(Strategy):
     extra_fields = ("type",)
 
     def default(self, obj: dict) -> None:
+        """Default ``type`` Opaque and fold ``stringData`` into base64 ``data`` (as the v1 Secret conversion)."""
         obj.setdefault("type", "Opaque")
         string_data = obj.pop("stringData", None)
         if isinstance(string_data, dict):
@@ -414,6 +444,7 @@ class SecretStrategy(Strategy):
                 data[k] = base64.b64encode(str(v).encode()).decode()
 
     def validate(self, obj: dict) -> list:
+        """Every ``data`` value must be valid base64 (contents redacted from the error)."""
         out = []
         for k, v in (obj.get("data") or {}).items():
             try:

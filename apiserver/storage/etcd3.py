@@ -176,12 +176,14 @@ class Etcd3Store:
 
     @property
     def kv(self) -> pb_grpc.KVStub:
+        """The etcd KV stub, connecting lazily on first use."""
         if self._kv is None:
             self._connect()
         return self._kv
 
     @property
     def watch_stub(self) -> pb_grpc.WatchStub:
+        """The etcd Watch stub, connecting lazily on first use."""
         if self._watch is None:
             self._connect()
         return self._watch
