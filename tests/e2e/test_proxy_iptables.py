@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +20,8 @@ import time
 import httpx
 import pytest
 
+import support
 from kubeling.client import Client
-from kubeling.client import kubeconfig as kcfg
 from proxy.iptables.proxier import Proxier, cleanup_leftovers
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables
@@ -171,95 +170,38 @@ async def test_restart_replaces_rules_of_crashed_proxy(pod):
 
 # ---------------------------------------------------------------- with an apiserver
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @pytest.fixture
 def apiserver(tmp_path):
     """etcd (the reference binary) + our apiserver on free ports; yields the kubeconfig path."""
-    if not os.path.exists("/usr/bin/etcd"):
-        pytest.skip("needs /usr/bin/etcd")
     try:
         import apiserver.__main__  # noqa: F401  (only to know it exists)
     except ImportError:
         pytest.skip("apiserver has no __main__ yet")
-    procs: list[subprocess.Popen] = []
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    try:
-        client_port, peer_port, api_port = free_port(), free_port(), free_port()
-        etcd = subprocess.Popen(
-            ["/usr/bin/etcd", "--name", "default", "--data-dir", str(tmp_path / "etcd"),
-             "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-             "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(logs / "etcd.log", "w"))
-        procs.append(etcd)
-        wait_http(f"http://127.0.0.1:{client_port}/health", 15, etcd)
-        api = subprocess.Popen(
-            [sys.executable, "-m", "apiserver", "--etcd-servers", f"http://127.0.0.1:{client_port}",
-             "--bind-address", "127.0.0.1", "--secure-port", str(api_port)],
-            stdout=subprocess.DEVNULL, stderr=open(logs / "apiserver.log", "w"))
-        procs.append(api)
-        wait_http(f"http://127.0.0.1:{api_port}/healthz", 30, api)
-        path = tmp_path / "proxy.kubeconfig"
-        kcfg.write(path, server=f"http://127.0.0.1:{api_port}", user="test")
-        yield path
-    finally:
-        for p in reversed(procs):
-            stop(p)
+    with support.control_plane(tmp_path, kubeconfig_name="proxy.kubeconfig") as cp:
+        yield cp.kubeconfig
 
 
 async def test_proxy_process_with_apiserver(pod, apiserver, tmp_path):
     """`python -m proxy` against a real apiserver: Service + Endpoints created through
     the API make the page reachable; deleting the Endpoints gives REJECT; --cleanup
     removes everything."""
-    health, metrics_port = free_port(), free_port()
-    log = open(tmp_path / "proxy.log", "w")
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "--kubeconfig", str(apiserver), "--hostname-override", "kltest",
-         "--cluster-cidr", "10.244.0.0/16", "--healthz-bind-address", f"127.0.0.1:{health}",
-         "--metrics-bind-address", f"127.0.0.1:{metrics_port}", "--min-sync-period", "100ms",
-         "--sync-period", "30s", "--chain-prefix", PREFIX, "--iptables-masquerade-bit", "13",
-         # Only our labelled Service: not the test apiserver's default/kubernetes one.
-         "--service-proxy-name", "kltest"],
-        stdout=subprocess.DEVNULL, stderr=log)
+    health, metrics_port = support.free_port(), support.free_port()
+    procs = support.ProcessGroup(tmp_path)
+    proxy = procs.spawn("proxy", [
+        sys.executable, "-m", "proxy", "--kubeconfig", str(apiserver), "--hostname-override", "kltest",
+        "--cluster-cidr", "10.244.0.0/16", "--healthz-bind-address", f"127.0.0.1:{health}",
+        "--metrics-bind-address", f"127.0.0.1:{metrics_port}", "--min-sync-period", "100ms",
+        "--sync-period", "30s", "--chain-prefix", PREFIX, "--iptables-masquerade-bit", "13",
+        # Only our labelled Service: not the test apiserver's default/kubernetes one.
+        "--service-proxy-name", "kltest"])
     try:
         async with Client.from_kubeconfig(apiserver) as client:
             labelled = {**SERVICE, "metadata": {**SERVICE["metadata"],
                                                 "labels": {"service.kubernetes.io/service-proxy-name": "kltest"}}}
             await client.create("services", labelled, namespace="default")
             await client.create("endpoints", endpoints(POD_IP), namespace="default")
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{health}/healthz", 20, proxy)
+            await asyncio.to_thread(procs.wait_ready, "proxy", url=f"http://127.0.0.1:{health}/healthz",
+                                    timeout=20)
             page = await _eventually(get_page, 15)
             assert page == PAGE
             metrics_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
@@ -275,8 +217,7 @@ async def test_proxy_process_with_apiserver(pod, apiserver, tmp_path):
             await assert_rejected()
             await client.delete("services", "kltest-web", namespace="default")
     finally:
-        stop(proxy)
-        log.close()
+        procs.close()
     assert proxy.returncode == 0, (tmp_path / "proxy.log").read_text()[-2000:]
     rc = subprocess.run([sys.executable, "-m", "proxy", "--cleanup", "--chain-prefix", PREFIX],
                         capture_output=True, text=True, timeout=30)
