@@ -8,7 +8,6 @@ node label, the bridge and the shim processes are removed in finally.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import uuid
 import grpc
 import pytest
 
+import support
 from proto.cri import api_pb2 as cri
 from proto.cri import api_pb2_grpc
 
@@ -26,7 +26,6 @@ docker = pytest.importorskip("docker")
 BRIDGE = "kltest1"
 POD_CIDR = "10.244.251.0/24"
 IMAGE = "busybox:1.35"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _docker_client():
@@ -46,6 +45,7 @@ class Shim:
         self.tmp = tmp
         self.node = node
         self.sock = os.path.join(tmp, "cri.sock")
+        self.procs = support.ProcessGroup(tmp)
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.Channel | None = None
 
@@ -54,33 +54,19 @@ class Shim:
                 "--node-name", self.node, "--state-dir", os.path.join(self.tmp, "state"),
                 "--cni-bin-dir", os.path.join(self.tmp, "bin"), "--cni-conf-dir", os.path.join(self.tmp, "net.d"),
                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE]
-        self.log = open(os.path.join(self.tmp, "shim.log"), "ab")
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = self.procs.spawn("shim", args)
         self.channel = grpc.insecure_channel(f"unix://{self.sock}")
         grpc.channel_ready_future(self.channel).result(timeout=15)
         self.rt = api_pb2_grpc.RuntimeServiceStub(self.channel)
         self.im = api_pb2_grpc.ImageServiceStub(self.channel)
-        deadline = time.monotonic() + 15
-        while True:  # the socket may exist a moment before the servicers answer
-            try:
-                self.rt.Version(cri.VersionRequest(), timeout=5)
-                return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        # The socket may exist a moment before the servicers answer.
+        support.wait_for("CRI Version", lambda: self.rt.Version(cri.VersionRequest(), timeout=5) is not None,
+                         15, 0.1, errors=(grpc.RpcError,))
 
     def stop(self) -> None:
         if self.channel is not None:
             self.channel.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.log.close()
+        self.procs.stop("shim")
 
 
 @pytest.fixture(scope="module")
