@@ -1,9 +1,9 @@
 """Command-line parsing and the one-line errors, without a server."""
 import io
-import socket
 
 import pytest
 
+from support import free_port
 from kubeling.cli import main
 from kubeling.cli.errors import CLIError
 from kubeling.cli.get import Request, parse_args
@@ -52,12 +52,6 @@ def test_usage_errors_are_one_line_exit_1(argv, line, tmp_path):
     code, out, err = run(argv + ["--kubeconfig", str(kc)])
     assert code == 1 and out == ""
     assert err == line + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_server(tmp_path):
