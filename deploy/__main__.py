@@ -26,6 +26,7 @@ def cmd_prepare(cluster: Cluster) -> int:
 
 def cmd_up(cluster: Cluster) -> int:
     t0 = time.monotonic()
+    started_at = time.time()
     cmd_prepare(cluster)
     cluster.write_state()
     for comp in cluster.components():
@@ -34,7 +35,7 @@ def cmd_up(cluster: Cluster) -> int:
         console.print(f"[green]✓[/] {comp.name:<26} {'healthy' if started else 'already running'}"
                       f"{f' ({secs:.1f}s)' if started else ''}")
     with console.status(f"waiting for node {NODE} to be Ready"):
-        secs = cluster.wait_node_ready()
+        secs = cluster.wait_node_ready(since=started_at)
     console.print(f"[green]✓[/] node {NODE} Ready ({secs:.1f}s)")
     kc = cluster.home / "admin.kubeconfig"
     console.print(f"\nCluster up in {time.monotonic() - t0:.1f}s. State: {cluster.home}\n"

@@ -9,6 +9,7 @@ names, kube-proxy's iptables chains, the pod bridge and the safety routes.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import json
 import pathlib
@@ -192,15 +193,21 @@ class Cluster:
             tail = []
         return f"  log: {path}\n" + "\n".join("  | " + line for line in tail)
 
-    def wait_node_ready(self, timeout: float = 60) -> float:
-        """Wait until Node ``node1`` reports Ready True; returns seconds waited."""
+    def wait_node_ready(self, *, since: float, timeout: float = 60) -> float:
+        """Wait until Node ``node1`` reports Ready True in a heartbeat sent at or
+        after ``since`` (a Unix time: a Ready status left in the store by an
+        earlier run does not count); returns seconds waited."""
         t0 = time.monotonic()
+        since_stamp = datetime.datetime.fromtimestamp(int(since) - 1, datetime.timezone.utc)
         while time.monotonic() - t0 < timeout:
             try:
                 node = httpx.get(f"{self.server}/api/v1/nodes/{NODE}", timeout=2).json()
-                conds = node.get("status", {}).get("conditions", [])
-                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-                    return time.monotonic() - t0
+                for c in node.get("status", {}).get("conditions", []):
+                    if c.get("type") != "Ready" or c.get("status") != "True":
+                        continue
+                    beat = datetime.datetime.fromisoformat(c.get("lastHeartbeatTime", "").replace("Z", "+00:00"))
+                    if beat >= since_stamp:
+                        return time.monotonic() - t0
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.3)
