@@ -22,9 +22,11 @@ from etcdlite.mvcc.kv import DELETE, PUT, Event, KeyValue
 class LeaseAttacher(Protocol):
     """What the store needs from the lessor (etcd lease.Lessor Attach/Detach)."""
 
-    def attach(self, lease_id: int, key: bytes) -> None: ...
+    def attach(self, lease_id: int, key: bytes) -> None:
+        """Record that ``key`` is bound to lease ``lease_id`` (so revoking the lease deletes it)."""
 
-    def detach(self, lease_id: int, key: bytes) -> None: ...
+    def detach(self, lease_id: int, key: bytes) -> None:
+        """Forget that ``key`` is bound to lease ``lease_id`` (on overwrite or delete)."""
 
 
 class RangeResult(NamedTuple):

@@ -109,24 +109,35 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
 
     @etcd_errors
     async def Range(self, request, context):
+        """etcd KV.Range: keys in [key, range_end) at ``revision``; INVALID_ARGUMENT for an empty key,
+        OUT_OF_RANGE for a compacted or future revision (etcd's rpctypes errors).
+        """
         check_range(request)
         return await self.server.range(request)
 
     @etcd_errors
     async def Put(self, request, context):
+        """etcd KV.Put: store ``value`` under ``key`` (optionally with a lease, prev_kv, ignore_value/ignore_lease);
+        INVALID_ARGUMENT for an empty key or a bad ignore_* combination, NOT_FOUND for an unknown lease.
+        """
         check_put(request)
         return await self.server.put(request)
 
     @etcd_errors
     async def DeleteRange(self, request, context):
+        """etcd KV.DeleteRange: delete keys in [key, range_end), prev_kvs if asked; INVALID_ARGUMENT for an empty key."""
         check_delete(request)
         return await self.server.delete_range(request)
 
     @etcd_errors
     async def Txn(self, request, context):
+        """etcd KV.Txn: if all compares hold run ``success`` else ``failure``, atomically at one revision;
+        INVALID_ARGUMENT for too many ops or a key written twice.
+        """
         check_txn(request, self.server.cfg.max_txn_ops)
         return await self.server.txn(request)
 
     @etcd_errors
     async def Compact(self, request, context):
+        """etcd KV.Compact: drop history below ``revision``; OUT_OF_RANGE if already compacted or in the future."""
         return await self.server.compact(request)

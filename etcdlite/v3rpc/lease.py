@@ -19,23 +19,30 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
 
     @etcd_errors
     async def LeaseGrant(self, request, context):
+        """etcd Lease.LeaseGrant: a lease of ``TTL`` seconds (``ID`` 0 picks one); FAILED_PRECONDITION if it exists."""
         return await self.server.lease_grant(request)
 
     @etcd_errors
     async def LeaseRevoke(self, request, context):
+        """etcd Lease.LeaseRevoke: end lease ``ID`` and delete its keys; NOT_FOUND for an unknown lease."""
         return await self.server.lease_revoke(request)
 
     @etcd_errors
     async def LeaseTimeToLive(self, request, context):
+        """etcd Lease.LeaseTimeToLive: remaining TTL in seconds (-1 for an unknown lease), granted TTL, keys."""
         await self.server.linearizable_read_notify()
         return self.server.lease_time_to_live(request)
 
     @etcd_errors
     async def LeaseLeases(self, request, context):
+        """etcd Lease.LeaseLeases: the IDs of every live lease."""
         await self.server.linearizable_read_notify()
         return self.server.lease_leases()
 
     async def LeaseKeepAlive(self, request_iterator, context):
+        """etcd Lease.LeaseKeepAlive (bidi stream): one response per request with the renewed TTL in seconds;
+        TTL 0 means the lease is gone.
+        """
         # One response per request; TTL 0 tells the client the lease is gone.
         async for req in request_iterator:
             ttl = self.server.lease_renew(req.ID)

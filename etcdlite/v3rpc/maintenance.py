@@ -33,31 +33,40 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
 
     @etcd_errors
     async def Status(self, request, context):
+        """etcd Maintenance.Status: version, db size, leader, raft index/term of this member."""
         return self.server.status()
 
     @etcd_errors
     async def Alarm(self, request, context):
+        """etcd Maintenance.Alarm: always an empty alarm list (no quota or corruption checks here)."""
         # No quota and no corruption check, so no alarm is ever raised.
         return pb.AlarmResponse(header=self.server.header())
 
     @etcd_errors
     async def Defragment(self, request, context):
+        """etcd Maintenance.Defragment: a no-op that succeeds (nothing to defragment)."""
         return pb.DefragmentResponse(header=self.server.header())
 
     @etcd_errors
     async def Hash(self, request, context):
+        """etcd Maintenance.Hash: CRC-32 over every live key-value at the current revision."""
         return pb.HashResponse(header=self.server.header(), hash=_hash(self.server, 0))
 
     @etcd_errors
     async def HashKV(self, request, context):
+        """etcd Maintenance.HashKV: CRC-32 of the keyspace at ``revision`` (0 = current), with the compact revision;
+        OUT_OF_RANGE for a compacted or future revision.
+        """
         rev = self.server.store.check_rev(request.revision)
         return pb.HashKVResponse(header=self.server.header(), hash=_hash(self.server, rev),
                                  compact_revision=self.server.store.compact_rev)
 
     async def Snapshot(self, request, context):
+        """etcd Maintenance.Snapshot: not supported yet, always UNIMPLEMENTED."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "etcdlite: snapshot is not supported yet")
         yield  # pragma: no cover  (makes this a server-streaming handler)
 
     async def MoveLeader(self, request, context):
+        """etcd Maintenance.MoveLeader: UNIMPLEMENTED (single-member cluster)."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED,
                             "etcdlite: move-leader needs a multi-member cluster")

@@ -22,18 +22,23 @@ class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
 
     @etcd_errors
     async def MemberList(self, request, context):
+        """etcd Cluster.MemberList: the configured members (header revision 0, as etcd)."""
         hdr = self.server.header()
         hdr.revision = 0  # etcd's MemberList header carries no store revision
         return pb.MemberListResponse(header=hdr, members=self.server.members())
 
     async def MemberAdd(self, request, context):
+        """etcd Cluster.MemberAdd: UNIMPLEMENTED (no runtime reconfiguration)."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
 
     async def MemberRemove(self, request, context):
+        """etcd Cluster.MemberRemove: UNIMPLEMENTED (no runtime reconfiguration)."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
 
     async def MemberUpdate(self, request, context):
+        """etcd Cluster.MemberUpdate: UNIMPLEMENTED (no runtime reconfiguration)."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
 
     async def MemberPromote(self, request, context):
+        """etcd Cluster.MemberPromote: UNIMPLEMENTED (no runtime reconfiguration)."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)

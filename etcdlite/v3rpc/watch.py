@@ -155,6 +155,9 @@ class WatchServicer(rpc_pb2_grpc.WatchServicer):
         self.progress_interval = progress_interval
 
     async def Watch(self, request_iterator, context):
+        """etcd Watch.Watch (bidi stream): create/cancel/progress requests in, WatchResponses out, plus periodic
+        progress notifications; RESOURCE_EXHAUSTED when the client reads too slowly.
+        """
         stream = WatchStream(self.server, progress_interval=self.progress_interval)
 
         async def recv() -> None:
