@@ -86,10 +86,12 @@ class _MultiRange(Range):
         self.subnet, self.start, self.end, self.gateway = first.subnet, first.start, first.end, first.gateway
 
     def candidates(self, after):
+        """Candidate IPs of every member range in order; ``after`` (an ip_address) applies to its own range."""
         for r in self.members:
             yield from r.candidates(after if after is not None and after in r.subnet else None)
 
     def owner(self, ip) -> Range:
+        """The member Range whose subnet holds ``ip``; StopIteration if none does."""
         return next(r for r in self.members if ip in r.subnet)
 
 
@@ -141,6 +143,7 @@ class Store:
         return True
 
     def last_reserved(self, range_index: int):
+        """The last IP reserved in range ``range_index`` (an ip_address), or None if never reserved or unreadable."""
         try:
             with open(os.path.join(self.dir, f"last_reserved_ip.{range_index}")) as f:
                 return ipaddress.ip_address(f.read().strip())
