@@ -9,57 +9,44 @@ from __future__ import annotations
 import difflib
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
 import pytest
 
+import support
 from proto.etcdserverpb import rpc_pb2 as pb
 from proto.etcdserverpb import rpc_pb2_grpc
 
 ETCD = shutil.which("etcd")
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd 3.4 not installed")
-REPO = Path(__file__).resolve().parents[2]
 C = pb.Compare
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(kind: str, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port, peer = free_port(), free_port()
+def start(kind: str, procs: support.ProcessGroup) -> str:
+    """Start etcd or etcdlite in ``procs``; returns its gRPC endpoint once a Range answers."""
+    port, peer = support.free_port(), support.free_port()
     url = f"http://127.0.0.1:{port}"
-    flags = ["--name", "m", "--data-dir", str(tmp / kind), "--listen-client-urls", url,
+    flags = ["--name", "m", "--data-dir", str(procs.log_dir / kind), "--listen-client-urls", url,
              "--advertise-client-urls", url, "--initial-cluster", "m=http://127.0.0.1:2380"]
     if kind == "etcd":
         cmd = [ETCD, *flags, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
                "--initial-advertise-peer-urls", "http://127.0.0.1:2380"]
     else:
         cmd = [sys.executable, "-m", "etcdlite", *flags]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(tmp / f"{kind}.log", "wb"), stderr=subprocess.STDOUT)
-    return proc, f"127.0.0.1:{port}"
-
-
-def wait_ready(endpoint: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
+    proc = procs.spawn(kind, cmd)
+    endpoint = f"127.0.0.1:{port}"
     with grpc.insecure_channel(endpoint) as ch:
         kv = rpc_pb2_grpc.KVStub(ch)
-        while time.monotonic() < deadline:
+
+        def ranged() -> bool:
             assert proc.poll() is None, "server exited"
-            try:
-                kv.Range(pb.RangeRequest(key=b"health"), timeout=1)
-                return
-            except grpc.RpcError:
-                time.sleep(0.1)
-    raise AssertionError(f"{endpoint} not ready")
+            kv.Range(pb.RangeRequest(key=b"health"), timeout=1)
+            return True
+        support.wait_for(f"{endpoint} ready", ranged, 15, 0.1, errors=(grpc.RpcError,))
+    return endpoint
 
 
 def normalize(msg):
@@ -177,20 +164,15 @@ def watch_control(watch) -> list:
 
 
 def test_same_answers_as_etcd(tmp_path):
-    procs = []
+    procs = support.ProcessGroup(tmp_path)
     try:
         results = {}
         for kind in ("etcd", "etcdlite"):
-            proc, endpoint = start(kind, tmp_path)
-            procs.append(proc)
-            wait_ready(endpoint, proc)
-            results[kind] = script(endpoint)
+            results[kind] = script(start(kind, procs))
         assert len(results["etcd"]) == len(results["etcdlite"])
         for i, (want, got) in enumerate(zip(results["etcd"], results["etcdlite"])):
             diff = "\n".join(difflib.unified_diff(str(want).splitlines(), str(got).splitlines(),
                                                 "etcd", "etcdlite", lineterm=""))
             assert got == want, f"step {i} differs:\n{diff}"
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
+        procs.stop(sig=signal.SIGKILL)
