@@ -16,6 +16,7 @@ log = logging.getLogger("controller-manager")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse kube-controller-manager style flags (``argv`` None = sys.argv[1:]); argparse exits 2 on bad flags."""
     p = argparse.ArgumentParser(prog="python -m controllers", description="kubeling kube-controller-manager")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the apiserver")
     p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
@@ -34,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the enabled controllers until SIGTERM/SIGINT; returns the exit code (1 for a bad kubeconfig or --controllers)."""
     args = parse_args(argv)
     daemon.setup_logging("controller-manager", verbose=args.verbose)
     try:

@@ -84,6 +84,9 @@ class DeploymentController(BaseController):
 
     # -- reconcile ----------------------------------------------------------------------
     async def sync(self, key: str) -> None:
+        """Reconcile one Deployment ``namespace/name`` (mirrors DeploymentController.syncDeployment): adopt/orphan
+        ReplicaSets, roll out or scale, clean up old ones, update status; a raise makes the worker retry rate-limited.
+        """
         ns, name = split_key(key)
         cached = self.d_lister.get(name, ns)
         if cached is None:

@@ -134,11 +134,15 @@ class EndpointsController(BaseController):
             self.queue.add(key)
 
     async def on_synced(self) -> None:
+        """Enqueue every Endpoints so those of services deleted while we were down get removed (checkLeftoverEndpoints)."""
         # Endpoints left behind by services deleted while we were down (checkLeftoverEndpoints).
         for ep in self.endpoints_lister.list():
             self.enqueue(ep)
 
     async def sync(self, key: str) -> None:
+        """Make Endpoints ``namespace/name`` list the ready/not-ready addresses of the pods its Service selects, or delete
+        it when the Service is gone (mirrors EndpointsController.syncService); ApiError other than 404 propagates to retry.
+        """
         ns, name = split_key(key)
         service = self.service_lister.get(name, ns)
         if service is None:

@@ -80,6 +80,7 @@ class GarbageCollector(BaseController):
             self.queue.add(f"{dep_plural}:{dep_key}")
 
     async def on_synced(self) -> None:
+        """Enqueue every cached object that has ownerReferences, as ``plural:namespace/name`` items."""
         for plural, inf in self.monitors.items():
             for obj in inf.lister.list():
                 if _refs(obj):
@@ -87,6 +88,9 @@ class GarbageCollector(BaseController):
 
     # -- reconcile ------------------------------------------------------------------------
     async def sync(self, item: str) -> None:
+        """Handle one ``plural:namespace/name`` item (mirrors GarbageCollector.attemptToDeleteItem): finish orphan/foreground
+        deletion of a deleting owner, else delete a dependent whose owners are all gone or drop its dangling refs.
+        """
         plural, key = item.split(":", 1)
         ns, name = split_key(key)
         obj = self.monitors[plural].lister.get(name, ns)

@@ -105,6 +105,7 @@ class ControllerManager:
 
     @property
     def ready(self) -> bool:
+        """True once every informer of the shared factory has synced (backs /readyz)."""
         return self.factory.synced()
 
     async def run(self) -> None:

@@ -31,6 +31,9 @@ class NamespaceController(BaseController):
         ns_informer.add_handlers(on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new))
 
     async def sync(self, name: str) -> None:
+        """Finish deleting namespace ``name`` (mirrors NamespaceController.syncNamespaceFromKey): delete its objects,
+        recheck after RECHECK_DELAY while some remain, then drop the ``kubernetes`` finalizer via ``/finalize``.
+        """
         ns = self.ns_lister.get(name)
         if ns is None or not ns["metadata"].get("deletionTimestamp"):
             return

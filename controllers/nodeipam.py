@@ -110,6 +110,7 @@ class NodeIpamController(BaseController):
             log.info("released %s of deleted node %s", cidr, name)
 
     async def on_synced(self) -> None:
+        """Mark the pod CIDRs nodes already have as taken, and enqueue nodes without one."""
         for node in self.node_lister.list():
             cidr = node_pod_cidr(node)
             if cidr:
@@ -121,6 +122,9 @@ class NodeIpamController(BaseController):
                 self.enqueue(node)
 
     async def sync(self, name: str) -> None:
+        """Give node ``name`` the next free pod CIDR (mirrors RangeAllocator.AllocateOrOccupyCIDR); raises RuntimeError
+        when the cluster CIDR is exhausted (after a CIDRNotAvailable event), so the worker retries.
+        """
         node = self.node_lister.get(name)
         if node is None or node_pod_cidr(node):
             if node is not None:

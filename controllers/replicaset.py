@@ -149,6 +149,9 @@ class ReplicaSetController(BaseController):
 
     # -- reconcile ----------------------------------------------------------------------
     async def sync(self, key: str) -> None:
+        """Reconcile ReplicaSet ``namespace/name`` (mirrors ReplicaSetController.syncReplicaSet): adopt/release pods,
+        create or delete pods toward spec.replicas when expectations are met, then update status.
+        """
         ns, name = split_key(key)
         rs = self.rs_lister.get(name, ns)
         if rs is None:
