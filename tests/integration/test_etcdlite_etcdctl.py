@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import support
+from support import REPO
+
 ETCDCTL = shutil.which("etcdctl")
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason="etcdctl 3.4 not installed")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Member:
@@ -34,7 +29,8 @@ class Member:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.data_dir = data_dir
         self.log = log
-        self.port = free_port()
+        self.port = support.free_port()
+        self.procs = support.ProcessGroup(log.parent)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -47,31 +43,17 @@ class Member:
                "--listen-client-urls", url, "--advertise-client-urls", url,
                "--listen-peer-urls", "http://127.0.0.1:2380",
                "--initial-cluster", "default=http://127.0.0.1:2380"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = self.procs.spawn(self.log.stem, cmd)
         if wait:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"etcdlite exited {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"etcdlite not listening after {timeout}s: {self.log.read_text()}")
+        self.procs.wait_ready(self.log.stem, port=self.port, timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        if self.proc is None:
+            return 0
+        return support.stop_process(self.proc, sig=sig, timeout=timeout)
 
     def ctl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 10.0):
         env = dict(os.environ, ETCDCTL_API="3")
