@@ -16,6 +16,7 @@ console = Console(highlight=False, width=max(100, Console().width))
 
 
 def cmd_prepare(cluster: Cluster) -> int:
+    """``make prepare``: start dockerd and build busybox:1.35 if missing; returns 0, raises host.HostError."""
     with console.status("starting dockerd / building local images"):
         started = host.ensure_dockerd(cluster.run, cluster.logs)
         built = host.ensure_busybox_image()
@@ -25,6 +26,9 @@ def cmd_prepare(cluster: Cluster) -> int:
 
 
 def cmd_up(cluster: Cluster) -> int:
+    """``make up``: prepare, start every component not yet running (waiting for its health), then wait for node
+    Ready; returns 0, raises LaunchError if a component or the node does not come up.
+    """
     t0 = time.monotonic()
     started_at = time.time()
     cmd_prepare(cluster)
@@ -47,6 +51,7 @@ def cmd_up(cluster: Cluster) -> int:
 
 
 def cmd_down(cluster: Cluster) -> int:
+    """``make down``: stop every component this launcher started; the state dir is kept. Returns 0."""
     for line in cluster.down():
         console.print(f"[green]✓[/] {line}")
     console.print("cluster stopped (state kept; `make clean` removes it)")
@@ -54,6 +59,7 @@ def cmd_down(cluster: Cluster) -> int:
 
 
 def cmd_status(cluster: Cluster) -> int:
+    """``make status``: print each component's PID, health, uptime and log; returns 1 unless all are healthy."""
     table = Table("COMPONENT", "PID", "HEALTH", "UPTIME", "LOG")
     all_ok = True
     now = time.time()
@@ -76,12 +82,14 @@ def cmd_status(cluster: Cluster) -> int:
 
 
 def cmd_unprepare(cluster: Cluster) -> int:
+    """Stop dockerd if kubeling started it (``prepare`` did); returns 0."""
     if host.stop_dockerd(cluster.run):
         console.print("[green]✓[/] stopped dockerd (started by kubeling)")
     return 0
 
 
 def cmd_clean(cluster: Cluster) -> int:
+    """``make clean``: stop the cluster and remove its state dir (.cluster/); returns 0."""
     cmd_down(cluster)
     shutil.rmtree(cluster.home, ignore_errors=True)
     console.print(f"removed {cluster.home}")
@@ -89,6 +97,7 @@ def cmd_clean(cluster: Cluster) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m deploy {up,down,status,prepare,unprepare,clean}``; returns the exit code (1 on a launch error)."""
     parser = argparse.ArgumentParser(prog="python -m deploy", description="kubeling local cluster launcher")
     parser.add_argument("command", choices=["up", "down", "status", "prepare", "unprepare", "clean"])
     args = parser.parse_args(argv)
