@@ -26,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with kubectl's failure style: ``error: ...`` and exit code 1."""
 
     def error(self, message: str):
+        """Raise CLIError instead of exiting, phrasing an unknown command as kubectl does (``unknown command "x"``)."""
         if message.startswith("argument COMMAND: invalid choice:"):
             bad = message.split("'")[1] if "'" in message else message
             message = f'unknown command "{bad}" for "kubeling"'

@@ -39,10 +39,12 @@ def split_key(key: str) -> tuple[str | None, str]:
 
 
 class AddHandler(Protocol):
+    """Callback taking one object dict: ``on_add`` (list or watch ADDED), ``on_delete`` (last known state)."""
     def __call__(self, obj: dict) -> None: ...
 
 
 class UpdateHandler(Protocol):
+    """Callback for a modified object: ``(old, new)`` as stored before and after (also on resync/relist)."""
     def __call__(self, old: dict, new: dict) -> None: ...
 
 
