@@ -14,6 +14,7 @@ log = logging.getLogger("scheduler")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse kube-scheduler style flags (``argv`` None = sys.argv[1:]); argparse exits 2 on bad flags."""
     p = argparse.ArgumentParser(prog="python -m scheduler", description="kubeling kube-scheduler")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the apiserver")
     p.add_argument("--bind-address", default="127.0.0.1", help="address for /healthz and /metrics")
@@ -25,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the scheduler until SIGTERM/SIGINT; returns the exit code (1 for a bad kubeconfig)."""
     args = parse_args(argv)
     daemon.setup_logging("scheduler", verbose=args.verbose)
     try:

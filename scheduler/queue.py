@@ -42,10 +42,12 @@ class QueuedPodInfo:
 
     @property
     def key(self) -> str:
+        """The pod's ``namespace/name`` key."""
         return meta_key(self.pod)
 
     @property
     def priority(self) -> int:
+        """The pod's ``spec.priority`` (0 when unset); higher pops first."""
         return int((self.pod.get("spec") or {}).get("priority") or 0)
 
 

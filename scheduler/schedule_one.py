@@ -29,6 +29,7 @@ class FitError(Exception):
         super().__init__(self.message())
 
     def message(self) -> str:
+        """The FailedScheduling message as upstream, e.g. ``0/3 nodes are available: 3 Insufficient cpu.``"""
         if self.num_all_nodes == 0:
             return NO_NODES_AVAILABLE
         counts: collections.Counter[str] = collections.Counter()

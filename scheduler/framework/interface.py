@@ -54,7 +54,10 @@ class FilterPlugin(Protocol):
 
     name: str
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status: ...
+    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS if ``pod`` may run on ``node_info``'s node, else an unschedulable Status with reasons
+        (mirrors framework.FilterPlugin.Filter).
+        """
 
 
 class ScorePlugin(Protocol):
@@ -63,4 +66,5 @@ class ScorePlugin(Protocol):
     name: str
     weight: int
 
-    def score(self, pod: dict, node_info: NodeInfo) -> int: ...
+    def score(self, pod: dict, node_info: NodeInfo) -> int:
+        """Score of ``node_info``'s node for ``pod``, 0..MAX_NODE_SCORE, higher is better (upstream's ScorePlugin)."""

@@ -66,6 +66,7 @@ class NodeAffinity:
     name = "NodeAffinity"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS if the node matches the pod's nodeSelector and required affinity, else UnschedulableAndUnresolvable."""
         if required_node_affinity_matches(pod, node_info.node or {}):
             return SUCCESS
         return unschedulable(self.name, ERR_REASON_POD, resolvable=False)

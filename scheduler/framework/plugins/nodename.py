@@ -16,6 +16,7 @@ class NodeName:
     name = "NodeName"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS if ``spec.nodeName`` is unset or names this node, else UnschedulableAndUnresolvable."""
         wanted = (pod.get("spec") or {}).get("nodeName")
         if not wanted or wanted == node_info.name:
             return SUCCESS

@@ -31,6 +31,9 @@ class NodeReady:
     name = "NodeReady"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS if the node is Ready or the pod tolerates its not-ready/unreachable taint,
+        else UnschedulableAndUnresolvable.
+        """
         status = ready_status(node_info.node)
         if status == "True":
             return SUCCESS

@@ -34,6 +34,9 @@ class NodeResourcesFit:
     name = "NodeResourcesFit"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS if the node's allocatable fits the pod's requests plus those already placed,
+        else Unschedulable with an "Insufficient <resource>" reason each (mirrors NodeResourcesFit.Filter).
+        """
         reasons = insufficient_resources(pod, node_info)
         if not reasons:
             return SUCCESS
@@ -55,6 +58,9 @@ class LeastAllocated:
     weight = 1
 
     def score(self, pod: dict, node_info: NodeInfo) -> int:
+        """Mean free fraction of cpu and memory after placing the pod, scaled to 0..MAX_NODE_SCORE
+        (mirrors NodeResourcesFit's LeastAllocated scorer).
+        """
         total = 0
         pairs = _fractions(pod, node_info)
         for requested, allocatable in pairs:
@@ -71,6 +77,9 @@ class BalancedAllocation:
     weight = 1
 
     def score(self, pod: dict, node_info: NodeInfo) -> int:
+        """MAX_NODE_SCORE minus the spread of cpu and memory use fractions after placing the pod, 0..MAX_NODE_SCORE
+        (mirrors NodeResourcesBalancedAllocation).
+        """
         fractions = [min(r / a, 1.0) if a > 0 else 1.0 for r, a in _fractions(pod, node_info)]
         std = abs(fractions[0] - fractions[1]) / 2
         return int((1 - std) * MAX_NODE_SCORE)

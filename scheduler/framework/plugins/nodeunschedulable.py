@@ -19,6 +19,7 @@ class NodeUnschedulable:
     name = "NodeUnschedulable"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS unless the node is cordoned (``spec.unschedulable``) and the pod does not tolerate that taint."""
         if not ((node_info.node or {}).get("spec") or {}).get("unschedulable"):
             return SUCCESS
         if tolerates((pod.get("spec") or {}).get("tolerations"), TAINT_UNSCHEDULABLE):

@@ -46,6 +46,9 @@ class TaintToleration:
     name = "TaintToleration"
 
     def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+        """SUCCESS unless the node has a NoSchedule/NoExecute taint the pod does not tolerate
+        (UnschedulableAndUnresolvable naming the first such taint).
+        """
         tolerations = (pod.get("spec") or {}).get("tolerations")
         for taint in ((node_info.node or {}).get("spec") or {}).get("taints") or []:
             if taint.get("effect") in FILTERED_EFFECTS and not tolerates(tolerations, taint):
