@@ -26,6 +26,7 @@ class Conntrack:
 
     @property
     def available(self) -> bool:
+        """True if the conntrack binary was found (else flushing UDP entries is skipped)."""
         return self.path is not None
 
     async def _delete(self, *args: str) -> None:

@@ -61,6 +61,7 @@ def parse_cidr(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The kube-proxy style argument parser (durations like ``1s``/``30s`` become float seconds)."""
     p = argparse.ArgumentParser(prog="python -m proxy", description="kubeling kube-proxy (iptables mode)")
     p.add_argument("--kubeconfig", help="kubeconfig to reach the apiserver")
     p.add_argument("--hostname-override", default="", help="name of this node")
@@ -98,6 +99,7 @@ def label_selectors(service_proxy_name: str = "") -> tuple[str, str]:
 
 
 def rules_config(args: argparse.Namespace) -> RulesConfig:
+    """The RulesConfig for the iptables rule builder from the parsed flags."""
     return RulesConfig(cluster_cidr=args.cluster_cidr, chain_prefix=args.chain_prefix,
                        masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all,
                        pod_egress=args.allow_pod_egress)

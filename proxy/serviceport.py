@@ -56,6 +56,7 @@ class ServicePort:
 
     @property
     def protocol(self) -> str:
+        """The port's protocol ("TCP", "UDP" or "SCTP")."""
         return self.name.protocol
 
 
@@ -70,6 +71,7 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
     def sort_key(self) -> tuple[int, int]:
+        """``(ip as int, port)``: orders endpoints numerically, for stable rule output."""
         return int(ipaddress.IPv4Address(self.ip)), self.port
 
 

@@ -48,6 +48,7 @@ class RulesConfig:
 
     @property
     def mark(self) -> str:
+        """The masquerade fwmark as a hex string, e.g. "0x4000" for bit 14."""
         return f"{1 << self.masquerade_bit:#x}"
 
     def chain(self, suffix: str) -> str:
@@ -143,12 +144,15 @@ class _Table:
         self.deletes: list[str] = []
 
     def declare(self, chain: str) -> None:
+        """Declare ``chain`` in this table (``:CHAIN - [0:0]``, which also flushes it on restore)."""
         self.chains.append(chain)
 
     def add(self, chain: str, *args: str) -> None:
+        """Append the rule ``-A chain args...`` (each arg one already-quoted iptables token)."""
         self.rules.append(" ".join(["-A", chain, *args]))
 
     def text(self) -> str:
+        """This table as an iptables-restore block: ``*table``, chains, rules, ``-X`` deletes, ``COMMIT``."""
         lines = [f"*{self.name}"]
         lines += [f":{c} - [0:0]" for c in self.chains]
         lines += self.rules
