@@ -24,16 +24,20 @@ log = logging.getLogger(__name__)
 class HostInterface(Protocol):
     """What the server needs from the kubelet (mirrors server.HostInterface)."""
 
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """True while the kubelet is healthy (backs /healthz)."""
 
-    def list_pods(self) -> list[dict]: ...
+    def list_pods(self) -> list[dict]:
+        """The pods bound to this node, as API objects (backs /pods)."""
 
-    def find_pod(self, namespace: str, name: str) -> dict | None: ...
+    def find_pod(self, namespace: str, name: str) -> dict | None:
+        """The pod ``namespace/name`` if it is bound to this node, else None."""
 
     async def container_log_file(self, pod: dict, container: str, *, previous: bool) -> tuple[str, str]:
         """(log file path, container id); raises LookupError with a message."""
 
-    async def container_running(self, container_id: str) -> bool: ...
+    async def container_running(self, container_id: str) -> bool:
+        """True while the container ``container_id`` runs (ends a followed log stream)."""
 
 
 def _bool(v: str | None, name: str) -> bool:
@@ -61,21 +65,27 @@ def build_app(host: HostInterface) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> Response:
+        """GET /healthz: "ok", or 503 "unhealthy"."""
         if host.healthy():
             return PlainTextResponse("ok")
         return PlainTextResponse("unhealthy", status_code=503)
 
     @app.get("/pods")
     def pods() -> Response:
+        """GET /pods: a v1 PodList of the pods bound to this node."""
         return JSONResponse({"kind": "PodList", "apiVersion": "v1", "metadata": {},
                              "items": host.list_pods()})
 
     @app.get("/metrics")
     def metrics() -> Response:
+        """GET /metrics: Prometheus text exposition of this process's metrics."""
         return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     @app.get("/containerLogs/{namespace}/{pod_name}/{container}")
     async def container_logs(namespace: str, pod_name: str, container: str, request: Request) -> Response:
+        """GET /containerLogs/{namespace}/{pod}/{container}?follow&previous&timestamps&tailLines&limitBytes:
+        the container's log as text (streamed when following); 400 for a bad query, 404 for an unknown pod/container.
+        """
         q = request.query_params
         try:
             follow = _bool(q.get("follow"), "follow")

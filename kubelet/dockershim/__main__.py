@@ -34,6 +34,7 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m kubelet.dockershim``: serve the CRI on ``--listen`` until SIGTERM/Ctrl-C; returns 0."""
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         asyncio.run(serve(opts))

@@ -79,6 +79,9 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def CreateContainer(self, request, context):
+        """CRI CreateContainer: create (not start) a Docker container joined to the sandbox's namespaces;
+        INVALID_ARGUMENT without a name or image, NOT_FOUND for an unknown sandbox or missing image.
+        """
         config = request.config
         if not config.metadata.name:
             raise h.invalid("config.metadata.name is required")
@@ -134,6 +137,9 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def StartContainer(self, request, context):
+        """CRI StartContainer: start the container and begin copying its output to the CRI log file;
+        NOT_FOUND for an unknown id.
+        """
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
         await asyncio.to_thread(self.api.start, info["Id"])
         await asyncio.to_thread(self.logs.follow, info["Id"], (info["Config"].get("Labels") or {}).get(h.LOG_PATH, ""))
@@ -141,6 +147,9 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def StopContainer(self, request, context):
+        """CRI StopContainer: SIGTERM, then SIGKILL after ``timeout`` seconds; INVALID_ARGUMENT for a negative
+        timeout, NOT_FOUND for an unknown id.
+        """
         if request.timeout < 0:
             raise h.invalid("timeout must be >= 0")
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
@@ -151,6 +160,7 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def RemoveContainer(self, request, context):
+        """CRI RemoveContainer: force-remove the container; an unknown id succeeds (idempotent, as upstream)."""
         if not request.container_id:
             raise h.invalid("container_id is required")
         try:
@@ -171,6 +181,7 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def ListContainers(self, request, context):
+        """CRI ListContainers: our containers matching the filter (id prefix, state, sandbox id, labels)."""
         f = request.filter
         out = []
         for c in await self._list_own(h.TYPE_CONTAINER):
@@ -197,6 +208,7 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def ContainerStatus(self, request, context):
+        """CRI ContainerStatus: state, times (ns), exit code/reason, image, labels, log path; NOT_FOUND if unknown."""
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
         labels = info["Config"].get("Labels") or {}
         cri_labels, annotations = h.split_labels(labels)
@@ -229,6 +241,9 @@ class ContainerMixin:
 
     @h.grpc_errors
     async def ExecSync(self, request, context):
+        """CRI ExecSync: run ``cmd`` in a running container, returning stdout, stderr and exit code;
+        FAILED_PRECONDITION if not running, DEADLINE_EXCEEDED after ``timeout`` seconds (0 = none).
+        """
         if not request.cmd:
             raise h.invalid("cmd is required")
         if request.timeout < 0:

@@ -65,6 +65,7 @@ class DockerImageService(api_pb2_grpc.ImageServiceServicer):
 
     @h.grpc_errors
     async def ListImages(self, request, context):
+        """CRI ListImages: local Docker images, optionally only the one matching ``filter.image`` (id or repo:tag)."""
         wanted = request.filter.image.image
         images = await asyncio.to_thread(self.api.images)
         out = []
@@ -76,11 +77,15 @@ class DockerImageService(api_pb2_grpc.ImageServiceServicer):
 
     @h.grpc_errors
     async def ImageStatus(self, request, context):
+        """CRI ImageStatus: the image if present locally, else an empty response (not an error, as upstream)."""
         img = await self._inspect(request.image.image)
         return api_pb2.ImageStatusResponse(image=to_cri_image(img) if img else None)
 
     @h.grpc_errors
     async def PullImage(self, request, context):
+        """CRI PullImage: the image id (``image_ref``); uses the local image if present, else pulls;
+        NOT_FOUND when it is absent and the pull fails or times out.
+        """
         ref = request.image.image
         img = await self._inspect(ref)
         if img is None:
@@ -100,6 +105,7 @@ class DockerImageService(api_pb2_grpc.ImageServiceServicer):
 
     @h.grpc_errors
     async def RemoveImage(self, request, context):
+        """CRI RemoveImage: remove the image; an absent image succeeds (idempotent)."""
         img = await self._inspect(request.image.image)
         if img is None:
             return api_pb2.RemoveImageResponse()
@@ -115,6 +121,7 @@ class DockerImageService(api_pb2_grpc.ImageServiceServicer):
 
     @h.grpc_errors
     async def ImageFsInfo(self, request, context):
+        """CRI ImageFsInfo: bytes used by images and inodes of Docker's root filesystem."""
         info = await asyncio.to_thread(self.api.info)
         root = info.get("DockerRootDir", "/var/lib/docker")
         images = await asyncio.to_thread(self.api.images)

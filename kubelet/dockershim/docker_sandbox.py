@@ -61,6 +61,9 @@ class SandboxMixin:
 
     @h.grpc_errors
     async def RunPodSandbox(self, request, context):
+        """CRI RunPodSandbox: start the pause container and, unless hostNetwork, set up its network with CNI;
+        returns the sandbox id. INVALID_ARGUMENT for missing metadata or a runtime handler, UNKNOWN if CNI fails.
+        """
         config = request.config
         md = config.metadata
         if not (md.name and md.namespace and md.uid):
@@ -145,6 +148,9 @@ class SandboxMixin:
 
     @h.grpc_errors
     async def StopPodSandbox(self, request, context):
+        """CRI StopPodSandbox: tear down its network, stop its containers, then the pause container;
+        NOT_FOUND for an unknown id.
+        """
         info = await self._inspect_own(request.pod_sandbox_id, h.TYPE_SANDBOX)
         await self._stop_sandbox(info["Id"], info)
         return api_pb2.StopPodSandboxResponse()
@@ -163,6 +169,7 @@ class SandboxMixin:
 
     @h.grpc_errors
     async def RemovePodSandbox(self, request, context):
+        """CRI RemovePodSandbox: stop, then remove the sandbox and its containers; an unknown id succeeds."""
         if not request.pod_sandbox_id:
             raise h.invalid("pod_sandbox_id is required")
         try:
@@ -190,6 +197,9 @@ class SandboxMixin:
 
     @h.grpc_errors
     async def PodSandboxStatus(self, request, context):
+        """CRI PodSandboxStatus: state, creation time (ns), pod IP, namespace options, labels;
+        NOT_FOUND for an unknown id.
+        """
         info = await self._inspect_own(request.pod_sandbox_id, h.TYPE_SANDBOX)
         sandbox_id = info["Id"]
         labels = info["Config"].get("Labels") or {}
@@ -214,6 +224,7 @@ class SandboxMixin:
 
     @h.grpc_errors
     async def ListPodSandbox(self, request, context):
+        """CRI ListPodSandbox: our sandboxes matching the filter (id prefix, state, labels)."""
         f = request.filter
         items = []
         for c in await self._list_own(h.TYPE_SANDBOX):

@@ -75,6 +75,7 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
 
     @h.grpc_errors
     async def Version(self, request, context):
+        """CRI Version: the runtime name, Docker's version and the CRI API version (v1)."""
         version = await asyncio.to_thread(self.api.version)
         return api_pb2.VersionResponse(version="0.1.0", runtime_name=RUNTIME_NAME,
                                        runtime_version=version.get("Version", ""),
@@ -82,6 +83,7 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
 
     @h.grpc_errors
     async def Status(self, request, context):
+        """CRI Status: RuntimeReady from a Docker ping, NetworkReady from the CNI network plugin's status."""
         try:
             await asyncio.to_thread(self.api.ping)
             runtime = api_pb2.RuntimeCondition(type="RuntimeReady", status=True)
@@ -97,6 +99,9 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
 
     @h.grpc_errors
     async def UpdateRuntimeConfig(self, request, context):
+        """CRI UpdateRuntimeConfig: write the CNI config for bridge "kubeling0" with host-local IPAM over ``pod_cidr``;
+        INVALID_ARGUMENT for a bad or too small CIDR.
+        """
         cidr = request.runtime_config.network_config.pod_cidr
         if cidr:
             try:
@@ -152,11 +157,13 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
 
     @h.grpc_errors
     async def ContainerStats(self, request, context):
+        """CRI ContainerStats: cpu (ns) and memory (bytes) usage of one container; NOT_FOUND for an unknown id."""
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
         return api_pb2.ContainerStatsResponse(stats=await asyncio.to_thread(self._stats, info))
 
     @h.grpc_errors
     async def ListContainerStats(self, request, context):
+        """CRI ListContainerStats: usage of every running container matching the filter."""
         f = request.filter
         out = []
         for c in await self._list_own(h.TYPE_CONTAINER):

@@ -53,10 +53,12 @@ class CRIError(Exception):
 
 
 def not_found(kind: str, ident: str) -> CRIError:
+    """A NOT_FOUND CRIError: ``"<kind> '<ident>' not found"``."""
     return CRIError(grpc.StatusCode.NOT_FOUND, f"{kind} {ident!r} not found")
 
 
 def invalid(message: str) -> CRIError:
+    """An INVALID_ARGUMENT CRIError with ``message``."""
     return CRIError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
@@ -88,6 +90,7 @@ def grpc_errors(method):
 
 
 def now_ns() -> int:
+    """Wall-clock time in nanoseconds since the epoch (CRI timestamps are ns)."""
     return time.time_ns()
 
 
@@ -153,6 +156,7 @@ def container_state(docker_state: str) -> int:
 
 
 def meta_attempt(labels: dict[str, str]) -> int:
+    """The CRI metadata attempt stored in ``labels`` (0 when absent or malformed)."""
     try:
         return int(labels.get(META_ATTEMPT, "0"))
     except ValueError:
@@ -160,6 +164,7 @@ def meta_attempt(labels: dict[str, str]) -> int:
 
 
 def created_ns(labels: dict[str, str], fallback_seconds: int | float = 0) -> int:
+    """The CRI creation time (ns) stored in ``labels``, else ``fallback_seconds`` converted to ns."""
     try:
         return int(labels[CREATED_AT])
     except (KeyError, ValueError):

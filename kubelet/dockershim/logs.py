@@ -79,6 +79,7 @@ class LogManager:
             t.start()
 
     def forget(self, container_id: str) -> None:
+        """Stop tracking the log follower of ``container_id`` (on removal); unknown ids are ignored."""
         with self._lock:
             self._followers.pop(container_id, None)
 

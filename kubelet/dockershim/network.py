@@ -38,6 +38,7 @@ class NetworkPlugin:
         os.makedirs(self.state_dir, exist_ok=True)
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
+        """The asyncio.Lock serialising network setup/teardown of ``sandbox_id`` (created on first use)."""
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
 
     # ---- configuration -------------------------------------------------------
@@ -95,12 +96,14 @@ class NetworkPlugin:
         self._records[sandbox_id] = dict(record)
 
     def forget(self, sandbox_id: str) -> None:
+        """Drop the stored network record and lock of ``sandbox_id`` (after teardown); unknown ids are ignored."""
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._record_path(sandbox_id))
         self._records.pop(sandbox_id, None)
         self._locks.pop(sandbox_id, None)
 
     def pod_ip(self, sandbox_id: str) -> str:
+        """The IP CNI gave ``sandbox_id``, "" if none is recorded."""
         return self.record(sandbox_id).get("ip", "")
 
     # ---- ADD / DEL -------------------------------------------------------------
