@@ -171,9 +171,11 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
 
     @app.get("/version")
     async def version() -> Response:
+        """GET /version: the version.Info JSON (gitVersion, platform, ...) kubectl reads."""
         return json_response(VERSION)
 
     async def health(request: Request) -> Response:
+        """GET /healthz, /livez, /readyz: "ok"; /readyz answers 500 until the server has finished bootstrapping."""
         if request.url.path.startswith("/readyz") and not server.ready:
             return PlainTextResponse("[-]bootstrap not finished\nreadyz check failed", status_code=500)
         return PlainTextResponse("ok")
@@ -183,6 +185,9 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def dispatch(request: Request, path: str) -> Response:
+        """Every other path: discovery under /api and /apis, else the REST handler; errors become a Status JSON
+        (404 NotFound for paths outside /api and /apis).
+        """
         try:
             parts = [p for p in path.split("/") if p]
             if request.method == "GET" and parts and parts[0] in ("api", "apis") and len(parts) <= 3 \
