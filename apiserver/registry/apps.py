@@ -14,7 +14,7 @@ import copy
 from apiserver.registry.core import default_pod_spec, validate_pod_spec
 from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, immutable, invalid_value,
                                      required, validate_labels)
-from kubeling.api import selectors
+from kubeling.api import resources, selectors
 
 SCALE_SUB = ("Scale", "autoscaling", "v1", STATUS_VERBS)
 
@@ -108,16 +108,17 @@ class _WorkloadStrategy(Strategy):
         return out
 
 
-def apps(resource: str, kind: str, short: tuple) -> ResourceInfo:
+def apps(resource: str) -> ResourceInfo:
     """ResourceInfo of an apps/v1 resource with status and scale subresources."""
-    return ResourceInfo("apps", "v1", resource, kind, True, resource, short, ("all",),
-                        {"status": (kind, "apps", "v1", STATUS_VERBS), "scale": SCALE_SUB})
+    names = resources.for_name(resource)
+    return ResourceInfo(names, resource, ("all",),
+                        {"status": (names.kind, "apps", "v1", STATUS_VERBS), "scale": SCALE_SUB})
 
 
 class DeploymentStrategy(_WorkloadStrategy):
     """Deployments: rolling-update strategy defaults, revisionHistoryLimit, progressDeadlineSeconds."""
 
-    info = apps("deployments", "Deployment", ("deploy",))
+    info = apps("deployments")
 
     def default(self, obj: dict) -> None:
         """Workload defaults plus RollingUpdate 25%/25%, revisionHistoryLimit 10, progressDeadlineSeconds 600."""
@@ -138,13 +139,13 @@ class DeploymentStrategy(_WorkloadStrategy):
 class ReplicaSetStrategy(_WorkloadStrategy):
     """ReplicaSets: selectable by status.replicas, as upstream."""
 
-    info = apps("replicasets", "ReplicaSet", ("rs",))
+    info = apps("replicasets")
     extra_fields = ("status.replicas",)
 
 
 class LeaseStrategy(Strategy):
     """coordination.k8s.io/v1 Leases (leader election, node heartbeats); PUT may create."""
 
-    info = ResourceInfo("coordination.k8s.io", "v1", "leases", "Lease", True, "leases")
+    info = ResourceInfo(resources.for_name("leases"), "leases")
     has_status = False
     allow_create_on_update = True

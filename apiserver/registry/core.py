@@ -17,6 +17,7 @@ from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, dupli
                                      immutable, invalid_value, not_supported, required, validate_labels,
                                      validate_name)
 from apiserver.storage import etcd3
+from kubeling.api import resources
 
 # ---------------------------------------------------------------- pod spec (shared with pod templates)
 
@@ -108,11 +109,9 @@ def validate_pod_spec(spec, path: str, *, restart_policies=("Always", "OnFailure
     return out
 
 
-def core(resource: str, kind: str, namespaced: bool, storage: str, *, short=(), categories=(),
-         subresources=None) -> ResourceInfo:
-    """ResourceInfo of a core/v1 resource."""
-    return ResourceInfo("", "v1", resource, kind, namespaced, storage, tuple(short), tuple(categories),
-                        subresources or {})
+def core(resource: str, storage: str, *, categories=(), subresources=None) -> ResourceInfo:
+    """ResourceInfo of a core/v1 resource (names from kubeling.api.resources)."""
+    return ResourceInfo(resources.for_name(resource), storage, tuple(categories), subresources or {})
 
 
 # ---------------------------------------------------------------- namespaces
@@ -121,7 +120,7 @@ def core(resource: str, kind: str, namespaced: bool, storage: str, *, short=(), 
 class NamespaceStrategy(Strategy):
     """Namespaces: DNS-1123 label names, phase Active, ``kubernetes.io/metadata.name`` label."""
 
-    info = core("namespaces", "Namespace", False, "namespaces", short=("ns",),
+    info = core("namespaces", "namespaces",
                 subresources={"status": ("Namespace", "", "v1", STATUS_VERBS),
                               "finalize": ("Namespace", "", "v1", ("update",))})
     name_kind = "label"
@@ -156,7 +155,7 @@ POD_UPDATE_FORBIDDEN = ("pod updates may not change fields other than `spec.cont
 class PodStrategy(Strategy):
     """Pods: defaulting, phase Pending, QoS class, graceful deletion, immutable spec but images."""
 
-    info = core("pods", "Pod", True, "pods", short=("po",), categories=("all",),
+    info = core("pods", "pods", categories=("all",),
                 subresources={"status": ("Pod", "", "v1", STATUS_VERBS),
                               "binding": ("Binding", "", "v1", ("create",)),
                               "log": ("Pod", "", "v1", ("get",))})
@@ -224,7 +223,7 @@ class PodStrategy(Strategy):
 class NodeStrategy(Strategy):
     """Nodes: cluster-scoped, status written by the kubelet at registration and through /status."""
 
-    info = core("nodes", "Node", False, "minions", short=("no",),
+    info = core("nodes", "minions",
                 subresources={"status": ("Node", "", "v1", STATUS_VERBS)})
     reset_status_on_create = False
     extra_fields = ("spec.unschedulable",)
@@ -242,7 +241,7 @@ class NodeStrategy(Strategy):
 class ServiceStrategy(Strategy):
     """Services: defaulting, port validation, ClusterIP allocation/release through reservation keys."""
 
-    info = core("services", "Service", True, "services/specs", short=("svc",), categories=("all",),
+    info = core("services", "services/specs", categories=("all",),
                 subresources={"status": ("Service", "", "v1", STATUS_VERBS)})
     name_kind = "dns1035"
     return_deleted_object = True
@@ -383,7 +382,7 @@ class ServiceStrategy(Strategy):
 class EndpointsStrategy(Strategy):
     """Endpoints: written by the endpoints controller; PUT may create."""
 
-    info = core("endpoints", "Endpoints", True, "services/endpoints", short=("ep",))
+    info = core("endpoints", "services/endpoints")
     has_status = False
     allow_create_on_update = True
 
@@ -391,7 +390,7 @@ class EndpointsStrategy(Strategy):
 class EventStrategy(Strategy):
     """Events: selectable by involvedObject.* for kubectl describe."""
 
-    info = core("events", "Event", True, "events", short=("ev",))
+    info = core("events", "events")
     has_status = False
     allow_create_on_update = True
     extra_fields = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
@@ -415,7 +414,7 @@ class EventStrategy(Strategy):
 class ConfigMapStrategy(Strategy):
     """ConfigMaps: string data only."""
 
-    info = core("configmaps", "ConfigMap", True, "configmaps", short=("cm",))
+    info = core("configmaps", "configmaps")
     has_status = False
 
     def validate(self, obj: dict) -> list:
@@ -430,7 +429,7 @@ class ConfigMapStrategy(Strategy):
 class SecretStrategy(Strategy):
     """Secrets: type Opaque by default, stringData folded into base64 data as upstream's conversion."""
 
-    info = core("secrets", "Secret", True, "secrets")
+    info = core("secrets", "secrets")
     has_status = False
     extra_fields = ("type",)
 

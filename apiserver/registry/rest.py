@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from apiserver.errors import Cause
 from kubeling.api import selectors
+from kubeling.api.resources import Resource
 
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -113,31 +114,28 @@ def validate_labels(path: str, labels) -> list[Cause]:
 class ResourceInfo:
     """The names of one served resource, as discovery and storage use them.
 
+    ``names`` is the resource's entry in the shared table
+    (kubeling.api.resources: group, version, plural, kind, namespaced, short
+    names), so clients and the server cannot disagree on them;
     ``storage_prefix`` is the part after ``/registry/`` (``minions`` for
     nodes, ``services/specs`` for services, as upstream's etcd3 layout);
     ``subresources`` maps subresource name -> (kind, group, version, verbs).
     """
 
-    group: str
-    version: str
-    resource: str
-    kind: str
-    namespaced: bool
+    names: Resource
     storage_prefix: str
-    short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     subresources: dict = field(default_factory=dict)
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
-    @property
-    def api_version(self) -> str:
-        """``v1`` or ``apps/v1``."""
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def singular(self) -> str:
-        """Lower-case kind (discovery's singularName)."""
-        return self.kind.lower()
+    group = property(lambda self: self.names.group, doc="API group (``\"\"`` for core).")
+    version = property(lambda self: self.names.version, doc="API version (``v1``).")
+    resource = property(lambda self: self.names.plural, doc="Plural resource name (``pods``).")
+    kind = property(lambda self: self.names.kind, doc="Kind (``Pod``).")
+    namespaced = property(lambda self: self.names.namespaced, doc="Whether objects live in namespaces.")
+    short_names = property(lambda self: self.names.short_names, doc="kubectl short names (``po``).")
+    api_version = property(lambda self: self.names.api_version, doc="``v1`` or ``apps/v1``.")
+    singular = property(lambda self: self.names.singular, doc="Lower-case kind (discovery's singularName).")
 
     @property
     def list_kind(self) -> str:
