@@ -2,13 +2,8 @@
 
 - ``application/merge-patch+json``: RFC 7386 (evanphx/json-patch MergePatch).
 - ``application/json-patch+json``: RFC 6902 add/remove/replace/move/copy/test.
-- ``application/strategic-merge-patch+json``: mirrors apimachinery's
-  ``strategicpatch`` for what kubectl apply and kubelets send: lists of
-  objects are merged by their patch merge key (containers by ``name``,
-  container ports by ``containerPort``, conditions by ``type`` ...),
-  ``$patch: delete|replace``, ``$setElementOrder/<list>``,
-  ``$deleteFromPrimitiveList/<list>`` and ``$retainKeys`` directives; any
-  list without a known key is replaced, as a merge patch would.
+- ``application/strategic-merge-patch+json``: apiserver.strategicpatch
+  (upstream's patch strategies and merge keys per kind, and directives).
 
 Errors raise PatchError (-> 400 BadRequest or 422 for a failed ``test``).
 """
@@ -16,6 +11,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from apiserver import strategicpatch
 
 
 class PatchError(ValueError):
@@ -147,105 +144,13 @@ def json_patch(target: Any, ops: Any) -> Any:
     return doc
 
 
-# Patch merge keys of k8s.io/api types, by field name; a field is merged by the first key present
-# in its items (container "ports" use containerPort, service "ports" use port).
-MERGE_KEYS: dict[str, tuple[str, ...]] = {
-    "containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",),
-    "volumes": ("name",), "env": ("name",), "volumeMounts": ("mountPath",),
-    "volumeDevices": ("devicePath",), "imagePullSecrets": ("name",),
-    "ports": ("containerPort", "port"), "conditions": ("type",), "addresses": ("type",),
-    "ownerReferences": ("uid",), "taints": ("key",), "hostAliases": ("ip",),
-    "podIPs": ("ip",), "hostIPs": ("ip",), "topologySpreadConstraints": ("topologyKey",),
-    "resourceClaims": ("name",), "schedulingGates": ("name",),
-}
-# Primitive lists whose strategy is "merge" (union) rather than replace.
-MERGE_PRIMITIVES = {"finalizers"}
-
-
-def _merge_key(field: str, items: list) -> str | None:
-    for key in MERGE_KEYS.get(field, ()):
-        if items and all(isinstance(i, dict) and key in i for i in items):
-            return key
-    return None
-
-
 def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """Apply a strategic merge patch to a copy of ``target`` (see module docstring)."""
-    if not isinstance(patch, dict):
-        raise PatchError("strategic merge patch must be a JSON object")
-    return _smp_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch)
+    """Apply a strategic merge patch to a copy of ``target`` with the patch strategies of its kind.
 
-
-def _smp_map(orig: dict, patch: dict) -> dict:
-    directive = patch.get("$patch")
-    if directive == "replace":
-        return {k: v for k, v in patch.items() if k != "$patch"}
-    if directive == "delete":
-        return {}
-    if directive is not None:
-        raise PatchError(f"unknown patch directive {directive!r}")
-    retain = patch.get("$retainKeys")
-    orders = {k.split("/", 1)[1]: v for k, v in patch.items() if k.startswith("$setElementOrder/")}
-    prim_deletes = {k.split("/", 1)[1]: v for k, v in patch.items() if k.startswith("$deleteFromPrimitiveList/")}
-    for k, v in patch.items():
-        if k.startswith("$"):
-            continue
-        if v is None:
-            orig.pop(k, None)
-        elif isinstance(v, dict):
-            base = orig.get(k)
-            orig[k] = _smp_map(base if isinstance(base, dict) else {}, v)
-        elif isinstance(v, list):
-            orig[k] = _smp_list(k, orig.get(k), v)
-        else:
-            orig[k] = v
-    for k, values in prim_deletes.items():
-        if isinstance(orig.get(k), list):
-            orig[k] = [x for x in orig[k] if x not in values]
-    for k, order in orders.items():
-        if isinstance(orig.get(k), list):
-            orig[k] = _reorder(k, orig[k], order)
-    if isinstance(retain, list):
-        orig = {k: v for k, v in orig.items() if k in retain}
-    return orig
-
-
-def _smp_list(field: str, orig: Any, patch: list) -> list:
-    if not isinstance(orig, list):
-        orig = []
-    if field in MERGE_PRIMITIVES and all(not isinstance(x, (dict, list)) for x in patch):
-        return orig + [x for x in patch if x not in orig]
-    plain = [p for p in patch if not (isinstance(p, dict) and "$patch" in p)]
-    if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return copy.deepcopy(plain)
-    key = _merge_key(field, [p for p in patch if isinstance(p, dict) and set(p) != {"$patch"}] or patch)
-    if key is None:
-        return copy.deepcopy(plain)
-    result = list(orig)
-    for item in patch:
-        if not isinstance(item, dict) or key not in item:
-            raise PatchError(f"map in {field} list is missing merge key {key!r}")
-        idx = next((i for i, o in enumerate(result) if isinstance(o, dict) and o.get(key) == item[key]), None)
-        if item.get("$patch") == "delete":
-            if idx is not None:
-                result.pop(idx)
-            continue
-        if idx is None:
-            result.append(_smp_map({}, item))
-        else:
-            result[idx] = _smp_map(result[idx], item)
-    return result
-
-
-def _reorder(field: str, items: list, order: list) -> list:
-    if not order:
-        return items
-    if all(not isinstance(o, dict) for o in order):
-        pos = {v: i for i, v in enumerate(order)}
-        return sorted(items, key=lambda x: pos.get(x, len(pos)))
-    key = _merge_key(field, order)
-    if key is None:
-        return items
-    pos = {o[key]: i for i, o in enumerate(order)}
-    # Items not named by the order keep their relative place after the ordered ones, as upstream.
-    return sorted(items, key=lambda x: pos.get(x.get(key) if isinstance(x, dict) else None, len(pos)))
+    Delegates to apiserver.strategicpatch (mirrors apimachinery's
+    strategicpatch.StrategicMergePatch); raises PatchError for a malformed patch.
+    """
+    try:
+        return strategicpatch.strategic_merge_patch(target, patch)
+    except strategicpatch.StrategicPatchError as e:
+        raise PatchError(str(e)) from None
