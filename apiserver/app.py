@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from apiserver import errors
+from apiserver import errors, openapi
 from apiserver.admission import AdmissionChain
 from apiserver.authn import InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
-from apiserver.discovery import VERSION, Discovery
+from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
-from apiserver.registry import apps, core, ipallocator
+from apiserver import registry
+from apiserver.registry import core, ipallocator
 from apiserver.registry.namespace import NamespaceStore
 from apiserver.registry.store import Store
 from apiserver.storage import etcd3
@@ -59,10 +60,7 @@ class APIServer:
         self.stores: dict[tuple[str, str, str], Store] = {}
         namespaces = NamespaceStore(core.NamespaceStrategy(), self.etcd, namespace_getter=self.get_namespace,
                                     admission=self.admission, watch_cache_capacity=config.watch_cache_size)
-        strategies = [core.PodStrategy(), core.NodeStrategy(), core.ServiceStrategy(self.ip_range),
-                      core.EndpointsStrategy(), core.EventStrategy(), core.ConfigMapStrategy(),
-                      core.SecretStrategy(), apps.DeploymentStrategy(), apps.ReplicaSetStrategy(),
-                      apps.LeaseStrategy()]
+        strategies = registry.served_strategies(self.ip_range)
         for store in [namespaces] + [Store(s, self.etcd, namespace_getter=self.get_namespace,
                                            admission=self.admission, watch_cache_capacity=config.watch_cache_size)
                                      for s in strategies]:
@@ -183,6 +181,30 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
     for path in ("/healthz", "/livez", "/readyz"):
         app.add_api_route(path, health, methods=["GET"])
 
+    spec = openapi.OpenAPIV3([s.info for s in server.stores.values()])
+
+    @app.get("/openapi/v3")
+    async def openapi_root() -> Response:
+        """GET /openapi/v3: the served group/versions with their hashed document URLs."""
+        return Response(await asyncio.to_thread(spec.root), media_type="application/json")
+
+    @app.get("/openapi/v3/{path:path}")
+    async def openapi_document(request: Request, path: str) -> Response:
+        """GET /openapi/v3/<api/v1|apis/g/v>: the group/version's OpenAPI 3.0 document (kube-openapi's
+        handler3 caching: 301 to the current ?hash=, immutable when it matches, 304 on If-None-Match)."""
+        found = await asyncio.to_thread(spec.document, path.strip("/"))
+        if found is None:
+            return status_response(errors.path_not_found())
+        data, etag = found
+        want = request.query_params.get("hash")
+        if want and want != etag:
+            return Response(status_code=301, headers={"Location": f"/openapi/v3/{path.strip('/')}?hash={etag}"})
+        headers = {"ETag": f'"{etag}"', "Vary": "Accept",
+                   "Cache-Control": "public, immutable" if want else "no-cache, private"}
+        if request.headers.get("if-none-match", "").strip('"') == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="application/json", headers=headers)
+
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def dispatch(request: Request, path: str) -> Response:
         """Every other path: discovery under /api and /apis, else the REST handler; errors become a Status JSON
@@ -192,6 +214,12 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
             parts = [p for p in path.split("/") if p]
             if request.method == "GET" and parts and parts[0] in ("api", "apis") and len(parts) <= 3 \
                     and not (parts[0] == "api" and len(parts) == 3):
+                agg = negotiate_aggregated(request.headers.get("accept")) if len(parts) == 1 else None
+                if agg:
+                    resp = json_response(server.discovery.aggregated(parts[0], agg),
+                                         content_type=aggregated_content_type(agg))
+                    resp.headers["vary"] = "Accept"
+                    return resp
                 doc = discovery_doc(server.discovery, parts)
                 if doc is None:
                     raise errors.path_not_found()

@@ -1,19 +1,21 @@
-"""Strategies of apps/v1 Deployments and ReplicaSets (and their autoscaling/v1 Scale), and coordination.k8s.io/v1 Leases.
+"""Strategies of apps/v1 Deployments, ReplicaSets, DaemonSets, StatefulSets (and their autoscaling/v1 Scale),
+and coordination.k8s.io/v1 Leases.
 
-Mirrors kube-apiserver's ``pkg/registry/apps/{deployment,replicaset}`` and
-the defaulting of ``pkg/apis/apps/v1/defaults.go``: replicas 1, RollingUpdate
-25%/25%, revisionHistoryLimit 10, progressDeadlineSeconds 600; the selector
-must match the template's labels and may not change; a spec change bumps
-metadata.generation (what ``kubectl rollout status`` compares with
-status.observedGeneration).
+Mirrors kube-apiserver's ``pkg/registry/apps/{deployment,replicaset,daemonset,
+statefulset}`` and the defaulting of ``pkg/apis/apps/v1/defaults.go``:
+replicas 1, RollingUpdate 25%/25% (DaemonSets maxUnavailable 1 / maxSurge 0,
+StatefulSets partition 0 and OrderedReady), revisionHistoryLimit 10,
+progressDeadlineSeconds 600; the selector must match the template's labels
+and may not change; a spec change bumps metadata.generation (what
+``kubectl rollout status`` compares with status.observedGeneration).
 """
 from __future__ import annotations
 
 import copy
 
 from apiserver.registry.core import default_pod_spec, validate_pod_spec
-from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, immutable, invalid_value,
-                                     required, validate_labels)
+from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, forbidden_field, immutable,
+                                     invalid_value, not_supported, required, validate_labels)
 from kubeling.api import resources, selectors
 
 SCALE_SUB = ("Scale", "autoscaling", "v1", STATUS_VERBS)
@@ -28,13 +30,15 @@ class _WorkloadStrategy(Strategy):
     """What Deployments and ReplicaSets share: template defaulting, selector checks, generation, Scale."""
 
     tracks_generation = True
+    has_replicas = True
 
     def default(self, obj: dict) -> None:
         """Default ``spec.replicas`` to 1 and the pod template's spec as for pods; mutates ``obj``."""
         spec = obj.setdefault("spec", {})
         if not isinstance(spec, dict):
             return
-        spec.setdefault("replicas", 1)
+        if self.has_replicas:
+            spec.setdefault("replicas", 1)
         tmpl = spec.get("template")
         if isinstance(tmpl, dict):
             if isinstance(tmpl.get("spec"), dict):
@@ -49,7 +53,7 @@ class _WorkloadStrategy(Strategy):
             return [required("spec")]
         out = []
         replicas = spec.get("replicas", 1)
-        if not isinstance(replicas, int) or replicas < 0:
+        if self.has_replicas and (not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0):
             out.append(invalid_value("spec.replicas", replicas, "must be greater than or equal to 0"))
         sel = spec.get("selector")
         tmpl = spec.get("template")
@@ -141,6 +145,91 @@ class ReplicaSetStrategy(_WorkloadStrategy):
 
     info = apps("replicasets")
     extra_fields = ("status.replicas",)
+
+
+class DaemonSetStrategy(_WorkloadStrategy):
+    """DaemonSets: no replicas; RollingUpdate maxUnavailable 1 / maxSurge 0, revisionHistoryLimit 10
+    (pkg/registry/apps/daemonset, SetDefaults_DaemonSet)."""
+
+    info = ResourceInfo(resources.for_name("daemonsets"), "daemonsets", ("all",),
+                        {"status": ("DaemonSet", "apps", "v1", STATUS_VERBS)})
+    has_replicas = False
+
+    def default(self, obj: dict) -> None:
+        """Template defaults plus updateStrategy RollingUpdate (maxUnavailable 1, maxSurge 0) and
+        revisionHistoryLimit 10; mutates ``obj``."""
+        super().default(obj)
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        us = spec.setdefault("updateStrategy", {})
+        if isinstance(us, dict):
+            us.setdefault("type", "RollingUpdate")
+            if us["type"] == "RollingUpdate":
+                ru = us.setdefault("rollingUpdate", {})
+                ru.setdefault("maxUnavailable", 1)
+                ru.setdefault("maxSurge", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+
+    def validate(self, obj: dict) -> list:
+        """Workload checks plus the updateStrategy type (RollingUpdate or OnDelete)."""
+        out = super().validate(obj)
+        us = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate")
+        if us not in ("RollingUpdate", "OnDelete"):
+            out.append(not_supported("spec.updateStrategy.type", us, ["OnDelete", "RollingUpdate"]))
+        return out
+
+
+STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
+               "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+STS_FORBIDDEN = ("updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                 "'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
+                 "'minReadySeconds' are forbidden")
+
+
+class StatefulSetStrategy(_WorkloadStrategy):
+    """StatefulSets: OrderedReady, RollingUpdate partition 0, PVC retention Retain; most of the spec is
+    immutable (pkg/registry/apps/statefulset, ValidateStatefulSetUpdate)."""
+
+    info = apps("statefulsets")
+
+    def default(self, obj: dict) -> None:
+        """Workload defaults plus podManagementPolicy OrderedReady, updateStrategy RollingUpdate partition 0,
+        revisionHistoryLimit 10, persistentVolumeClaimRetentionPolicy Retain/Retain; mutates ``obj``."""
+        super().default(obj)
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        us = spec.setdefault("updateStrategy", {})
+        if isinstance(us, dict):
+            us.setdefault("type", "RollingUpdate")
+            if us["type"] == "RollingUpdate":
+                us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+
+    def validate(self, obj: dict) -> list:
+        """Workload checks plus podManagementPolicy and updateStrategy type."""
+        out = super().validate(obj)
+        spec = obj.get("spec") or {}
+        pmp = spec.get("podManagementPolicy", "OrderedReady")
+        if pmp not in ("OrderedReady", "Parallel"):
+            out.append(not_supported("spec.podManagementPolicy", pmp, ["OrderedReady", "Parallel"]))
+        us = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+        if us not in ("RollingUpdate", "OnDelete"):
+            out.append(not_supported("spec.updateStrategy.type", us, ["OnDelete", "RollingUpdate"]))
+        return out
+
+    def validate_update(self, new: dict, old: dict) -> list:
+        """``validate(new)`` plus: only replicas, ordinals, template, updateStrategy, revisionHistoryLimit,
+        persistentVolumeClaimRetentionPolicy and minReadySeconds may change."""
+        out = self.validate(new)
+        ns, os_ = new.get("spec") or {}, old.get("spec") or {}
+        if {k: v for k, v in ns.items() if k not in STS_MUTABLE} != \
+                {k: v for k, v in os_.items() if k not in STS_MUTABLE}:
+            out.append(forbidden_field("spec", STS_FORBIDDEN))
+        return out
 
 
 class LeaseStrategy(Strategy):

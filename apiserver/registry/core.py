@@ -1,4 +1,5 @@
-"""Strategies of the core/v1 resources: namespaces, pods, nodes, services, endpoints, events, configmaps, secrets.
+"""Strategies of the core/v1 resources: namespaces, pods, nodes, services, endpoints, events, configmaps, secrets,
+serviceaccounts, resourcequotas, limitranges.
 
 Mirrors kube-apiserver's ``pkg/registry/core/<resource>/strategy.go`` together
 with the defaulting of ``pkg/apis/core/v1/defaults.go`` and the parts of
@@ -17,7 +18,7 @@ from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, dupli
                                      immutable, invalid_value, not_supported, required, validate_labels,
                                      validate_name)
 from apiserver.storage import etcd3
-from kubeling.api import resources
+from kubeling.api import quantity, resources
 
 # ---------------------------------------------------------------- pod spec (shared with pod templates)
 
@@ -453,4 +454,122 @@ class SecretStrategy(Strategy):
             except (binascii.Error, ValueError):
                 out.append(invalid_value(f"data[{k}]", "<secret contents redacted>",
                                          "illegal base64 data"))
+        return out
+
+
+# ---------------------------------------------------------------- serviceaccounts, resourcequotas, limitranges
+
+
+class ServiceAccountStrategy(Strategy):
+    """ServiceAccounts (pkg/registry/core/serviceaccount): no status; secrets refs by name."""
+
+    info = core("serviceaccounts", "serviceaccounts")
+    has_status = False
+
+    def validate(self, obj: dict) -> list:
+        """Every ``secrets[*]`` / ``imagePullSecrets[*]`` entry must be an object."""
+        out = []
+        for field in ("secrets", "imagePullSecrets"):
+            items = obj.get(field)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                out.append(invalid_value(field, str(items), "must be a list"))
+                continue
+            for i, ref in enumerate(items):
+                if not isinstance(ref, dict):
+                    out.append(invalid_value(f"{field}[{i}]", str(ref), "must be an object"))
+        return out
+
+
+QUOTA_SCOPES = ("Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass",
+                "CrossNamespacePodAffinity")
+
+
+def _validate_resource_list(path: str, rl) -> list:
+    """Causes for a ResourceList (name -> quantity) at ``path``: quantities must parse and not be negative."""
+    if rl is None:
+        return []
+    if not isinstance(rl, dict):
+        return [invalid_value(path, str(rl), "must be a map of resource names to quantities")]
+    out = []
+    for name, q in rl.items():
+        try:
+            v = quantity.parse_quantity(q)
+        except ValueError:
+            out.append(invalid_value(f"{path}[{name}]", str(q), "quantities must match the regular expression "
+                                     "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+            continue
+        if v < 0:
+            out.append(invalid_value(f"{path}[{name}]", str(q), "must be greater than or equal to 0"))
+    return out
+
+
+class ResourceQuotaStrategy(Strategy):
+    """ResourceQuotas (pkg/registry/core/resourcequota): spec.hard quantities; status.hard/used via /status."""
+
+    info = core("resourcequotas", "resourcequotas",
+                subresources={"status": ("ResourceQuota", "", "v1", STATUS_VERBS)})
+
+    def validate(self, obj: dict) -> list:
+        """Quantities of ``spec.hard`` (and of status when present) must parse; scopes must be known."""
+        spec = obj.get("spec") or {}
+        if not isinstance(spec, dict):
+            return [invalid_value("spec", str(spec), "must be an object")]
+        out = _validate_resource_list("spec.hard", spec.get("hard"))
+        for i, scope in enumerate(spec.get("scopes") or []):
+            if scope not in QUOTA_SCOPES:
+                out.append(not_supported(f"spec.scopes[{i}]", scope, list(QUOTA_SCOPES)))
+        status = obj.get("status") or {}
+        if isinstance(status, dict):
+            out += _validate_resource_list("status.hard", status.get("hard"))
+            out += _validate_resource_list("status.used", status.get("used"))
+        return out
+
+
+LIMIT_TYPES = ("Container", "Pod", "PersistentVolumeClaim")
+
+
+class LimitRangeStrategy(Strategy):
+    """LimitRanges (pkg/registry/core/limitrange) with SetDefaults_LimitRangeItem for Container items."""
+
+    info = core("limitranges", "limitranges")
+    has_status = False
+
+    def default(self, obj: dict) -> None:
+        """Container items: ``default`` from ``max``, ``defaultRequest`` from ``default`` then ``min``;
+        mutates ``obj``."""
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        for item in spec.get("limits") or []:
+            if not isinstance(item, dict) or item.get("type") != "Container":
+                continue
+            for src, dst in (("max", "default"), ("default", "defaultRequest"), ("min", "defaultRequest")):
+                values = item.get(src)
+                if isinstance(values, dict) and values and isinstance(item.setdefault(dst, {}), dict):
+                    for name, q in values.items():
+                        item[dst].setdefault(name, q)
+
+    def validate(self, obj: dict) -> list:
+        """``spec.limits`` items need a known ``type`` and parseable quantities."""
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return [required("spec")]
+        limits = spec.get("limits")
+        if not isinstance(limits, list):
+            return [required("spec.limits")]
+        out = []
+        for i, item in enumerate(limits):
+            ip = f"spec.limits[{i}]"
+            if not isinstance(item, dict):
+                out.append(invalid_value(ip, str(item), "must be an object"))
+                continue
+            t = item.get("type")
+            if not t:
+                out.append(required(f"{ip}.type"))
+            elif t not in LIMIT_TYPES:
+                out.append(not_supported(f"{ip}.type", t, list(LIMIT_TYPES)))
+            for f in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+                out += _validate_resource_list(f"{ip}.{f}", item.get(f))
         return out

@@ -75,8 +75,18 @@ def _go_repr(value) -> str:
     return str(value)
 
 
+def validate_path_segment_name(path: str, name: str) -> list[Cause]:
+    """Causes for a name that is not a valid path segment (path.IsValidPathSegmentName, RBAC's names)."""
+    if name in (".", ".."):
+        return [invalid_value(path, name, f"may not be '{name}'")]
+    return [invalid_value(path, name, f"may not contain '{c}'") for c in ("/", "%") if c in name]
+
+
 def validate_name(path: str, name: str, kind: str = "subdomain") -> list[Cause]:
-    """Causes for an invalid object name; ``kind`` subdomain (default), label or dns1035."""
+    """Causes for an invalid object name; ``kind`` subdomain (default), label, dns1035 or path (a path
+    segment, as RBAC objects' names)."""
+    if kind == "path":
+        return validate_path_segment_name(path, name)
     regex, msg, limit = {
         "subdomain": (DNS1123_SUBDOMAIN_RE, DNS1123_SUBDOMAIN_MSG, 253),
         "label": (DNS1123_LABEL_RE, DNS1123_LABEL_MSG, 63),

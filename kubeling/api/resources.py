@@ -59,9 +59,25 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "events", "Event", True, ("ev",)),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Resource("", "v1", "secrets", "Secret", True, ()),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    Resource("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",)),
+    Resource("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",)),
+    Resource("", "v1", "limitranges", "LimitRange", True, ("limits",)),
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
     Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",)),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",)),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",)),
+    Resource("batch", "v1", "jobs", "Job", True, ()),
+    Resource("batch", "v1", "cronjobs", "CronJob", True, ("cj",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, ()),
+    Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, ()),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, ()),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, ()),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, ()),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, ()),
+    # served over the same storage as core v1 events; names resolve to the core row first, as kubectl's
+    # preferred-version order does
+    Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
 )
 
 _BY_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
