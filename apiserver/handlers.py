@@ -18,7 +18,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from apiserver import errors, printers
+from apiserver import errors, fieldvalidation, printers
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.registry.store import Store, now_rfc3339, patch_function
@@ -159,7 +159,7 @@ class ResourceHandler:
         if verb == "get":
             obj = await store.get(ns, info.name)
             if as_table and sub is None:
-                return json_response(printers.table(info.resource, [obj], include_object=include,
+                return json_response(printers.table(store.info.kind, [obj], include_object=include,
                                                     resource_version=obj["metadata"].get("resourceVersion", "")))
             return json_response(obj)
         if verb == "list":
@@ -172,7 +172,7 @@ class ResourceHandler:
                 ns, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
                 resource_version=q.get("resourceVersion"), limit=limit_n, continue_token=q.get("continue"))
             if as_table:
-                return json_response(printers.table(info.resource, lst["items"], include_object=include,
+                return json_response(printers.table(store.info.kind, lst["items"], include_object=include,
                                                     list_meta=lst["metadata"]))
             return json_response(lst)
         if verb == "watch":
@@ -180,16 +180,19 @@ class ResourceHandler:
         if verb == "create":
             if info.name is not None:
                 raise errors.method_not_allowed(request.method, info.resource)
-            body = await read_json(request)
-            return json_response(await store.create(ns, body, dry_run=dry_run, user=uname), 201)
+            body, warnings = self.check_fields(store, sub, q, await read_json(request))
+            return with_warnings(json_response(await store.create(ns, body, dry_run=dry_run, user=uname), 201),
+                                 warnings)
         if verb == "update":
-            body = await read_json(request)
+            body, warnings = self.check_fields(store, sub, q, await read_json(request))
             obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=uname)
-            return json_response(obj, 201 if created else 200)
+            return with_warnings(json_response(obj, 201 if created else 200), warnings)
         if verb == "patch":
-            body = await read_json(request)
-            return json_response(await store.patch(ns, info.name, request.headers.get("content-type", ""), body,
-                                                   subresource=sub, dry_run=dry_run, user=uname))
+            content_type = request.headers.get("content-type", "")
+            body, warnings = self.check_fields(store, sub, q, await read_json(request), patch_type=content_type)
+            return with_warnings(json_response(await store.patch(ns, info.name, content_type, body,
+                                                                 subresource=sub, dry_run=dry_run, user=uname)),
+                                 warnings)
         if verb in ("delete", "deletecollection"):
             options = await read_json(request, optional=True) or {}
             if not isinstance(options, dict):
@@ -212,6 +215,16 @@ class ResourceHandler:
                     user=uname))
             return json_response(await store.delete(ns, info.name, options, dry_run=dry_run, user=uname))
         raise errors.method_not_allowed(request.method, info.resource)
+
+    @staticmethod
+    def check_fields(store: Store, sub: str | None, q, body, *, patch_type: str | None = None):
+        """``(body without unknown fields, Warning values)`` under the request's ``fieldValidation``
+        (apiserver/fieldvalidation.py); 400 under Strict. The endpoint's kind is the subresource's if any."""
+        kind, group, version = store.info.kind, store.info.group, store.info.version
+        if sub in store.info.subresources:
+            kind, group, version = store.info.subresources[sub][:3]
+        return fieldvalidation.check(body, group=group, version=version, kind=kind,
+                                     value=q.get("fieldValidation"), patch_type=patch_type)
 
     # ---------------------------------------------------------------- watch
 
@@ -260,7 +273,7 @@ class ResourceHandler:
                         continue
                     if table_include is not None:
                         etype, obj = ev
-                        ev = (etype, printers.table(info.resource, [obj], include_object=table_include,
+                        ev = (etype, printers.table(info.kind, [obj], include_object=table_include,
                                                     headers=first, resource_version=obj["metadata"].get(
                                                         "resourceVersion", "")))
                         first = False
@@ -378,6 +391,13 @@ class ResourceHandler:
             finally:
                 await upstream.aclose()
         return StreamingResponse(body(), media_type="text/plain")
+
+
+def with_warnings(response: Response, warnings: list[str]) -> Response:
+    """``response`` with one ``Warning`` header per value (k8s.io/apiserver's warning recorder)."""
+    for w in warnings:
+        response.headers.append("Warning", w)
+    return response
 
 
 def _line(etype: str, obj: dict) -> bytes:
