@@ -159,7 +159,7 @@ class ResourceHandler:
         if verb == "get":
             obj = await store.get(ns, info.name)
             if as_table and sub is None:
-                return json_response(printers.table(info.resource, [obj], include_object=include,
+                return json_response(printers.table(store.info.kind, [obj], include_object=include,
                                                     resource_version=obj["metadata"].get("resourceVersion", "")))
             return json_response(obj)
         if verb == "list":
@@ -172,7 +172,7 @@ class ResourceHandler:
                 ns, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
                 resource_version=q.get("resourceVersion"), limit=limit_n, continue_token=q.get("continue"))
             if as_table:
-                return json_response(printers.table(info.resource, lst["items"], include_object=include,
+                return json_response(printers.table(store.info.kind, lst["items"], include_object=include,
                                                     list_meta=lst["metadata"]))
             return json_response(lst)
         if verb == "watch":
@@ -273,7 +273,7 @@ class ResourceHandler:
                         continue
                     if table_include is not None:
                         etype, obj = ev
-                        ev = (etype, printers.table(info.resource, [obj], include_object=table_include,
+                        ev = (etype, printers.table(info.kind, [obj], include_object=table_include,
                                                     headers=first, resource_version=obj["metadata"].get(
                                                         "resourceVersion", "")))
                         first = False
