@@ -14,15 +14,20 @@ import logging
 import time
 from typing import Optional
 
-from etcdlite.config import ConfigError, ServerConfig
+from etcdlite.config import ServerConfig
 from etcdlite.lease.lessor import MAX_LEASE_TTL, LeaseNotFoundError, Lessor
 from etcdlite.mvcc.kvstore import KVStore
 from etcdlite.mvcc.watchable_store import WatcherHub
 from etcdlite.server.apply import Applier, is_txn_readonly
 from etcdlite.server.idutil import Generator
-from etcdlite.server.raftnode import NodeStoppedError, SingleNode
+from etcdlite.mvcc import snapshot as mvcc_snapshot
+from etcdlite.raft import MemoryStorage
+from etcdlite.rafthttp.transport import Transport
+from etcdlite.server.raftnode import NodeStoppedError, NoLeaderError, RaftNode
+from etcdlite.snap.snapshotter import Snapshotter
 from etcdlite.v3rpc import rpctypes
-from etcdlite.wal.wal import WAL, Entry
+from etcdlite.wal.wal import WAL, WALCorruptError
+from proto.raftpb import raft_pb2 as raftpb
 from proto.etcdserverpb import raft_internal_pb2 as internalpb
 from proto.etcdserverpb import rpc_pb2 as pb
 
@@ -42,9 +47,6 @@ class EtcdServer:
     """
 
     def __init__(self, cfg: ServerConfig, *, clock=time.monotonic) -> None:
-        if len(cfg.initial_cluster) != 1:
-            raise ConfigError(f"--initial-cluster names {len(cfg.initial_cluster)} members; "
-                              "etcdlite runs single-member clusters only (Raft is not built yet)")
         self.cfg = cfg
         self.member_id = cfg.member_id
         self.cluster_id = cfg.cluster_id
@@ -52,12 +54,14 @@ class EtcdServer:
         self.store = KVStore(lessor=self.lessor)
         self.hub = WatcherHub(self.store)
         self.applier = Applier(self.store, self.lessor)
-        self.node: Optional[SingleNode] = None
+        self.node: Optional[RaftNode] = None
         self.wal: Optional[WAL] = None
+        self.transport: Optional[Transport] = None
         self._ids = Generator(self.member_id)
         self._waits: dict[int, asyncio.Future] = {}
         self._revoking: set[int] = set()
         self._tasks: list[asyncio.Task] = []
+        self._boot_commit = 0
         self.stopped = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------
@@ -67,12 +71,21 @@ class EtcdServer:
         """``<data-dir>/member/wal`` (etcd's layout)."""
         return self.cfg.data_dir / "member" / "wal"
 
+    @property
+    def snap_dir(self):
+        """``<data-dir>/member/snap`` (etcd's layout)."""
+        return self.cfg.data_dir / "member" / "snap"
+
     def boot(self) -> None:
-        """Create or replay the WAL (blocking; call before serving).
+        """Rebuild the Raft log from the newest snapshot + the WAL, or create a
+        new member (blocking; call before serving). Committed entries after the
+        snapshot are re-applied by the Raft loop.
 
         Raises WALCorruptError when the WAL is damaged before its end.
         """
-        term, last_index = 1, 0
+        storage = MemoryStorage()
+        snapshotter = Snapshotter(self.snap_dir)
+        applied = 0
         if WAL.exists(self.wal_dir):
             self.wal, contents = WAL.open(self.wal_dir)
             meta = json.loads(contents.metadata)
@@ -81,41 +94,81 @@ class EtcdServer:
             self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
             if meta.get("name") != self.cfg.name:
                 log.warning("data dir belongs to member %r, started as %r", meta.get("name"), self.cfg.name)
-            t0 = time.monotonic()
-            for entry in contents.entries:
-                self._apply(entry)
-            if contents.entries:
-                last_index = contents.entries[-1].index
-            term = max(contents.hard_state.term, contents.entries[-1].term if contents.entries else 0) + 1
-            log.info("replayed %d WAL entries in %.2fs: revision %d, index %d",
-                     len(contents.entries), time.monotonic() - t0, self.store.current_rev, last_index)
+            snap = snapshotter.load()
+            if snap is not None:
+                storage.apply_snapshot(snap)
+                mvcc_snapshot.restore(self.store, snap.data, self.lessor)
+                applied = snap.metadata.index
+            entries = [raftpb.Entry(Term=e.term, Index=e.index, Data=e.data)
+                       for e in contents.entries if e.index > applied]
+            if entries and entries[0].Index != applied + 1:
+                raise WALCorruptError(f"WAL in {self.wal_dir} starts at entry {entries[0].Index} "
+                                      f"but the newest snapshot ends at {applied}; refusing to start")
+            if entries:
+                storage.append(entries)
+            hs = contents.hard_state
+            commit = min(max(hs.commit, applied), storage.last_index())
+            storage.set_hard_state(raftpb.HardState(term=hs.term, vote=hs.vote, commit=commit))
+            self._boot_commit = commit
+            log.info("recovered: snapshot at %d, %d WAL entries after it, commit %d, term %d",
+                     applied, len(entries), commit, hs.term)
         else:
             self.wal_dir.parent.mkdir(parents=True, exist_ok=True)
             meta = {"name": self.cfg.name, "member_id": self.member_id, "cluster_id": self.cluster_id,
                     "peer_urls": self.cfg.initial_advertise_peer_urls}
             self.wal = WAL.create(self.wal_dir, json.dumps(meta).encode())
-            log.info("created new member %x in cluster %x", self.member_id, self.cluster_id)
-        self.node = SingleNode(self.wal, term=term, last_index=last_index,
-                               member_id=self.member_id, apply=self._apply)
-        # Becoming leader of a new term is durable before serving (etcd persists
-        # the HardState of each election).
-        self.wal.save_sync([], self.node.hard_state())
-        self.lessor.promote()
+            log.info("created new member %x in cluster %x (%s)", self.member_id, self.cluster_id,
+                     self.cfg.initial_cluster_state)
+        self.node = RaftNode(
+            member_id=self.member_id, voters=list(self.cfg.member_ids.values()), wal=self.wal,
+            snapshotter=snapshotter, storage=storage, applied=applied,
+            heartbeat_ms=self.cfg.heartbeat_interval_ms, election_ms=self.cfg.election_timeout_ms,
+            snapshot_count=self.cfg.snapshot_count, apply=self._apply,
+            restore=lambda data: mvcc_snapshot.restore(self.store, data, self.lessor),
+            snapshot_data=lambda: mvcc_snapshot.dump(self.store, self.lessor),
+            on_leader=self._on_leader)
+
+    def _on_leader(self, lead: int, is_leader: bool) -> None:
+        # Only the leader's lessor tracks expiry (etcd Promote/Demote).
+        if is_leader and not self.lessor.primary:
+            self.lessor.promote()
+        elif not is_leader and self.lessor.primary:
+            self.lessor.demote()
 
     async def start(self) -> None:
-        """Boot (in a thread) and start the log and lease-expiry tasks."""
+        """Boot (in a thread), start the peer transport, the Raft loop and lease expiry;
+        waits (bounded) until the committed entries found on disk are re-applied."""
         await asyncio.to_thread(self.boot)
+        others = {self.cfg.member_ids[n]: urls for n, urls in self.cfg.initial_cluster.items()
+                  if n != self.cfg.name}
+        if others:
+            node = self.node
+            self.transport = Transport(
+                member_id=self.member_id, cluster_id=self.cluster_id, name=self.cfg.name,
+                client_urls=self.cfg.advertise_client_urls, listen_urls=self.cfg.listen_peer_urls,
+                peers=others, cb=_TransportCallbacks(self))
+            await self.transport.start()
+            node.attach_transport(self.transport)
         self._tasks = [asyncio.create_task(self._run_node(), name="etcdlite-node"),
                        asyncio.create_task(self._run_lessor(), name="etcdlite-lessor")]
+        if self._boot_commit:
+            try:
+                async with asyncio.timeout(60):
+                    await self.node.wait_applied(self._boot_commit)
+            except TimeoutError:
+                log.warning("re-applying the log up to %d is taking long; serving anyway",
+                            self._boot_commit)
 
     async def stop(self) -> None:
-        """Stop accepting writes, flush queued ones, close the WAL."""
+        """Stop the Raft loop and peer transport, close the WAL."""
         if self.node is not None:
             self.node.stop()
         for t in self._tasks[1:]:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.stop()
         if self.wal is not None:
             self.wal.close()
         self.stopped.set()
@@ -129,8 +182,8 @@ class EtcdServer:
 
     # -- proposals -----------------------------------------------------------
 
-    def _apply(self, entry: Entry) -> None:
-        req = internalpb.InternalRaftRequest.FromString(entry.data)
+    def _apply(self, data: bytes) -> None:
+        req = internalpb.InternalRaftRequest.FromString(data)
         try:
             result = self.applier.apply(req)
         except Exception as exc:  # a request's own error is its result
@@ -142,18 +195,33 @@ class EtcdServer:
             else:
                 fut.set_result(result)
 
-    async def propose(self, req: internalpb.InternalRaftRequest):
-        """Propose ``req`` (its ID is assigned here) and return the applied response.
+    async def _wait_leader(self) -> None:
+        """Wait up to one election timeout for a leader; raises ErrNoLeader."""
+        deadline = asyncio.get_running_loop().time() + 2 * self.cfg.election_timeout_ms / 1000
+        while self.node.leader == 0:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise rpctypes.ErrNoLeader
+            try:
+                async with asyncio.timeout(left):
+                    await self.node.leader_changed.wait()
+            except TimeoutError:
+                raise rpctypes.ErrNoLeader from None
 
-        Raises EtcdError (ErrStopped, ErrTimeout, request errors) or the
-        store/lessor errors of the request.
+    async def propose(self, req: internalpb.InternalRaftRequest):
+        """Propose ``req`` (its ID is assigned here) and return the response once
+        the entry is applied on this member.
+
+        Raises EtcdError (ErrStopped, ErrNoLeader, ErrTimeout, request errors)
+        or the store/lessor errors of the request.
         """
-        if self.node is None:
+        if self.node is None or self.stopped.is_set():
             raise rpctypes.ErrStopped
         req.ID = req.header.ID = self._ids.next()
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise rpctypes.ErrRequestTooLarge
+        await self._wait_leader()
         fut = asyncio.get_running_loop().create_future()
         self._waits[req.ID] = fut
         try:
@@ -162,6 +230,8 @@ class EtcdServer:
                 return await fut
         except NodeStoppedError:
             raise rpctypes.ErrStopped from None
+        except NoLeaderError:
+            raise rpctypes.ErrNoLeader from None
         except TimeoutError:
             raise rpctypes.ErrTimeout from None
         finally:
@@ -173,11 +243,35 @@ class EtcdServer:
         return 5 + 2 * self.cfg.election_timeout_ms / 1000
 
     async def linearizable_read_notify(self) -> None:
-        """Barrier before a linearizable read. With one member every acknowledged
-        write is already applied, so there is nothing to wait for; the Raft
-        node will do a ReadIndex round here."""
+        """Barrier before a linearizable read (etcd linearizableReadNotify): a
+        ReadIndex round confirms leadership and gives the commit index; then wait
+        until it is applied here. Rounds that get no answer in 0.5 s are retried
+        (a leader change loses them) until the request timeout.
+
+        Raises ErrStopped, ErrNoLeader, ErrTimeout.
+        """
         if self.node is None or self.stopped.is_set():
             raise rpctypes.ErrStopped
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        while True:
+            await self._wait_leader()
+            try:
+                async with asyncio.timeout(0.5):
+                    index = await self.node.read_index()
+                break
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise rpctypes.ErrTimeout from None
+            except NodeStoppedError:
+                raise rpctypes.ErrStopped from None
+        try:
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await self.node.wait_applied(index)
+        except TimeoutError:
+            raise rpctypes.ErrTimeout from None
+        except NodeStoppedError:
+            raise rpctypes.ErrStopped from None
 
     # -- requests (v3_server.go) ---------------------------------------------
 
@@ -236,22 +330,50 @@ class EtcdServer:
         resp = await self.propose(internalpb.InternalRaftRequest(lease_revoke=r))
         return self._fill(resp, resp.header.revision)
 
-    def lease_renew(self, lease_id: int) -> int:
-        """Keep-alive: the renewed TTL, or 0 when the lease is unknown or expired
-        (what etcd answers in LeaseKeepAliveResponse)."""
+    def local_lease_renew(self, lease_id: int) -> tuple[int, int]:
+        """Renew on this (leader's) lessor: (ttl, remaining); ttl 0 if gone."""
         try:
-            return self.lessor.renew(lease_id)
+            ttl = self.lessor.renew(lease_id)
         except Exception:
-            return 0
+            return 0, 0
+        return ttl, ttl
 
-    def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+    def local_lease_remaining(self, lease_id: int) -> tuple[int, int]:
+        """(granted ttl, remaining seconds) on this lessor; (-1, -1) if unknown."""
+        lease = self.lessor.lookup(lease_id)
+        if lease is None:
+            return -1, -1
+        return lease.ttl, lease.remaining(self.lessor.clock())
+
+    async def _lease_at_leader(self, lease_id: int, *, renew: bool) -> tuple[int, int]:
+        # The leader's lessor owns expiry (etcd forwards keep-alives to the
+        # leader over the peer transport, LeaseRenew in v3_server.go).
+        node = self.node
+        if node is None or node.is_leader or self.transport is None:
+            return (self.local_lease_renew(lease_id) if renew
+                    else self.local_lease_remaining(lease_id))
+        await self._wait_leader()
+        try:
+            return await self.transport.lease_call(node.leader, lease_id, renew=renew)
+        except Exception as exc:  # noqa: BLE001 - any transport failure
+            log.warning("forwarding lease call to leader %x failed: %r", node.leader, exc)
+            raise rpctypes.ErrNoLeader from None
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """Keep-alive: the renewed TTL, or 0 when the lease is unknown or expired
+        (what etcd answers in LeaseKeepAliveResponse). Raises ErrNoLeader."""
+        ttl, _ = await self._lease_at_leader(lease_id, renew=True)
+        return ttl
+
+    async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         """Remaining TTL (-1 if the lease does not exist), granted TTL, keys."""
         resp = pb.LeaseTimeToLiveResponse(header=self.header(), ID=r.ID)
         lease = self.lessor.lookup(r.ID)
         if lease is None:
             resp.TTL = -1
             return resp
-        resp.TTL = lease.remaining(self.lessor.clock())
+        _, remaining = await self._lease_at_leader(r.ID, renew=False)
+        resp.TTL = remaining if remaining >= 0 else lease.ttl
         resp.grantedTTL = lease.ttl
         if r.keys:
             resp.keys.extend(sorted(lease.keys))
@@ -265,10 +387,18 @@ class EtcdServer:
     # -- cluster and maintenance ----------------------------------------------
 
     def members(self) -> list[pb.Member]:
-        """The members (one, for now)."""
-        return [pb.Member(ID=self.member_id, name=self.cfg.name,
-                          peerURLs=self.cfg.initial_advertise_peer_urls,
-                          clientURLs=self.cfg.advertise_client_urls)]
+        """Every member of --initial-cluster, by ID; client URLs of the others as
+        they told us in the peer handshake (empty until then, as etcd shows an
+        unstarted member)."""
+        out = []
+        for name, urls in self.cfg.initial_cluster.items():
+            mid = self.cfg.member_ids[name]
+            if mid == self.member_id:
+                client = self.cfg.advertise_client_urls
+            else:
+                client = self.transport.client_urls_of(mid) if self.transport else []
+            out.append(pb.Member(ID=mid, name=name, peerURLs=urls, clientURLs=client))
+        return sorted(out, key=lambda m: m.ID)
 
     def status(self) -> pb.StatusResponse:
         """Maintenance Status: version, sizes, leader, Raft indexes."""
@@ -276,7 +406,7 @@ class EtcdServer:
         node = self.node
         return pb.StatusResponse(header=self.header(), version=VERSION, dbSize=size, dbSizeInUse=size,
                                  leader=node.leader if node else 0,
-                                 raftIndex=node.last_index if node else 0,
+                                 raftIndex=node.commit_index if node else 0,
                                  raftTerm=node.term if node else 0,
                                  raftAppliedIndex=node.applied_index if node else 0)
 
@@ -297,3 +427,25 @@ class EtcdServer:
                 self._revoking.discard(lease_id)
                 if isinstance(res, Exception) and not isinstance(res, LeaseNotFoundError):
                     log.warning("revoking expired lease %x failed: %r", lease_id, res)
+
+
+class _TransportCallbacks:
+    """Routes the peer transport's events into the member (see rafthttp.Callbacks)."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.s = server
+
+    def on_message(self, msg) -> None:
+        self.s.node.step(msg)
+
+    def on_unreachable(self, member_id: int) -> None:
+        self.s.node.report_unreachable(member_id)
+
+    def on_snapshot_status(self, member_id: int, ok: bool) -> None:
+        self.s.node.report_snapshot(member_id, ok)
+
+    async def lease_renew(self, lease_id: int) -> tuple[int, int]:
+        return self.s.local_lease_renew(lease_id)
+
+    async def lease_remaining(self, lease_id: int) -> tuple[int, int]:
+        return self.s.local_lease_remaining(lease_id)

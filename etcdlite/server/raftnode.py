@@ -1,61 +1,137 @@
-"""The log between the gRPC services and the state machine, for a single member.
+"""The Raft-driven log between the gRPC services and the state machine.
 
-Stands where etcd's raftNode (server/etcdserver/raft.go) and raft.Node stand:
-proposals become log entries, entries are persisted to the WAL, committed
-entries are handed to ``apply`` in index order. With one voter an entry is
-committed as soon as it is durable locally, so no Raft messages are needed;
-the 3-member cluster replaces this class with a Raft-driven node offering the
-same ``propose`` / ``run`` / ``stop`` surface.
+Mirrors etcd's raftNode (server/etcdserver/raft.go): one task owns the Raft
+core (etcdlite.raft.RawNode) and runs its Ready loop — feed ticks, peer
+messages and proposals in; take a Ready out; persist its entries and hard
+state to the WAL (one fdatasync per Ready when Raft asks for it, so
+concurrent proposals share it: group commit); save an incoming snapshot;
+send its messages over the peer transport; apply committed entries; advance.
+Every ``snapshot_count`` applied entries the state machine is snapshotted to
+``member/snap``, the in-memory log compacted and old WAL segments released.
 
-Group commit: proposals that arrive while a save is in flight are batched into
-the next save, so N concurrent writers share one fdatasync.
+Inputs arrive from other tasks (gRPC handlers, the transport) but are only
+queued there; the RawNode is touched by the run task alone, between Readies.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+import time
+from typing import Callable, Optional
 
+from etcdlite.raft import NONE, Config, MemoryStorage, ProposalDropped, RawNode, StateType
+from etcdlite.snap.snapshotter import Snapshotter
 from etcdlite.wal.wal import WAL, Entry, HardState
+from proto.raftpb import raft_pb2 as raftpb
 
 log = logging.getLogger(__name__)
 
+# Entries kept in memory behind a snapshot so slow followers catch up without
+# one (etcd SnapshotCatchUpEntries), capped by the snapshot count.
+SNAPSHOT_CATCHUP_ENTRIES = 5000
+
 
 class NodeStoppedError(Exception):
-    """The node stopped (or its WAL failed) before the proposal was committed."""
+    """The node stopped (or its WAL failed) before the proposal was handed to Raft."""
 
 
-class SingleNode:
-    """A one-voter log over ``wal``.
+class NoLeaderError(Exception):
+    """Raft dropped the proposal: no leader is known (or a transfer is in progress)."""
 
-    ``term`` is the current term, ``last_index`` the index of the last entry
-    already in the WAL (and applied), ``member_id`` this member's ID (the leader).
-    ``apply(entry)`` is called for each committed entry, in index order, on the
-    event loop.
+
+class RaftNode:
+    """One member's Raft node.
+
+    ``storage`` is the MemoryStorage rebuilt from snapshot + WAL, ``applied``
+    the index already reflected in the state machine, ``voters`` all member
+    IDs. Callbacks (all on the event loop): ``apply(data)`` for each committed
+    normal entry with data; ``restore(data)`` replaces the state machine from a
+    snapshot's bytes; ``snapshot_data()`` serializes it; ``on_leader(lead,
+    is_leader)`` after every leadership change. ``transport`` is attached with
+    ``attach_transport`` before ``run``.
     """
 
-    def __init__(self, wal: WAL, *, term: int, last_index: int, member_id: int,
-                 apply: Callable[[Entry], None]) -> None:
-        self.wal = wal
-        self.term = term
+    def __init__(self, *, member_id: int, voters: list[int], wal: WAL, snapshotter: Snapshotter,
+                 storage: MemoryStorage, applied: int, heartbeat_ms: int, election_ms: int,
+                 snapshot_count: int, apply: Callable[[bytes], None],
+                 restore: Callable[[bytes], None], snapshot_data: Callable[[], bytes],
+                 on_leader: Callable[[int, bool], None]) -> None:
         self.member_id = member_id
-        self.last_index = last_index
-        self.applied_index = last_index
-        self._apply = apply
-        self._proposals: list[tuple[bytes, asyncio.Future]] = []
-        self._wake = asyncio.Event()
+        self.voters = sorted(voters)
+        self.wal = wal
+        self.snapshotter = snapshotter
+        self.storage = storage
+        self.applied_index = applied
+        self.heartbeat = heartbeat_ms / 1000
+        self.snapshot_count = max(1, snapshot_count)
+        self._apply, self._restore, self._snapshot_data = apply, restore, snapshot_data
+        self._on_leader = on_leader
+        hs, _ = storage.initial_state()
+        self.rn = RawNode(Config(id=member_id, peers=self.voters, storage=storage,
+                                 election_tick=max(2, election_ms // heartbeat_ms), heartbeat_tick=1,
+                                 applied=applied, pre_vote=True, check_quorum=True))
+        self.snap_index = storage.snapshot().metadata.index
+        self.lead = NONE
+        self.term = hs.term
+        self.transport = None
+        self.failure: Optional[BaseException] = None
         self._stopped = False
-        self.failure: BaseException | None = None
+        self._wake = asyncio.Event()
+        self._ticks = 0
+        self._inbox: list[raftpb.Message] = []
+        self._reports: list[tuple[int, Optional[bool]]] = []
+        self._proposals: list[tuple[bytes, asyncio.Future]] = []
+        self._reads: list[asyncio.Future] = []
+        self._read_ctx: dict[bytes, list[asyncio.Future]] = {}
+        self._applied_waits: list[tuple[int, asyncio.Future]] = []
+        self.leader_changed = asyncio.Event()
+        self._ctx_seq = 0
+
+    # -- inputs (any task) ------------------------------------------------------
+
+    def attach_transport(self, transport) -> None:
+        """Use ``transport`` (etcdlite.rafthttp.Transport) for outgoing messages."""
+        self.transport = transport
 
     @property
     def leader(self) -> int:
-        """The member ID this node believes leads (itself)."""
-        return self.member_id
+        """The member ID this node believes leads, 0 if none."""
+        return self.lead
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this member leads."""
+        return self.lead == self.member_id
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last entry in the log."""
+        return self.storage.last_index()
+
+    @property
+    def commit_index(self) -> int:
+        """Raft's commit index."""
+        return self.rn.status().commit
+
+    def step(self, msg: raftpb.Message) -> None:
+        """Queue a message received from a peer."""
+        self._inbox.append(msg)
+        self._wake.set()
+
+    def report_unreachable(self, member_id: int) -> None:
+        """Queue a report that a message to ``member_id`` was dropped."""
+        self._reports.append((member_id, None))
+        self._wake.set()
+
+    def report_snapshot(self, member_id: int, ok: bool) -> None:
+        """Queue a report of a snapshot delivery to ``member_id``."""
+        self._reports.append((member_id, ok))
+        self._wake.set()
 
     async def propose(self, data: bytes) -> None:
-        """Append ``data`` as an entry; returns once it is durable and applied.
+        """Hand ``data`` to Raft; returns once Raft accepted (not committed) it.
 
-        Raises NodeStoppedError if the node stops or the WAL fails first.
+        Raises NodeStoppedError, NoLeaderError (Raft dropped it).
         """
         if self._stopped:
             raise NodeStoppedError()
@@ -64,49 +140,183 @@ class SingleNode:
         self._wake.set()
         await fut
 
-    async def run(self) -> None:
-        """Persist and apply proposals until ``stop``; a WAL error ends the node."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._proposals = self._proposals, []
-            if not batch:
-                if self._stopped:
-                    return
-                continue
-            first = self.last_index + 1
-            entries = [Entry(self.term, first + i, data) for i, (data, _) in enumerate(batch)]
-            try:
-                await self.wal.save(entries)
-            except BaseException as exc:
-                # A write we cannot make durable must never be acknowledged; like
-                # etcd (which panics), this member stops serving writes.
-                log.error("WAL save failed, stopping the node: %r", exc)
-                self.failure = exc
-                self._fail(batch)
-                self._stopped = True
-                self._fail(self._proposals)
-                raise
-            self.last_index = entries[-1].index
-            for entry, (_, fut) in zip(entries, batch):
-                try:
-                    self._apply(entry)
-                finally:
-                    self.applied_index = entry.index
-                    if not fut.done():
-                        fut.set_result(None)
+    async def read_index(self) -> int:
+        """One ReadIndex round: the commit index a linearizable read must wait for.
+
+        Concurrent callers share a round. Never returns if leadership cannot be
+        confirmed; callers put a timeout around it and retry.
+        """
+        if self._stopped:
+            raise NodeStoppedError()
+        fut = asyncio.get_running_loop().create_future()
+        self._reads.append(fut)
+        self._wake.set()
+        return await fut
+
+    async def wait_applied(self, index: int) -> None:
+        """Return once entries up to ``index`` are applied."""
+        if self.applied_index >= index:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._applied_waits.append((index, fut))
+        await fut
 
     def stop(self) -> None:
-        """Refuse new proposals; ``run`` returns after persisting the queued ones."""
+        """Stop the Ready loop (queued proposals fail with NodeStoppedError)."""
         self._stopped = True
         self._wake.set()
 
-    def hard_state(self) -> HardState:
-        """The state to persist: term, vote (self), commit (= last index)."""
-        return HardState(self.term, self.member_id, self.last_index)
+    # -- the Ready loop ----------------------------------------------------------
 
-    @staticmethod
-    def _fail(batch: list[tuple[bytes, asyncio.Future]]) -> None:
-        for _, fut in batch:
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            self._ticks += 1
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Drive Raft until ``stop``; a WAL error ends the node (and is re-raised)."""
+        if len(self.voters) == 1:
+            self.rn.campaign()
+        ticker = asyncio.create_task(self._ticker(), name="raft-ticker")
+        try:
+            while not self._stopped:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._stopped:
+                    break
+                self._feed()
+                while self.rn.has_ready() and not self._stopped:
+                    rd = self.rn.ready()
+                    await self._handle(rd)
+                    self.rn.advance(rd)
+                    self._feed()
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("Raft loop failed, stopping the node: %r", exc)
+                self.failure = exc
+            raise
+        finally:
+            self._stopped = True
+            ticker.cancel()
+            for _, fut in self._proposals:
+                if not fut.done():
+                    fut.set_exception(NodeStoppedError())
+            for fut in self._reads + [f for fs in self._read_ctx.values() for f in fs] + \
+                    [f for _, f in self._applied_waits]:
+                if not fut.done():
+                    fut.set_exception(NodeStoppedError())
+
+    def _feed(self) -> None:
+        rn = self.rn
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(ticks):
+            rn.tick()
+        inbox, self._inbox = self._inbox, []
+        for m in inbox:
+            rn.step(m)
+        reports, self._reports = self._reports, []
+        for member, ok in reports:
+            if ok is None:
+                rn.report_unreachable(member)
+            else:
+                rn.report_snapshot(member, ok)
+        props, self._proposals = self._proposals, []
+        for data, fut in props:
+            try:
+                rn.propose(data)
+            except ProposalDropped:
+                if not fut.done():
+                    fut.set_exception(NoLeaderError())
+                continue
             if not fut.done():
-                fut.set_exception(NodeStoppedError())
+                fut.set_result(None)
+        if self._reads:
+            reads, self._reads = self._reads, []
+            self._ctx_seq += 1
+            ctx = b"%016x%016x" % (self.member_id, self._ctx_seq)
+            # Drop abandoned rounds (callers time out and retry with a new one).
+            for old in [c for c, fs in self._read_ctx.items() if all(f.done() for f in fs)]:
+                del self._read_ctx[old]
+            self._read_ctx[ctx] = reads
+            rn.read_index(ctx)
+
+    async def _handle(self, rd) -> None:
+        if rd.soft_state is not None:
+            lead = rd.soft_state.lead
+            if lead != self.lead:
+                log.info("member %x: leader is now %x", self.member_id, lead)
+                self.lead = lead
+                self._on_leader(lead, rd.soft_state.state == StateType.LEADER)
+                self.leader_changed.set()
+                self.leader_changed = asyncio.Event()
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+        if rd.snapshot is not None and rd.snapshot.metadata.index > 0:
+            await self._install_snapshot(rd.snapshot)
+        hs = None
+        if rd.hard_state is not None:
+            h = rd.hard_state
+            hs = HardState(h.term, h.vote, h.commit)
+        await self.wal.save([Entry(e.Term, e.Index, e.Data) for e in rd.entries], hs,
+                            sync=rd.must_sync)
+        if rd.entries:
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+        if self.transport is not None and rd.messages:
+            self.transport.send(rd.messages)
+        for rs in rd.read_states:
+            for fut in self._read_ctx.pop(bytes(rs.request_ctx), []):
+                if not fut.done():
+                    fut.set_result(rs.index)
+        for e in rd.committed_entries:
+            if e.Index <= self.applied_index:
+                continue
+            if e.Type == raftpb.EntryNormal and e.Data:
+                self._apply(e.Data)
+            self.applied_index = e.Index
+        self._wake_applied()
+        if self.applied_index - self.snap_index >= self.snapshot_count:
+            await self._take_snapshot()
+
+    def _wake_applied(self) -> None:
+        if not self._applied_waits:
+            return
+        keep = []
+        for index, fut in self._applied_waits:
+            if index <= self.applied_index:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((index, fut))
+        self._applied_waits = keep
+
+    async def _install_snapshot(self, snap: raftpb.Snapshot) -> None:
+        md = snap.metadata
+        t0 = time.monotonic()
+        await asyncio.to_thread(self.snapshotter.save, snap)
+        await self.wal.save_snapshot(md.term, md.index, next_index=md.index + 1)
+        self.storage.apply_snapshot(snap)
+        self._restore(snap.data)
+        self.applied_index = self.snap_index = md.index
+        log.info("installed snapshot at index %d (term %d, %d bytes) in %.2fs",
+                 md.index, md.term, len(snap.data), time.monotonic() - t0)
+
+    async def _take_snapshot(self) -> None:
+        index = self.applied_index
+        t0 = time.monotonic()
+        data = self._snapshot_data()
+        snap = self.storage.create_snapshot(index, raftpb.ConfState(voters=self.voters), data)
+        await asyncio.to_thread(self.snapshotter.save, snap)
+        await self.wal.save_snapshot(snap.metadata.term, index,
+                                     next_index=self.storage.last_index() + 1)
+        keep = min(SNAPSHOT_CATCHUP_ENTRIES, self.snapshot_count)
+        compact_to = index - keep
+        if compact_to > self.storage.first_index():
+            self.storage.compact(compact_to)
+        self.snap_index = index
+        log.info("saved snapshot at index %d (%d bytes) in %.2fs; log compacted to %d",
+                 index, len(data), time.monotonic() - t0, max(compact_to, 0))
+
+

@@ -1,11 +1,13 @@
 """The Lease service: grant, revoke, keep-alive stream, time-to-live, list.
 
 Mirrors etcd's api/v3rpc/lease.go. Grant and revoke go through the log;
-keep-alives only touch the primary lessor's clock, as upstream.
+keep-alives only touch the primary (leader's) lessor's clock, as upstream:
+a follower forwards them to the leader over the peer transport.
 """
 from __future__ import annotations
 
 from etcdlite.server.etcdserver import EtcdServer
+from etcdlite.v3rpc.rpctypes import to_etcd_error
 from etcdlite.v3rpc.util import etcd_errors
 from proto.etcdserverpb import rpc_pb2 as pb
 from proto.etcdserverpb import rpc_pb2_grpc
@@ -31,7 +33,7 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
     async def LeaseTimeToLive(self, request, context):
         """etcd Lease.LeaseTimeToLive: remaining TTL in seconds (-1 for an unknown lease), granted TTL, keys."""
         await self.server.linearizable_read_notify()
-        return self.server.lease_time_to_live(request)
+        return await self.server.lease_time_to_live(request)
 
     @etcd_errors
     async def LeaseLeases(self, request, context):
@@ -45,5 +47,9 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
         """
         # One response per request; TTL 0 tells the client the lease is gone.
         async for req in request_iterator:
-            ttl = self.server.lease_renew(req.ID)
+            try:
+                ttl = await self.server.lease_renew(req.ID)
+            except Exception as exc:  # no leader to forward to: etcd's status, no traceback
+                err = to_etcd_error(exc)
+                await context.abort(err.code, err.message)
             yield pb.LeaseKeepAliveResponse(header=self.server.header(), ID=req.ID, TTL=ttl)

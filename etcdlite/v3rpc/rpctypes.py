@@ -36,6 +36,7 @@ ErrLeaseNotFound = EtcdError(grpc.StatusCode.NOT_FOUND, "etcdserver: requested l
 ErrLeaseExist = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: lease already exists")
 ErrLeaseTTLTooLarge = EtcdError(grpc.StatusCode.OUT_OF_RANGE, "etcdserver: too large lease TTL")
 ErrStopped = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+ErrNoLeader = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
 ErrTimeout = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
 ErrRequestTooLarge = EtcdError(_IA, "etcdserver: request is too large")
 ErrMemberNotFound = EtcdError(grpc.StatusCode.NOT_FOUND, "etcdserver: member not found")

@@ -10,7 +10,9 @@ File format (our own; not etcd's bytes): segments named
 
     u32 little-endian payload length | u32 CRC-32 of payload | payload
 
-and a payload starts with a type byte (METADATA, ENTRY, STATE).
+and a payload starts with a type byte (METADATA, ENTRY, STATE, SNAPSHOT).
+A SNAPSHOT record marks that a Raft snapshot at (term, index) was saved to
+``member/snap``; entries up to it may then be dropped with ``release``.
 
 On open, a torn tail of the last segment (a short header, a record running
 past the end of the file, a bad CRC on the very last record, or zero fill) is
@@ -30,10 +32,12 @@ from typing import NamedTuple, Optional
 TYPE_METADATA = 1
 TYPE_ENTRY = 2
 TYPE_STATE = 3
+TYPE_SNAPSHOT = 4
 
 _HEADER = struct.Struct("<II")
 _ENTRY = struct.Struct("<BQQ")
 _STATE = struct.Struct("<BQQQ")
+_SNAPSHOT = struct.Struct("<BQQ")
 # A record larger than this cannot be ours (etcd's request limit is 1.5 MiB).
 MAX_RECORD = 64 << 20
 SEGMENT_SIZE = 64 << 20
@@ -62,12 +66,14 @@ class WALCorruptError(Exception):
 @dataclass
 class WALContents:
     """What a WAL held on open: ``metadata`` bytes, the last ``hard_state``, all
-    ``entries`` in index order, and ``repaired`` bytes cut off a torn tail."""
+    ``entries`` in index order, ``repaired`` bytes cut off a torn tail, and the
+    last ``snapshot`` marker as (term, index)."""
 
     metadata: bytes = b""
     hard_state: HardState = HardState(0, 0, 0)
     entries: list[Entry] = field(default_factory=list)
     repaired: int = 0
+    snapshot: tuple[int, int] = (0, 0)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -148,12 +154,16 @@ class WAL:
         seq = int(segments[-1].name.split("-")[0], 16)
         return cls(dir, contents.metadata, seq, segments[-1]), contents
 
-    async def save(self, entries: list[Entry], hard_state: Optional[HardState] = None) -> None:
-        """Append ``entries`` (and ``hard_state``) and fdatasync before returning."""
+    async def save(self, entries: list[Entry], hard_state: Optional[HardState] = None, *,
+                   sync: bool = True) -> None:
+        """Append ``entries`` (and ``hard_state``); fdatasync before returning unless
+        ``sync`` is False (Raft's must_sync: only the commit index moved)."""
         data = b"".join(encode_entry(e) for e in entries)
         if hard_state is not None:
             data += encode_state(hard_state)
-        await asyncio.to_thread(self._write, data)
+        if not data:
+            return
+        await asyncio.to_thread(self._write, data, sync)
         if self._size >= SEGMENT_SIZE and entries:
             await asyncio.to_thread(self._cut, entries[-1].index + 1)
 
@@ -163,6 +173,23 @@ class WAL:
         if hard_state is not None:
             data += encode_state(hard_state)
         self._write(data)
+
+    async def save_snapshot(self, term: int, index: int, *, next_index: int) -> None:
+        """Record that a snapshot at (``term``, ``index``) is on disk, start a new
+        segment at ``next_index`` (the first entry not yet in the WAL) and delete
+        the segments holding only entries up to ``index`` (etcd ReleaseLockTo)."""
+        await asyncio.to_thread(self._write, _frame(_SNAPSHOT.pack(TYPE_SNAPSHOT, term, index)))
+        await asyncio.to_thread(self._cut, next_index)
+        await asyncio.to_thread(self.release, index)
+
+    def release(self, index: int) -> None:
+        """Delete closed segments whose entries all lie at or below ``index``."""
+        segments = sorted(self.dir.glob("*.wal"))
+        for seg, nxt in zip(segments, segments[1:]):
+            if int(nxt.name.split("-")[1].split(".")[0], 16) > index + 1:
+                break
+            self._closed_bytes -= seg.stat().st_size
+            seg.unlink()
 
     def size(self) -> int:
         """Bytes in all segments."""
@@ -174,14 +201,15 @@ class WAL:
             os.close(self._fd)
             self._fd = None
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, sync: bool = True) -> None:
         if self._fd is None:
             raise OSError("WAL is closed")
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
-        os.fdatasync(self._fd)
+        if sync:
+            os.fdatasync(self._fd)
         self._size += len(data)
 
     def _cut(self, next_index: int) -> None:
@@ -242,12 +270,20 @@ def _decode(path: Path, pos: int, payload: bytes, out: WALContents) -> None:
     elif kind == TYPE_ENTRY:
         _, term, index = _ENTRY.unpack_from(payload)
         if out.entries and index != out.entries[-1].index + 1:
-            if index <= out.entries[-1].index:
+            if index <= out.entries[0].index:
+                out.entries.clear()
+            elif index <= out.entries[-1].index:
                 # A later entry at an existing index replaces the tail (Raft log truncation).
                 del out.entries[index - out.entries[0].index:]
             else:
                 _corrupt(path, pos, f"entry index {index} follows {out.entries[-1].index}")
         out.entries.append(Entry(term, index, payload[_ENTRY.size:]))
+    elif kind == TYPE_SNAPSHOT:
+        _, term, index = _SNAPSHOT.unpack(payload)
+        out.snapshot = (term, index)
+        if out.entries and out.entries[-1].index <= index:
+            # The log restarts after a snapshot received from the leader.
+            out.entries.clear()
     elif kind == TYPE_STATE:
         _, term, vote, commit = _STATE.unpack(payload)
         out.hard_state = HardState(term, vote, commit)

@@ -1,0 +1,237 @@
+"""Carrying Raft messages between member processes over gRPC.
+
+Mirrors etcd's rafthttp.Transport: one sender per remote member with its own
+queue and connection; a message for a peer that cannot be reached is dropped
+and reported to Raft (``report_unreachable``), a snapshot that could not be
+delivered is reported as failed (``report_snapshot``), because Raft retries on
+its own and must never wait on the network. A ``Hello`` handshake checks the
+cluster ID and exchanges the members' client URLs (for MemberList).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Optional
+from urllib.parse import urlsplit
+
+import grpc
+
+from proto.etcdlite_peer import peer_pb2 as peerpb
+from proto.etcdlite_peer import peer_pb2_grpc
+from proto.raftpb import raft_pb2 as raftpb
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUE = 4096
+MAX_BATCH = 256
+SEND_TIMEOUT = 5.0
+RETRY_INTERVAL = 0.2
+MAX_MESSAGE = 1 << 30
+_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.so_reuseport", 0)]
+
+
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return f"[{host}]:{parts.port}" if ":" in host else f"{host}:{parts.port}"
+
+
+class Callbacks:
+    """What the transport calls on its owner (the Raft node); all on the event loop.
+
+    ``on_message(msg)`` a received raftpb.Message; ``on_unreachable(id)``;
+    ``on_snapshot_status(id, ok)``; ``lease_renew(id) -> (ttl, remaining)`` and
+    ``lease_remaining(id) -> (ttl, remaining)`` answer forwarded lease calls.
+    """
+
+    on_message: Callable[[raftpb.Message], None]
+    on_unreachable: Callable[[int], None]
+    on_snapshot_status: Callable[[int, bool], None]
+    lease_renew: Callable[[int], Awaitable[tuple[int, int]]]
+    lease_remaining: Callable[[int], Awaitable[tuple[int, int]]]
+
+
+class _Peer:
+    """The sender to one remote member: a queue drained by one task."""
+
+    def __init__(self, transport: "Transport", member_id: int, urls: list[str]) -> None:
+        self.t = transport
+        self.id = member_id
+        self.urls = urls
+        self.queue: asyncio.Queue[raftpb.Message] = asyncio.Queue()
+        self.channel: Optional[grpc.aio.Channel] = None
+        self.stub: Optional[peer_pb2_grpc.PeerStub] = None
+        self.active = False
+        self.client_urls: list[str] = []
+        self.name = ""
+        self.task: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        self.channel = grpc.aio.insecure_channel(_target(self.urls[0]), options=_OPTIONS)
+        self.stub = peer_pb2_grpc.PeerStub(self.channel)
+        self.task = asyncio.create_task(self._run(), name=f"peer-{self.id:x}")
+
+    def send(self, msg: raftpb.Message) -> None:
+        if not self.active or self.queue.qsize() >= MAX_QUEUE:
+            self._dropped([msg])
+            return
+        self.queue.put_nowait(msg)
+
+    def _dropped(self, msgs: list[raftpb.Message]) -> None:
+        self.t.cb.on_unreachable(self.id)
+        for m in msgs:
+            if m.type == raftpb.MsgSnap:
+                self.t.cb.on_snapshot_status(self.id, False)
+
+    async def _hello(self) -> bool:
+        t = self.t
+        try:
+            resp = await self.stub.Hello(peerpb.HelloRequest(
+                cluster_id=t.cluster_id, member_id=t.member_id, name=t.name,
+                client_urls=t.client_urls), timeout=2.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                log.error("peer %x refused us: %s", self.id, exc.details())
+            return False
+        if resp.member_id != self.id:
+            log.error("peer at %s is member %x, expected %x", self.urls[0], resp.member_id, self.id)
+            return False
+        self.client_urls, self.name = list(resp.client_urls), resp.name
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            if not self.active:
+                if await self._hello():
+                    log.info("peer %x (%s) is active", self.id, self.name)
+                    self.active = True
+                else:
+                    await asyncio.sleep(RETRY_INTERVAL)
+                    continue
+            batch = [await self.queue.get()]
+            while len(batch) < MAX_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await self.stub.Send(peerpb.MessageBatch(
+                    cluster_id=self.t.cluster_id, messages=batch, **{"from": self.t.member_id}),
+                    timeout=SEND_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("peer %x became inactive: %s", self.id, exc.code().name)
+                self.active = False
+                while not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                self._dropped(batch)
+                continue
+            for m in batch:
+                if m.type == raftpb.MsgSnap:
+                    self.t.cb.on_snapshot_status(self.id, True)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.channel is not None:
+            await self.channel.close()
+
+
+class _Servicer(peer_pb2_grpc.PeerServicer):
+    def __init__(self, transport: "Transport") -> None:
+        self.t = transport
+
+    async def Hello(self, request, context):
+        t = self.t
+        if request.cluster_id != t.cluster_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"etcdlite: cluster ID mismatch (local {t.cluster_id:x}, "
+                                f"remote {request.cluster_id:x})")
+        peer = t.peers.get(request.member_id)
+        if peer is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"etcdlite: member {request.member_id:x} is not in this cluster")
+        peer.client_urls, peer.name = list(request.client_urls), request.name
+        return peerpb.HelloResponse(cluster_id=t.cluster_id, member_id=t.member_id, name=t.name,
+                                    client_urls=t.client_urls)
+
+    async def Send(self, request, context):
+        if request.cluster_id != self.t.cluster_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
+        for m in request.messages:
+            self.t.cb.on_message(m)
+        return peerpb.SendResponse()
+
+    async def LeaseRenew(self, request, context):
+        ttl, remaining = await self.t.cb.lease_renew(request.ID)
+        return peerpb.LeaseRenewResponse(TTL=ttl, remaining=remaining)
+
+    async def LeaseRemaining(self, request, context):
+        ttl, remaining = await self.t.cb.lease_remaining(request.ID)
+        return peerpb.LeaseRenewResponse(TTL=ttl, remaining=remaining)
+
+
+class Transport:
+    """Peer transport of member ``member_id`` in cluster ``cluster_id``.
+
+    ``peers`` maps the other members' IDs to their peer URLs; ``listen_urls``
+    are this member's --listen-peer-urls; ``client_urls`` its advertised client
+    URLs, told to peers in the handshake. ``cb`` is a Callbacks.
+    """
+
+    def __init__(self, *, member_id: int, cluster_id: int, name: str, client_urls: list[str],
+                 listen_urls: list[str], peers: dict[int, list[str]], cb) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.name = name
+        self.client_urls = client_urls
+        self.listen_urls = listen_urls
+        self.cb = cb
+        self.peers = {pid: _Peer(self, pid, urls) for pid, urls in peers.items()}
+        self.server: Optional[grpc.aio.Server] = None
+
+    async def start(self) -> None:
+        """Listen on the peer URLs and start one sender per peer; raises RuntimeError
+        if a peer port is taken."""
+        self.server = grpc.aio.server(options=_OPTIONS)
+        peer_pb2_grpc.add_PeerServicer_to_server(_Servicer(self), self.server)
+        for url in self.listen_urls:
+            if not self.server.add_insecure_port(_target(url)):
+                raise RuntimeError(f"cannot listen on peer URL {url}")
+        await self.server.start()
+        for p in self.peers.values():
+            p.start()
+
+    def send(self, messages) -> None:
+        """Queue raftpb.Messages to their ``to`` members (never blocks)."""
+        for m in messages:
+            p = self.peers.get(m.to)
+            if p is not None:
+                p.send(m)
+
+    def client_urls_of(self, member_id: int) -> list[str]:
+        """Client URLs a peer told us in the handshake ([] until then)."""
+        p = self.peers.get(member_id)
+        return p.client_urls if p else []
+
+    def active(self, member_id: int) -> bool:
+        """Whether the peer answered its last send."""
+        p = self.peers.get(member_id)
+        return bool(p and p.active)
+
+    async def lease_call(self, member_id: int, lease_id: int, *, renew: bool) -> tuple[int, int]:
+        """Forward a keep-alive (``renew``) or a remaining-TTL query to ``member_id``;
+        returns (ttl, remaining). Raises grpc.aio.AioRpcError."""
+        stub = self.peers[member_id].stub
+        call = stub.LeaseRenew if renew else stub.LeaseRemaining
+        resp = await call(peerpb.LeaseRenewRequest(ID=lease_id), timeout=2.0)
+        return resp.TTL, resp.remaining
+
+    async def stop(self) -> None:
+        """Stop senders and the peer server."""
+        for p in self.peers.values():
+            await p.stop()
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
