@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from proto.raftpb import raft_pb2 as pb
 
+from etcdlite.raft.describe import describe_message, describe_ready
 from etcdlite.raft.raft import Config, ProposalDropped, StateType
 from etcdlite.raft.rawnode import RawNode
 from etcdlite.raft.storage import ErrSnapOutOfDate, MemoryStorage, StorageError
@@ -96,6 +97,7 @@ class Simulation:
         self.entry_ids: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.hashes: dict[int, str] = {}  # index -> running hash after applying it
+        self.trace: list[str] | None = None  # set to a list to record a transcript
         for i in self.ids:
             self._start(i)
 
@@ -191,6 +193,8 @@ class Simulation:
                 or (lossy and self.rng.random() < self.faults.loss))
         if m.type == pb.MsgSnap and self.nodes[frm].node is not None:
             self.nodes[frm].node.report_snapshot(m.to, not lost)
+        if self.trace is not None:
+            self.trace.append(f"  {'DROPPED ' if lost else ''}{describe_message(m)}")
         if not lost:
             target.step(m)
 
@@ -210,6 +214,9 @@ class Simulation:
     def handle_ready(self, sn: SimNode) -> None:
         rn = sn.node
         rd = rn.ready()
+        if self.trace is not None:
+            self.trace.append(f"> {sn.id} handling Ready")
+            self.trace += describe_ready(rd, indent="  ")
         st = sn.storage
         old_commit = st.hard_state.commit
         if rd.snapshot is not None:
