@@ -61,7 +61,7 @@ class APIServer:
         namespaces = NamespaceStore(core.NamespaceStrategy(), self.etcd, namespace_getter=self.get_namespace,
                                     admission=self.admission, watch_cache_capacity=config.watch_cache_size)
         strategies = registry.served_strategies(self.ip_range)
-        for store in [namespaces] + [Store(s, self.etcd, namespace_getter=self.get_namespace,
+        for store in [namespaces] + [registry.store_class(s)(s, self.etcd, namespace_getter=self.get_namespace,
                                            admission=self.admission, watch_cache_capacity=config.watch_cache_size)
                                      for s in strategies]:
             i = store.info

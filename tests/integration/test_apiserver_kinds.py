@@ -301,3 +301,39 @@ def test_python_client_reads_each_kind(cp):
             except client.ApiException:
                 pass
         api.close()
+
+
+def test_events_v1_and_core_events_share_storage(cp):
+    base = cp.server
+    v1 = f"{base}/apis/events.k8s.io/v1/namespaces/default/events"
+    core = f"{base}/api/v1/namespaces/default/events"
+    body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "ev1"},
+            "eventTime": "2026-11-22T04:00:00.000000Z", "reportingController": "kubeling.io/test",
+            "reportingInstance": "i1", "action": "Testing", "reason": "Tested", "note": "hello", "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}}
+    with httpx.Client(timeout=10) as c:
+        r = c.post(v1, json=body)
+        assert r.status_code == 201, r.text
+        rv = r.json()["metadata"]["resourceVersion"]
+        got = c.get(f"{core}/ev1").json()
+        assert (got["apiVersion"], got["message"], got["reportingComponent"], got["involvedObject"]["name"]) == \
+            ("v1", "hello", "kubeling.io/test", "p")
+        r = c.patch(f"{core}/ev1", json={"message": "patched via core"},
+                    headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        r = c.patch(f"{v1}/ev1", json={"deprecatedCount": 3},
+                    headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200 and r.json()["note"] == "patched via core" and r.json()["deprecatedCount"] == 3
+        lst = c.get(v1).json()
+        assert lst["apiVersion"] == "events.k8s.io/v1" and [i["note"] for i in lst["items"]] == ["patched via core"]
+        lines = []
+        with c.stream("GET", v1, params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "2"}) as w:
+            for line in w.iter_lines():
+                if line:
+                    lines.append(json.loads(line))
+        assert [e["type"] for e in lines] == ["MODIFIED", "MODIFIED"]
+        assert all(e["object"]["apiVersion"] == "events.k8s.io/v1" and "regarding" in e["object"] for e in lines)
+        bad = c.post(v1, json={"metadata": {"name": "ev2"}})
+        assert bad.status_code == 422 and "reportingController: Required value" in bad.json()["message"]
+        assert c.delete(f"{v1}/ev1").status_code == 200
+        assert c.get(f"{core}/ev1").status_code == 404

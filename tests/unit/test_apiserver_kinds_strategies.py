@@ -286,3 +286,35 @@ def test_rbac_bindings():
                            "subjects": [{"kind": "ServiceAccount", "name": "sa"}, {"kind": "Robot", "name": "r2"}]})
     assert fields(causes) == ["roleRef.kind", "subjects[0].namespace", "subjects[1].kind"]
     assert fields(create(s, {})[1]) == ["roleRef"]
+
+
+# ---------------------------------------------------------------- events.k8s.io/v1 over core events
+
+
+def test_events_v1_conversion_round_trips():
+    from apiserver.registry import events
+    core_ev = {"kind": "Event", "apiVersion": "v1", "metadata": {"name": "e", "namespace": "default"},
+               "involvedObject": {"kind": "Pod", "name": "p"}, "message": "hi", "reason": "Started",
+               "reportingComponent": "kubelet", "reportingInstance": "node1", "source": {"component": "kubelet"},
+               "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:01Z", "count": 2,
+               "eventTime": None, "type": "Normal", "action": "Started", "related": {"kind": "Node"}}
+    v1 = events.to_v1(core_ev)
+    assert v1["apiVersion"] == "events.k8s.io/v1"
+    assert (v1["regarding"], v1["note"], v1["reportingController"], v1["deprecatedSource"], v1["deprecatedCount"],
+            v1["deprecatedFirstTimestamp"]) == ({"kind": "Pod", "name": "p"}, "hi", "kubelet",
+                                                {"component": "kubelet"}, 2, "2026-01-01T00:00:00Z")
+    assert events.to_core(v1) == core_ev
+    assert events.to_v1(v1) == v1 and events.to_core(core_ev) == core_ev  # idempotent
+    status = {"kind": "Status", "apiVersion": "v1"}
+    assert events.to_v1(status) is status
+
+
+def test_events_v1_create_requires_v1_fields():
+    from apiserver.registry import events
+    s = events.EventsV1Strategy()
+    _, causes = create(s, {})
+    assert fields(causes) == ["eventTime", "reportingController", "reportingInstance", "action", "reason"]
+    _, causes = create(s, events.to_core({"eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "c",
+                                          "reportingInstance": "i", "action": "A", "reason": "R", "type": "Odd",
+                                          "apiVersion": "events.k8s.io/v1"}))
+    assert fields(causes) == ["type"]
