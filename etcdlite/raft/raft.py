@@ -132,6 +132,9 @@ class Raft:
         if hs.term or hs.vote or hs.commit:
             self._load_state(hs)
         if c.applied > 0:
+            if not self.log.applied <= c.applied <= self.log.committed:
+                raise ValueError(f"applied {c.applied} is out of range [{self.log.applied} "
+                                 f"(snapshot index), {self.log.committed} (commit)]")
             self.log.applied_to(c.applied)
         self.become_follower(self.term, NONE)
 

@@ -139,10 +139,11 @@ class RawNode:
     def has_ready(self) -> bool:
         """Whether ready() has anything for the caller."""
         r = self.raft
-        if r.soft_state() != self._prev_soft:
+        if r.lead != self._prev_soft.lead or r.state is not self._prev_soft.state:
             return True
-        hs = r.hard_state()
-        if (hs.term or hs.vote or hs.commit) and not _hs_equal(hs, self._prev_hard):
+        prev = self._prev_hard
+        if (r.term, r.vote, r.log.committed) != (prev.term, prev.vote, prev.commit) and (
+                r.term or r.vote or r.log.committed):
             return True
         return bool(r.log.unstable.snapshot is not None or r.msgs or r.log.unstable.entries
                     or r.log.has_next_ents() or r.read_states)

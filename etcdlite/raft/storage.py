@@ -177,7 +177,9 @@ class MemoryStorage:
         if offset > len(self.ents):
             raise ValueError(f"missing log entry [last: {self.last_index()}, "
                              f"append at: {entries[0].Index}]")
-        self.ents = self.ents[:offset] + [_copy(e) for e in entries]
+        # In place: copying the whole log per append would make appends O(log).
+        del self.ents[offset:]
+        self.ents.extend(_copy(e) for e in entries)
 
 
 def _copy(e: pb.Entry) -> pb.Entry:
