@@ -5,9 +5,12 @@ send strategic merge patches, and what they mean depends on the Go struct
 tags of k8s.io/api (``patchStrategy:"merge" patchMergeKey:"name"``). This
 module mirrors k8s.io/apimachinery/pkg/util/strategicpatch (``mergeMap``,
 ``mergeSlice``, ``mergePatchIntoOriginal``, ``normalizeElementOrder``) over
-a table of those tags for the served kinds (``TYPES``): a list whose field
-has the ``merge`` strategy is merged item by item on its merge key (or as a
-set for primitive lists such as finalizers); every other list is replaced.
+the same tags as the official v1.32 OpenAPI schemas carry them
+(``x-kubernetes-patch-strategy`` / ``x-kubernetes-patch-merge-key``, read
+through apiserver.openapi), with a table of the served kinds' tags
+(``TYPES``) when the schemas are not installed: a list whose field has the
+``merge`` strategy is merged item by item on its merge key (or as a set for
+primitive lists such as finalizers); every other list is replaced.
 
 Directives: ``$patch: replace|delete`` in a map, ``{"$patch": "delete",
 <key>: v}`` and ``{"$patch": "replace"}`` items in a list,
@@ -18,7 +21,11 @@ Directives: ``$patch: replace|delete`` in a map, ``{"$patch": "delete",
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 from typing import Any, NamedTuple
+
+log = logging.getLogger(__name__)
 
 
 class StrategicPatchError(ValueError):
@@ -99,11 +106,50 @@ SET_ORDER = "$setElementOrder/"
 DELETE_PRIMITIVE = "$deleteFromPrimitiveList/"
 
 
-def schema_of(kind: str | None) -> dict[str, Field]:
-    """The field table of a top-level kind (only ObjectMeta strategies for kinds without a table,
-    every known strategy for a document without kind)."""
+OPENAPI = "openapi:"  # Field.type prefix naming an OpenAPI definition
+
+
+@functools.lru_cache(maxsize=1)
+def _definitions() -> dict[str, dict] | None:
+    try:
+        from apiserver import openapi  # late: openapi pulls in the registry
+        return openapi.definitions()
+    except (ImportError, OSError, ValueError) as e:
+        log.info("no OpenAPI schemas (%s); strategic merge patch uses its own table", e)
+        return None
+
+
+def _ref(schema: dict) -> str:
+    ref = schema.get("$ref") or next((s.get("$ref") for s in schema.get("allOf") or [] if s.get("$ref")), "")
+    return ref.rsplit("/", 1)[-1] if ref else ""
+
+
+@functools.lru_cache(maxsize=None)
+def openapi_fields(definition: str) -> dict[str, Field]:
+    """Patch metadata of a definition's properties from its x-kubernetes-patch-* extensions
+    (``io.k8s.api.core.v1.PodSpec`` -> {"containers": Field("merge", "name", "openapi:...Container")})."""
+    schema = (_definitions() or {}).get(definition) or {}
+    out = {}
+    for prop, sub in (schema.get("properties") or {}).items():
+        strategies = (sub.get("x-kubernetes-patch-strategy") or "").split(",")
+        ref = _ref(sub.get("items") or {}) or _ref(sub)
+        out[prop] = Field("merge" if "merge" in strategies else "", sub.get("x-kubernetes-patch-merge-key", ""),
+                          OPENAPI + ref if ref else "")
+    return out
+
+
+def schema_of(kind: str | None, api_version: str | None = None) -> dict[str, Field]:
+    """The field table of a top-level kind: from its OpenAPI definition when the schemas are
+    installed, else from TYPES (only ObjectMeta strategies for kinds in neither); every known
+    strategy for a document without kind."""
     if not kind:
         return ANY
+    if api_version and _definitions():
+        from apiserver import openapi
+        group, _, version = api_version.rpartition("/")
+        name = openapi.definition_for(group, version, kind)
+        if name:
+            return openapi_fields(name)
     return TYPES.get(kind, _OBJECT)
 
 
@@ -112,13 +158,19 @@ def _lookup(schema: dict[str, Field], field: str, items: Any = None) -> tuple[di
     if schema is ANY and meta.key == "containerPort" and isinstance(items, list) and any(
             isinstance(i, dict) and "port" in i and "containerPort" not in i for i in items):
         meta = Field("merge", "port", "$any")
-    return (ANY if meta.type == "$any" else TYPES.get(meta.type, {})), meta
+    if meta.type == "$any":
+        return ANY, meta
+    if meta.type.startswith(OPENAPI):
+        return openapi_fields(meta.type[len(OPENAPI):]), meta
+    return TYPES.get(meta.type, {}), meta
 
 
-def strategic_merge_patch(original: Any, patch: Any, *, kind: str | None = None) -> dict:
+def strategic_merge_patch(original: Any, patch: Any, *, kind: str | None = None,
+                          api_version: str | None = None) -> dict:
     """Apply ``patch`` to a copy of ``original`` (dicts as decoded JSON); mirrors strategicpatch.StrategicMergePatch.
 
-    ``kind`` picks the patch metadata (defaults to ``original["kind"]``).
+    ``kind`` and ``api_version`` pick the patch metadata (default: the
+    original's, else the patch's ``kind``/``apiVersion``).
     Raises StrategicPatchError for malformed patches (bad directive, missing
     merge key, ``$setElementOrder`` not matching its list ...).
     """
@@ -126,7 +178,8 @@ def strategic_merge_patch(original: Any, patch: Any, *, kind: str | None = None)
         raise StrategicPatchError("strategic merge patch must be a JSON object")
     base = copy.deepcopy(original) if isinstance(original, dict) else {}
     kind = kind or base.get("kind") or patch.get("kind")
-    return _merge_map(base, copy.deepcopy(patch), schema_of(kind))
+    api_version = api_version or base.get("apiVersion") or patch.get("apiVersion")
+    return _merge_map(base, copy.deepcopy(patch), schema_of(kind, api_version))
 
 
 def _merge_map(original: dict | None, patch: dict, schema: dict[str, Field]) -> dict:

@@ -167,3 +167,43 @@ def test_cronjob_template_containers_merge_by_name():
         "containers": [{"name": "a", "image": "y"}]}}}}}})
     assert out["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"] == [
         {"name": "a", "image": "y", "command": ["sh"]}]
+
+
+API_VERSIONS = {"Pod": "v1", "Service": "v1", "Node": "v1", "Namespace": "v1", "ServiceAccount": "v1",
+                "ReplicationController": "v1", "PodTemplate": "v1", "Deployment": "apps/v1", "ReplicaSet": "apps/v1",
+                "DaemonSet": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1"}
+
+
+def test_table_agrees_with_the_official_openapi_extensions():
+    """TYPES (the fallback) says what the v1.32 schemas' x-kubernetes-patch-* extensions say, both ways."""
+    from apiserver import strategicpatch as sp
+    if sp._definitions() is None:
+        pytest.skip("OpenAPI schemas (kubernetes-validate) are not installed")
+    assert set(API_VERSIONS) == {k for k in sp.TYPES if k[0].isupper() and k not in (
+        "ObjectMeta", "PodTemplateSpec", "PodSpec", "Container", "PodStatus", "ServiceSpec", "ConditionsStatus",
+        "NodeSpec", "NodeStatus", "TemplateSpec", "JobTemplateSpec", "CronJobSpec")}
+    mismatches = []
+
+    def walk(path, table, official, depth=0):
+        for field, meta in official.items():
+            mine = table.get(field, sp.Field())
+            if (mine.strategy, mine.key) != (meta.strategy, meta.key):
+                mismatches.append((path + "." + field, (mine.strategy, mine.key), (meta.strategy, meta.key)))
+            if mine.type and meta.type and depth < 8:
+                walk(path + "." + field, sp.TYPES.get(mine.type, {}),
+                     sp.openapi_fields(meta.type[len(sp.OPENAPI):]), depth + 1)
+    for kind, api_version in API_VERSIONS.items():
+        walk(kind, sp.TYPES[kind], sp.schema_of(kind, api_version))
+    assert mismatches == []
+
+
+def test_openapi_and_table_give_the_same_result():
+    orig = {"kind": "Pod", "spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}],
+                                                    "env": [{"name": "A", "value": "1"}]}]}}
+    patch = {"spec": {"$setElementOrder/containers": [{"name": "a"}], "containers": [
+        {"name": "a", "$setElementOrder/env": [{"name": "B"}, {"name": "A"}],
+         "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "3"}]}]}}
+    by_table = smp(orig, patch)
+    by_openapi = smp({**orig, "apiVersion": "v1"}, patch)
+    assert by_table["spec"] == by_openapi["spec"]
+    assert by_table["spec"]["containers"][0]["env"] == [{"name": "B", "value": "2"}, {"name": "A", "value": "3"}]
