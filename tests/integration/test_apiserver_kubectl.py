@@ -223,3 +223,128 @@ def test_get_watch_prints_rows_as_they_change(kubectl, api, cluster):
         support.stop_process(proc, timeout=5)
         proc.stdout.close()
         proc.stderr.close()
+
+
+KINDS = """apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {kubernetes.io/os: linux}
+      containers: [{name: agent, image: busybox:1.35}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: busybox:1.35}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: busybox:1.35}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: tick, image: busybox:1.35}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {a: "1", b: "2"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+type: Opaque
+data: {a: MQ==}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota}
+spec: {hard: {pods: "10"}}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits}
+spec: {limits: [{type: Container, default: {cpu: 500m}}]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read-pods}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 80, protocol: TCP}]
+endpoints: [{addresses: [10.244.0.5]}]
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: leader}
+spec: {holderIdentity: node1}
+"""
+
+HEADERS = {
+    "serviceaccounts": (["NAME", "SECRETS", "AGE"], ["robot", "0"]),
+    "daemonsets": (["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"],
+                   ["agent", "0", "0", "0", "0", "0", "kubernetes.io/os=linux"]),
+    "statefulsets": (["NAME", "READY", "AGE"], ["db", "0/1"]),
+    "jobs": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], ["once", "Running", "0/1"]),
+    "cronjobs": (["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+                 ["tick", "*/5 * * * *", "<none>", "False", "0", "<none>"]),
+    "configmaps": (["NAME", "DATA", "AGE"], ["conf", "2"]),
+    "secrets": (["NAME", "TYPE", "DATA", "AGE"], ["token", "Opaque", "1"]),
+    "resourcequotas": (["NAME", "AGE", "REQUEST", "LIMIT"], ["quota"]),
+    "limitranges": (["NAME", "CREATED AT"], ["limits"]),
+    "roles": (["NAME", "CREATED AT"], ["reader"]),
+    "rolebindings": (["NAME", "ROLE", "AGE"], ["read-pods", "Role/reader"]),
+    "endpointslices": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], ["web-abc", "IPv4", "80", "10.244.0.5"]),
+    "leases": (["NAME", "HOLDER", "AGE"], ["leader", "node1"]),
+}
+
+
+def test_get_columns_of_the_other_kinds(kubectl):
+    kubectl("apply", "-f", "-", input=KINDS)
+    for resource, (columns, cells) in HEADERS.items():
+        out = kubectl("get", resource).stdout
+        assert header(out) == columns, (resource, out)
+        row = next(r for r in rows(out) if r[0] == cells[0])
+        assert row[:len(cells)] == cells, (resource, out)
+    out = kubectl("get", "rolebindings", "-o", "wide").stdout
+    assert header(out) == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    out = kubectl("get", "jobs", "-o", "wide").stdout
+    assert header(out) == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
