@@ -19,23 +19,30 @@ last one, as Ignore/Warn do upstream).
 from __future__ import annotations
 
 import copy
+import logging
 
 from apiserver import errors, openapi
+
+log = logging.getLogger(__name__)
 
 STRICT, WARN, IGNORE = "Strict", "Warn", "Ignore"
 DIRECTIVES = (IGNORE, STRICT, WARN)
 
 
-def directive(value: str | None) -> str:
+def directive(value: str | None, *, options_kind: str = "CreateOptions") -> str:
     """The effective directive of a ``fieldValidation`` query value (absent -> Warn, as upstream).
 
-    Raises a 400 BadRequest StatusError for anything but Ignore, Warn, Strict.
+    Raises 422 Invalid for anything but Ignore, Warn, Strict, as upstream's ValidateFieldValidation of the
+    request's ``options_kind`` (CreateOptions, UpdateOptions, PatchOptions in group meta.k8s.io).
     """
     if not value:
         return WARN
     if value not in DIRECTIVES:
-        raise errors.bad_request(f'fieldValidation: Unsupported value: "{value}": supported values: '
-                                 f'"{IGNORE}", "{STRICT}", "{WARN}"')
+        cause = errors.Cause("FieldValueNotSupported", f'Unsupported value: "{value}": supported values: "", '
+                             f'"{IGNORE}", "{STRICT}", "{WARN}"', "fieldValidation")
+        raise errors.StatusError(422, "Invalid", f'{options_kind}.meta.k8s.io "" is invalid: fieldValidation: '
+                                 f'{cause.message}', details={"group": "meta.k8s.io", "kind": options_kind,
+                                                              "causes": [cause.as_dict()]})
     return value
 
 
@@ -100,16 +107,18 @@ def warning_header(message: str) -> str:
 
 
 def check(body, *, group: str, version: str, kind: str, value: str | None, patch_type: str | None = None,
-          ) -> tuple[object, list[str]]:
+          operation: str = "create") -> tuple[object, list[str]]:
     """Apply the ``fieldValidation`` directive ``value`` to a request body of the endpoint's ``kind``.
 
     Returns ``(body, warnings)``: the body without its unknown fields (a copy when something was dropped)
-    and the Warning header values to send (Warn only). Raises a 400 BadRequest StatusError under Strict
+    and the Warning header values to send (Warn only); ``operation`` is create or update (patches are
+    told by ``patch_type``, the request's Content-Type). Raises a 400 BadRequest StatusError under Strict
     (message as upstream: create/update ``Deployment in version "v1" cannot be handled as a Deployment:
-    strict decoding error: ...``, patch ``strict decoding error: ...``) or for a bad directive. Bodies of
+    strict decoding error: ...``, patch ``strict decoding error: ...``), 422 for a bad directive. Bodies of
     kinds without an upstream schema, non-objects and JSON patches (a list of operations) pass unchanged.
     """
-    mode = directive(value)
+    mode = directive(value, options_kind="CreateOptions" if patch_type is None and operation == "create" else
+                     "PatchOptions" if patch_type is not None else "UpdateOptions")
     if not isinstance(body, dict):
         return body, []
     is_patch = patch_type is not None
@@ -131,6 +140,8 @@ def check(body, *, group: str, version: str, kind: str, value: str | None, patch
         if not is_patch:
             msg = f'{kind} in version "{version}" cannot be handled as a {kind}: {msg}'
         raise errors.bad_request(msg)
+    # our own components should never send what upstream would drop: leave a trace to find them by
+    log.info("%s: dropped unknown fields of %s (fieldValidation=%s): %s", kind, name, mode, ", ".join(found))
     pruned = copy.deepcopy(body)
     unknown_fields(pruned, name, prune=True, patch=is_patch)
     warnings = [warning_header(f'unknown field "{p}"') for p in found] if mode == WARN else []

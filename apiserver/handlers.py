@@ -184,7 +184,7 @@ class ResourceHandler:
             return with_warnings(json_response(await store.create(ns, body, dry_run=dry_run, user=uname), 201),
                                  warnings)
         if verb == "update":
-            body, warnings = self.check_fields(store, sub, q, await read_json(request))
+            body, warnings = self.check_fields(store, sub, q, await read_json(request), operation="update")
             obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=uname)
             return with_warnings(json_response(obj, 201 if created else 200), warnings)
         if verb == "patch":
@@ -217,14 +217,15 @@ class ResourceHandler:
         raise errors.method_not_allowed(request.method, info.resource)
 
     @staticmethod
-    def check_fields(store: Store, sub: str | None, q, body, *, patch_type: str | None = None):
+    def check_fields(store: Store, sub: str | None, q, body, *, patch_type: str | None = None,
+                     operation: str = "create"):
         """``(body without unknown fields, Warning values)`` under the request's ``fieldValidation``
         (apiserver/fieldvalidation.py); 400 under Strict. The endpoint's kind is the subresource's if any."""
         kind, group, version = store.info.kind, store.info.group, store.info.version
         if sub in store.info.subresources:
             kind, group, version = store.info.subresources[sub][:3]
         return fieldvalidation.check(body, group=group, version=version, kind=kind,
-                                     value=q.get("fieldValidation"), patch_type=patch_type)
+                                     value=q.get("fieldValidation"), patch_type=patch_type, operation=operation)
 
     # ---------------------------------------------------------------- watch
 

@@ -139,7 +139,13 @@ def test_body_kind_wins_and_unknown_kinds_or_json_patches_pass():
                                  patch_type="application/json-patch+json") == (ops, [])
 
 
-def test_bad_directive_is_a_bad_request():
+def test_bad_directive_is_invalid_options():
     with pytest.raises(errors.StatusError) as e:
         fieldvalidation.directive("strict")
-    assert e.value.code == 400 and "supported values" in e.value.status["message"]
+    assert e.value.code == 422 and e.value.status["message"] == (
+        'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "strict": supported values: '
+        '"", "Ignore", "Strict", "Warn"')
+    assert e.value.status["details"]["causes"][0]["field"] == "fieldValidation"
+    with pytest.raises(errors.StatusError) as e:
+        fieldvalidation.check({}, group="", version="v1", kind="Pod", value="x", patch_type="")
+    assert e.value.status["details"]["kind"] == "PatchOptions"
