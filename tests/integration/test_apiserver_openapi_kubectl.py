@@ -70,6 +70,11 @@ def test_kubectl_apply_create_validate_without_flag(cp, kubectl, tmp_path):
     assert r.returncode == 1 and "NotFound" in r.stderr
     r = kubectl("create", "-f", "-", input=WEB.split("---")[0].replace("name: web\n", "name: web3\n", 1))
     assert r.returncode == 0 and "deployment.apps/web3 created" in r.stdout, r.stderr
+    # --validate=warn: kubectl sends fieldValidation=Warn and prints the server's 299 warnings
+    warn = bad.split("---")[0].replace("name: web\n", "name: web4\n", 1)
+    r = kubectl("apply", "--validate=warn", "-f", "-", input=warn)
+    assert r.returncode == 0 and "deployment.apps/web4 created" in r.stdout, r.stderr
+    assert 'Warning: unknown field "spec.replicaz"' in r.stderr
 
 
 def test_kubectl_explain(kubectl):
