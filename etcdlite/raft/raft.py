@@ -118,6 +118,7 @@ class Raft:
         self.msgs: list[pb.Message] = []
         self.read_states: list[ReadState] = []
         self.read_only = ReadOnly()
+        self.pending_read_index_messages: list[pb.Message] = []
         self.check_quorum = c.check_quorum
         self.pre_vote = c.pre_vote
         self.heartbeat_timeout = c.heartbeat_tick
@@ -222,7 +223,14 @@ class Raft:
                 self.send_heartbeat(i, ctx)
 
     def maybe_commit(self) -> bool:
-        return self.log.maybe_commit(self.prs.committed(), self.term)
+        if not self.log.maybe_commit(self.prs.committed(), self.term):
+            return False
+        if self.pending_read_index_messages and self.state is StateType.LEADER:
+            # The first commit of our term: reads held back until now can go.
+            pending, self.pending_read_index_messages = self.pending_read_index_messages, []
+            for m in pending:
+                self._handle_read_index(m)
+        return True
 
     # --- role changes ---
     def reset(self, term: int) -> None:
@@ -244,6 +252,7 @@ class Raft:
                 pr.recent_active = True
             self.prs.progress[i] = pr
         self.read_only = ReadOnly()
+        self.pending_read_index_messages = []
 
     def append_entry(self, ents: list[pb.Entry]) -> None:
         li = self.log.last_index()
@@ -492,8 +501,9 @@ class Raft:
             self._send_read_index_response(m, self.log.committed)
             return
         # Until an entry of this term is committed the leader's commit index
-        # may be behind the real one (section 8): drop the read, the caller retries.
+        # may be behind the real one (section 8): hold the read until then.
         if self.log.term_or_zero(self.log.committed) != self.term:
+            self.pending_read_index_messages.append(m)
             return
         ctx = m.entries[0].Data
         self.read_only.add_request(self.log.committed, m)

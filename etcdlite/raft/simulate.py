@@ -13,7 +13,9 @@ survives) and log compaction, and checks after every step:
 - leader completeness: a new leader holds every entry committed so far (5.4);
 - state machine safety: no two nodes apply different entries at an index
   (5.4.3), checked with a running hash of the applied sequence that also
-  travels in snapshots.
+  travels in snapshots;
+- linearizable reads: a ReadState's index is at least the highest index
+  known committed anywhere when the read was requested (section 8).
 
 It plays the role of etcd-io/raft's rafttest/ network and of the
 Jepsen-style randomized tests etcd runs; a failing seed raises
@@ -66,6 +68,7 @@ class Faults:
     restart: float = 0.1
     compact: float = 0.03
     propose: float = 0.15
+    read: float = 0.03
     tick: float = 0.12
     burst: int = 4  # a delivery step delivers 1..burst messages
 
@@ -97,6 +100,7 @@ class Simulation:
         self.entry_ids: dict[tuple[int, int], tuple[bytes, int | None]] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data)
         self.hashes: dict[int, str] = {}  # index -> running hash after applying it
+        self.reads: dict[bytes, int] = {}  # read ctx -> commit index when issued
         self.trace: list[str] | None = None  # set to a list to record a transcript
         for i in self.ids:
             self._start(i)
@@ -130,7 +134,12 @@ class Simulation:
         elif (r := r - f.tick) < f.propose:
             if up:
                 self.propose(self.rng.choice(up))
-        elif (r := r - f.propose) < f.partition:
+        elif (r := r - f.propose) < f.read:
+            if up:
+                ctx = f"r{len(self.reads)}".encode()
+                self.reads[ctx] = max(self.committed, default=0)
+                self.nodes[self.rng.choice(up)].node.read_index(ctx)
+        elif (r := r - f.read) < f.partition:
             a, b = self.rng.sample(self.ids, 2)
             self.cut.add(frozenset((a, b)))
         elif (r := r - f.partition) < f.heal:
@@ -234,6 +243,10 @@ class Simulation:
         if rd.hard_state is not None and rd.hard_state.commit > old_commit:
             self.record_committed(sn, old_commit, rd.hard_state.commit)
         self.queue.extend(rd.messages)
+        for rs in rd.read_states:
+            if rs.index < self.reads[rs.request_ctx]:
+                self.fail(f"stale read: {rs.request_ctx!r} got index {rs.index} but "
+                          f"{self.reads[rs.request_ctx]} was committed when it was issued")
         if rd.snapshot is not None:
             idx = rd.snapshot.metadata.index
             h = json.loads(rd.snapshot.data)["hash"]

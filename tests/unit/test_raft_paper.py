@@ -257,16 +257,33 @@ def test_read_index_from_follower_is_forwarded():
     assert got == [ReadState(index=1, request_ctx=b"f")]
 
 
-def test_read_index_dropped_before_leader_commits_in_its_term():
+def handle(rn: RawNode):
+    """What the server does with one Ready: persist, then advance; returns it."""
+    rd = rn.ready()
+    st = rn.raft.log.storage
+    if rd.hard_state is not None:
+        st.set_hard_state(rd.hard_state)
+    st.append(rd.entries)
+    rn.advance(rd)
+    return rd
+
+
+def test_read_index_waits_for_leader_to_commit_in_its_term():
     """Reference: section 8 -- until its no-op entry commits, a new leader
-    does not know the commit index, so it serves no read."""
+    does not know the commit index: it holds the read back until then."""
     lead = node_with_log(1, [1, 2, 3], [1], term=1, pre_vote=False)
     lead.campaign()
     lead.step(msg(pb.MsgVoteResp, 2, 1, term=2))
-    lead.ready()
+    handle(lead)
     lead.read_index(b"early")
-    rd = lead.ready()
+    rd = handle(lead)
     assert not [m for m in rd.messages if m.type == pb.MsgHeartbeat]
+    lead.step(msg(pb.MsgAppResp, 2, 1, term=2, index=2))  # commits the no-op
+    rd = handle(lead)
+    beats = [m for m in rd.messages if m.type == pb.MsgHeartbeat]
+    assert beats and all(m.context == b"early" for m in beats)
+    lead.step(msg(pb.MsgHeartbeatResp, 3, 1, term=2, context=b"early"))
+    assert lead.ready().read_states == [ReadState(index=2, request_ctx=b"early")]
 
 
 def test_snapshot_installed_on_follower_behind_compaction():

@@ -73,15 +73,23 @@ def _grant_every_vote(monkeypatch):
     monkeypatch.setattr(raft_mod.Raft, "step", step)
 
 
+def _read_without_heartbeat_round(monkeypatch):
+    def handle_read_index(self, m):
+        self._send_read_index_response(m, self.log.committed)
+    monkeypatch.setattr(raft_mod.Raft, "_handle_read_index", handle_read_index)
+
+
 @pytest.mark.parametrize("plant", [
     pytest.param(lambda mp: mp.setattr(raft_log.RaftLog, "is_up_to_date",
                                        lambda self, i, t: True), id="no-5.4.1-restriction"),
     pytest.param(_grant_every_vote, id="two-votes-per-term"),
+    pytest.param(_read_without_heartbeat_round, id="read-index-without-quorum"),
 ])
 def test_checker_catches_a_planted_bug(monkeypatch, plant):
     """The checker is not vacuous: breaking the election restriction
-    (section 5.4.1) or one-vote-per-term (5.2) is caught within a few seeds."""
+    (section 5.4.1), one-vote-per-term (5.2) or the ReadIndex heartbeat round
+    (8) is caught within a few hundred seeds."""
     plant(monkeypatch)
     with pytest.raises(SafetyViolation, match=r"seed=\d+ step=\d+"):
-        for seed in range(50):
+        for seed in range(300):
             Simulation(seed=seed, **schedule(seed)).run(STEPS)
