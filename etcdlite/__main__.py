@@ -5,6 +5,10 @@ Example:
         --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \\
         --listen-peer-urls http://127.0.0.1:2380 --initial-cluster default=http://127.0.0.1:2380
 
+A 3-member cluster: the same with ``--initial-cluster
+n1=http://127.0.0.1:2380,n2=http://127.0.0.1:12380,n3=http://127.0.0.1:22380``
+and each member's own --name / ports / --data-dir (etcd's flags; see README).
+
 SIGTERM / SIGINT stop the gRPC server, flush queued writes and close the WAL.
 Startup problems (bad flags, a corrupt WAL, a port in use) print one line and
 exit with status 1.
@@ -43,7 +47,7 @@ async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
     await server.stop(grace=1.0)
     await etcd.stop()
     if failure is not None:
-        raise SystemExit(f"etcdlite: WAL failure: {failure}")
+        raise SystemExit(f"etcdlite: Raft/WAL failure: {failure}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,9 @@ class Callbacks:
 
     ``on_message(msg)`` a received raftpb.Message; ``on_unreachable(id)``;
     ``on_snapshot_status(id, ok)``; ``lease_renew(id) -> (ttl, remaining)`` and
-    ``lease_remaining(id) -> (ttl, remaining)`` answer forwarded lease calls.
+    ``lease_remaining(id) -> (ttl, remaining)`` answer forwarded lease calls;
+    ``last_index()`` is this member's last log index and ``on_hello(id,
+    last_index)`` tells what a peer reported in the handshake.
     """
 
     on_message: Callable[[raftpb.Message], None]
@@ -54,6 +56,8 @@ class Callbacks:
     on_snapshot_status: Callable[[int, bool], None]
     lease_renew: Callable[[int], Awaitable[tuple[int, int]]]
     lease_remaining: Callable[[int], Awaitable[tuple[int, int]]]
+    last_index: Callable[[], int]
+    on_hello: Callable[[int, int], None]
 
 
 class _Peer:
@@ -93,7 +97,7 @@ class _Peer:
         try:
             resp = await self.stub.Hello(peerpb.HelloRequest(
                 cluster_id=t.cluster_id, member_id=t.member_id, name=t.name,
-                client_urls=t.client_urls), timeout=2.0)
+                client_urls=t.client_urls, last_index=t.cb.last_index()), timeout=2.0)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 log.error("peer %x refused us: %s", self.id, exc.details())
@@ -102,6 +106,7 @@ class _Peer:
             log.error("peer at %s is member %x, expected %x", self.urls[0], resp.member_id, self.id)
             return False
         self.client_urls, self.name = list(resp.client_urls), resp.name
+        t.cb.on_hello(self.id, resp.last_index)
         return True
 
     async def _run(self) -> None:
@@ -154,8 +159,9 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"etcdlite: member {request.member_id:x} is not in this cluster")
         peer.client_urls, peer.name = list(request.client_urls), request.name
+        t.cb.on_hello(request.member_id, request.last_index)
         return peerpb.HelloResponse(cluster_id=t.cluster_id, member_id=t.member_id, name=t.name,
-                                    client_urls=t.client_urls)
+                                    client_urls=t.client_urls, last_index=t.cb.last_index())
 
     async def Send(self, request, context):
         if request.cluster_id != self.t.cluster_id:

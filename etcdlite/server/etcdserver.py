@@ -20,6 +20,7 @@ from etcdlite.mvcc.kvstore import KVStore
 from etcdlite.mvcc.watchable_store import WatcherHub
 from etcdlite.server.apply import Applier, is_txn_readonly
 from etcdlite.server.idutil import Generator
+from etcdlite.mvcc import boltdb
 from etcdlite.mvcc import snapshot as mvcc_snapshot
 from etcdlite.raft import MemoryStorage
 from etcdlite.rafthttp.transport import Transport
@@ -400,6 +401,11 @@ class EtcdServer:
             out.append(pb.Member(ID=mid, name=name, peerURLs=urls, clientURLs=client))
         return sorted(out, key=lambda m: m.ID)
 
+    def backend_snapshot(self) -> bytes:
+        """The store as etcd's backend file (bbolt format), for Maintenance.Snapshot."""
+        applied = self.node.applied_index if self.node else 0
+        return boltdb.write_db(boltdb.buckets_of(self.store, self.lessor, consistent_index=applied))
+
     def status(self) -> pb.StatusResponse:
         """Maintenance Status: version, sizes, leader, Raft indexes."""
         size = self.wal.size() if self.wal else 0
@@ -449,3 +455,9 @@ class _TransportCallbacks:
 
     async def lease_remaining(self, lease_id: int) -> tuple[int, int]:
         return self.s.local_lease_remaining(lease_id)
+
+    def last_index(self) -> int:
+        return self.s.node.last_index
+
+    def on_hello(self, member_id: int, last_index: int) -> None:
+        self.s.node.peer_hello(member_id, last_index)

@@ -80,6 +80,7 @@ class RaftNode:
         self._ticks = 0
         self._inbox: list[raftpb.Message] = []
         self._reports: list[tuple[int, Optional[bool]]] = []
+        self._hellos: list[tuple[int, int]] = []
         self._proposals: list[tuple[bytes, asyncio.Future]] = []
         self._reads: list[asyncio.Future] = []
         self._read_ctx: dict[bytes, list[asyncio.Future]] = {}
@@ -121,6 +122,11 @@ class RaftNode:
     def report_unreachable(self, member_id: int) -> None:
         """Queue a report that a message to ``member_id`` was dropped."""
         self._reports.append((member_id, None))
+        self._wake.set()
+
+    def peer_hello(self, member_id: int, last_index: int) -> None:
+        """A peer (re)connected reporting ``last_index`` as the end of its log."""
+        self._hellos.append((member_id, last_index))
         self._wake.set()
 
     def report_snapshot(self, member_id: int, ok: bool) -> None:
@@ -214,7 +220,15 @@ class RaftNode:
             rn.tick()
         inbox, self._inbox = self._inbox, []
         for m in inbox:
+            if m.type == raftpb.MsgHeartbeat and m.commit > self.storage.last_index():
+                # Only a leader that still believes we hold entries we lost (a
+                # wiped data dir) sends this; it would crash the core. The leader
+                # hands leadership over (see _check_hellos) and the next one
+                # brings us up to date.
+                m.commit = self.storage.last_index()
             rn.step(m)
+        if self._hellos:
+            self._check_hellos()
         reports, self._reports = self._reports, []
         for member, ok in reports:
             if ok is None:
@@ -240,6 +254,28 @@ class RaftNode:
                 del self._read_ctx[old]
             self._read_ctx[ctx] = reads
             rn.read_index(ctx)
+
+    def _check_hellos(self) -> None:
+        hellos, self._hellos = self._hellos, []
+        st = self.rn.status()
+        if st.lead != self.member_id or not st.progress:
+            return
+        for member, last_index in hellos:
+            match = st.progress.get(member, (0, 0, None))[0]
+            if match <= last_index:
+                continue
+            # etcd-io/raft never lowers a follower's match, so a member that lost
+            # its log would never be repaired by this leader; a new leader starts
+            # from match 0 for everyone and sends it a snapshot.
+            others = [(p[0], i) for i, p in st.progress.items()
+                      if i not in (member, self.member_id)]
+            if not others:
+                continue
+            target = max(others)[1]
+            log.warning("member %x came back with log end %d < match %d (wiped?); "
+                        "transferring leadership to %x", member, last_index, match, target)
+            self.rn.transfer_leadership(target)
+            return
 
     async def _handle(self, rd) -> None:
         if rd.soft_state is not None:

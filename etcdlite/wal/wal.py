@@ -178,8 +178,9 @@ class WAL:
         """Record that a snapshot at (``term``, ``index``) is on disk, start a new
         segment at ``next_index`` (the first entry not yet in the WAL) and delete
         the segments holding only entries up to ``index`` (etcd ReleaseLockTo)."""
-        await asyncio.to_thread(self._write, _frame(_SNAPSHOT.pack(TYPE_SNAPSHOT, term, index)))
+        # The marker opens the new segment so that releasing the old ones keeps it.
         await asyncio.to_thread(self._cut, next_index)
+        await asyncio.to_thread(self._write, _frame(_SNAPSHOT.pack(TYPE_SNAPSHOT, term, index)))
         await asyncio.to_thread(self.release, index)
 
     def release(self, index: int) -> None:

@@ -8,28 +8,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class HelloRequest(_message.Message):
-    __slots__ = ("cluster_id", "member_id", "name", "client_urls")
+    __slots__ = ("cluster_id", "member_id", "name", "client_urls", "last_index")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     cluster_id: int
     member_id: int
     name: str
     client_urls: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+    last_index: int
+    def __init__(self, cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ..., last_index: _Optional[int] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("cluster_id", "member_id", "name", "client_urls")
+    __slots__ = ("cluster_id", "member_id", "name", "client_urls", "last_index")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     cluster_id: int
     member_id: int
     name: str
     client_urls: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+    last_index: int
+    def __init__(self, cluster_id: _Optional[int] = ..., member_id: _Optional[int] = ..., name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ..., last_index: _Optional[int] = ...) -> None: ...
 
 class MessageBatch(_message.Message):
     __slots__ = ("cluster_id", "messages")
