@@ -62,7 +62,7 @@ class Unstable:
     def truncate_and_append(self, ents: list[pb.Entry]) -> None:
         after = ents[0].Index
         if after == self.offset + len(self.entries):
-            self.entries = self.entries + list(ents)
+            self.entries.extend(ents)  # the common case: O(len(ents))
         elif after <= self.offset:
             # Replace everything unstable; storage's conflicting tail is
             # overwritten when the caller persists these.
