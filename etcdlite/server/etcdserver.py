@@ -401,6 +401,24 @@ class EtcdServer:
             out.append(pb.Member(ID=mid, name=name, peerURLs=urls, clientURLs=client))
         return sorted(out, key=lambda m: m.ID)
 
+    async def move_leader(self, target: int) -> None:
+        """Hand leadership to ``target`` and wait (bounded) until it leads (etcd
+        MoveLeader). Raises ErrNotLeader, ErrBadLeaderTransferee, ErrTimeoutLeaderTransfer."""
+        node = self.node
+        if node is None or not node.is_leader:
+            raise rpctypes.ErrNotLeader
+        if target not in self.cfg.member_ids.values():
+            raise rpctypes.ErrBadLeaderTransferee
+        if target == self.member_id:
+            return
+        node.transfer_leadership(target)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                while node.leader != target:
+                    await node.leader_changed.wait()
+        except TimeoutError:
+            raise rpctypes.ErrTimeoutLeaderTransfer from None
+
     def backend_snapshot(self) -> bytes:
         """The store as etcd's backend file (bbolt format), for Maintenance.Snapshot."""
         applied = self.node.applied_index if self.node else 0

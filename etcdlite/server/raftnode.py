@@ -81,6 +81,7 @@ class RaftNode:
         self._inbox: list[raftpb.Message] = []
         self._reports: list[tuple[int, Optional[bool]]] = []
         self._hellos: list[tuple[int, int]] = []
+        self._transfers: list[int] = []
         self._proposals: list[tuple[bytes, asyncio.Future]] = []
         self._reads: list[asyncio.Future] = []
         self._read_ctx: dict[bytes, list[asyncio.Future]] = {}
@@ -167,6 +168,11 @@ class RaftNode:
         self._applied_waits.append((index, fut))
         await fut
 
+    def transfer_leadership(self, to: int) -> None:
+        """Queue a leadership transfer to member ``to`` (only a leader acts on it)."""
+        self._transfers.append(to)
+        self._wake.set()
+
     def stop(self) -> None:
         """Stop the Ready loop (queued proposals fail with NodeStoppedError)."""
         self._stopped = True
@@ -229,6 +235,9 @@ class RaftNode:
             rn.step(m)
         if self._hellos:
             self._check_hellos()
+        transfers, self._transfers = self._transfers, []
+        for to in transfers:
+            rn.transfer_leadership(to)
         reports, self._reports = self._reports, []
         for member, ok in reports:
             if ok is None:

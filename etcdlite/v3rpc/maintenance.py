@@ -2,7 +2,7 @@
 
 Mirrors etcd's api/v3rpc/maintenance.go far enough for ``etcdctl endpoint
 status``, ``alarm list``, ``defrag``, ``snapshot save`` and consistency
-checks. MoveLeader is not offered yet (UNIMPLEMENTED with a message).
+checks, and ``move-leader``.
 """
 from __future__ import annotations
 
@@ -77,7 +77,10 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
                                       remaining_bytes=total - off - len(chunk) + len(digest), blob=chunk)
         yield pb.SnapshotResponse(header=self.server.header(), remaining_bytes=0, blob=digest)
 
+    @etcd_errors
     async def MoveLeader(self, request, context):
-        """etcd Maintenance.MoveLeader: UNIMPLEMENTED (single-member cluster)."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "etcdlite: move-leader needs a multi-member cluster")
+        """etcd Maintenance.MoveLeader: the leader hands leadership to ``targetID``
+        (FAILED_PRECONDITION "not leader" on a follower, "bad leader transferee"
+        for an unknown member)."""
+        await self.server.move_leader(request.targetID)
+        return pb.MoveLeaderResponse(header=self.server.header())

@@ -37,6 +37,11 @@ ErrLeaseExist = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: leas
 ErrLeaseTTLTooLarge = EtcdError(grpc.StatusCode.OUT_OF_RANGE, "etcdserver: too large lease TTL")
 ErrStopped = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")
 ErrNoLeader = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
+ErrNotLeader = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: not leader")
+ErrBadLeaderTransferee = EtcdError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "etcdserver: bad leader transferee")
+ErrTimeoutLeaderTransfer = EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                     "etcdserver: request timed out, leader transfer took too long")
 ErrTimeout = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
 ErrRequestTooLarge = EtcdError(_IA, "etcdserver: request is too large")
 ErrMemberNotFound = EtcdError(grpc.StatusCode.NOT_FOUND, "etcdserver: member not found")

@@ -84,6 +84,18 @@ def test_snapshot_save_and_status(cluster, tmp_path):
     assert st["revision"] == rev and st["totalKey"] >= 30 and st["totalSize"] > 0, st
 
 
+def test_move_leader(cluster):
+    c = cluster
+    leader = c.wait_leader()
+    target = next(n for n in c.members if n != leader)
+    tid = c.status(target)["Status"]["header"]["member_id"]
+    out = ctl(c, c.members[leader].endpoint, "move-leader", format(tid, "x"))
+    assert "Leadership transferred" in out.stdout, out
+    assert c.wait_leader() == target
+    r = ctl(c, c.members[leader].endpoint, "move-leader", format(tid, "x"), check=False)
+    assert r.returncode != 0 and "leader" in r.stderr   # etcdctl checks the endpoint is the leader first
+
+
 def test_kill_leader_new_leader_restart_catches_up(cluster):
     c = cluster
     acked = {}
