@@ -173,8 +173,10 @@ class Simulation:
 
     def crash(self, i: int) -> None:
         """Lose everything not persisted: the RawNode, its unstable entries,
-        its unsent messages."""
+        and often the messages still in its send buffers."""
         self.nodes[i].node = None
+        if self.rng.random() < 0.5:
+            self.queue = [m for m in self.queue if getattr(m, "from") != i]
 
     def compact(self, i: int) -> None:
         sn = self.nodes[i]
