@@ -75,6 +75,7 @@ class APIServer:
         self.handler = ResourceHandler(self.stores, authenticators=[InsecureAuthenticator()],
                                        authorizer=AlwaysAllow(), kubelet_client=self.kubelet_client)
         self._bootstrap_task: asyncio.Task | None = None
+        self._schemas_task: asyncio.Task | None = None
 
     async def get_namespace(self, name: str) -> dict | None:
         """The Namespace object (watch cache first, etcd when the cache has not seen it)."""
@@ -93,6 +94,9 @@ class APIServer:
         for s in self.stores.values():
             s.cacher.start()
         self._bootstrap_task = asyncio.create_task(self._bootstrap_loop())
+        # The official schemas back fieldValidation and strategic merge patch;
+        # load them off the event loop before the first request needs them.
+        self._schemas_task = asyncio.create_task(asyncio.to_thread(openapi.preload))
 
     def stop_watches(self) -> None:
         """End every client watch (first step of a graceful shutdown)."""

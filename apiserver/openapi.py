@@ -99,6 +99,12 @@ def _gvk_index() -> dict[tuple[str, str, str], str]:
     return out
 
 
+def preload() -> None:
+    """Load and index the schemas now (about 3 s), so the first patch or
+    fieldValidation check does not pay for it; call from a worker thread."""
+    _gvk_index()
+
+
 def definition_for(group: str, version: str, kind: str) -> str | None:
     """Name of the definition of a kind (``("apps", "v1", "Deployment")`` -> ``io.k8s.api.apps.v1.Deployment``)."""
     return _gvk_index().get((group, version, kind))
