@@ -14,7 +14,8 @@ import pytest
 from etcdlite.raft import (
     Config, MemoryStorage, ProposalDropped, RawNode, ReadState, StateType,
 )
-from etcdlite.raft.simulate import Faults, Simulation
+from etcdlite.raft import log as raft_log
+from etcdlite.raft.simulate import Faults, SafetyViolation, Simulation
 from proto.raftpb import raft_pb2 as pb
 
 NO_FAULTS = Faults(loss=0, dup=0, partition=0, heal=0, crash=0, restart=0, compact=0,
@@ -387,3 +388,64 @@ def test_config_validation():
         RawNode(Config(id=1, peers=[1], storage=MemoryStorage(), election_tick=1))
     with pytest.raises(ValueError, match="none as id"):
         RawNode(Config(id=0, peers=[1], storage=MemoryStorage()))
+
+
+def _figure8(monkeypatch, *, planted_bug: bool) -> Simulation:
+    """Plays Figure 8 of the paper on 3 nodes, one entry per MsgApp:
+    (a) leader 1 appends (2, t1) alone and crashes; (b) node 2 leads term 2,
+    appends its no-op (2, t2) alone and crashes; (c) node 1 leads again and
+    replicates (2, t1) to node 3 -- a majority -- then crashes before its own
+    term's entry gets there; (d) node 2 comes back and can win node 3's vote."""
+    if planted_bug:
+        def count_replicas(self, max_index, term):  # commit by counting replicas only
+            if max_index > self.committed:
+                self.commit_to(max_index)
+                return True
+            return False
+        monkeypatch.setattr(raft_log.RaftLog, "maybe_commit", count_replicas)
+    sim = cluster(3, pre_vote=False, check_quorum=False, max_size_per_msg=1)
+    dropped: list = []
+    real = sim.deliver
+    sim.deliver = lambda m, *, lossy: (
+        real(m, lossy=lossy) if not any(f(m) for f in dropped) else None)
+
+    def lead(i: int) -> None:
+        for _ in range(3):
+            sim.nodes[i].node.campaign()
+            sim.stabilize()
+            if state(sim, i) is StateType.LEADER:
+                return
+        raise AssertionError(f"{i} did not win")
+
+    lead(1)
+    sim.isolate(1)
+    sim.nodes[1].node.propose(b"from-term-1")
+    sim.stabilize()  # (a): the MsgApps carrying it are lost to the partition
+    sim.crash(1)
+    sim.cut.clear()
+    dropped.append(lambda m: getattr(m, "from") == 2 and m.type == pb.MsgApp)
+    lead(2)  # (b): its no-op (2, t2) never leaves node 2
+    sim.crash(2)
+    # Once node 3 holds (2, t1), node 1's (3, t3) never reaches it.
+    dropped[:] = [lambda m: getattr(m, "from") == 1 and any(e.Index == 3 for e in m.entries)
+                  and sim.nodes[3].node.raft.log.last_index() >= 2]
+    sim._start(1)
+    lead(1)  # (c): node 3 gets (2, t1) but never (3, t3)
+    assert [e.Term for e in sim.nodes[3].node.raft.log.all_entries()] == [1, 1]
+    sim.crash(1)
+    dropped.clear()
+    sim._start(2)
+    lead(2)  # (d)
+    return sim
+
+
+def test_figure8_old_term_entry_not_committed_by_counting(monkeypatch):
+    """Reference: section 5.4.2, Figure 8 -- the real rule keeps (2, t1)
+    uncommitted, so node 2 may overwrite it; committing it by counting
+    replicas (planted bug) lets a later leader lose a committed entry, which
+    the simulator reports as a leader-completeness violation."""
+    sim = _figure8(monkeypatch, planted_bug=False)
+    assert sim.committed[2] == (2, b"")  # (2, t1) reached a majority, yet (2, t2) committed
+    assert [e.Term for e in sim.nodes[3].node.raft.log.all_entries()] == [1, 2, 4]
+    with pytest.raises(SafetyViolation, match="leader completeness"):
+        _figure8(monkeypatch, planted_bug=True)
