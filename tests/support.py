@@ -3,14 +3,18 @@
 Several integration and e2e test files need the same things: a free
 loopback port, a bounded poll, processes whose output goes to a log file
 and which are stopped by PID even when a test fails, and an etcd (or
-etcdlite) + ``python -m apiserver`` pair with an admin kubeconfig. They
-live here once; ``tests/conftest.py`` puts this directory on ``sys.path``
-so a test imports it as ``import support``.
+etcdlite) + ``python -m apiserver`` pair with an admin kubeconfig, and an
+n-member etcd or etcdlite cluster that can be killed, restarted and wiped
+member by member (``etcd_cluster``). They live here once;
+``tests/conftest.py`` puts this directory on ``sys.path`` so a test imports
+it as ``import support``.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -359,7 +363,6 @@ class EtcdCluster:
 
     def wipe(self, name: str) -> None:
         """Stop ``name`` (SIGKILL) and delete its data dir; it is not started again."""
-        import shutil
         self.kill(name, signal.SIGKILL)
         shutil.rmtree(self.members[name].data_dir, ignore_errors=True)
 
@@ -410,7 +413,6 @@ class EtcdCluster:
                     command_timeout="2s")
         if r.returncode != 0:
             return None
-        import json
         rows = json.loads(r.stdout)
         return rows[0] if rows else None
 
