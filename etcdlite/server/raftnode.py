@@ -303,13 +303,21 @@ class RaftNode:
         if rd.hard_state is not None:
             h = rd.hard_state
             hs = HardState(h.term, h.vote, h.commit)
+        # A leader replicates while it writes its own disk (Raft thesis 10.2.1,
+        # etcd raftNode): its entries count toward a quorum only once they are
+        # durable here, since committed entries come in a later Ready. Anyone
+        # else answers only after persisting what it acknowledges.
+        sent = False
+        if self.is_leader and self.transport is not None and rd.messages:
+            self.transport.send(rd.messages)
+            sent = True
         await self.wal.save([Entry(e.Term, e.Index, e.Data) for e in rd.entries], hs,
                             sync=rd.must_sync)
         if rd.entries:
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
-        if self.transport is not None and rd.messages:
+        if not sent and self.transport is not None and rd.messages:
             self.transport.send(rd.messages)
         for rs in rd.read_states:
             for fut in self._read_ctx.pop(bytes(rs.request_ctx), []):
