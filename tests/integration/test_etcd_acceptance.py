@@ -285,6 +285,10 @@ def test_kill_leader_ten_times_under_load(kind, tmp_path):
                 failovers.append(put_until_ok(others, b"/probe/%d" % k, limit=FAILOVER_LIMIT_S))
                 c.start(leader)                # same data dir: it must catch up
                 c.wait_healthy(timeout=20)
+                # Let the load run on the whole cluster before the next kill.
+                base = sum(len(t.acked) for t in clients)
+                support.wait_for("load progressing", lambda: sum(len(t.acked) for t in clients) >= base + 50,
+                                 10, 0.05)
         finally:
             stop.set()
             for t in clients:
