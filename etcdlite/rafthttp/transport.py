@@ -74,6 +74,7 @@ class _Peer:
         self.client_urls: list[str] = []
         self.name = ""
         self.task: Optional[asyncio.Task] = None
+        self.stream = None
 
     def start(self) -> None:
         self.channel = grpc.aio.insecure_channel(_target(self.urls[0]), options=_OPTIONS)
@@ -121,22 +122,41 @@ class _Peer:
             batch = [await self.queue.get()]
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            snaps = [m for m in batch if m.type == raftpb.MsgSnap]
             try:
-                await self.stub.Send(peerpb.MessageBatch(
-                    cluster_id=self.t.cluster_id, messages=batch, **{"from": self.t.member_id}),
-                    timeout=SEND_TIMEOUT)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("peer %x became inactive: %s", self.id, exc.code().name)
+                if snaps:
+                    # Snapshots go as acknowledged unary calls (report_snapshot needs the outcome).
+                    await self.stub.Send(self._batch(batch), timeout=SEND_TIMEOUT + 30)
+                else:
+                    if self.stream is not None and self.stream.done():
+                        # The peer went away (or restarted): say hello again first.
+                        raise grpc.aio.UsageError("stream to peer ended")
+                    if self.stream is None:
+                        self.stream = self.stub.Stream()
+                    await self.stream.write(self._batch(batch))
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
+                log.warning("peer %x became inactive: %s", self.id, code)
                 self.active = False
+                self._close_stream()
                 while not self.queue.empty():
                     batch.append(self.queue.get_nowait())
                 self._dropped(batch)
                 continue
-            for m in batch:
-                if m.type == raftpb.MsgSnap:
-                    self.t.cb.on_snapshot_status(self.id, True)
+            for _ in snaps:
+                self.t.cb.on_snapshot_status(self.id, True)
+
+    def _batch(self, msgs: list[raftpb.Message]) -> peerpb.MessageBatch:
+        return peerpb.MessageBatch(cluster_id=self.t.cluster_id, messages=msgs,
+                                   **{"from": self.t.member_id})
+
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
 
     async def stop(self) -> None:
+        self._close_stream()
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -168,6 +188,14 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
         for m in request.messages:
             self.t.cb.on_message(m)
+        return peerpb.SendResponse()
+
+    async def Stream(self, request_iterator, context):
+        async for request in request_iterator:
+            if request.cluster_id != self.t.cluster_id:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
+            for m in request.messages:
+                self.t.cb.on_message(m)
         return peerpb.SendResponse()
 
     async def LeaseRenew(self, request, context):

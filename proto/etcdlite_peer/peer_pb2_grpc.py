@@ -44,6 +44,11 @@ class PeerStub:
                 request_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.SerializeToString,
                 response_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_unary(
+                '/etcdlite_peer.Peer/Stream',
+                request_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.SerializeToString,
+                response_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.FromString,
+                _registered_method=True)
         self.LeaseRenew = channel.unary_unary(
                 '/etcdlite_peer.Peer/LeaseRenew',
                 request_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.LeaseRenewRequest.SerializeToString,
@@ -66,7 +71,15 @@ class PeerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Send(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One batch, acknowledged (snapshots: Raft wants to know they arrived).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
+        """The long-lived pipe for everything else (etcd's rafthttp stream).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -93,6 +106,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'Send': grpc.unary_unary_rpc_method_handler(
                     servicer.Send,
+                    request_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.FromString,
+                    response_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.SerializeToString,
+            ),
+            'Stream': grpc.stream_unary_rpc_method_handler(
+                    servicer.Stream,
                     request_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.FromString,
                     response_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.SerializeToString,
             ),
@@ -159,6 +177,33 @@ class Peer:
             request,
             target,
             '/etcdlite_peer.Peer/Send',
+            proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.SerializeToString,
+            proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/etcdlite_peer.Peer/Stream',
             proto_dot_etcdlite__peer_dot_peer__pb2.MessageBatch.SerializeToString,
             proto_dot_etcdlite__peer_dot_peer__pb2.SendResponse.FromString,
             options,
