@@ -107,8 +107,8 @@ class Raft:
         self.log = RaftLog(c.storage, max_next_ents_size=c.max_committed_size_per_ready)
         hs, cs = c.storage.initial_state()
         voters = list(cs.voters) or list(c.peers)
-        if self.id not in voters:
-            raise ValueError(f"node {self.id} is not among the voters {voters}")
+        # A node outside the voters (a joining member restarted from a
+        # snapshot taken before its addition) runs but never campaigns.
         self.max_msg_size = c.max_size_per_msg
         self.prs = ProgressTracker(voters, max_inflight=c.max_inflight_msgs)
         self.term = 0
@@ -127,6 +127,9 @@ class Raft:
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.lead_transferee = NONE
+        # Index of the newest conf change the leader proposed; another may be
+        # proposed only once this one is applied (one change at a time, 4.1 of the thesis).
+        self.pending_conf_index = 0
         self.rng = c.rng
         self.tick: Callable[[], None] = self._tick_election
         self._step: Callable[[pb.Message], None] = self._step_follower
@@ -298,6 +301,9 @@ class Raft:
         self.lead = self.id
         self.state = StateType.LEADER
         self.prs.progress[self.id].become_replicate()
+        # The log may hold an unapplied conf change: treat it as pending
+        # (conservatively everything up to the last index), as etcd-io/raft does.
+        self.pending_conf_index = self.log.last_index()
         # An entry of the new term lets the leader commit everything before
         # it (Reference: section 5.4.2; section 8 for reads).
         self.append_entry([pb.Entry(Data=b"")])
@@ -423,7 +429,17 @@ class Raft:
                 raise ValueError("stepped empty MsgProp")
             if self.lead_transferee != NONE:
                 raise ProposalDropped("leadership transfer in progress")
-            self.append_entry(list(m.entries))
+            ents = list(m.entries)
+            for i, e in enumerate(ents):
+                if e.Type != pb.EntryConfChange:
+                    continue
+                if self.pending_conf_index > self.log.applied:
+                    # A change is still in flight: this one becomes a no-op
+                    # entry (the proposer times out and may retry).
+                    ents[i] = pb.Entry(Type=pb.EntryNormal)
+                else:
+                    self.pending_conf_index = self.log.last_index() + i + 1
+            self.append_entry(ents)
             self.bcast_append()
             return
         if t == pb.MsgReadIndex:
@@ -641,6 +657,52 @@ class Raft:
             if i == self.id:
                 pr.match = last
         return True
+
+    def apply_conf_change(self, cc: pb.ConfChange) -> pb.ConfState:
+        """Apply a committed ConfChange to the voters (raft.applyConfChange with a
+        simple majority config, one change at a time): AddNode adds a voter
+        whose Progress probes from the end of our log, RemoveNode drops one,
+        UpdateNode changes nothing here. A leader that is no longer a voter
+        steps down; a leader recomputes its commit index for the new quorum.
+        Returns the new ConfState. Raises ValueError for learner changes."""
+        voters = set(self.prs.voters)
+        if cc.type == pb.ConfChangeAddNode:
+            voters.add(cc.node_id)
+        elif cc.type == pb.ConfChangeRemoveNode:
+            voters.discard(cc.node_id)
+        elif cc.type == pb.ConfChangeAddLearnerNode:
+            raise ValueError("learners are not supported")
+        if cc.node_id == NONE or not voters:
+            # An empty change (or removing the last voter) only ends the pending one.
+            return self.conf_state()
+        old = self.prs.progress
+        self.prs.voters = sorted(voters)
+        last = self.log.last_index()
+        progress = {}
+        for v in self.prs.voters:
+            pr = old.get(v)
+            if pr is None:
+                pr = Progress(next=max(last, 1), max_inflight=self.prs.max_inflight)
+                # A new member counts as active so check-quorum does not
+                # depose the leader before it has heard from it.
+                pr.recent_active = True
+            progress[v] = pr
+        self.prs.progress = progress
+        self.prs.votes = {k: v for k, v in self.prs.votes.items() if k in voters}
+        if self.state is not StateType.LEADER:
+            return self.conf_state()
+        if self.id not in voters:
+            self.become_follower(self.term, NONE)
+            return self.conf_state()
+        if self.lead_transferee != NONE and self.lead_transferee not in voters:
+            self.lead_transferee = NONE
+        if self.maybe_commit():
+            self.bcast_append()
+        else:
+            for v in self.prs.voters:
+                if v != self.id:
+                    self.send_append(v, send_if_empty=False)
+        return self.conf_state()
 
     def advance(self, entries: list[pb.Entry], snapshot: pb.Snapshot | None,
                 committed: list[pb.Entry]) -> None:

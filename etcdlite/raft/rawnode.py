@@ -99,6 +99,21 @@ class RawNode:
         setattr(m, "from", self.raft.id)
         self.raft.step(m)
 
+    def propose_conf_change(self, cc: pb.ConfChange) -> None:
+        """Propose a membership change as an EntryConfChange entry (raft
+        ProposeConfChange). Only one may be pending: a second one proposed
+        before the first is applied is replaced by an empty entry. Raises
+        ProposalDropped like propose()."""
+        m = pb.Message(type=pb.MsgProp, entries=[pb.Entry(Type=pb.EntryConfChange,
+                                                          Data=cc.SerializeToString())])
+        setattr(m, "from", self.raft.id)
+        self.raft.step(m)
+
+    def apply_conf_change(self, cc: pb.ConfChange) -> pb.ConfState:
+        """Apply a committed ConfChange (call when its entry is applied, before
+        advance()); returns the new ConfState (raft ApplyConfChange)."""
+        return self.raft.apply_conf_change(cc)
+
     def step(self, msg: pb.Message) -> None:
         """Feed a message from a peer. Local-only types and responses from
         unknown peers are ignored; a forwarded proposal that cannot be

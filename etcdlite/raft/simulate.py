@@ -102,6 +102,7 @@ class Simulation:
         self.hashes: dict[int, str] = {}  # index -> running hash after applying it
         self.reads: dict[bytes, int] = {}  # read ctx -> commit index when issued
         self.trace: list[str] | None = None  # set to a list to record a transcript
+        self.removed: set[int] = set()  # members that applied their own removal
         for i in self.ids:
             self._start(i)
 
@@ -171,6 +172,24 @@ class Simulation:
         except ProposalDropped:
             pass
 
+    def propose_conf_change(self, i: int, cc: pb.ConfChange) -> bool:
+        """Propose ``cc`` at node ``i``; False if Raft dropped it."""
+        try:
+            self.nodes[i].node.propose_conf_change(cc)
+            return True
+        except ProposalDropped:
+            return False
+
+    def add_node(self) -> int:
+        """Start a new, empty node (the next id) that knows the current members
+        and itself, as a member started with --initial-cluster-state=existing;
+        the caller proposes its ConfChangeAddNode. Returns its id."""
+        new = max(self.nodes) + 1
+        self.nodes[new] = SimNode(new, MemoryStorage())
+        self.ids.append(new)
+        self._start(new)
+        return new
+
     def crash(self, i: int) -> None:
         """Lose everything not persisted: the RawNode, its unstable entries,
         and often the messages still in its send buffers."""
@@ -213,7 +232,7 @@ class Simulation:
     def drain(self) -> None:
         for _ in range(100):
             busy = False
-            for i in self.ids:
+            for i in list(self.ids):
                 sn = self.nodes[i]
                 if sn.node is not None and sn.node.has_ready():
                     busy = True
@@ -257,15 +276,26 @@ class Simulation:
                 self.fail(f"node {sn.id} restored a snapshot at {idx} that differs from "
                           "what other nodes applied")
             sn.applied, sn.sm_hash = idx, h
+        removed_self = False
         for e in rd.committed_entries:
             if e.Index != sn.applied + 1:
                 self.fail(f"node {sn.id} applies {e.Index} after {sn.applied}")
+            if e.Type == pb.EntryConfChange:
+                cc = pb.ConfChange.FromString(e.Data)
+                rn.apply_conf_change(cc)
+                removed_self |= cc.type == pb.ConfChangeRemoveNode and cc.node_id == sn.id
             sn.sm_hash = _chain(sn.sm_hash, e)
             sn.applied = e.Index
             if self.hashes.setdefault(e.Index, sn.sm_hash) != sn.sm_hash:
                 self.fail(f"state machine safety: node {sn.id} applied a different "
                           f"entry or history at index {e.Index}")
         rn.advance(rd)
+        if removed_self:
+            # A removed member shuts down for good (etcd stops the server).
+            sn.node = None
+            if sn.id in self.ids:
+                self.ids.remove(sn.id)
+            self.removed.add(sn.id)
 
     # --- invariants ---
     def check_entries(self, sn: SimNode, ents: list[pb.Entry]) -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto.raftpb import raft_pb2 as proto_dot_raftpb_dot_raft__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/etcdlite_peer/peer.proto\x12\retcdlite_peer\x1a\x17proto/raftpb/raft.proto\"l\n\x0cHelloRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nlast_index\x18\x05 \x01(\x04\"m\n\rHelloResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nlast_index\x18\x05 \x01(\x04\"S\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66rom\x18\x02 \x01(\x04\x12!\n\x08messages\x18\x03 \x03(\x0b\x32\x0f.raftpb.Message\"\x0e\n\x0cSendResponse\"\x1f\n\x11LeaseRenewRequest\x12\n\n\x02ID\x18\x01 \x01(\x03\"4\n\x12LeaseRenewResponse\x12\x0b\n\x03TTL\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03\x32\xfc\x02\n\x04Peer\x12\x42\n\x05Hello\x12\x1b.etcdlite_peer.HelloRequest\x1a\x1c.etcdlite_peer.HelloResponse\x12@\n\x04Send\x12\x1b.etcdlite_peer.MessageBatch\x1a\x1b.etcdlite_peer.SendResponse\x12\x44\n\x06Stream\x12\x1b.etcdlite_peer.MessageBatch\x1a\x1b.etcdlite_peer.SendResponse(\x01\x12Q\n\nLeaseRenew\x12 .etcdlite_peer.LeaseRenewRequest\x1a!.etcdlite_peer.LeaseRenewResponse\x12U\n\x0eLeaseRemaining\x12 .etcdlite_peer.LeaseRenewRequest\x1a!.etcdlite_peer.LeaseRenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/etcdlite_peer/peer.proto\x12\retcdlite_peer\x1a\x17proto/raftpb/raft.proto\"l\n\x0cHelloRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nlast_index\x18\x05 \x01(\x04\"m\n\rHelloResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x11\n\tmember_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nlast_index\x18\x05 \x01(\x04\"S\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66rom\x18\x02 \x01(\x04\x12!\n\x08messages\x18\x03 \x03(\x0b\x32\x0f.raftpb.Message\"\x0e\n\x0cSendResponse\"\x1f\n\x11LeaseRenewRequest\x12\n\n\x02ID\x18\x01 \x01(\x03\"4\n\x12LeaseRenewResponse\x12\x0b\n\x03TTL\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03\"\x10\n\x0eMembersRequest\"N\n\nPeerMember\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\"Q\n\x0fMembersResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12*\n\x07members\x18\x02 \x03(\x0b\x32\x19.etcdlite_peer.PeerMember2\xc6\x03\n\x04Peer\x12H\n\x07Members\x12\x1d.etcdlite_peer.MembersRequest\x1a\x1e.etcdlite_peer.MembersResponse\x12\x42\n\x05Hello\x12\x1b.etcdlite_peer.HelloRequest\x1a\x1c.etcdlite_peer.HelloResponse\x12@\n\x04Send\x12\x1b.etcdlite_peer.MessageBatch\x1a\x1b.etcdlite_peer.SendResponse\x12\x44\n\x06Stream\x12\x1b.etcdlite_peer.MessageBatch\x1a\x1b.etcdlite_peer.SendResponse(\x01\x12Q\n\nLeaseRenew\x12 .etcdlite_peer.LeaseRenewRequest\x1a!.etcdlite_peer.LeaseRenewResponse\x12U\n\x0eLeaseRemaining\x12 .etcdlite_peer.LeaseRenewRequest\x1a!.etcdlite_peer.LeaseRenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASERENEWREQUEST']._serialized_end=427
   _globals['_LEASERENEWRESPONSE']._serialized_start=429
   _globals['_LEASERENEWRESPONSE']._serialized_end=481
-  _globals['_PEER']._serialized_start=484
-  _globals['_PEER']._serialized_end=864
+  _globals['_MEMBERSREQUEST']._serialized_start=483
+  _globals['_MEMBERSREQUEST']._serialized_end=499
+  _globals['_PEERMEMBER']._serialized_start=501
+  _globals['_PEERMEMBER']._serialized_end=579
+  _globals['_MEMBERSRESPONSE']._serialized_start=581
+  _globals['_MEMBERSRESPONSE']._serialized_end=662
+  _globals['_PEER']._serialized_start=665
+  _globals['_PEER']._serialized_end=1119
 # @@protoc_insertion_point(module_scope)

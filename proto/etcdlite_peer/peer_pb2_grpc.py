@@ -34,6 +34,11 @@ class PeerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Members = channel.unary_unary(
+                '/etcdlite_peer.Peer/Members',
+                request_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.MembersRequest.SerializeToString,
+                response_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.MembersResponse.FromString,
+                _registered_method=True)
         self.Hello = channel.unary_unary(
                 '/etcdlite_peer.Peer/Hello',
                 request_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.HelloRequest.SerializeToString,
@@ -63,6 +68,12 @@ class PeerStub:
 
 class PeerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Members(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Hello(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -99,6 +110,11 @@ class PeerServicer:
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Members': grpc.unary_unary_rpc_method_handler(
+                    servicer.Members,
+                    request_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.MembersRequest.FromString,
+                    response_serializer=proto_dot_etcdlite__peer_dot_peer__pb2.MembersResponse.SerializeToString,
+            ),
             'Hello': grpc.unary_unary_rpc_method_handler(
                     servicer.Hello,
                     request_deserializer=proto_dot_etcdlite__peer_dot_peer__pb2.HelloRequest.FromString,
@@ -134,6 +150,33 @@ def add_PeerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Peer:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Members(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/etcdlite_peer.Peer/Members',
+            proto_dot_etcdlite__peer_dot_peer__pb2.MembersRequest.SerializeToString,
+            proto_dot_etcdlite__peer_dot_peer__pb2.MembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Hello(request,

@@ -33,6 +33,13 @@ class MessageType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MsgReadIndexResp: _ClassVar[MessageType]
     MsgPreVote: _ClassVar[MessageType]
     MsgPreVoteResp: _ClassVar[MessageType]
+
+class ConfChangeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ConfChangeAddNode: _ClassVar[ConfChangeType]
+    ConfChangeRemoveNode: _ClassVar[ConfChangeType]
+    ConfChangeUpdateNode: _ClassVar[ConfChangeType]
+    ConfChangeAddLearnerNode: _ClassVar[ConfChangeType]
 EntryNormal: EntryType
 EntryConfChange: EntryType
 MsgHup: MessageType
@@ -54,6 +61,10 @@ MsgReadIndex: MessageType
 MsgReadIndexResp: MessageType
 MsgPreVote: MessageType
 MsgPreVoteResp: MessageType
+ConfChangeAddNode: ConfChangeType
+ConfChangeRemoveNode: ConfChangeType
+ConfChangeUpdateNode: ConfChangeType
+ConfChangeAddLearnerNode: ConfChangeType
 
 class Entry(_message.Message):
     __slots__ = ("Term", "Index", "Type", "Data")
@@ -119,6 +130,18 @@ class Message(_message.Message):
     rejectHint: int
     context: bytes
     def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., to: _Optional[int] = ..., term: _Optional[int] = ..., logTerm: _Optional[int] = ..., index: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., commit: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., reject: _Optional[bool] = ..., rejectHint: _Optional[int] = ..., context: _Optional[bytes] = ..., **kwargs) -> None: ...
+
+class ConfChange(_message.Message):
+    __slots__ = ("type", "node_id", "context", "id")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    type: ConfChangeType
+    node_id: int
+    context: bytes
+    id: int
+    def __init__(self, type: _Optional[_Union[ConfChangeType, str]] = ..., node_id: _Optional[int] = ..., context: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
 
 class HardState(_message.Message):
     __slots__ = ("term", "vote", "commit")
