@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from apiserver import errors, openapi
+from apiserver import exec as exec_routes
 from apiserver.admission import AdmissionChain
 from apiserver.authn import InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
@@ -208,6 +209,8 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
         if request.headers.get("if-none-match", "").strip('"') == etag:
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/json", headers=headers)
+
+    exec_routes.install(app, server)  # pods/exec websockets; before the catch-all
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def dispatch(request: Request, path: str) -> Response:

@@ -156,6 +156,15 @@ class RemoteRuntime:
         req = pb.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
         return await self._call(self._rt, "ExecSync", req, timeout=timeout + 5)
 
+    async def exec(self, container_id: str, cmd: list[str], *, tty: bool = False, stdin: bool = False,
+                   stdout: bool = True, stderr: bool = True) -> str:
+        """CRI Exec: the URL of the runtime's streaming server serving this exec session (one use;
+        the caller connects to it with a remotecommand websocket subprotocol)."""
+        req = pb.ExecRequest(container_id=container_id, cmd=cmd, tty=tty, stdin=stdin, stdout=stdout,
+                             stderr=stderr)
+        resp = await self._call(self._rt, "Exec", req)
+        return resp.url
+
     # ---- images -----------------------------------------------------------
 
     async def image_status(self, image: str) -> pb.Image | None:

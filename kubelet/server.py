@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from kubelet.exec import install_exec_handlers
 from kubelet.logs import read_logs
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def build_app(host: HostInterface) -> FastAPI:
             await stream.aclose()
         return StreamingResponse(body(), media_type="text/plain")
 
+    install_exec_handlers(app, host)
     return app
 
 

@@ -20,6 +20,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--pod-infra-container-image", default="busybox:1.35")
     p.add_argument("--docker-host", default="unix:///var/run/docker.sock")
     p.add_argument("--cni-bridge", default="kubeling0", help="bridge name in the conflist we write")
+    p.add_argument("--streaming-address", default="127.0.0.1", help="address of the exec streaming server")
+    p.add_argument("--streaming-port", type=int, default=0, help="its port (0: a free port chosen at start)")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     try:
@@ -30,7 +32,8 @@ def parse_args(argv: list[str]) -> Options:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Options(listen=a.listen, node_name=a.node_name, state_dir=a.state_dir, cni_bin_dir=a.cni_bin_dir,
                    cni_conf_dir=a.cni_conf_dir, pod_infra_container_image=a.pod_infra_container_image,
-                   docker_host=a.docker_host, cni_bridge=a.cni_bridge)
+                   docker_host=a.docker_host, cni_bridge=a.cni_bridge,
+                   streaming_address=a.streaming_address, streaming_port=a.streaming_port)
 
 
 def main(argv: list[str] | None = None) -> int:

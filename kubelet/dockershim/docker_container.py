@@ -17,6 +17,7 @@ import docker.errors
 import grpc
 
 from kubelet.dockershim import helpers as h
+from kubelet.dockershim.streaming import ExecSession
 from proto.cri import api_pb2
 
 log = logging.getLogger("dockershim.container")
@@ -75,7 +76,9 @@ def _reason(state: dict) -> str:
 
 
 class ContainerMixin:
-    """CreateContainer ... ExecSync of RuntimeService."""
+    """CreateContainer ... ExecSync, Exec of RuntimeService."""
+
+    streaming = None  # the StreamingServer serving Exec URLs (set by server.serve)
 
     @h.grpc_errors
     async def CreateContainer(self, request, context):
@@ -265,6 +268,30 @@ class ContainerMixin:
         return api_pb2.ExecSyncResponse(stdout=(out or b"")[:h.MAX_EXEC_OUTPUT],
                                         stderr=(err or b"")[:h.MAX_EXEC_OUTPUT],
                                         exit_code=inspect.get("ExitCode") or 0)
+
+    @h.grpc_errors
+    async def Exec(self, request, context):
+        """CRI Exec: register a streaming exec of ``cmd`` in a running container and return the URL
+        of the shim's streaming server serving it (kubelet/dockershim/streaming.py); INVALID_ARGUMENT
+        without cmd or without any of stdin/stdout/stderr, FAILED_PRECONDITION if not running.
+        Mirrors dockershim's docker_streaming.go Exec -> streaming.Server.GetExec.
+        """
+        if not request.cmd:
+            raise h.invalid("cmd is required")
+        if not (request.stdin or request.stdout or request.stderr):
+            raise h.invalid("one of stdin, stdout, or stderr must be set")
+        if request.tty and request.stderr:
+            raise h.invalid("tty and stderr cannot both be true")
+        if self.streaming is None:
+            raise h.CRIError(grpc.StatusCode.UNAVAILABLE, "the streaming server is not running")
+        info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
+        if not info["State"].get("Running"):
+            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"container {info['Id'][:12]} is not running")
+        url = self.streaming.get_exec(ExecSession(container_id=info["Id"], cmd=list(request.cmd),
+                                                  tty=request.tty, stdin=request.stdin,
+                                                  stdout=request.stdout, stderr=request.stderr))
+        return api_pb2.ExecResponse(url=url)
 
     def _kill_exec(self, exec_id: str) -> None:
         """Docker cannot cancel an exec; the shim runs on the host, so kill its process."""

@@ -22,6 +22,7 @@ from kubelet.dockershim.docker_image import DockerImageService
 from kubelet.dockershim.docker_service import DockerService
 from kubelet.dockershim.logs import LogManager
 from kubelet.dockershim.network import NetworkPlugin
+from kubelet.dockershim.streaming import StreamingServer
 from proto.cri import api_pb2_grpc
 
 log = logging.getLogger("dockershim")
@@ -42,6 +43,8 @@ class Options:
     pod_infra_container_image: str = "busybox:1.35"
     docker_host: str = "unix:///var/run/docker.sock"
     cni_bridge: str = "kubeling0"
+    streaming_address: str = "127.0.0.1"
+    streaming_port: int = 0  # 0: a free port chosen at start
 
 
 def socket_path(listen: str) -> str:
@@ -75,6 +78,10 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
                             cni_conf_dir=opts.cni_conf_dir, bridge=opts.cni_bridge)
     runtime = DockerService(client=client, node_name=opts.node_name, network=network,
                             logs=LogManager(log_client), infra_image=opts.pod_infra_container_image)
+    # Exec streams go through their own websocket server, as upstream's CRI streaming server.
+    streaming = StreamingServer(log_client.api, host=opts.streaming_address, port=opts.streaming_port)
+    await streaming.start()
+    runtime.streaming = streaming
     server = grpc.aio.server()
     api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(DockerImageService(client=client), server)
@@ -92,5 +99,6 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop(grace=2)
+    await streaming.stop()
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

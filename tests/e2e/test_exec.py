@@ -1,0 +1,185 @@
+"""``kubectl exec`` end to end: real kubectl 1.32 -> apiserver -> kubelet -> CRI shim -> Docker.
+
+Real processes on free ports: etcd + apiserver (support.control_plane), the
+CRI shim and the kubelet with test-only names (node "extest-kubelet", bridge
+"extestkl0", pod CIDR 10.244.252.0/24), as tests/e2e/test_kubelet_pods.py.
+Needs root, Docker with busybox:1.35, /usr/bin/etcd and /usr/bin/kubectl.
+Containers (by the shim's node label), the bridge and every process are
+removed in finally.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+import support
+from support import free_port, wait_for
+
+NODE = "extest-kubelet"
+BRIDGE = "extestkl0"
+POD_CIDR = "10.244.252.0/24"
+IMAGE = "busybox:1.35"
+POD = "exec-target"
+KUBECTL = shutil.which("kubectl")
+
+pytestmark = pytest.mark.e2e
+
+
+def _docker():
+    try:
+        import docker
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(IMAGE)
+        return client
+    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
+        pytest.skip(f"exec e2e tests need a running Docker with image {IMAGE}: {e}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """etcd + apiserver + shim + kubelet, and a Running busybox pod; yields a dict of handles."""
+    if os.geteuid() != 0:
+        pytest.skip("exec e2e tests need root (bridge, netns, Docker)")
+    if KUBECTL is None or shutil.which("etcd") is None:
+        pytest.skip("exec e2e tests need /usr/bin/kubectl and /usr/bin/etcd")
+    docker_client = _docker()
+    tmp = str(tmp_path_factory.mktemp("exec"))
+    kubelet_port, healthz_port = free_port(), free_port()
+    sock = os.path.join(tmp, "node", "cri.sock")
+    os.makedirs(os.path.dirname(sock), exist_ok=True)
+    try:
+        with support.control_plane(tmp, user="system:node:" + NODE,
+                                   kubeconfig_name="kubelet.kubeconfig") as cp:
+            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
+            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
+                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
+                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
+                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
+            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
+            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
+            procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
+                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
+                                    "--container-runtime-endpoint", f"unix://{sock}",
+                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
+                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE])
+            wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
+            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
+                           headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200, r.text
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "namespace": "default"},
+                   "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                            "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}}
+            r = http.post("/api/v1/namespaces/default/pods", json=pod)
+            assert r.status_code == 201, r.text
+
+            def running():
+                return http.get(f"/api/v1/namespaces/default/pods/{POD}").json() \
+                    .get("status", {}).get("phase") == "Running"
+            try:
+                wait_for("pod Running", running, 60)
+            except AssertionError:
+                raise AssertionError("pod not Running; kubelet log:\n" + procs.log("kubelet")[-4000:]
+                                     + "\nshim log:\n" + procs.log("shim")[-4000:])
+            yield {"http": http, "procs": procs, "api": api, "tmp": tmp,
+                   "kubelet": f"http://127.0.0.1:{kubelet_port}"}
+            http.close()
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
+            c.remove(force=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster):
+    """Run the real kubectl against the test apiserver: kubectl(*args, input=) -> CompletedProcess."""
+    home = os.path.join(cluster["tmp"], "kubectl-home")
+    os.makedirs(home, exist_ok=True)
+    kc = os.path.join(home, "kubeconfig")
+    with open(kc, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: k, cluster: {{server: "{cluster['api']}"}}}}]
+users: [{{name: u, user: {{}}}}]
+contexts: [{{name: k, context: {{cluster: k, user: u, namespace: default}}}}]
+current-context: k
+""")
+
+    def run(*args, input=None):
+        return subprocess.run([KUBECTL, "--kubeconfig", kc, "--cache-dir", os.path.join(home, "cache"), *args],
+                              input=input, capture_output=True, text=True, timeout=60,
+                              env={"HOME": home, "PATH": "/usr/bin:/bin"})
+    return run
+
+
+def _diag(cluster, r) -> str:
+    return (f"rc={r.returncode}\nstdout={r.stdout!r}\nstderr={r.stderr!r}\napiserver log:\n"
+            + cluster["procs"].log("apiserver")[-3000:] + "\nkubelet log:\n"
+            + cluster["procs"].log("kubelet")[-3000:] + "\nshim log:\n" + cluster["procs"].log("shim")[-3000:])
+
+
+def test_exec_echo_prints_output(cluster, kubectl):
+    """`kubectl exec POD -- echo hello` prints hello and exits 0."""
+    r = kubectl("exec", POD, "--", "echo", "hello")
+    assert r.returncode == 0 and r.stdout == "hello\n", _diag(cluster, r)
+
+
+def test_exec_propagates_exit_code(cluster, kubectl):
+    """`sh -c 'exit 3'` -> kubectl exits 3 (Status NonZeroExitCode, cause ExitCode "3")."""
+    r = kubectl("exec", POD, "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3, _diag(cluster, r)
+
+
+def test_exec_stdin_reaches_command(cluster, kubectl):
+    """`echo data | kubectl exec -i POD -- cat` prints data (stdin relayed, v5 close ends cat)."""
+    r = kubectl("exec", "-i", POD, "--", "cat", input="data\n")
+    assert r.returncode == 0 and r.stdout == "data\n", _diag(cluster, r)
+
+
+def test_exec_failing_command_has_stderr(cluster, kubectl):
+    """`ls /nonexistent` -> non-zero exit, the error on stderr, nothing on stdout."""
+    r = kubectl("exec", POD, "--", "ls", "/nonexistent")
+    assert r.returncode != 0 and "nonexistent" in r.stderr and r.stdout == "", _diag(cluster, r)
+
+
+def test_exec_separate_streams_and_v4(cluster):
+    """A raw v4.channel.k8s.io client sees stdout on channel 1, stderr on channel 2, then a Failure
+    status with the exit code on channel 3."""
+    url = (cluster["api"].replace("http://", "ws://") + f"/api/v1/namespaces/default/pods/{POD}/exec"
+           "?command=sh&command=-c&command=echo+out%3B+echo+err+1%3E%262%3B+exit+7&stdout=1&stderr=1")
+
+    async def run():
+        frames = {1: b"", 2: b"", 3: b""}
+        async with connect(url, subprotocols=["v4.channel.k8s.io"], proxy=None, open_timeout=10) as ws:
+            assert ws.subprotocol == "v4.channel.k8s.io"
+            async for msg in ws:
+                frames[msg[0]] += msg[1:]
+        return frames
+    frames = asyncio.run(asyncio.wait_for(run(), 30))
+    assert frames[1] == b"out\n" and frames[2] == b"err\n"
+    status = json.loads(frames[3])
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
+
+
+def test_exec_without_websocket_is_400(cluster):
+    """A SPDY (non-websocket) upgrade gets a 400 Status saying websockets are required."""
+    r = cluster["http"].post(f"/api/v1/namespaces/default/pods/{POD}/exec?command=true&stdout=true",
+                             headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"})
+    assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
+    assert "websocket" in r.json()["message"]
+
+
+def test_exec_unknown_container_is_reported(cluster, kubectl):
+    """An unknown container -> kubectl fails with the apiserver's message."""
+    r = kubectl("exec", POD, "-c", "nope", "--", "true")
+    assert r.returncode != 0 and "nope" in r.stderr, _diag(cluster, r)
