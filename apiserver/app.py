@@ -26,6 +26,7 @@ from apiserver.authn import InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
+from apiserver import metrics_api
 from apiserver import registry
 from apiserver.registry import core, ipallocator
 from apiserver.registry.namespace import NamespaceStore
@@ -70,11 +71,14 @@ class APIServer:
         self.namespaces = namespaces
         namespaces.content_stores = [s for s in self.stores.values() if s.info.namespaced]
         address = config.advertise_address or config.bind_address
-        self.discovery = Discovery([s.info for s in self.stores.values()],
+        self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS,
                                    server_address=f"{address}:{config.secure_port}")
         self.kubelet_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
         self.handler = ResourceHandler(self.stores, authenticators=[InsecureAuthenticator()],
                                        authorizer=AlwaysAllow(), kubelet_client=self.kubelet_client)
+        self.metrics = metrics_api.MetricsAPI(self.stores, kubelet=self.kubelet_client,
+                                              authenticators=self.handler.authenticators,
+                                              authorizer=self.handler.authorizer)
         self._bootstrap_task: asyncio.Task | None = None
         self._schemas_task: asyncio.Task | None = None
 
@@ -233,6 +237,8 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
                 return json_response(doc)
             if not parts or parts[0] not in ("api", "apis"):
                 raise errors.path_not_found()
+            if parts[1:3] == [metrics_api.GROUP, metrics_api.VERSION]:
+                return json_response(await server.metrics.handle(request, parts[3:]))
             return await server.handler.handle(request)
         except errors.StatusError as e:
             return status_response(e)

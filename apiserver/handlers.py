@@ -10,11 +10,13 @@ the resource's Store does the work. Watches stream newline-delimited JSON
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 from typing import NamedTuple
 
 import httpx
+import yaml
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -82,19 +84,50 @@ def status_response(e: errors.StatusError) -> Response:
     return json_response(e.status, e.code)
 
 
+# Upstream's MaxRequestBodyBytes (k8s.io/apiserver server.Config): 3 MiB.
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+
+
+def too_large() -> errors.StatusError:
+    """413 RequestEntityTooLarge, as apierrors.NewRequestEntityTooLargeError("limit is N")."""
+    return errors.StatusError(413, "RequestEntityTooLarge",
+                              f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}")
+
+
+async def read_body(request: Request, *, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
+    """The request body, at most ``limit`` bytes; 413 as soon as more arrive (never buffered whole)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request, *, optional: bool = False):
-    """The request body decoded as JSON; 400 for malformed JSON (None when optional and empty)."""
-    raw = await request.body()
+    """The request body decoded as JSON (or YAML for ``application/yaml``); 400 for a malformed body,
+    413 over MAX_REQUEST_BODY_BYTES (None when optional and empty)."""
+    raw = await read_body(request)
     if not raw.strip():
         if optional:
             return None
         raise errors.bad_request("the request body is empty; an object is required")
     ct = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
-    if ct in ("application/yaml", "application/apply-patch+yaml"):
+    if ct == "application/apply-patch+yaml":
         raise errors.unsupported_media_type(ct)
+    if ct in ("application/yaml", "text/yaml"):
+        try:
+            # YAML timestamps and non-string keys have no JSON form: normalise them as JSON would.
+            return json.loads(json.dumps(yaml.safe_load(raw.decode()), default=str))
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise errors.bad_request(f"couldn't get version/kind; yaml parse error: {e}") from None
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
 
@@ -345,6 +378,7 @@ class ResourceHandler:
 
     async def pod_log(self, store: Store, ns: str, name: str, q) -> Response:
         """GET pods/NAME/log: proxied to the kubelet's /containerLogs/NS/POD/CONTAINER, streamed as text/plain."""
+        validate_log_options(name, q)
         pod = await store.get(ns, name)
         spec = pod.get("spec") or {}
         names = [c.get("name") for c in (spec.get("containers") or [])]
@@ -368,8 +402,8 @@ class ResourceHandler:
         if not ip:
             raise errors.bad_request(f"node {node_name} has no address to reach its kubelet")
         port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-        params = {k: q[k] for k in ("follow", "tailLines", "timestamps", "sinceSeconds", "limitBytes", "previous")
-                  if k in q}
+        params = {k: q[k] for k in ("follow", "tailLines", "timestamps", "sinceSeconds", "sinceTime", "limitBytes",
+                                    "previous") if k in q}
         host = f"[{ip}]" if ":" in ip else ip
         url = f"http://{host}:{port}/containerLogs/{ns}/{name}/{container}"
         try:
@@ -392,6 +426,33 @@ class ResourceHandler:
             finally:
                 await upstream.aclose()
         return StreamingResponse(body(), media_type="text/plain")
+
+
+def validate_log_options(name: str, q) -> None:
+    """422 Invalid PodLogOptions as upstream's ValidatePodLogOptions (tailLines >= 0, limitBytes > 0,
+    sinceSeconds > 0, at most one of sinceTime / sinceSeconds); 400 for values that are not integers."""
+    causes = []
+    for field, low, msg in (("tailLines", 0, "must be greater than or equal to 0"),
+                            ("limitBytes", 1, "must be greater than 0"),
+                            ("sinceSeconds", 1, "must be greater than 0")):
+        if field not in q:
+            continue
+        try:
+            v = int(q[field])
+        except ValueError:
+            raise errors.bad_request(f"{field}: invalid integer {q[field]!r}") from None
+        if v < low:
+            causes.append(errors.Cause("FieldValueInvalid", f"Invalid value: {v}: {msg}", field))
+    if "sinceSeconds" in q and "sinceTime" in q:
+        causes.append(errors.Cause("FieldValueForbidden",
+                                   "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified", ""))
+    if "sinceTime" in q:
+        try:
+            datetime.datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.bad_request(f"sinceTime: invalid RFC3339 time {q['sinceTime']!r}") from None
+    if causes:
+        raise errors.invalid("PodLogOptions", name, causes)
 
 
 def with_warnings(response: Response, warnings: list[str]) -> Response:

@@ -6,12 +6,13 @@ partial line whose continuation follows in the next record and F a full one.
 This module parses those records back into the original output, optionally
 with timestamps, the last N lines only, and following the file while the
 container runs. Mirrors pkg/kubelet/kuberuntime/logs/logs.go (parseCRILog,
-ReadLogs with tail and follow).
+ReadLogs with tail, since and follow).
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import os
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -72,13 +73,34 @@ def tail_start(lines: list[bytes], tail: int | None) -> int:
     return 0
 
 
-def render(lines: list[bytes], *, timestamps: bool, at_line_start: bool = True) -> tuple[bytes, bool]:
+def parse_timestamp(ts: str) -> datetime.datetime:
+    """An RFC3339(Nano) time as an aware datetime (nanoseconds cut to microseconds).
+    Raises ValueError for anything else."""
+    ts = ts.strip()
+    if ts.endswith("Z") or ts.endswith("z"):
+        ts = ts[:-1] + "+00:00"
+    head, sep, frac = ts.partition(".")
+    if sep:
+        digits = len(frac) - len(frac.lstrip("0123456789"))
+        zone = frac[digits:]
+        ts = f"{head}.{frac[:digits][:6].ljust(6, '0')}{zone}"
+    t = datetime.datetime.fromisoformat(ts)
+    if t.tzinfo is None:
+        raise ValueError(f"time {ts!r} has no zone")
+    return t
+
+
+def render(lines: list[bytes], *, timestamps: bool, at_line_start: bool = True,
+           since: datetime.datetime | None = None) -> tuple[bytes, bool]:
     """Render complete records; returns (bytes, whether the next record starts a line).
-    Malformed lines are skipped."""
+    Malformed lines are skipped, and with ``since`` records written before it
+    (as upstream's ReadLogs: ``msg.timestamp.Before(opts.since)``)."""
     out = []
     for line in lines:
         try:
             rec = parse_cri_log(line)
+            if since is not None and parse_timestamp(rec.timestamp) < since:
+                continue
         except ValueError:
             continue
         out.append(format_record(rec, timestamps=timestamps, at_line_start=at_line_start))
@@ -88,13 +110,15 @@ def render(lines: list[bytes], *, timestamps: bool, at_line_start: bool = True) 
 
 async def read_logs(path: str, *, follow: bool = False, tail: int | None = None, timestamps: bool = False,
                     still_running: Callable[[], Awaitable[bool]] | None = None,
-                    poll: float = 0.2, max_bytes: int | None = None) -> AsyncIterator[bytes]:
+                    poll: float = 0.2, max_bytes: int | None = None,
+                    since: datetime.datetime | None = None) -> AsyncIterator[bytes]:
     """Yield the container's output from the CRI log file at ``path``.
 
     Without ``follow`` it ends at the end of the file; with it, it keeps
     polling for new records every ``poll`` seconds until ``still_running()``
     returns False and the file is drained (the caller's cancellation ends it
-    too). Raises FileNotFoundError if the file does not exist.
+    too). ``since`` (aware datetime) drops records older than it, after the
+    tail is taken, as upstream. Raises FileNotFoundError if the file does not exist.
     """
     with open(path, "rb") as f:
         data = await asyncio.to_thread(f.read)
@@ -103,7 +127,7 @@ async def read_logs(path: str, *, follow: bool = False, tail: int | None = None,
         if lines and not lines[-1].endswith(b"\n"):
             rest = lines.pop()  # a record still being written
         lines = lines[tail_start(lines, tail):]
-        chunk, at_start = render(lines, timestamps=timestamps)
+        chunk, at_start = render(lines, timestamps=timestamps, since=since)
         if max_bytes is not None:
             chunk = chunk[-max_bytes:]
         if chunk:
@@ -118,7 +142,7 @@ async def read_logs(path: str, *, follow: bool = False, tail: int | None = None,
                 buf = rest + data
                 lines = buf.splitlines(keepends=True)
                 rest = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-                chunk, at_start = render(lines, timestamps=timestamps, at_line_start=at_start)
+                chunk, at_start = render(lines, timestamps=timestamps, at_line_start=at_start, since=since)
                 if chunk:
                     yield chunk
                 continue
@@ -131,7 +155,7 @@ async def read_logs(path: str, *, follow: bool = False, tail: int | None = None,
                     if not data:
                         return
                     chunk, _ = render((rest + data).splitlines(keepends=True), timestamps=timestamps,
-                                      at_line_start=at_start)
+                                      at_line_start=at_start, since=since)
                     if chunk:
                         yield chunk
                     return

@@ -1,4 +1,4 @@
-"""The kubelet's HTTP API: /healthz, /pods, /containerLogs, /metrics.
+"""The kubelet's HTTP API: /healthz, /pods, /containerLogs, /metrics, /stats/summary, /metrics/resource.
 
 The apiserver proxies ``GET pods/NAME/log`` here (to the node's
 daemonEndpoints.kubeletEndpoint.Port), and operators read /pods and
@@ -8,6 +8,7 @@ the log options of kubelet_pods.go GetContainerLogs.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Protocol
 
@@ -17,7 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from kubelet.exec import install_exec_handlers
-from kubelet.logs import read_logs
+from kubelet.logs import parse_timestamp, read_logs
+from kubelet.stats import SummaryProvider, resource_metrics
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ def build_app(host: HostInterface) -> FastAPI:
             timestamps = _bool(q.get("timestamps"), "timestamps")
             tail = _int(q.get("tailLines"), "tailLines")
             limit = _int(q.get("limitBytes"), "limitBytes")
+            since = _since(q.get("sinceSeconds"), q.get("sinceTime"))
         except ValueError as e:
             return PlainTextResponse(str(e), status_code=400)
         pod = host.find_pod(namespace, pod_name)
@@ -109,7 +112,7 @@ def build_app(host: HostInterface) -> FastAPI:
             return await host.container_running(cid)
         try:
             stream = read_logs(path, follow=follow, tail=tail, timestamps=timestamps,
-                               still_running=running)
+                               still_running=running, since=since)
             first = await anext(stream, b"")
         except FileNotFoundError:
             if follow:
@@ -134,8 +137,56 @@ def build_app(host: HostInterface) -> FastAPI:
             await stream.aclose()
         return StreamingResponse(body(), media_type="text/plain")
 
+    install_stats_handlers(app, host)
     install_exec_handlers(app, host)
     return app
+
+
+def _since(seconds: str | None, when: str | None) -> datetime.datetime | None:
+    """The earliest log time asked by sinceSeconds (> 0) or sinceTime (RFC3339); ValueError when bad."""
+    n = _int(seconds, "sinceSeconds")
+    if n is not None:
+        if n <= 0:
+            raise ValueError("sinceSeconds: must be greater than 0")
+        return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=n)
+    if when:
+        try:
+            return parse_timestamp(when)
+        except ValueError:
+            raise ValueError(f"sinceTime: invalid RFC3339 time {when!r}") from None
+    return None
+
+
+def install_stats_handlers(app: FastAPI, host) -> None:
+    """GET /stats/summary (Summary JSON) and /metrics/resource (Prometheus text), from the host's CRI
+    runtime (``host.runtime``) and pods; 503 with the error text while the runtime does not answer.
+    Mirrors server.go InstallDefaultHandlers' stats and resource metrics endpoints."""
+    runtime = getattr(host, "runtime", None)
+    config = getattr(host, "config", None)
+    if runtime is None:
+        return
+    provider = SummaryProvider(runtime, node_name=getattr(config, "node_name", ""), pods=host.list_pods)
+
+    async def summary() -> dict | Response:
+        try:
+            return await provider.summary()
+        except Exception as e:  # runtime down or answering garbage: the caller gets a reason, not a traceback
+            log.warning("stats summary failed: %s", e)
+            return PlainTextResponse(f"failed to get stats: {e}", status_code=503)
+
+    @app.get("/stats/summary")
+    async def stats_summary() -> Response:
+        """GET /stats/summary: the node's Summary (stats/v1alpha1): node and per-pod/container cpu, memory."""
+        s = await summary()
+        return s if isinstance(s, Response) else JSONResponse(s)
+
+    @app.get("/metrics/resource")
+    async def metrics_resource() -> Response:
+        """GET /metrics/resource: node/pod/container cpu and working-set memory as Prometheus text."""
+        s = await summary()
+        if isinstance(s, Response):
+            return s
+        return PlainTextResponse(resource_metrics(s), media_type="text/plain; version=0.0.4")
 
 
 async def serve(app: FastAPI, host: str, port: int) -> None:

@@ -87,12 +87,13 @@ class Store:
         if not isinstance(body, dict):
             raise errors.bad_request(f"the body of the request must be a JSON object ({kind})")
         obj = copy.deepcopy(body)
-        if obj.get("kind") and obj["kind"] != kind:
-            raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): "
-                                     f"kind {obj['kind']!r} does not match the URL's resource")
+        # Group/version first, as upstream's create handler (AcceptsGroupVersion) before the kind.
         if obj.get("apiVersion") and obj["apiVersion"] != api_version:
             raise errors.bad_request(f'the API version in the data ({obj["apiVersion"]}) does not match '
                                      f'the expected API version ({api_version})')
+        if obj.get("kind") and obj["kind"] != kind:
+            raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): "
+                                     f"kind {obj['kind']!r} does not match the URL's resource")
         meta = obj.get("metadata")
         if meta is None:
             meta = {}

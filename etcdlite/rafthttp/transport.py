@@ -48,7 +48,9 @@ class Callbacks:
     ``on_snapshot_status(id, ok)``; ``lease_renew(id) -> (ttl, remaining)`` and
     ``lease_remaining(id) -> (ttl, remaining)`` answer forwarded lease calls;
     ``last_index()`` is this member's last log index and ``on_hello(id,
-    last_index)`` tells what a peer reported in the handshake.
+    last_index)`` tells what a peer reported in the handshake;
+    ``members_info() -> (cluster_id, [etcdserverpb.Member])`` answers a
+    joining member's Members call.
     """
 
     on_message: Callable[[raftpb.Message], None]
@@ -58,6 +60,7 @@ class Callbacks:
     lease_remaining: Callable[[int], Awaitable[tuple[int, int]]]
     last_index: Callable[[], int]
     on_hello: Callable[[int, int], None]
+    members_info: Callable[[], tuple]
 
 
 class _Peer:
@@ -198,6 +201,12 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
                 self.t.cb.on_message(m)
         return peerpb.SendResponse()
 
+    async def Members(self, request, context):
+        cluster_id, members = self.t.cb.members_info()
+        return peerpb.MembersResponse(cluster_id=cluster_id, members=[
+            peerpb.PeerMember(id=m.ID, name=m.name, peer_urls=m.peerURLs, client_urls=m.clientURLs)
+            for m in members])
+
     async def LeaseRenew(self, request, context):
         ttl, remaining = await self.t.cb.lease_renew(request.ID)
         return peerpb.LeaseRenewResponse(TTL=ttl, remaining=remaining)
@@ -225,6 +234,7 @@ class Transport:
         self.cb = cb
         self.peers = {pid: _Peer(self, pid, urls) for pid, urls in peers.items()}
         self.server: Optional[grpc.aio.Server] = None
+        self._stopping: set[asyncio.Future] = set()
 
     async def start(self) -> None:
         """Listen on the peer URLs and start one sender per peer; raises RuntimeError
@@ -244,6 +254,32 @@ class Transport:
             p = self.peers.get(m.to)
             if p is not None:
                 p.send(m)
+
+    def add_peer(self, member_id: int, urls: list[str]) -> None:
+        """Start sending to a new member (or to a member's new peer URLs)
+        after a membership change (etcd Transport.AddPeer / UpdatePeer)."""
+        old = self.peers.get(member_id)
+        if old is not None:
+            if sorted(old.urls) == sorted(urls):
+                return
+            self.remove_peer(member_id)
+        p = _Peer(self, member_id, list(urls))
+        self.peers[member_id] = p
+        if self.server is not None:
+            p.start()
+
+    def remove_peer(self, member_id: int) -> None:
+        """Stop sending to a removed member and refuse its handshakes
+        (etcd Transport.RemovePeer); its sender stops in the background."""
+        p = self.peers.pop(member_id, None)
+        if p is not None:
+            self._stopping.add(asyncio.ensure_future(p.stop()))
+            self._stopping = {t for t in self._stopping if not t.done()}
+
+    def name_of(self, member_id: int) -> str:
+        """The name a peer told us in the handshake ("" until then)."""
+        p = self.peers.get(member_id)
+        return p.name if p else ""
 
     def client_urls_of(self, member_id: int) -> list[str]:
         """Client URLs a peer told us in the handshake ([] until then)."""
@@ -265,7 +301,9 @@ class Transport:
 
     async def stop(self) -> None:
         """Stop senders and the peer server."""
-        for p in self.peers.values():
+        for p in list(self.peers.values()):
             await p.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.server is not None:
             await self.server.stop(grace=0.5)

@@ -24,7 +24,8 @@ from etcdlite.mvcc import boltdb
 from etcdlite.mvcc import snapshot as mvcc_snapshot
 from etcdlite.raft import MemoryStorage
 from etcdlite.rafthttp.transport import Transport
-from etcdlite.server.raftnode import NodeStoppedError, NoLeaderError, RaftNode
+from etcdlite.server.membership import Member, RaftCluster, fetch_from_peers, new_member_id
+from etcdlite.server.raftnode import NodeStoppedError, NoLeaderError, RaftNode, entry_from_wal
 from etcdlite.snap.snapshotter import Snapshotter
 from etcdlite.v3rpc import rpctypes
 from etcdlite.wal.wal import WAL, WALCorruptError
@@ -63,6 +64,8 @@ class EtcdServer:
         self._revoking: set[int] = set()
         self._tasks: list[asyncio.Task] = []
         self._boot_commit = 0
+        self.cluster: Optional[RaftCluster] = None
+        self.removed = False
         self.stopped = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------
@@ -76,6 +79,16 @@ class EtcdServer:
     def snap_dir(self):
         """``<data-dir>/member/snap`` (etcd's layout)."""
         return self.cfg.data_dir / "member" / "snap"
+
+    @property
+    def members_path(self):
+        """``<data-dir>/member/members.json``: the membership as of the last applied change."""
+        return self.cfg.data_dir / "member" / "members.json"
+
+    def _initial_cluster(self) -> RaftCluster:
+        members = {self.cfg.member_ids[n]: Member(self.cfg.member_ids[n], n, list(urls))
+                   for n, urls in self.cfg.initial_cluster.items()}
+        return RaftCluster(self.cfg.cluster_id, members, self.members_path)
 
     def boot(self) -> None:
         """Rebuild the Raft log from the newest snapshot + the WAL, or create a
@@ -93,6 +106,8 @@ class EtcdServer:
             if contents.repaired:
                 log.warning("cut %d bytes of a torn WAL tail", contents.repaired)
             self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
+            self.cluster = RaftCluster.load(self.members_path) or self._initial_cluster()
+            self.cluster.path, self.cluster.cluster_id = self.members_path, self.cluster_id
             if meta.get("name") != self.cfg.name:
                 log.warning("data dir belongs to member %r, started as %r", meta.get("name"), self.cfg.name)
             snap = snapshotter.load()
@@ -100,7 +115,7 @@ class EtcdServer:
                 storage.apply_snapshot(snap)
                 mvcc_snapshot.restore(self.store, snap.data, self.lessor)
                 applied = snap.metadata.index
-            entries = [raftpb.Entry(Term=e.term, Index=e.index, Data=e.data)
+            entries = [entry_from_wal(e.term, e.index, e.data)
                        for e in contents.entries if e.index > applied]
             if entries and entries[0].Index != applied + 1:
                 raise WALCorruptError(f"WAL in {self.wal_dir} starts at entry {entries[0].Index} "
@@ -114,6 +129,21 @@ class EtcdServer:
             log.info("recovered: snapshot at %d, %d WAL entries after it, commit %d, term %d",
                      applied, len(entries), commit, hs.term)
         else:
+            if self.cfg.initial_cluster_state == "existing":
+                # Join a running cluster: it tells us our ID and the members.
+                own = self.cfg.initial_advertise_peer_urls
+                others = [u for n, urls in self.cfg.initial_cluster.items() if n != self.cfg.name
+                          for u in urls if u not in own]
+                self.cluster, self.member_id = fetch_from_peers(others, own)
+                self.cluster.path = self.members_path
+                self.cluster_id = self.cluster.cluster_id
+                self.cluster.members[self.member_id].name = self.cfg.name
+                self._ids = Generator(self.member_id)
+                log.info("joining cluster %x as member %x; members %s", self.cluster_id,
+                         self.member_id, [format(i, "x") for i in self.cluster.ids()])
+            else:
+                self.cluster = self._initial_cluster()
+            self.cluster.save()
             self.wal_dir.parent.mkdir(parents=True, exist_ok=True)
             meta = {"name": self.cfg.name, "member_id": self.member_id, "cluster_id": self.cluster_id,
                     "peer_urls": self.cfg.initial_advertise_peer_urls}
@@ -121,13 +151,14 @@ class EtcdServer:
             log.info("created new member %x in cluster %x (%s)", self.member_id, self.cluster_id,
                      self.cfg.initial_cluster_state)
         self.node = RaftNode(
-            member_id=self.member_id, voters=list(self.cfg.member_ids.values()), wal=self.wal,
+            member_id=self.member_id, voters=self.cluster.ids(), wal=self.wal,
             snapshotter=snapshotter, storage=storage, applied=applied,
             heartbeat_ms=self.cfg.heartbeat_interval_ms, election_ms=self.cfg.election_timeout_ms,
             snapshot_count=self.cfg.snapshot_count, apply=self._apply,
             restore=lambda data: mvcc_snapshot.restore(self.store, data, self.lessor),
             snapshot_data=lambda: mvcc_snapshot.dump(self.store, self.lessor),
-            on_leader=self._on_leader)
+            on_leader=self._on_leader, apply_conf_change=self._apply_conf_change,
+            restore_conf=lambda cs: self.cluster.keep_only(list(cs.voters)))
 
     def _on_leader(self, lead: int, is_leader: bool) -> None:
         # Only the leader's lessor tracks expiry (etcd Promote/Demote).
@@ -140,16 +171,9 @@ class EtcdServer:
         """Boot (in a thread), start the peer transport, the Raft loop and lease expiry;
         waits (bounded) until the committed entries found on disk are re-applied."""
         await asyncio.to_thread(self.boot)
-        others = {self.cfg.member_ids[n]: urls for n, urls in self.cfg.initial_cluster.items()
-                  if n != self.cfg.name}
+        others = {m.id: m.peer_urls for m in self.cluster.sorted() if m.id != self.member_id}
         if others:
-            node = self.node
-            self.transport = Transport(
-                member_id=self.member_id, cluster_id=self.cluster_id, name=self.cfg.name,
-                client_urls=self.cfg.advertise_client_urls, listen_urls=self.cfg.listen_peer_urls,
-                peers=others, cb=_TransportCallbacks(self))
-            await self.transport.start()
-            node.attach_transport(self.transport)
+            await self._start_transport(others)
         self._tasks = [asyncio.create_task(self._run_node(), name="etcdlite-node"),
                        asyncio.create_task(self._run_lessor(), name="etcdlite-lessor")]
         if self._boot_commit:
@@ -159,6 +183,14 @@ class EtcdServer:
             except TimeoutError:
                 log.warning("re-applying the log up to %d is taking long; serving anyway",
                             self._boot_commit)
+
+    async def _start_transport(self, peers: dict[int, list[str]]) -> None:
+        self.transport = Transport(
+            member_id=self.member_id, cluster_id=self.cluster_id, name=self.cfg.name,
+            client_urls=self.cfg.advertise_client_urls, listen_urls=self.cfg.listen_peer_urls,
+            peers=peers, cb=_TransportCallbacks(self))
+        await self.transport.start()
+        self.node.attach_transport(self.transport)
 
     async def stop(self) -> None:
         """Stop the Raft loop and peer transport, close the WAL."""
@@ -388,18 +420,127 @@ class EtcdServer:
     # -- cluster and maintenance ----------------------------------------------
 
     def members(self) -> list[pb.Member]:
-        """Every member of --initial-cluster, by ID; client URLs of the others as
-        they told us in the peer handshake (empty until then, as etcd shows an
-        unstarted member)."""
+        """Every member, by ID; client URLs (and the name of a member added at
+        runtime) of the others as they told us in the peer handshake (empty
+        until then, as etcd shows an unstarted member)."""
         out = []
-        for name, urls in self.cfg.initial_cluster.items():
-            mid = self.cfg.member_ids[name]
-            if mid == self.member_id:
-                client = self.cfg.advertise_client_urls
+        for m in self.cluster.sorted() if self.cluster else []:
+            name = m.name
+            if m.id == self.member_id:
+                client, name = self.cfg.advertise_client_urls, self.cfg.name
             else:
-                client = self.transport.client_urls_of(mid) if self.transport else []
-            out.append(pb.Member(ID=mid, name=name, peerURLs=urls, clientURLs=client))
-        return sorted(out, key=lambda m: m.ID)
+                client = self.transport.client_urls_of(m.id) if self.transport else []
+                name = name or (self.transport.name_of(m.id) if self.transport else "")
+            out.append(pb.Member(ID=m.id, name=name, peerURLs=m.peer_urls, clientURLs=client))
+        return out
+
+    # -- membership changes (server.go AddMember / RemoveMember / UpdateMember) --
+
+    def _started(self) -> set[int]:
+        """Members we are connected to, and ourselves (etcd's started/active count)."""
+        started = {self.member_id}
+        if self.transport is not None:
+            started |= {i for i in self.cluster.members if self.transport.active(i)}
+        return started & set(self.cluster.members)
+
+    async def member_add(self, peer_urls: list[str]) -> pb.Member:
+        """Add a voting member with ``peer_urls`` through the log; returns it
+        (ID as etcd's NewMember with the current time, no name until it starts).
+
+        Raises ErrMemberBadURLs, ErrPeerURLExist, ErrMemberExist,
+        ErrMemberNotEnoughStarted (the new quorum would not be started),
+        ErrNoLeader / ErrTimeout / ErrStopped.
+        """
+        urls = _check_peer_urls(peer_urls)
+        if self.cluster.peer_url_owner(urls) is not None:
+            raise rpctypes.ErrPeerURLExist
+        n = len(self.cluster.members)
+        if len(self._started()) < (n + 1) // 2 + 1:
+            raise rpctypes.ErrMemberNotEnoughStarted
+        m = Member(new_member_id(urls, "", now=time.time()), "", urls)
+        if m.id in self.cluster.members or m.id in self.cluster.removed:
+            raise rpctypes.ErrMemberExist
+        await self._configure(raftpb.ConfChange(type=raftpb.ConfChangeAddNode, node_id=m.id,
+                                                context=json.dumps(m.to_json()).encode()))
+        return pb.Member(ID=m.id, peerURLs=m.peer_urls)
+
+    async def member_remove(self, member_id: int) -> None:
+        """Remove member ``member_id`` through the log. Raises ErrMemberNotFound,
+        ErrMemberNotEnoughStarted (the members left would not reach a quorum),
+        ErrNoLeader / ErrTimeout / ErrStopped."""
+        if member_id not in self.cluster.members:
+            raise rpctypes.ErrMemberNotFound
+        n = len(self.cluster.members) - 1
+        if n == 0 or len(self._started() - {member_id}) < n // 2 + 1:
+            raise rpctypes.ErrMemberNotEnoughStarted
+        await self._configure(raftpb.ConfChange(type=raftpb.ConfChangeRemoveNode, node_id=member_id))
+
+    async def member_update(self, member_id: int, peer_urls: list[str]) -> None:
+        """Change member ``member_id``'s peer URLs through the log. Raises
+        ErrMemberNotFound, ErrMemberBadURLs, ErrPeerURLExist, ErrNoLeader / ErrTimeout."""
+        if member_id not in self.cluster.members:
+            raise rpctypes.ErrMemberNotFound
+        urls = _check_peer_urls(peer_urls)
+        owner = self.cluster.peer_url_owner(urls)
+        if owner is not None and owner != member_id:
+            raise rpctypes.ErrPeerURLExist
+        m = Member(member_id, self.cluster.members[member_id].name, urls)
+        await self._configure(raftpb.ConfChange(type=raftpb.ConfChangeUpdateNode, node_id=member_id,
+                                                context=json.dumps(m.to_json()).encode()))
+
+    async def _configure(self, cc: raftpb.ConfChange) -> None:
+        """Propose ``cc`` and wait until this member applied it (etcd configure)."""
+        if self.node is None or self.stopped.is_set():
+            raise rpctypes.ErrStopped
+        cc.id = self._ids.next()
+        await self._wait_leader()
+        fut = asyncio.get_running_loop().create_future()
+        self._waits[cc.id] = fut
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                await self.node.propose_conf_change(cc)
+                await fut
+        except NodeStoppedError:
+            raise rpctypes.ErrStopped from None
+        except NoLeaderError:
+            raise rpctypes.ErrNoLeader from None
+        except TimeoutError:
+            raise rpctypes.ErrTimeout from None
+        finally:
+            self._waits.pop(cc.id, None)
+
+    def _apply_conf_change(self, cc: raftpb.ConfChange, cs: raftpb.ConfState) -> None:
+        """A committed ConfChange reached the state machine (etcd applyConfChange):
+        update the member list, the peer transport and members.json."""
+        if cc.type in (raftpb.ConfChangeAddNode, raftpb.ConfChangeUpdateNode):
+            m = Member.from_json(json.loads(cc.context))
+            if cc.type == raftpb.ConfChangeAddNode:
+                self.cluster.add(m)
+            else:
+                self.cluster.update(m.id, m.peer_urls)
+            if m.id != self.member_id and m.id in self.cluster.members:
+                if self.transport is None:
+                    self._tasks.append(asyncio.ensure_future(
+                        self._start_transport({m.id: m.peer_urls})))
+                else:
+                    self.transport.add_peer(m.id, m.peer_urls)
+        elif cc.type == raftpb.ConfChangeRemoveNode:
+            self.cluster.remove(cc.node_id)
+            if cc.node_id == self.member_id:
+                # etcd: "the member has been permanently removed from the cluster".
+                log.warning("member %x was removed from cluster %x; stopping", self.member_id,
+                            self.cluster_id)
+                self.removed = True
+                asyncio.get_running_loop().call_soon(self.node.stop)
+            elif self.transport is not None:
+                self.transport.remove_peer(cc.node_id)
+        try:
+            self.cluster.save()
+        except OSError as exc:
+            log.error("saving the member list failed: %r", exc)
+        fut = self._waits.pop(cc.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` and wait (bounded) until it leads (etcd
@@ -407,7 +548,7 @@ class EtcdServer:
         node = self.node
         if node is None or not node.is_leader:
             raise rpctypes.ErrNotLeader
-        if target not in self.cfg.member_ids.values():
+        if target not in self.cluster.members:
             raise rpctypes.ErrBadLeaderTransferee
         if target == self.member_id:
             return
@@ -453,6 +594,24 @@ class EtcdServer:
                     log.warning("revoking expired lease %x failed: %r", lease_id, res)
 
 
+def _check_peer_urls(urls: list[str]) -> list[str]:
+    """Sorted ``urls``; raises ErrMemberBadURLs unless each is http(s)://host:port."""
+    from urllib.parse import urlsplit
+    out = []
+    for u in urls:
+        try:
+            parts = urlsplit(u)
+            ok = parts.scheme in ("http", "https") and parts.hostname and parts.port
+        except ValueError:
+            ok = False
+        if not ok:
+            raise rpctypes.ErrMemberBadURLs
+        out.append(u)
+    if not out:
+        raise rpctypes.ErrMemberBadURLs
+    return sorted(out)
+
+
 class _TransportCallbacks:
     """Routes the peer transport's events into the member (see rafthttp.Callbacks)."""
 
@@ -476,6 +635,10 @@ class _TransportCallbacks:
 
     def last_index(self) -> int:
         return self.s.node.last_index
+
+    def members_info(self) -> tuple[int, list]:
+        """(cluster ID, [pb.Member]) for a joining member's Members call."""
+        return self.s.cluster_id, self.s.members()
 
     def on_hello(self, member_id: int, last_index: int) -> None:
         self.s.node.peer_hello(member_id, last_index)

@@ -31,6 +31,23 @@ log = logging.getLogger(__name__)
 SNAPSHOT_CATCHUP_ENTRIES = 5000
 
 
+# WAL records carry no entry type: a conf change's data is stored behind this
+# byte (never the first byte of an InternalRaftRequest, whose field tags are > 0).
+CONF_CHANGE_MARK = b"\x00"
+
+
+def wal_data(e: raftpb.Entry) -> bytes:
+    """The WAL payload of entry ``e`` (its data; conf changes marked)."""
+    return CONF_CHANGE_MARK + e.Data if e.Type == raftpb.EntryConfChange else e.Data
+
+
+def entry_from_wal(term: int, index: int, data: bytes) -> raftpb.Entry:
+    """The raftpb.Entry of a WAL record written from ``wal_data``."""
+    if data[:1] == CONF_CHANGE_MARK:
+        return raftpb.Entry(Term=term, Index=index, Type=raftpb.EntryConfChange, Data=data[1:])
+    return raftpb.Entry(Term=term, Index=index, Data=data)
+
+
 class NodeStoppedError(Exception):
     """The node stopped (or its WAL failed) before the proposal was handed to Raft."""
 
@@ -55,7 +72,9 @@ class RaftNode:
                  storage: MemoryStorage, applied: int, heartbeat_ms: int, election_ms: int,
                  snapshot_count: int, apply: Callable[[bytes], None],
                  restore: Callable[[bytes], None], snapshot_data: Callable[[], bytes],
-                 on_leader: Callable[[int, bool], None]) -> None:
+                 on_leader: Callable[[int, bool], None],
+                 apply_conf_change: Optional[Callable[[raftpb.ConfChange, raftpb.ConfState], None]] = None,
+                 restore_conf: Optional[Callable[[raftpb.ConfState], None]] = None) -> None:
         self.member_id = member_id
         self.voters = sorted(voters)
         self.wal = wal
@@ -66,6 +85,8 @@ class RaftNode:
         self.snapshot_count = max(1, snapshot_count)
         self._apply, self._restore, self._snapshot_data = apply, restore, snapshot_data
         self._on_leader = on_leader
+        self._apply_conf_change = apply_conf_change
+        self._restore_conf = restore_conf
         hs, _ = storage.initial_state()
         self.rn = RawNode(Config(id=member_id, peers=self.voters, storage=storage,
                                  election_tick=max(2, election_ms // heartbeat_ms), heartbeat_tick=1,
@@ -83,6 +104,7 @@ class RaftNode:
         self._hellos: list[tuple[int, int]] = []
         self._transfers: list[int] = []
         self._proposals: list[tuple[bytes, asyncio.Future]] = []
+        self._conf_proposals: list[tuple[raftpb.ConfChange, asyncio.Future]] = []
         self._reads: list[asyncio.Future] = []
         self._read_ctx: dict[bytes, list[asyncio.Future]] = {}
         self._applied_waits: list[tuple[int, asyncio.Future]] = []
@@ -144,6 +166,16 @@ class RaftNode:
             raise NodeStoppedError()
         fut = asyncio.get_running_loop().create_future()
         self._proposals.append((data, fut))
+        self._wake.set()
+        await fut
+
+    async def propose_conf_change(self, cc: raftpb.ConfChange) -> None:
+        """Hand a membership change to Raft (an EntryConfChange entry); returns
+        once accepted, not applied. Raises NodeStoppedError, NoLeaderError."""
+        if self._stopped:
+            raise NodeStoppedError()
+        fut = asyncio.get_running_loop().create_future()
+        self._conf_proposals.append((cc, fut))
         self._wake.set()
         await fut
 
@@ -215,7 +247,7 @@ class RaftNode:
                 if not fut.done():
                     fut.set_exception(NodeStoppedError())
             for fut in self._reads + [f for fs in self._read_ctx.values() for f in fs] + \
-                    [f for _, f in self._applied_waits]:
+                    [f for _, f in self._applied_waits] + [f for _, f in self._conf_proposals]:
                 if not fut.done():
                     fut.set_exception(NodeStoppedError())
 
@@ -244,6 +276,8 @@ class RaftNode:
                 rn.report_unreachable(member)
             else:
                 rn.report_snapshot(member, ok)
+        if self._conf_proposals:
+            self._propose_conf_changes()
         props, self._proposals = self._proposals, []
         for data, fut in props:
             try:
@@ -263,6 +297,18 @@ class RaftNode:
                 del self._read_ctx[old]
             self._read_ctx[ctx] = reads
             rn.read_index(ctx)
+
+    def _propose_conf_changes(self) -> None:
+        confs, self._conf_proposals = self._conf_proposals, []
+        for cc, fut in confs:
+            try:
+                self.rn.propose_conf_change(cc)
+            except ProposalDropped:
+                if not fut.done():
+                    fut.set_exception(NoLeaderError())
+                continue
+            if not fut.done():
+                fut.set_result(None)
 
     def _check_hellos(self) -> None:
         hellos, self._hellos = self._hellos, []
@@ -311,7 +357,7 @@ class RaftNode:
         if self.is_leader and self.transport is not None and rd.messages:
             self.transport.send(rd.messages)
             sent = True
-        await self.wal.save([Entry(e.Term, e.Index, e.Data) for e in rd.entries], hs,
+        await self.wal.save([Entry(e.Term, e.Index, wal_data(e)) for e in rd.entries], hs,
                             sync=rd.must_sync)
         if rd.entries:
             self.storage.append(rd.entries)
@@ -328,6 +374,15 @@ class RaftNode:
                 continue
             if e.Type == raftpb.EntryNormal and e.Data:
                 self._apply(e.Data)
+            elif e.Type == raftpb.EntryConfChange:
+                cc = raftpb.ConfChange.FromString(e.Data)
+                cs = self.rn.apply_conf_change(cc)
+                self.voters = sorted(cs.voters)
+                log.info("member %x applied conf change %s of %x at %d; voters now %s",
+                         self.member_id, raftpb.ConfChangeType.Name(cc.type), cc.node_id,
+                         e.Index, [format(v, "x") for v in self.voters])
+                if self._apply_conf_change is not None:
+                    self._apply_conf_change(cc, cs)
             self.applied_index = e.Index
         self._wake_applied()
         if self.applied_index - self.snap_index >= self.snapshot_count:
@@ -353,6 +408,10 @@ class RaftNode:
         self.storage.apply_snapshot(snap)
         self._restore(snap.data)
         self.applied_index = self.snap_index = md.index
+        if md.conf_state.voters:
+            self.voters = sorted(md.conf_state.voters)
+            if self._restore_conf is not None:
+                self._restore_conf(md.conf_state)
         log.info("installed snapshot at index %d (term %d, %d bytes) in %.2fs",
                  md.index, md.term, len(snap.data), time.monotonic() - t0)
 
@@ -360,7 +419,7 @@ class RaftNode:
         index = self.applied_index
         t0 = time.monotonic()
         data = self._snapshot_data()
-        snap = self.storage.create_snapshot(index, raftpb.ConfState(voters=self.voters), data)
+        snap = self.storage.create_snapshot(index, self.rn.raft.conf_state(), data)
         await asyncio.to_thread(self.snapshotter.save, snap)
         await self.wal.save_snapshot(snap.metadata.term, index,
                                      next_index=self.storage.last_index() + 1)

@@ -1,17 +1,21 @@
-"""The Cluster service: MemberList (membership changes come with Raft).
+"""The Cluster service: MemberList, MemberAdd, MemberRemove, MemberUpdate.
 
-Mirrors etcd's api/v3rpc/member.go for reads; ``etcdctl member list`` works.
+Mirrors etcd's api/v3rpc/member.go: changes go through the Raft log as
+ConfChange entries (EtcdServer.member_*), answered once applied on this
+member with the new member list. There are no learners, so MemberPromote
+(and MemberAdd with is_learner) are UNIMPLEMENTED.
 """
 from __future__ import annotations
 
 import grpc
 
 from etcdlite.server.etcdserver import EtcdServer
+from etcdlite.v3rpc.rpctypes import EtcdError
 from etcdlite.v3rpc.util import etcd_errors
 from proto.etcdserverpb import rpc_pb2 as pb
 from proto.etcdserverpb import rpc_pb2_grpc
 
-_NO_RECONFIG = "etcdlite: membership changes are not supported yet (single-member cluster)"
+_NO_LEARNERS = "etcdlite: learner members are not supported"
 
 
 class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
@@ -20,25 +24,36 @@ class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
 
+    def _header(self) -> pb.ResponseHeader:
+        hdr = self.server.header()
+        hdr.revision = 0  # etcd's Cluster responses carry no store revision
+        return hdr
+
     @etcd_errors
     async def MemberList(self, request, context):
-        """etcd Cluster.MemberList: the configured members (header revision 0, as etcd)."""
-        hdr = self.server.header()
-        hdr.revision = 0  # etcd's MemberList header carries no store revision
-        return pb.MemberListResponse(header=hdr, members=self.server.members())
+        """etcd Cluster.MemberList: every member (header revision 0, as etcd)."""
+        return pb.MemberListResponse(header=self._header(), members=self.server.members())
 
+    @etcd_errors
     async def MemberAdd(self, request, context):
-        """etcd Cluster.MemberAdd: UNIMPLEMENTED (no runtime reconfiguration)."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
+        """etcd Cluster.MemberAdd: the new member (no name until it starts) and the list."""
+        if request.isLearner:
+            raise EtcdError(grpc.StatusCode.UNIMPLEMENTED, _NO_LEARNERS)
+        m = await self.server.member_add(list(request.peerURLs))
+        return pb.MemberAddResponse(header=self._header(), member=m, members=self.server.members())
 
+    @etcd_errors
     async def MemberRemove(self, request, context):
-        """etcd Cluster.MemberRemove: UNIMPLEMENTED (no runtime reconfiguration)."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
+        """etcd Cluster.MemberRemove: the list without member ``ID``."""
+        await self.server.member_remove(request.ID)
+        return pb.MemberRemoveResponse(header=self._header(), members=self.server.members())
 
+    @etcd_errors
     async def MemberUpdate(self, request, context):
-        """etcd Cluster.MemberUpdate: UNIMPLEMENTED (no runtime reconfiguration)."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
+        """etcd Cluster.MemberUpdate: new peer URLs for member ``ID``."""
+        await self.server.member_update(request.ID, list(request.peerURLs))
+        return pb.MemberUpdateResponse(header=self._header(), members=self.server.members())
 
     async def MemberPromote(self, request, context):
-        """etcd Cluster.MemberPromote: UNIMPLEMENTED (no runtime reconfiguration)."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_RECONFIG)
+        """etcd Cluster.MemberPromote: UNIMPLEMENTED (no learners)."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, _NO_LEARNERS)

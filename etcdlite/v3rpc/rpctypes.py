@@ -45,6 +45,13 @@ ErrTimeoutLeaderTransfer = EtcdError(grpc.StatusCode.DEADLINE_EXCEEDED,
 ErrTimeout = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: request timed out")
 ErrRequestTooLarge = EtcdError(_IA, "etcdserver: request is too large")
 ErrMemberNotFound = EtcdError(grpc.StatusCode.NOT_FOUND, "etcdserver: member not found")
+ErrMemberExist = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: member ID already exist")
+ErrPeerURLExist = EtcdError(grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
+ErrMemberBadURLs = EtcdError(_IA, "etcdserver: given member URLs are invalid")
+ErrMemberNotEnoughStarted = EtcdError(
+    grpc.StatusCode.FAILED_PRECONDITION,
+    "etcdserver: re-configuration failed due to not enough started members")
+ErrUnhealthy = EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: unhealthy cluster")
 
 
 def to_etcd_error(exc: BaseException) -> EtcdError:
