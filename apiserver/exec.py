@@ -25,6 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from apiserver import errors
+from apiserver.authn import authenticate
+from apiserver.authz import RequestAttributes
 from apiserver.handlers import status_response
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,18 @@ async def kubelet_exec_url(stores, namespace: str, name: str, query) -> str:
     host = f"[{ip}]" if ":" in ip else ip
     params = [(k, v) for k, v in query.multi_items() if k in PASSED_PARAMS]
     return f"ws://{host}:{port}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
+
+
+async def authorize(handler, connection, namespace: str, name: str) -> None:
+    """Authenticate the websocket's user and authorize ``create`` on pods/exec (upstream's verb for
+    exec); StatusError 401/403 otherwise. ``handler`` is the ResourceHandler holding the chains."""
+    user = await authenticate(handler.authenticators, connection)
+    if user is None:
+        raise errors.StatusError(401, "Unauthorized", "Unauthorized")
+    allowed, why = await handler.authorizer.authorize(user, RequestAttributes(
+        "create", "", "pods", "exec", namespace, name))
+    if not allowed:
+        raise errors.forbidden("pods", name, why or "access denied", group="")
 
 
 async def relay(down: WebSocket, up: ClientConnection) -> None:
@@ -126,6 +140,7 @@ def install(app: FastAPI, server) -> None:
         up = None
         error: errors.StatusError | None = None
         try:
+            await authorize(server.handler, websocket, namespace, name)
             url = await kubelet_exec_url(server.stores, namespace, name, websocket.query_params)
             up = await asyncio.wait_for(connect(url, subprotocols=[proto], max_size=MAX_FRAME, ping_interval=None,
                                                 proxy=None), CONNECT_TIMEOUT)

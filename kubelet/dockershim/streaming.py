@@ -171,7 +171,15 @@ class StreamingServer:
         reader = loop.run_in_executor(None, read_frames)
         inbound = asyncio.create_task(pump_in())
         try:
-            while (item := await out.get()) is not None:
+            while True:
+                nxt = asyncio.ensure_future(out.get())
+                await asyncio.wait({nxt, inbound}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():  # the client went away: end the session, the process finishes alone
+                    nxt.cancel()
+                    log.info("exec %s: client disconnected", exec_id[:12])
+                    return
+                if (item := nxt.result()) is None:
+                    break
                 stream, data = item
                 if data:
                     await ws.send(bytes([STDERR if stream == STDERR else STDOUT]) + data)
@@ -180,10 +188,20 @@ class StreamingServer:
         finally:
             inbound.cancel()
             try:
+                raw.shutdown(socket.SHUT_RDWR)  # wakes the reader thread when the client left early
+            except OSError:
+                pass
+            # Drain so a reader blocked on a full queue can finish (bounded: 5 s).
+            deadline = time.monotonic() + 5.0
+            while not reader.done() and time.monotonic() < deadline:
+                while not out.empty():
+                    out.get_nowait()
+                await asyncio.sleep(0.01)
+            try:
                 raw.close()
             except OSError:
                 pass
-            await asyncio.gather(inbound, asyncio.wait_for(reader, 5), return_exceptions=True)
+            await asyncio.gather(inbound, return_exceptions=True)
 
     async def _exit_code(self, exec_id: str) -> int:
         """ExitCode from exec inspect, waiting (bounded, 5 s) for Docker to see the process end."""

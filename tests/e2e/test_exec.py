@@ -183,3 +183,37 @@ def test_exec_unknown_container_is_reported(cluster, kubectl):
     """An unknown container -> kubectl fails with the apiserver's message."""
     r = kubectl("exec", POD, "-c", "nope", "--", "true")
     assert r.returncode != 0 and "nope" in r.stderr, _diag(cluster, r)
+
+
+def _ws_exec(cluster, query: str, *, send: list[bytes] = (), close_after: float | None = None,
+             protocol: str = "v5.channel.k8s.io") -> dict[int, bytes]:
+    """Raw websocket exec through the apiserver: frames received per channel."""
+    url = cluster["api"].replace("http://", "ws://") + f"/api/v1/namespaces/default/pods/{POD}/exec?{query}"
+
+    async def run():
+        frames: dict[int, bytes] = {}
+        async with connect(url, subprotocols=[protocol], proxy=None, open_timeout=10) as ws:
+            for m in send:
+                await ws.send(m)
+            if close_after is not None:
+                await asyncio.sleep(close_after)
+                return frames
+            async for msg in ws:
+                frames[msg[0]] = frames.get(msg[0], b"") + msg[1:]
+        return frames
+    return asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_exec_tty_and_resize(cluster):
+    """tty=1: stdout is a terminal (CRLF line ends), a resize frame on channel 4 is accepted."""
+    frames = _ws_exec(cluster, "command=sh&command=-c&command=test+-t+1+%26%26+echo+tty&stdin=1&stdout=1&tty=1",
+                      send=[b"\x04" + json.dumps({"Width": 100, "Height": 30}).encode()])
+    assert frames.get(1) == b"tty\r\n", frames
+    assert json.loads(frames[3])["status"] == "Success"
+
+
+def test_exec_client_leaving_early_does_not_break_later_execs(cluster, kubectl):
+    """A client that drops a running exec leaves the kubelet and shim serving the next one."""
+    _ws_exec(cluster, "command=sleep&command=20&stdout=1", close_after=0.5)
+    r = kubectl("exec", POD, "--", "echo", "still")
+    assert r.returncode == 0 and r.stdout == "still\n", _diag(cluster, r)
