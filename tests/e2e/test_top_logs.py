@@ -1,0 +1,200 @@
+"""kubectl top and kubectl logs against real processes: etcd, apiserver, CRI shim over Docker, kubelet.
+
+Needs root and a running Docker with busybox:1.35 (skips otherwise). The
+kubelet's /stats/summary (CRI ListContainerStats over cgroup v1) feeds the
+apiserver's metrics.k8s.io, which ``kubectl top pods`` / ``top nodes`` read;
+logs go apiserver -> kubelet /containerLogs with tailLines, sinceSeconds and
+follow. Test-only names: node "tltest-kubelet", bridge "tltestkl0", pod CIDR
+10.244.250.0/24. Processes stop by PID (kubectl -f by its own process
+group), containers are removed by the shim's node label, the bridge deleted.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+import support
+from support import free_port, wait_for
+
+NODE = "tltest-kubelet"
+BRIDGE = "tltestkl0"
+POD_CIDR = "10.244.250.0/24"
+IMAGE = "busybox:1.35"
+KUBECTL = shutil.which("kubectl")
+
+pytestmark = pytest.mark.e2e
+
+
+def _docker():
+    try:
+        import docker
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(IMAGE)
+        return client
+    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
+        pytest.skip(f"top/logs e2e tests need a running Docker with image {IMAGE}: {e}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """etcd + apiserver + shim + kubelet on free ports and a running pod printing a line a second."""
+    if os.geteuid() != 0:
+        pytest.skip("top/logs e2e tests need root (bridge, netns, Docker)")
+    if shutil.which("etcd") is None or KUBECTL is None:
+        pytest.skip("top/logs e2e tests need /usr/bin/etcd and kubectl")
+    docker_client = _docker()
+    tmp = str(tmp_path_factory.mktemp("toplogs"))
+    kubelet_port, healthz_port = free_port(), free_port()
+    sock = os.path.join(tmp, "node", "cri.sock")
+    os.makedirs(os.path.dirname(sock), exist_ok=True)
+    try:
+        with support.control_plane(tmp, user="system:node:" + NODE, kubeconfig_name="kubelet.kubeconfig") as cp:
+            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
+            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
+                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
+                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
+                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
+            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
+            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
+            procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
+                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
+                                    "--container-runtime-endpoint", f"unix://{sock}",
+                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
+                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
+                                    "--sync-frequency", "2"])
+            try:
+                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
+            except AssertionError:
+                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")) from None
+            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
+                           headers={"Content-Type": "application/merge-patch+json"})
+            assert r.status_code == 200, r.text
+            name = f"talk-{uuid.uuid4().hex[:6]}"
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                   "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                            "containers": [{"name": "talk", "image": IMAGE, "command": ["sh", "-c"],
+                                            "args": ["i=0; while true; do echo line $i; i=$((i+1)); sleep 0.5; "
+                                                     "done"]}]}}
+            r = http.post("/api/v1/namespaces/default/pods", json=pod)
+            assert r.status_code == 201, r.text
+
+            def running():
+                p = http.get(f"/api/v1/namespaces/default/pods/{name}").json()
+                return p if p.get("status", {}).get("phase") == "Running" else None
+            try:
+                wait_for("pod Running", running, 60)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nkubelet log:\n{procs.log('kubelet')}") from None
+            home = os.path.join(tmp, "kubectl-home")
+            os.makedirs(home, exist_ok=True)
+            yield {"http": http, "procs": procs, "kubeconfig": kc, "home": home, "pod": name,
+                   "kubelet": f"http://127.0.0.1:{kubelet_port}"}
+            http.delete(f"/api/v1/namespaces/default/pods/{name}", params={"gracePeriodSeconds": "0"})
+            http.close()
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
+            c.remove(force=True)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+
+
+def kubectl_argv(cluster, *args) -> list[str]:
+    return [KUBECTL, "--kubeconfig", cluster["kubeconfig"], "--cache-dir", os.path.join(cluster["home"], "cache"),
+            *args]
+
+
+def kubectl(cluster, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    r = subprocess.run(kubectl_argv(cluster, *args), capture_output=True, text=True, timeout=timeout,
+                       env={"HOME": cluster["home"], "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, f"kubectl {' '.join(args)} failed ({r.returncode}): {r.stderr}"
+    return r
+
+
+def test_kubelet_stats_summary(cluster):
+    """/stats/summary has node cpu/memory and the pod's container with a cpu rate and working set."""
+    s = httpx.get(cluster["kubelet"] + "/stats/summary", timeout=10, trust_env=False).json()
+    node = s["node"]
+    assert node["nodeName"] == NODE
+    assert node["cpu"]["usageCoreNanoSeconds"] > 0 and node["cpu"]["usageNanoCores"] >= 0
+    assert node["memory"]["workingSetBytes"] > 0 and node["memory"]["usageBytes"] >= node["memory"]["workingSetBytes"]
+    pod = next(p for p in s["pods"] if p["podRef"]["name"] == cluster["pod"])
+    assert pod["podRef"]["namespace"] == "default" and pod["podRef"]["uid"]
+    c = next(c for c in pod["containers"] if c["name"] == "talk")
+    assert c["cpu"]["usageCoreNanoSeconds"] > 0 and "usageNanoCores" in c["cpu"]
+    assert c["memory"]["workingSetBytes"] > 0
+    text = httpx.get(cluster["kubelet"] + "/metrics/resource", timeout=10, trust_env=False).text
+    assert "node_cpu_usage_seconds_total " in text
+    assert f'container_memory_working_set_bytes{{container="talk",namespace="default",pod="{cluster["pod"]}"}}' in text
+
+
+def test_kubectl_top_pods_and_nodes(cluster):
+    r = kubectl(cluster, "top", "pods", "-n", "default")
+    print(r.stdout)
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"], r.stdout
+    row = next(line.split() for line in lines[1:] if line.split()[0] == cluster["pod"])
+    assert row[1].endswith("m") and row[2].endswith("Mi"), row
+    r = kubectl(cluster, "top", "pod", cluster["pod"], "--containers")
+    assert "talk" in r.stdout, r.stdout
+    r = kubectl(cluster, "top", "nodes")
+    print(r.stdout)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "CPU(cores)", "CPU(%)"], r.stdout
+    row = next(line.split() for line in lines[1:] if line.split()[0] == NODE)
+    assert row[1].endswith("m") and row[3].endswith("Mi") and row[4].endswith("%"), row
+
+
+def test_kubectl_logs_tail_since(cluster):
+    wait_for("a few lines", lambda: cluster["http"].get(
+        f"/api/v1/namespaces/default/pods/{cluster['pod']}/log").text.count("\n") >= 3, 20)
+    r = kubectl(cluster, "logs", cluster["pod"], "--tail=2")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("line ") for line in lines), r.stdout
+    r = kubectl(cluster, "logs", cluster["pod"], "--since=1h")
+    assert r.stdout.startswith("line 0\n"), r.stdout[:200]
+    # sinceSeconds=1 keeps only the last second or so (a line every 0.5 s)
+    text = cluster["http"].get(f"/api/v1/namespaces/default/pods/{cluster['pod']}/log",
+                               params={"sinceSeconds": "1"}).text
+    assert 0 < text.count("\n") <= 4 and "line 0\n" not in text, text
+    text = cluster["http"].get(f"/api/v1/namespaces/default/pods/{cluster['pod']}/log",
+                               params={"limitBytes": "5"}).text
+    assert text == "line "
+
+
+def test_kubectl_logs_follow(cluster):
+    """``kubectl logs -f`` streams new lines; read a few (bounded) then stop it."""
+    proc = subprocess.Popen(kubectl_argv(cluster, "logs", "-f", "--tail=1", cluster["pod"]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={"HOME": cluster["home"], "PATH": "/usr/bin:/bin"})
+    got: list[str] = []
+
+    def reader():
+        for line in proc.stdout:
+            got.append(line)
+            if len(got) >= 4:
+                return
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(15)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    assert len(got) >= 4, (got, proc.stderr.read() if proc.stderr else "")
+    nums = [int(line.split()[1]) for line in got]
+    assert nums == sorted(nums) and nums[-1] - nums[0] >= 3, nums
