@@ -140,3 +140,55 @@ def test_wiped_member_rejoins_through_a_snapshot(cluster):
     assert "installed snapshot" in c.log(victim, 20000)
     ctl(c, c.members[victim].endpoint, "put", "/after-wipe", "y")
     assert get_s(c, victim, "/w119") == "119"
+
+
+def test_member_change_errors_match_etcd(cluster):
+    c = cluster
+    r = ctl(c, c.endpoints, "member", "remove", "1234abcd", check=False)
+    assert r.returncode != 0 and "etcdserver: member not found" in r.stderr
+    r = ctl(c, c.endpoints, "member", "update", "1234abcd", "--peer-urls=http://127.0.0.1:1", check=False)
+    assert r.returncode != 0 and "etcdserver: member not found" in r.stderr
+    taken = c.members["n1"].peer_url
+    r = ctl(c, c.endpoints, "member", "add", "dup", f"--peer-urls={taken}", check=False)
+    assert r.returncode != 0 and "etcdserver: Peer URLs already exists" in r.stderr
+    assert len(json.loads(ctl(c, c.endpoints, "member", "list", "-w", "json").stdout)["members"]) == 3
+
+
+def test_member_add_join_restart_and_remove(cluster):
+    """etcdctl member add; the new member joins with --initial-cluster-state=existing,
+    catches up, survives restarts (its own and another member's), then is removed
+    and exits, and the three left keep serving."""
+    c = cluster
+    m4 = support.ClusterMember("n4", support.free_port(), support.free_port(), c.tmp / "n4.data")
+    ctl(c, c.endpoints, "put", "/before-add", "b")
+    out = ctl(c, c.endpoints, "member", "add", "n4", f"--peer-urls={m4.peer_url}").stdout
+    assert 'ETCD_INITIAL_CLUSTER_STATE="existing"' in out and f"n4={m4.peer_url}" in out, out
+    new_id = int(out.split()[1], 16)
+    ms = json.loads(ctl(c, c.endpoints, "member", "list", "-w", "json").stdout)["members"]
+    assert len(ms) == 4 and any(m["ID"] == new_id and m["peerURLs"] == [m4.peer_url] for m in ms)
+    c.members["n4"] = m4
+    try:
+        c.start("n4", initial_cluster_state="existing")
+        c.wait_healthy(["n4"], timeout=20)
+        support.wait_for("n4 caught up", lambda: get_s(c, "n4", "/before-add") == "b", 10, 0.1)
+        ctl(c, m4.endpoint, "put", "/via-n4", "4")
+        assert ctl(c, c.members["n1"].endpoint, "get", "/via-n4", "--print-value-only").stdout.strip() == "4"
+
+        def names_on(ep):
+            ms = json.loads(ctl(c, ep, "member", "list", "-w", "json").stdout)["members"]
+            return sorted(m.get("name", "") for m in ms)
+        for ep in c.endpoints:
+            support.wait_for(f"4 named members on {ep}", lambda: names_on(ep) == ["n1", "n2", "n3", "n4"], 10, 0.2)
+        c.restart("n4")   # its data dir remembers its ID and the members
+        c.restart("n1")   # members.json: n1 still knows n4 after a restart
+        assert names_on(c.members["n1"].endpoint) == ["n1", "n2", "n3", "n4"]
+        assert "removed" in ctl(c, c.members["n1"].endpoint, "member", "remove", format(new_id, "x")).stdout
+        m4.proc.wait(timeout=15)   # a removed member stops, as etcd does
+        assert "removed from cluster" in c.log("n4", 5000)
+    finally:
+        c.kill("n4")
+        del c.members["n4"]
+    ms = json.loads(ctl(c, c.endpoints, "member", "list", "-w", "json").stdout)["members"]
+    assert sorted(m["name"] for m in ms) == ["n1", "n2", "n3"]
+    assert ctl(c, c.endpoints, "put", "/after-remove", "x").stdout.strip() == "OK"
+    c.wait_healthy(timeout=20)
