@@ -190,34 +190,66 @@ class ControlPlane:
     extra: dict = field(default_factory=dict)
 
 
+def start_apiserver(procs: ProcessGroup, etcd_servers: Sequence[str], *, name: str = "apiserver",
+                    apiserver_args: Sequence[str] = (), timeout: float = 30.0) -> str:
+    """Start ``python -m apiserver --etcd-servers <all of etcd_servers>`` on a free port as ``name``.
+
+    Waits for its /readyz and returns its URL ``http://127.0.0.1:PORT``.
+    """
+    api_port = free_port()
+    server = f"http://127.0.0.1:{api_port}"
+    procs.spawn(name, [sys.executable, "-m", "apiserver", "--etcd-servers", ",".join(etcd_servers),
+                       "--bind-address", "127.0.0.1", "--secure-port", str(api_port), *apiserver_args])
+    procs.wait_ready(name, url=f"{server}/readyz", timeout=timeout)
+    return server
+
+
+# Store kinds control_plane starts: one member of etcd 3.4 or etcdlite, or a
+# 3-member etcdlite cluster ("etcdlite3", see etcd_cluster).
+STORES = ("etcd", "etcdlite", "etcdlite3")
+
+
 @contextlib.contextmanager
 def control_plane(tmp_path: Path | str, store: str = "etcd", *, apiserver_args: Sequence[str] = (),
                   user: str = "test", kubeconfig_name: str = "admin.kubeconfig",
                   timeout: float = 30.0) -> Iterator[ControlPlane]:
-    """Start ``store`` ("etcd" = /usr/bin/etcd 3.4, or "etcdlite") and ``python -m apiserver`` on free ports.
+    """Start ``store`` and ``python -m apiserver`` on free ports.
 
-    Data, logs (``<store>.log``, ``apiserver.log``) and the kubeconfig go
-    under ``tmp_path``. Skips the test if etcd is wanted but not installed.
-    Every process is stopped by PID when the block ends, even on failure.
+    ``store`` is "etcd" (/usr/bin/etcd 3.4), "etcdlite" (one member) or
+    "etcdlite3" (three etcdlite members via ``etcd_cluster``; the apiserver
+    gets all three client URLs in ``--etcd-servers``, the EtcdCluster is in
+    ``extra["cluster"]``). ``etcd_endpoint`` is the (first) store client URL,
+    ``extra["etcd_servers"]`` all of them. Data, logs (``<store>.log`` or
+    ``n1.log``.., ``apiserver.log``) and the kubeconfig go under ``tmp_path``.
+    Skips the test if etcd is wanted but not installed. Every process is
+    stopped by PID when the block ends, even on failure.
     """
     tmp = Path(tmp_path)
+    if store not in STORES:
+        raise ValueError(f"store must be one of {STORES}, not {store!r}")
     if store == "etcd" and not os.path.exists(ETCD):
         pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
-    with ProcessGroup(tmp) as procs:
-        port, peer = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{port}"
-        procs.spawn(store, store_argv(store, tmp / f"{store}-data", port, peer))
-        procs.wait_ready(store, port=port, timeout=timeout)
-        api_port = free_port()
-        server = f"http://127.0.0.1:{api_port}"
-        procs.spawn("apiserver", [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url,
-                                  "--bind-address", "127.0.0.1", "--secure-port", str(api_port),
-                                  *apiserver_args])
-        procs.wait_ready("apiserver", url=f"{server}/readyz", timeout=timeout)
+    with contextlib.ExitStack() as stack:
+        extra: dict = {}
+        if store == "etcdlite3":
+            cluster = stack.enter_context(etcd_cluster(tmp, "etcdlite", 3, timeout=timeout))
+            procs = stack.enter_context(ProcessGroup(tmp))
+            etcd_urls = [f"http://{e}" for e in cluster.endpoints]
+            store_log = cluster.procs.log_path("n1")
+            extra["cluster"] = cluster
+        else:
+            procs = stack.enter_context(ProcessGroup(tmp))
+            port, peer = free_port(), free_port()
+            etcd_urls = [f"http://127.0.0.1:{port}"]
+            procs.spawn(store, store_argv(store, tmp / f"{store}-data", port, peer))
+            procs.wait_ready(store, port=port, timeout=timeout)
+            store_log = procs.log_path(store)
+        extra["etcd_servers"] = etcd_urls
+        server = start_apiserver(procs, etcd_urls, apiserver_args=apiserver_args, timeout=timeout)
         kc = tmp / kubeconfig_name
         _kubeconfig.write(kc, server=server, user=user)
-        yield ControlPlane(server=server, kubeconfig=kc, etcd_endpoint=etcd_url, etcd_log=procs.log_path(store),
-                           apiserver_log=procs.log_path("apiserver"), procs=procs, tmp=tmp)
+        yield ControlPlane(server=server, kubeconfig=kc, etcd_endpoint=etcd_urls[0], etcd_log=store_log,
+                           apiserver_log=procs.log_path("apiserver"), procs=procs, tmp=tmp, extra=extra)
 
 
 # --- multi-member clusters (etcd 3.4 or etcdlite) ----------------------------

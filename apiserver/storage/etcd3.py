@@ -138,12 +138,54 @@ def _grpc_target(endpoint: str) -> str:
     return endpoint
 
 
+def _ipv4_literal(target: str) -> bool:
+    host, _, port = target.rpartition(":")
+    parts = host.split(".")
+    return port.isdigit() and len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def channel_target(targets: list[str]) -> tuple[str, bool]:
+    """The gRPC target for ``targets`` ("host:port" strings) and whether it spans all of them.
+
+    Several IPv4 literals become one ``ipv4:a:p,b:q`` target that grpc's
+    round_robin policy balances over, skipping members that are down (as
+    clientv3 3.4's balancer does); anything else is dialed one at a time.
+    """
+    if len(targets) > 1 and all(_ipv4_literal(t) for t in targets):
+        return "ipv4:" + ",".join(targets), True
+    return targets[0], False
+
+
+# etcd's UNAVAILABLE messages meaning "the request was not proposed": safe to
+# send a write again. Others ("request timed out", "leader changed", a socket
+# closed mid-call) leave a write's outcome unknown, so only reads retry them.
+_NOT_PROPOSED = ("no leader", "failed to connect", "connection refused", "connections to all backends failing",
+                 "not connected", "too many requests", "dns resolution failed")
+_MUTATIONS = frozenset({"Put", "Txn", "DeleteRange", "Compact"})
+
+
+def retryable(method: str, e: grpc.aio.AioRpcError) -> bool:
+    """Whether ``method`` may be sent again after ``e`` (mirrors clientv3's repeatable/non-repeatable retry policy)."""
+    code = e.code()
+    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return False
+    if method not in _MUTATIONS:
+        return True
+    details = (e.details() or "").lower()
+    return code == grpc.StatusCode.UNAVAILABLE and any(s in details for s in _NOT_PROPOSED)
+
+
 class Etcd3Store:
     """Async client of the etcd v3 KV and Watch services for one apiserver.
 
-    ``endpoints`` like ``["http://127.0.0.1:2379"]``; the first reachable one
-    is used (a Range is retried on the next endpoint on UNAVAILABLE). All
-    methods raise Unavailable when no endpoint answers within ``timeout`` seconds.
+    ``endpoints`` like ``["http://127.0.0.1:2379", ...]`` (etcd's
+    ``--etcd-servers``). Several IPv4 endpoints share one channel balanced
+    round-robin over the members that answer, so a dead member (or a dead
+    leader) is skipped; other endpoint lists are dialed one at a time and
+    rotated on UNAVAILABLE. A call that fails with UNAVAILABLE (e.g. "no
+    leader" during an election) is retried with backoff for up to
+    ``timeout`` seconds (writes only when etcd cannot have applied them);
+    then methods raise Unavailable.
     """
 
     def __init__(self, endpoints: list[str], *, timeout: float = 10.0):
@@ -155,24 +197,33 @@ class Etcd3Store:
         self._channel: grpc.aio.Channel | None = None
         self._kv: pb_grpc.KVStub | None = None
         self._watch: pb_grpc.WatchStub | None = None
+        self._target, self._balanced = channel_target(self.endpoints)
 
     def _connect(self) -> None:
-        target = self.endpoints[self._index % len(self.endpoints)]
-        self._channel = grpc.aio.insecure_channel(target, options=[
+        target = self._target if self._balanced else self.endpoints[self._index % len(self.endpoints)]
+        options = [
             ("grpc.keepalive_time_ms", 30000),
             ("grpc.keepalive_timeout_ms", 10000),
             ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-        ])
+            # A killed member is retried quickly once it is back, not after grpc's 1 s..120 s backoff.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        ]
+        if self._balanced:
+            options.append(("grpc.lb_policy_name", "round_robin"))
+        self._channel = grpc.aio.insecure_channel(target, options=options)
         self._kv = pb_grpc.KVStub(self._channel)
         self._watch = pb_grpc.WatchStub(self._channel)
 
     async def _rotate(self) -> None:
-        if len(self.endpoints) > 1:
+        # Only for endpoint lists that cannot share one balanced channel; the old
+        # channel is closed late so RPCs still running on it are not cut.
+        if len(self.endpoints) > 1 and not self._balanced:
             old = self._channel
             self._index += 1
             self._connect()
             if old is not None:
-                await old.close()
+                asyncio.get_running_loop().call_later(self.timeout, lambda: asyncio.ensure_future(old.close()))
 
     @property
     def kv(self) -> pb_grpc.KVStub:
@@ -193,21 +244,23 @@ class Etcd3Store:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+            self._kv = self._watch = None
 
     async def _call(self, method: str, request):
-        last: Exception | None = None
-        for _ in range(max(2, len(self.endpoints) + 1)):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        delay = 0.05
+        while True:
+            left = deadline - loop.time()
             try:
-                return await getattr(self.kv, method)(request, timeout=self.timeout)
+                return await getattr(self.kv, method)(request, timeout=max(left, 0.1))
             except grpc.aio.AioRpcError as e:
-                last = e
-                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    await self._rotate()
-                    await asyncio.sleep(0.1)
-                    continue
-                raise Unavailable("", f"etcd {method}: {e.code().name}: {e.details()}") from e
-        assert last is not None
-        raise Unavailable("", f"etcd {method}: {last.code().name}: {last.details()}") from last
+                if not retryable(method, e) or loop.time() + delay >= deadline:
+                    raise Unavailable("", f"etcd {method}: {e.code().name}: {e.details()}") from e
+                log.debug("etcd %s: %s: %s; retrying", method, e.code().name, e.details())
+                await self._rotate()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def revision(self) -> int:
         """The store's current revision (header of a tiny linearizable Range)."""

@@ -32,6 +32,7 @@ class Cluster:
         cp = self._stack.enter_context(support.control_plane(
             tmp, kind, apiserver_args=["--service-cluster-ip-range", "10.96.0.0/12",
                                        "--watch-cache-size", str(watch_cache_size)]))
+        self.cp = cp
         self.etcd_url, self.url, self.log = cp.etcd_endpoint, cp.server, cp.apiserver_log
         self.c = httpx.Client(base_url=self.url, timeout=10.0)
 
@@ -47,7 +48,10 @@ class Cluster:
         return name
 
 
-@pytest.fixture(scope="module", params=["etcd", "etcdlite"])
+# "etcdlite is a drop-in for etcd" (issue 3): every test runs against etcd 3.4,
+# one etcdlite member and a 3-member etcdlite cluster (the apiserver is given
+# all three client URLs).
+@pytest.fixture(scope="module", params=["etcd", "etcdlite", "etcdlite3"])
 def cluster(request):
     tmp = Path(tempfile.mkdtemp(prefix=f"apiserver-{request.param}-"))
     cl = Cluster(request.param, tmp)

@@ -16,7 +16,7 @@ from test_apiserver import Cluster  # same directory (pytest rootdir-relative im
 KUBECTL = shutil.which("kubectl")
 
 
-@pytest.fixture(scope="module", params=["etcd", "etcdlite"])
+@pytest.fixture(scope="module", params=["etcd", "etcdlite", "etcdlite3"])
 def cluster(request):
     tmp = Path(tempfile.mkdtemp(prefix=f"apiclients-{request.param}-"))
     cl = Cluster(request.param, tmp)
