@@ -167,11 +167,21 @@ class MetricsAPI:
             return await self.nodes(name, label_selector=selector)
         return await self.pods(ns, name, label_selector=selector)
 
+    @staticmethod
+    async def _get(store, ns: str | None, name: str, resource: str) -> dict:
+        """The object, or 404 in metrics.k8s.io's terms (``pods.metrics.k8s.io "x" not found``) as metrics-server."""
+        try:
+            return await store.get(ns, name)
+        except errors.StatusError as e:
+            if e.code == 404:
+                raise errors.not_found(resource, name, group=GROUP) from None
+            raise
+
     async def nodes(self, name: str | None, *, label_selector: str | None = None) -> dict:
         """NodeMetrics of ``name`` (404 without figures) or a NodeMetricsList."""
         store = self.stores[("", "v1", "nodes")]
         if name:
-            nodes = [await store.get(None, name)]
+            nodes = [await self._get(store, None, name, "nodes")]
         else:
             nodes = (await store.list(None, label_selector=label_selector, resource_version="0"))["items"]
         summaries = await asyncio.gather(*(self.summary(n) for n in nodes))
@@ -186,7 +196,7 @@ class MetricsAPI:
         """PodMetrics of ``ns/name`` (404 without figures) or a PodMetricsList of ``ns`` (all when None)."""
         store = self.stores[("", "v1", "pods")]
         if name:
-            pods = [await store.get(ns, name)]
+            pods = [await self._get(store, ns, name, "pods")]
         else:
             pods = (await store.list(ns, label_selector=label_selector, resource_version="0"))["items"]
         node_names = sorted({(p.get("spec") or {}).get("nodeName") for p in pods} - {None, ""})

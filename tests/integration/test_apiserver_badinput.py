@@ -219,3 +219,30 @@ def test_fuzz_random_objects_never_5xx(api, resource, muts, validation, verb):
         body = r.json()
         assert body.get("kind") == "Status" and body.get("code") == r.status_code, body
         assert isinstance(body.get("message"), str) and body["message"], body
+
+
+# ---- metrics.k8s.io (no kubelet here: shapes, discovery and errors) ------------------
+
+
+def test_metrics_api_discovery_and_errors(api):
+    groups = api.get("/apis").json()["groups"]
+    assert any(g["name"] == "metrics.k8s.io" and g["preferredVersion"]["version"] == "v1beta1" for g in groups)
+    rl = api.get("/apis/metrics.k8s.io/v1beta1").json()
+    kinds = {r["name"]: (r["kind"], r["namespaced"], r["verbs"]) for r in rl["resources"]}
+    assert kinds == {"nodes": ("NodeMetrics", False, ["get", "list"]), "pods": ("PodMetrics", True, ["get", "list"])}
+    agg = api.get("/apis", headers={"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"})
+    assert any(i["metadata"]["name"] == "metrics.k8s.io" for i in agg.json()["items"])
+    r = api.get("/apis/metrics.k8s.io/v1beta1/nodes")
+    assert r.status_code == 200 and r.json()["kind"] == "NodeMetricsList" and r.json()["items"] == []
+    r = api.get(f"/apis/metrics.k8s.io/v1beta1/namespaces/{api.ns}/pods")
+    assert r.status_code == 200 and r.json()["kind"] == "PodMetricsList"
+    assert api.get("/apis/metrics.k8s.io/v1beta1/pods").json()["kind"] == "PodMetricsList"
+    body = assert_status(api.get(f"/apis/metrics.k8s.io/v1beta1/namespaces/{api.ns}/pods/nope"), 404, "NotFound")
+    assert body["message"] == 'pods.metrics.k8s.io "nope" not found'
+    body = assert_status(api.get("/apis/metrics.k8s.io/v1beta1/nodes/nope"), 404, "NotFound")
+    assert body["message"] == 'nodes.metrics.k8s.io "nope" not found'
+    assert body["details"]["group"] == "metrics.k8s.io"
+    assert_status(api.post("/apis/metrics.k8s.io/v1beta1/nodes", json={}), 405, "MethodNotAllowed")
+    assert_status(api.get("/apis/metrics.k8s.io/v1beta1/namespaces/x/nodes"), 404, "NotFound")
+    r = api.get("/apis/metrics.k8s.io/v1beta1/nodes", params={"labelSelector": "a in (b"})
+    assert r.status_code == 400 and r.json()["kind"] == "Status"
