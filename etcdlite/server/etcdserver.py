@@ -254,12 +254,14 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.cfg.max_request_bytes:
             raise rpctypes.ErrRequestTooLarge
-        await self._wait_leader()
+        if self.node.leader == 0:
+            await self._wait_leader()
         fut = asyncio.get_running_loop().create_future()
         self._waits[req.ID] = fut
         try:
+            # One future per request: a drop or a stop fails it, the apply resolves it.
+            self.node.submit(data, fut)
             async with asyncio.timeout(self.request_timeout):
-                await self.node.propose(data)
                 return await fut
         except NodeStoppedError:
             raise rpctypes.ErrStopped from None

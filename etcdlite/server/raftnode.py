@@ -103,7 +103,9 @@ class RaftNode:
         self._reports: list[tuple[int, Optional[bool]]] = []
         self._hellos: list[tuple[int, int]] = []
         self._transfers: list[int] = []
-        self._proposals: list[tuple[bytes, asyncio.Future]] = []
+        # (data, future, acked): an acked future resolves once Raft accepted the
+        # entry; any other only learns of a drop (its owner awaits the apply).
+        self._proposals: list[tuple[bytes, asyncio.Future, bool]] = []
         self._conf_proposals: list[tuple[raftpb.ConfChange, asyncio.Future]] = []
         self._reads: list[asyncio.Future] = []
         self._read_ctx: dict[bytes, list[asyncio.Future]] = {}
@@ -165,9 +167,21 @@ class RaftNode:
         if self._stopped:
             raise NodeStoppedError()
         fut = asyncio.get_running_loop().create_future()
-        self._proposals.append((data, fut))
+        self._proposals.append((data, fut, True))
         self._wake.set()
         await fut
+
+    def submit(self, data: bytes, fut: asyncio.Future) -> None:
+        """Queue ``data`` for Raft without waiting for it to be accepted; if Raft
+        drops it ``fut`` fails with NoLeaderError (and with NodeStoppedError if
+        the node stops first). The caller resolves ``fut`` when the entry applies.
+
+        Raises NodeStoppedError if the node already stopped.
+        """
+        if self._stopped:
+            raise NodeStoppedError()
+        self._proposals.append((data, fut, False))
+        self._wake.set()
 
     async def propose_conf_change(self, cc: raftpb.ConfChange) -> None:
         """Hand a membership change to Raft (an EntryConfChange entry); returns
@@ -243,7 +257,7 @@ class RaftNode:
         finally:
             self._stopped = True
             ticker.cancel()
-            for _, fut in self._proposals:
+            for _, fut, _acked in self._proposals:
                 if not fut.done():
                     fut.set_exception(NodeStoppedError())
             for fut in self._reads + [f for fs in self._read_ctx.values() for f in fs] + \
@@ -278,16 +292,8 @@ class RaftNode:
                 rn.report_snapshot(member, ok)
         if self._conf_proposals:
             self._propose_conf_changes()
-        props, self._proposals = self._proposals, []
-        for data, fut in props:
-            try:
-                rn.propose(data)
-            except ProposalDropped:
-                if not fut.done():
-                    fut.set_exception(NoLeaderError())
-                continue
-            if not fut.done():
-                fut.set_result(None)
+        if self._proposals:
+            self._propose_batch()
         if self._reads:
             reads, self._reads = self._reads, []
             self._ctx_seq += 1
@@ -308,6 +314,25 @@ class RaftNode:
                     fut.set_exception(NoLeaderError())
                 continue
             if not fut.done():
+                fut.set_result(None)
+
+    def _propose_batch(self) -> None:
+        # Every proposal queued since the last Ready goes in as ONE MsgProp
+        # (etcd batches a proposal's entries the same way): the leader then
+        # sends one MsgApp per follower for the lot instead of one per entry,
+        # and followers persist and acknowledge it with one fsync.
+        props, self._proposals = self._proposals, []
+        m = raftpb.Message(type=raftpb.MsgProp, entries=[raftpb.Entry(Data=p[0]) for p in props])
+        setattr(m, "from", self.member_id)
+        try:
+            self.rn.raft.step(m)
+        except ProposalDropped:
+            for _, fut, _acked in props:
+                if not fut.done():
+                    fut.set_exception(NoLeaderError())
+            return
+        for _, fut, acked in props:
+            if acked and not fut.done():
                 fut.set_result(None)
 
     def _check_hellos(self) -> None:
