@@ -413,9 +413,11 @@ class ResourceHandler:
         if upstream.status_code != 200:
             text = (await upstream.aread()).decode(errors="replace")
             await upstream.aclose()
-            raise errors.StatusError(upstream.status_code if upstream.status_code >= 400 else 500,
-                                     "InternalError" if upstream.status_code >= 500 else "BadRequest",
-                                     text.strip() or f"kubelet answered {upstream.status_code}")
+            # The kubelet's refusals (unknown container, no previous run, still waiting) reach kubectl as
+            # BadRequest, as upstream ("Error from server (BadRequest): previous terminated container ...").
+            if 400 <= upstream.status_code < 500:
+                raise errors.bad_request(text.strip() or f"kubelet answered {upstream.status_code}")
+            raise errors.internal(text.strip() or f"kubelet answered {upstream.status_code}")
 
         async def body():
             try:

@@ -198,3 +198,18 @@ def test_kubectl_logs_follow(cluster):
     assert len(got) >= 4, (got, proc.stderr.read() if proc.stderr else "")
     nums = [int(line.split()[1]) for line in got]
     assert nums == sorted(nums) and nums[-1] - nums[0] >= 3, nums
+
+
+def test_kubectl_logs_previous_limit_and_since_time(cluster):
+    r = subprocess.run(kubectl_argv(cluster, "logs", cluster["pod"], "--previous"), capture_output=True, text=True,
+                       timeout=60, env={"HOME": cluster["home"], "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f'Error from server (BadRequest): previous terminated container "talk" in pod '
+                                f'"{cluster["pod"]}" not found'), r.stderr
+    r = kubectl(cluster, "logs", cluster["pod"], "--limit-bytes=7")
+    assert r.stdout == "line 0\n"
+    r = kubectl(cluster, "logs", cluster["pod"], "--since-time=2000-01-01T00:00:00Z", "--timestamps")
+    first = r.stdout.splitlines()[0].split(" ", 1)
+    assert first[1] == "line 0" and first[0].startswith("20"), r.stdout[:200]
+    r = kubectl(cluster, "logs", cluster["pod"], "--since-time=2999-01-01T00:00:00Z")
+    assert r.stdout == ""
