@@ -15,6 +15,7 @@ import json
 import logging
 
 from fastapi import FastAPI, WebSocket
+from fastapi.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -128,3 +129,9 @@ def install_exec_handlers(app: FastAPI, host) -> None:
                 await websocket.close()
             return
         await relay(websocket, up)
+
+    @app.api_route("/exec/{namespace}/{pod_name}/{container}", methods=["GET", "POST"])
+    async def exec_http(namespace: str, pod_name: str, container: str) -> Response:
+        """/exec without a websocket upgrade (SPDY or plain HTTP): 400, websockets are required."""
+        return PlainTextResponse(f"Upgrade request required: exec is served over websockets only "
+                                 f"({', '.join(PROTOCOLS)})", status_code=400)

@@ -72,15 +72,20 @@ def cluster(tmp_path_factory):
                                     "--container-runtime-endpoint", f"unix://{sock}",
                                     "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
                                     "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE])
-            wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
+            try:
+                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 60)
+            except AssertionError:
+                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")[-4000:]
+                                     + "\nshim log:\n" + procs.log("shim")[-4000:])
             r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
                            headers={"Content-Type": "application/merge-patch+json"})
             assert r.status_code == 200, r.text
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "namespace": "default"},
                    "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
                             "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}}
-            r = http.post("/api/v1/namespaces/default/pods", json=pod)
-            assert r.status_code == 201, r.text
+            # The apiserver may still be bootstrapping the default namespace: retry, bounded.
+            wait_for("pod created", lambda: http.post("/api/v1/namespaces/default/pods", json=pod).status_code
+                     in (201, 409), 30)
 
             def running():
                 return http.get(f"/api/v1/namespaces/default/pods/{POD}").json() \
@@ -217,3 +222,10 @@ def test_exec_client_leaving_early_does_not_break_later_execs(cluster, kubectl):
     _ws_exec(cluster, "command=sleep&command=20&stdout=1", close_after=0.5)
     r = kubectl("exec", POD, "--", "echo", "still")
     assert r.returncode == 0 and r.stdout == "still\n", _diag(cluster, r)
+
+
+def test_kubelet_exec_without_websocket_is_400(cluster):
+    """The kubelet's /exec answers 400 to a request that is not a websocket upgrade."""
+    r = httpx.post(cluster["kubelet"] + f"/exec/default/{POD}/main?command=true&stdout=1", timeout=10,
+                   headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, trust_env=False)
+    assert r.status_code == 400 and "websocket" in r.text
