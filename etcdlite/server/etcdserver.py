@@ -24,7 +24,9 @@ from etcdlite.mvcc import boltdb
 from etcdlite.mvcc import snapshot as mvcc_snapshot
 from etcdlite.raft import MemoryStorage
 from etcdlite.rafthttp.transport import Transport
-from etcdlite.server.membership import Member, RaftCluster, fetch_from_peers, new_member_id
+from etcdlite.server.membership import (
+    Member, MemberRemovedError, RaftCluster, fetch_from_peers, new_member_id,
+)
 from etcdlite.server.raftnode import NodeStoppedError, NoLeaderError, RaftNode, entry_from_wal
 from etcdlite.snap.snapshotter import Snapshotter
 from etcdlite.v3rpc import rpctypes
@@ -108,6 +110,11 @@ class EtcdServer:
             self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
             self.cluster = RaftCluster.load(self.members_path) or self._initial_cluster()
             self.cluster.path, self.cluster.cluster_id = self.members_path, self.cluster_id
+            if self.member_id in self.cluster.removed:
+                raise MemberRemovedError(
+                    f"member {self.member_id:x} has been permanently removed from cluster "
+                    f"{self.cluster_id:x}; remove {self.cfg.data_dir} and add it again "
+                    "(etcdctl member add) to rejoin")
             if meta.get("name") != self.cfg.name:
                 log.warning("data dir belongs to member %r, started as %r", meta.get("name"), self.cfg.name)
             snap = snapshotter.load()

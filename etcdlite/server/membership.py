@@ -29,8 +29,13 @@ from proto.etcdlite_peer import peer_pb2_grpc
 log = logging.getLogger(__name__)
 
 
-class JoinError(Exception):
+class JoinError(RuntimeError):
     """A joining member could not learn the cluster from its peers."""
+
+
+class MemberRemovedError(RuntimeError):
+    """This member was removed from the cluster; it must not start again
+    (etcd: "the member has been permanently removed from the cluster")."""
 
 
 def new_member_id(peer_urls: list[str], cluster_name: str = "", *, now: Optional[float] = None) -> int:

@@ -185,6 +185,9 @@ def test_member_add_join_restart_and_remove(cluster):
         assert "removed" in ctl(c, c.members["n1"].endpoint, "member", "remove", format(new_id, "x")).stdout
         m4.proc.wait(timeout=15)   # a removed member stops, as etcd does
         assert "removed from cluster" in c.log("n4", 5000)
+        # Started again with its data dir, it refuses with a clear message.
+        assert c.start("n4").wait(timeout=15) == 1
+        assert "permanently removed" in c.log("n4", 2000)
     finally:
         c.kill("n4")
         del c.members["n4"]
