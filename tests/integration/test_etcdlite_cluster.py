@@ -4,7 +4,9 @@ Covers the server side of Raft (issue 3): writes through any member, reads
 linearizable and serializable everywhere, MemberList / Status on every
 member, failover after kill -9 of the leader, a restarted member catching up
 from its data dir, a wiped member rejoining through InstallSnapshot, lease
-keep-alives forwarded to the leader, and ``etcdctl snapshot save``.
+keep-alives forwarded to the leader, ``etcdctl snapshot save``, and
+membership changes (``etcdctl member add/remove/update``: a new member
+joining with --initial-cluster-state=existing, removing the leader).
 """
 from __future__ import annotations
 
@@ -195,3 +197,26 @@ def test_member_add_join_restart_and_remove(cluster):
     assert sorted(m["name"] for m in ms) == ["n1", "n2", "n3"]
     assert ctl(c, c.endpoints, "put", "/after-remove", "x").stdout.strip() == "OK"
     c.wait_healthy(timeout=20)
+
+
+def test_remove_the_leader_then_add_it_back_under_a_new_id(tmp_path):
+    """The removed leader steps down and exits; the two left elect a leader and
+    serve; the old member comes back wiped, added again (etcd's way back)."""
+    with support.etcd_cluster(tmp_path, "etcdlite") as c:
+        ctl(c, c.endpoints, "put", "/r", "1")
+        leader = c.wait_leader()
+        ms = json.loads(ctl(c, c.endpoints, "member", "list", "-w", "json").stdout)["members"]
+        lid = next(m["ID"] for m in ms if m["name"] == leader)
+        assert "removed" in ctl(c, c.members[leader].endpoint, "member", "remove", format(lid, "x")).stdout
+        c.members[leader].proc.wait(timeout=15)
+        live = c.live_endpoints()
+        support.wait_for("a write after removing the leader",
+                         lambda: ctl(c, live, "put", "/r", "2", check=False).returncode == 0, 10, 0.1)
+        ms = json.loads(ctl(c, live, "member", "list", "-w", "json").stdout)["members"]
+        assert len(ms) == 2 and lid not in [m["ID"] for m in ms]
+        c.wipe(leader)
+        out = ctl(c, live, "member", "add", leader, f"--peer-urls={c.members[leader].peer_url}").stdout
+        assert 'ETCD_INITIAL_CLUSTER_STATE="existing"' in out
+        c.start(leader, initial_cluster_state="existing")
+        c.wait_healthy(timeout=20)
+        support.wait_for(f"{leader} caught up", lambda: get_s(c, leader, "/r") == "2", 10, 0.1)
