@@ -113,7 +113,9 @@ class Simulation:
         sn.applied = snap.metadata.index
         sn.sm_hash = json.loads(snap.data)["hash"] if snap.data else ""
         sn.node = RawNode(Config(
-            id=i, peers=self.ids, storage=sn.storage, election_tick=self.election_tick,
+            # The config at index 0; a log replay applies every change since
+            # (a snapshot's ConfState wins when there is one), as in etcd.
+            id=i, peers=list(range(1, self.n + 1)), storage=sn.storage, election_tick=self.election_tick,
             heartbeat_tick=1, pre_vote=self.pre_vote, check_quorum=self.check_quorum,
             max_size_per_msg=self.max_size_per_msg, max_inflight_msgs=4,
             rng=random.Random(self.seed * 7919 + i * 31 + sn.restarts)))

@@ -120,3 +120,31 @@ def test_random_schedules_with_membership_changes(seed):
                 victim = sim.rng.choice(sim.ids)
                 sim.propose_conf_change(lead, cc(pb.ConfChangeRemoveNode, victim))
     sim.check_logs_match()
+    converge_on_one_config(sim)
+
+
+def converge_on_one_config(sim: Simulation, rounds: int = 400) -> None:
+    """Heal, restart, and require that the leader's voters all apply its last
+    entry and agree on the config (nodes never added are left out)."""
+    sim.cut.clear()
+    for i in sim.ids:
+        if sim.nodes[i].node is None:
+            sim._start(i)
+    proposed = False
+    for _ in range(rounds):
+        sim.tick_all()
+        sim.stabilize()
+        lead = leader(sim)
+        if lead is None:
+            continue
+        if not proposed:
+            sim.propose(lead)   # an entry of the current term commits the rest
+            proposed = True
+            continue
+        r = sim.nodes[lead].node.raft
+        voters, last = r.prs.voters, r.log.last_index()
+        if all(v in sim.ids and sim.nodes[v].applied == last for v in voters):
+            for v in voters:
+                assert sim.nodes[v].node.raft.prs.voters == voters, f"seed {sim.seed}: configs differ"
+            return
+    raise AssertionError(f"seed {sim.seed}: no convergence")
