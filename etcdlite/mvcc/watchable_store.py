@@ -31,7 +31,7 @@ class Watcher:
     ``filters`` holds NOPUT / NODELETE (mvccpb WatchCreateRequest.FilterType).
     """
 
-    __slots__ = ("id", "key", "end", "sink", "filters", "min_rev")
+    __slots__ = ("id", "key", "end", "sink", "filters", "min_rev", "on_compacted")
 
     _ids = itertools.count(1)
 
@@ -42,6 +42,9 @@ class Watcher:
         self.sink = sink
         self.filters = frozenset(filters)
         self.min_rev = 0
+        # on_compacted(compact_rev): the history this watcher still needs is gone
+        # (set by the stream, which then cancels it with compact_revision).
+        self.on_compacted: Callable[[int], None] | None = None
 
     def select(self, events: list[Event]) -> list[Event]:
         """The events of one revision this watcher wants."""
@@ -100,6 +103,29 @@ class WatcherHub:
             group.discard(w)
             if not group:
                 del self._by_key[w.key]
+
+    def resync(self) -> None:
+        """Catch every watcher up after the store jumped ahead (a follower installed a snapshot).
+
+        The jump committed no events through the hook, so each watcher behind the
+        new revision goes through the unsynced path again (etcd's watchableStore
+        moves them to the unsynced group on restore): its missed revisions are
+        replayed from the restored history. A watcher whose next revision was
+        compacted away is handed to its ``on_compacted`` and dropped (etcd
+        cancels it with compact_revision); one without that hook is replayed
+        from the compaction revision.
+        """
+        store = self.store
+        for w in list(self._ranges) + [w for group in self._by_key.values() for w in group]:
+            if w.min_rev > store.current_rev:
+                continue
+            if w.min_rev < store.compact_rev:
+                if w.on_compacted is not None:
+                    self.cancel(w)
+                    w.on_compacted(store.compact_rev)
+                    continue
+                w.min_rev = store.compact_rev
+            self._replay(w)
 
     def _replay(self, w: Watcher) -> None:
         batch: list[Event] = []

@@ -162,10 +162,16 @@ class EtcdServer:
             snapshotter=snapshotter, storage=storage, applied=applied,
             heartbeat_ms=self.cfg.heartbeat_interval_ms, election_ms=self.cfg.election_timeout_ms,
             snapshot_count=self.cfg.snapshot_count, apply=self._apply,
-            restore=lambda data: mvcc_snapshot.restore(self.store, data, self.lessor),
+            restore=self._restore_snapshot,
             snapshot_data=lambda: mvcc_snapshot.dump(self.store, self.lessor),
             on_leader=self._on_leader, apply_conf_change=self._apply_conf_change,
             restore_conf=lambda cs: self.cluster.keep_only(list(cs.voters)))
+
+    def _restore_snapshot(self, data: bytes) -> None:
+        """Replace the state machine with a leader's snapshot, then let open
+        watches replay the revisions the jump skipped (no silent gap)."""
+        mvcc_snapshot.restore(self.store, data, self.lessor)
+        self.hub.resync()
 
     def _on_leader(self, lead: int, is_leader: bool) -> None:
         # Only the leader's lessor tracks expiry (etcd Promote/Demote).
