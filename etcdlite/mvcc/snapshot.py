@@ -30,26 +30,80 @@ class SnapshotFormatError(Exception):
     """The bytes are not an etcdlite MVCC snapshot (or are truncated)."""
 
 
+class View:
+    """What a dump needs of a store, captured on the event loop in O(keys) pointer copies.
+
+    Writes after the capture only append versions above ``current_rev`` (which
+    the dump skips) or insert keys (not in the copied key list), so the
+    serialization can run in a worker thread while the loop keeps applying.
+    Only a compaction changes history in place: ``still_valid()`` (called back
+    on the loop) tells whether one happened meanwhile.
+    """
+
+    __slots__ = ("store", "current_rev", "compact_rev", "keys", "leases")
+
+    def __init__(self, store, lessor=None) -> None:
+        self.store = store
+        self.current_rev, self.compact_rev = store.current_rev, store.compact_rev
+        self.keys = list(store.index._keys)
+        self.leases = ([(le.id, le.ttl) for le in sorted(lessor.leases.values(), key=lambda le: le.id)]
+                       if lessor is not None else [])
+
+    def still_valid(self) -> bool:
+        """No compaction ran since the capture (call on the event loop, after the thread)."""
+        return self.store.compact_rev == self.compact_rev
+
+    def to_bytes(self) -> bytes:
+        """The snapshot bytes of the state at ``current_rev`` (safe in a worker thread)."""
+        top = self.current_rev
+        out = [_HEAD.pack(MAGIC, 1, top, self.compact_rev), _U32.pack(len(self.leases))]
+        out.extend(_U64x2.pack(lid, ttl) for lid, ttl in self.leases)
+        index = self.store.index._index
+        body: list[bytes] = []
+        count = 0
+        for key in self.keys:
+            ki = index.get(key)
+            if ki is None:
+                continue
+            versions = [(rev, kv) for rev, kv in zip(list(ki.revs), list(ki.kvs)) if rev <= top]
+            if not versions:
+                continue
+            count += 1
+            body.append(_U32.pack(len(key)) + key + _U32.pack(len(versions)))
+            for rev, kv in versions:
+                if kv is None:
+                    body.append(_VER.pack(rev, 0))
+                else:
+                    b = kv_pb2.KeyValue(key=kv.key, create_revision=kv.create_revision,
+                                        mod_revision=kv.mod_revision, version=kv.version,
+                                        value=kv.value, lease=kv.lease).SerializeToString()
+                    body.append(_VER.pack(rev, 1) + _U32.pack(len(b)) + b)
+        out.append(_U32.pack(count))
+        out.extend(body)
+        return b"".join(out)
+
+
 def dump(store, lessor=None) -> bytes:
-    """The whole state of ``store`` (a KVStore) and ``lessor`` (a Lessor) as bytes."""
-    out = [_HEAD.pack(MAGIC, 1, store.current_rev, store.compact_rev)]
-    leases = sorted(lessor.leases.values(), key=lambda le: le.id) if lessor is not None else []
-    out.append(_U32.pack(len(leases)))
-    out.extend(_U64x2.pack(le.id, le.ttl) for le in leases)
-    keys = store.index._keys
-    out.append(_U32.pack(len(keys)))
-    for key in keys:
-        ki = store.index._index[key]
-        out.append(_U32.pack(len(key)) + key + _U32.pack(len(ki.revs)))
-        for rev, kv in zip(ki.revs, ki.kvs):
-            if kv is None:
-                out.append(_VER.pack(rev, 0))
-            else:
-                b = kv_pb2.KeyValue(key=kv.key, create_revision=kv.create_revision,
-                                    mod_revision=kv.mod_revision, version=kv.version,
-                                    value=kv.value, lease=kv.lease).SerializeToString()
-                out.append(_VER.pack(rev, 1) + _U32.pack(len(b)) + b)
-    return b"".join(out)
+    """The whole state of ``store`` (a KVStore) and ``lessor`` (a Lessor) as bytes (blocks the caller)."""
+    return View(store, lessor).to_bytes()
+
+
+async def dump_async(store, lessor=None) -> bytes:
+    """``dump`` without stalling the event loop: capture a View here, serialize it in a worker thread.
+
+    The bytes are the state at the moment of the call (later writes are not in
+    them). If a compaction ran meanwhile the dump is redone on the loop (rare).
+    """
+    import asyncio
+    view = View(store, lessor)
+    data = await asyncio.to_thread(view.to_bytes)
+    if view.still_valid():
+        return data
+    # A compaction above the captured revision may have removed what it needs.
+    if store.compact_rev > view.current_rev:
+        raise SnapshotFormatError(f"compacted to {store.compact_rev} while dumping revision {view.current_rev}")
+    view.compact_rev = store.compact_rev
+    return view.to_bytes()
 
 
 class _Reader:
