@@ -196,7 +196,7 @@ mutations = st.lists(st.tuples(st.lists(st.one_of(st.sampled_from(KEYS), st.inte
                                values), min_size=1, max_size=4)
 
 
-@settings(max_examples=200, deadline=5000, derandomize=True,
+@settings(max_examples=200, deadline=5000, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(resource=st.sampled_from(sorted(BASES)), muts=mutations,
        validation=st.sampled_from([None, "Strict", "Warn", "Ignore"]), verb=st.sampled_from(["POST", "PUT"]))
