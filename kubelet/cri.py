@@ -145,6 +145,13 @@ class RemoteRuntime:
         resp = await self._call(self._rt, "ListContainers", pb.ListContainersRequest(filter=flt))
         return list(resp.containers)
 
+    async def list_container_stats(self) -> list[pb.ContainerStats]:
+        """CRI ListContainerStats of every container: cpu (usage_core_nano_seconds),
+        memory (working_set_bytes) and writable layer, each with a timestamp in ns."""
+        resp = await self._call(self._rt, "ListContainerStats",
+                                pb.ListContainerStatsRequest(filter=pb.ContainerStatsFilter()))
+        return list(resp.stats)
+
     async def container_status(self, container_id: str) -> pb.ContainerStatus:
         """Detailed status (state, timestamps in ns, exit code, reason, log_path)."""
         resp = await self._call(self._rt, "ContainerStatus",

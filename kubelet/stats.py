@@ -97,13 +97,8 @@ class SummaryProvider:
         self._prev: dict[str, tuple[int, int]] = {}  # container id or "" (node) -> (time ns, cpu ns)
         self._lock = asyncio.Lock()
 
-    async def _container_stats(self) -> list[pb.ContainerStats]:
-        resp = await self.runtime._call(self.runtime._rt, "ListContainerStats",
-                                        pb.ListContainerStatsRequest(filter=pb.ContainerStatsFilter()))
-        return list(resp.stats)
-
     async def _sample(self) -> tuple[list[pb.ContainerStats], tuple[int, int]]:
-        stats = await self._container_stats()
+        stats = await self.runtime.list_container_stats()
         node_cpu = await asyncio.to_thread(read_proc_stat, self.proc_stat)
         return stats, (time.time_ns(), node_cpu)
 

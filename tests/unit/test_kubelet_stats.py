@@ -33,11 +33,9 @@ class FakeRuntime:
     """Answers ListContainerStats with a cumulative cpu that grows 0.1 core per second of fake clock."""
 
     def __init__(self):
-        self._rt = object()
         self.calls = 0
 
-    async def _call(self, stub, method, request, **kw):
-        assert method == "ListContainerStats"
+    async def list_container_stats(self):
         self.calls += 1
         s = pb.ContainerStats()
         s.attributes.id = "c1"
@@ -49,7 +47,7 @@ class FakeRuntime:
         s.memory.timestamp = s.cpu.timestamp
         s.memory.usage_bytes.value = 3 << 20
         s.memory.working_set_bytes.value = 2 << 20
-        return pb.ListContainerStatsResponse(stats=[s])
+        return [s]
 
 
 async def test_summary_samples_twice_first_then_reuses(tmp_path, monkeypatch):
