@@ -35,6 +35,17 @@ _OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0)]
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# In the refusal a removed member gets from the others (etcd: "the member has
+# been permanently removed from the cluster").
 def _target(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
@@ -70,7 +81,12 @@ class _Peer:
         self.t = transport
         self.id = member_id
         self.urls = urls
-        self.queue: asyncio.Queue[raftpb.Message] = asyncio.Queue()
+        # A plain list + event, not an asyncio.Queue: the Raft loop appends a
+        # Ready's messages and the sender takes them all in one swap.
+        self.queue: list[raftpb.Message] = []
+        self._ready = asyncio.Event()
+        self._raw_stream = None
+        self._prefix = b""
         self.channel: Optional[grpc.aio.Channel] = None
         self.stub: Optional[peer_pb2_grpc.PeerStub] = None
         self.active = False
@@ -82,13 +98,20 @@ class _Peer:
     def start(self) -> None:
         self.channel = grpc.aio.insecure_channel(_target(self.urls[0]), options=_OPTIONS)
         self.stub = peer_pb2_grpc.PeerStub(self.channel)
+        # The stream carries MessageBatch bytes we frame ourselves (see _encode).
+        self._raw_stream = self.channel.stream_unary(
+            "/etcdlite_peer.Peer/Stream", request_serializer=None,
+            response_deserializer=peerpb.SendResponse.FromString)
+        self._prefix = peerpb.MessageBatch(cluster_id=self.t.cluster_id,
+                                           **{"from": self.t.member_id}).SerializeToString()
         self.task = asyncio.create_task(self._run(), name=f"peer-{self.id:x}")
 
     def send(self, msg: raftpb.Message) -> None:
-        if not self.active or self.queue.qsize() >= MAX_QUEUE:
+        if not self.active or len(self.queue) >= MAX_QUEUE:
             self._dropped([msg])
             return
-        self.queue.put_nowait(msg)
+        self.queue.append(msg)
+        self._ready.set()
 
     def _dropped(self, msgs: list[raftpb.Message]) -> None:
         self.t.cb.on_unreachable(self.id)
@@ -122,9 +145,11 @@ class _Peer:
                 else:
                     await asyncio.sleep(RETRY_INTERVAL)
                     continue
-            batch = [await self.queue.get()]
-            while len(batch) < MAX_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            if not self.queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             snaps = [m for m in batch if m.type == raftpb.MsgSnap]
             try:
                 if snaps:
@@ -135,19 +160,31 @@ class _Peer:
                         # The peer went away (or restarted): say hello again first.
                         raise grpc.aio.UsageError("stream to peer ended")
                     if self.stream is None:
-                        self.stream = self.stub.Stream()
-                    await self.stream.write(self._batch(batch))
+                        self.stream = self._raw_stream()
+                    await self.stream.write(self._encode(batch))
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
                 code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
                 log.warning("peer %x became inactive: %s", self.id, code)
                 self.active = False
                 self._close_stream()
-                while not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+                batch.extend(self.queue)
+                self.queue = []
                 self._dropped(batch)
                 continue
             for _ in snaps:
                 self.t.cb.on_snapshot_status(self.id, True)
+
+    def _encode(self, msgs: list[raftpb.Message]) -> bytes:
+        # MessageBatch bytes without copying the messages into a new batch
+        # message first: the header fields, then each message as field 3
+        # (tag 0x1a, varint length, bytes), which is how protobuf encodes a
+        # repeated message field.
+        parts = [self._prefix]
+        for m in msgs:
+            data = m.SerializeToString()
+            parts.append(b"\x1a" + _varint(len(data)))
+            parts.append(data)
+        return b"".join(parts)
 
     def _batch(self, msgs: list[raftpb.Message]) -> peerpb.MessageBatch:
         return peerpb.MessageBatch(cluster_id=self.t.cluster_id, messages=msgs,

