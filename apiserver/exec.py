@@ -13,36 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, WebSocket
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from apiserver import errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.handlers import status_response
+from kubeling.remotecommand import (CONNECT_TIMEOUT, MAX_FRAME, PROTOCOLS, choose_subprotocol, failure_frame,
+                                    relay)
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PATH = "/api/v1/namespaces/{namespace}/pods/{name}/exec"
-ERROR_CHANNEL = 3
-MAX_FRAME = 16 * 1024 * 1024
-CONNECT_TIMEOUT = 10.0
 PASSED_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
-
-
-def _failure_frame(e: errors.StatusError) -> bytes:
-    """A channel-3 frame with the Status of ``e`` (what kubectl prints as the error)."""
-    return bytes([ERROR_CHANNEL]) + json.dumps({"metadata": {}, "status": "Failure", "message": e.message,
-                                                "reason": e.reason, "code": e.code}).encode()
 
 
 async def kubelet_exec_url(stores, namespace: str, name: str, query) -> str:
@@ -89,42 +79,6 @@ async def authorize(handler, connection, namespace: str, name: str) -> None:
         raise errors.forbidden("pods", name, why or "access denied", group="")
 
 
-async def relay(down: WebSocket, up: ClientConnection) -> None:
-    """Copy frames both ways between the client's websocket ``down`` and the kubelet's ``up``
-    until either side closes, then close the other."""
-    async def down_to_up() -> None:
-        while True:
-            msg = await down.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            if msg.get("bytes") is not None:
-                await up.send(msg["bytes"])
-            elif msg.get("text") is not None:
-                await up.send(msg["text"])
-
-    async def up_to_down() -> None:
-        async for msg in up:
-            if isinstance(msg, bytes):
-                await down.send_bytes(msg)
-            else:
-                await down.send_text(msg)
-
-    tasks = [asyncio.create_task(down_to_up()), asyncio.create_task(up_to_down())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, WebSocketDisconnect,
-                                     RuntimeError, OSError):
-                await t
-        with contextlib.suppress(Exception):
-            await up.close()
-        with contextlib.suppress(Exception):
-            await down.close()
-
-
 def install(app: FastAPI, server) -> None:
     """Add the pods/exec routes to ``app`` (must run before the catch-all route); ``server`` is the
     APIServer whose ``stores`` resolve pods and nodes."""
@@ -133,7 +87,7 @@ def install(app: FastAPI, server) -> None:
     async def exec_ws(websocket: WebSocket, namespace: str, name: str) -> None:
         """pods/NAME/exec over a websocket: resolve the kubelet, connect, relay."""
         offered = list(websocket.scope.get("subprotocols") or [])
-        proto = next((p for p in offered if p in PROTOCOLS), None)
+        proto = choose_subprotocol(offered)
         if proto is None:
             await websocket.close(code=1002, reason=f"one of the subprotocols {list(PROTOCOLS)} is required")
             return
@@ -151,7 +105,7 @@ def install(app: FastAPI, server) -> None:
         await websocket.accept(subprotocol=up.subprotocol if up is not None else proto)
         if up is None:
             with contextlib.suppress(Exception):
-                await websocket.send_bytes(_failure_frame(error))
+                await websocket.send_bytes(failure_frame(error.message, reason=error.reason, code=error.code))
                 await websocket.close()
             return
         log.info("exec %s/%s relayed to %s", namespace, name, url.split("?")[0])

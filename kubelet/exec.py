@@ -11,76 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import PlainTextResponse, Response
-from starlette.websockets import WebSocketDisconnect
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from kubelet.cri import CRIError
+from kubeling.remotecommand import (CONNECT_TIMEOUT, MAX_FRAME, PROTOCOLS, choose_subprotocol, failure_frame,
+                                    relay)
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-ERROR_CHANNEL = 3
-MAX_FRAME = 16 * 1024 * 1024
-CONNECT_TIMEOUT = 10.0
-
-
-def choose_subprotocol(offered: list[str]) -> str | None:
-    """The first of the client's ``offered`` subprotocols we speak (client preference, as
-    wsstream's handshake), or None."""
-    return next((p for p in offered if p in PROTOCOLS), None)
-
 
 def flag(value: str | None) -> bool:
     """A remotecommand query flag (``stdin=1``, ``stdout=true``) -> bool; absent/other -> False."""
     return (value or "").lower() in ("1", "true")
-
-
-def failure(message: str, *, reason: str = "InternalError", code: int = 500) -> bytes:
-    """A channel-3 frame carrying a Failure metav1 Status."""
-    status = {"metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
-    return bytes([ERROR_CHANNEL]) + json.dumps(status).encode()
-
-
-async def relay(down: WebSocket, up: ClientConnection) -> None:
-    """Copy frames both ways between an accepted server websocket ``down`` and a client
-    connection ``up`` until either side closes; then close the other side."""
-    async def down_to_up() -> None:
-        while True:
-            msg = await down.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-            if msg.get("bytes") is not None:
-                await up.send(msg["bytes"])
-            elif msg.get("text") is not None:
-                await up.send(msg["text"])
-
-    async def up_to_down() -> None:
-        async for msg in up:
-            if isinstance(msg, bytes):
-                await down.send_bytes(msg)
-            else:
-                await down.send_text(msg)
-
-    tasks = [asyncio.create_task(down_to_up()), asyncio.create_task(up_to_down())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, WebSocketDisconnect,
-                                     RuntimeError, OSError):
-                await t
-        with contextlib.suppress(Exception):
-            await up.close()
-        with contextlib.suppress(Exception):
-            await down.close()
 
 
 def install_exec_handlers(app: FastAPI, host) -> None:
@@ -102,11 +48,11 @@ def install_exec_handlers(app: FastAPI, host) -> None:
         error = None
         up = None
         if not cmd:
-            error = failure("you must specify at least one command for the container", reason="BadRequest", code=400)
+            error = failure_frame("you must specify at least one command for the container", reason="BadRequest", code=400)
         elif not (stdin or stdout or stderr):
-            error = failure("you must specify at least 1 of stdin, stdout, stderr", reason="BadRequest", code=400)
+            error = failure_frame("you must specify at least 1 of stdin, stdout, stderr", reason="BadRequest", code=400)
         elif (pod := host.find_pod(namespace, pod_name)) is None:
-            error = failure(f'pod "{pod_name}" in namespace "{namespace}" not found on this node',
+            error = failure_frame(f'pod "{pod_name}" in namespace "{namespace}" not found on this node',
                             reason="NotFound", code=404)
         else:
             try:
@@ -117,11 +63,11 @@ def install_exec_handlers(app: FastAPI, host) -> None:
                 up = await asyncio.wait_for(connect(ws_url, subprotocols=[proto], max_size=MAX_FRAME,
                                                     ping_interval=None, proxy=None), CONNECT_TIMEOUT)
             except LookupError as e:
-                error = failure(str(e.args[0] if e.args else e), reason="BadRequest", code=400)
+                error = failure_frame(str(e.args[0] if e.args else e), reason="BadRequest", code=400)
             except CRIError as e:
-                error = failure(f"unable to start exec in container {container}: {e.message}")
+                error = failure_frame(f"unable to start exec in container {container}: {e.message}")
             except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError) as e:
-                error = failure(f"unable to reach the runtime's streaming server: {e}")
+                error = failure_frame(f"unable to reach the runtime's streaming server: {e}")
         await websocket.accept(subprotocol=proto)
         if up is None:
             with contextlib.suppress(Exception):

@@ -28,12 +28,12 @@ from docker.utils import socket as docker_socket
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from kubeling.remotecommand import MAX_FRAME, PROTOCOLS
+
 log = logging.getLogger("dockershim.streaming")
 
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 TOKEN_TTL = 60.0  # seconds a URL stays valid (upstream's streaming.DefaultConfig.StreamIdleTimeout is longer; one use only)
-MAX_FRAME = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)

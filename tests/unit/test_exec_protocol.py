@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from kubelet import exec as kexec
+from kubeling import remotecommand
 from kubelet.dockershim.streaming import ExecSession, StreamingServer, error_status, exit_status
 
 
@@ -24,9 +25,9 @@ def test_exit_status_success_and_nonzero():
 
 
 def test_choose_subprotocol_prefers_client_order():
-    assert kexec.choose_subprotocol(["v5.channel.k8s.io", "v4.channel.k8s.io"]) == "v5.channel.k8s.io"
-    assert kexec.choose_subprotocol(["base64.channel.k8s.io", "v4.channel.k8s.io"]) == "v4.channel.k8s.io"
-    assert kexec.choose_subprotocol(["SPDY/3.1"]) is None
+    assert remotecommand.choose_subprotocol(["v5.channel.k8s.io", "v4.channel.k8s.io"]) == "v5.channel.k8s.io"
+    assert remotecommand.choose_subprotocol(["base64.channel.k8s.io", "v4.channel.k8s.io"]) == "v4.channel.k8s.io"
+    assert remotecommand.choose_subprotocol(["SPDY/3.1"]) is None
 
 
 @pytest.mark.parametrize("value,want", [("1", True), ("true", True), ("True", True), ("0", False),
@@ -36,7 +37,7 @@ def test_flag(value, want):
 
 
 def test_failure_frame_is_channel_3_status():
-    frame = kexec.failure("nope", reason="NotFound", code=404)
+    frame = remotecommand.failure_frame("nope", reason="NotFound", code=404)
     assert frame[0] == 3
     assert json.loads(frame[1:]) == {"metadata": {}, "status": "Failure", "message": "nope",
                                      "reason": "NotFound", "code": 404}
