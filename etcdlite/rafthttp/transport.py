@@ -46,6 +46,11 @@ def _varint(n: int) -> bytes:
 
 # In the refusal a removed member gets from the others (etcd: "the member has
 # been permanently removed from the cluster").
+# In the refusal a removed member gets from the others (etcd: "the member has
+# been permanently removed from the cluster").
+REMOVED_MARK = "has been permanently removed from the cluster"
+
+
 def _target(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
@@ -61,7 +66,9 @@ class Callbacks:
     ``last_index()`` is this member's last log index and ``on_hello(id,
     last_index)`` tells what a peer reported in the handshake;
     ``members_info() -> (cluster_id, [etcdserverpb.Member])`` answers a
-    joining member's Members call.
+    joining member's Members call; ``is_removed(id)`` whether ``id`` was
+    removed (its messages are refused); ``on_removed()`` this member learnt
+    from a peer that it was removed.
     """
 
     on_message: Callable[[raftpb.Message], None]
@@ -72,6 +79,8 @@ class Callbacks:
     last_index: Callable[[], int]
     on_hello: Callable[[int, int], None]
     members_info: Callable[[], tuple]
+    is_removed: Callable[[int], bool]
+    on_removed: Callable[[], None]
 
 
 class _Peer:
@@ -128,6 +137,10 @@ class _Peer:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 log.error("peer %x refused us: %s", self.id, exc.details())
+                if REMOVED_MARK in (exc.details() or ""):
+                    # We missed our own removal (it was committed after the
+                    # others stopped talking to us): etcd's 410 Gone.
+                    t.cb.on_removed()
             return False
         if resp.member_id != self.id:
             log.error("peer at %s is member %x, expected %x", self.urls[0], resp.member_id, self.id)
@@ -208,6 +221,11 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
     def __init__(self, transport: "Transport") -> None:
         self.t = transport
 
+    async def _refuse_removed(self, member_id: int, context) -> None:
+        if self.t.cb.is_removed(member_id):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"etcdlite: member {member_id:x} {REMOVED_MARK}")
+
     async def Hello(self, request, context):
         t = self.t
         if request.cluster_id != t.cluster_id:
@@ -216,6 +234,7 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
                                 f"remote {request.cluster_id:x})")
         peer = t.peers.get(request.member_id)
         if peer is None:
+            await self._refuse_removed(request.member_id, context)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"etcdlite: member {request.member_id:x} is not in this cluster")
         peer.client_urls, peer.name = list(request.client_urls), request.name
@@ -226,6 +245,7 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
     async def Send(self, request, context):
         if request.cluster_id != self.t.cluster_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
+        await self._refuse_removed(getattr(request, "from"), context)
         for m in request.messages:
             self.t.cb.on_message(m)
         return peerpb.SendResponse()
@@ -234,6 +254,7 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
         async for request in request_iterator:
             if request.cluster_id != self.t.cluster_id:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
+            await self._refuse_removed(getattr(request, "from"), context)
             for m in request.messages:
                 self.t.cb.on_message(m)
         return peerpb.SendResponse()

@@ -542,11 +542,7 @@ class EtcdServer:
         elif cc.type == raftpb.ConfChangeRemoveNode:
             self.cluster.remove(cc.node_id)
             if cc.node_id == self.member_id:
-                # etcd: "the member has been permanently removed from the cluster".
-                log.warning("member %x was removed from cluster %x; stopping", self.member_id,
-                            self.cluster_id)
-                self.removed = True
-                asyncio.get_running_loop().call_soon(self.node.stop)
+                self.on_removed()
             elif self.transport is not None:
                 self.transport.remove_peer(cc.node_id)
         try:
@@ -556,6 +552,22 @@ class EtcdServer:
         fut = self._waits.pop(cc.id, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+    def on_removed(self) -> None:
+        """This member was removed (applied, or told by a peer): stop serving
+        (etcd: "the member has been permanently removed from the cluster")."""
+        if self.removed:
+            return
+        log.warning("member %x was removed from cluster %x; stopping", self.member_id,
+                    self.cluster_id)
+        self.removed = True
+        if self.cluster is not None and self.member_id not in self.cluster.removed:
+            self.cluster.remove(self.member_id)
+            try:
+                self.cluster.save()
+            except OSError as exc:
+                log.error("saving the member list failed: %r", exc)
+        asyncio.get_running_loop().call_soon(self.node.stop)
 
     async def move_leader(self, target: int) -> None:
         """Hand leadership to ``target`` and wait (bounded) until it leads (etcd
@@ -650,6 +662,12 @@ class _TransportCallbacks:
 
     def last_index(self) -> int:
         return self.s.node.last_index
+
+    def is_removed(self, member_id: int) -> bool:
+        return self.s.cluster is not None and member_id in self.s.cluster.removed
+
+    def on_removed(self) -> None:
+        self.s.on_removed()
 
     def members_info(self) -> tuple[int, list]:
         """(cluster ID, [pb.Member]) for a joining member's Members call."""
