@@ -46,8 +46,6 @@ def _varint(n: int) -> bytes:
 
 # In the refusal a removed member gets from the others (etcd: "the member has
 # been permanently removed from the cluster").
-# In the refusal a removed member gets from the others (etcd: "the member has
-# been permanently removed from the cluster").
 REMOVED_MARK = "has been permanently removed from the cluster"
 
 
