@@ -26,6 +26,7 @@ from apiserver import errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.handlers import status_response
+from apiserver.kubeletlocation import pod_container, pod_kubelet
 from kubeling.remotecommand import (CONNECT_TIMEOUT, MAX_FRAME, PROTOCOLS, choose_subprotocol, failure_frame,
                                     relay)
 
@@ -39,32 +40,12 @@ async def kubelet_exec_url(stores, namespace: str, name: str, query) -> str:
     """``ws://NODE_IP:PORT/exec/NS/POD/CONTAINER?...`` for the pod's node; StatusError (404 unknown pod,
     400 no container/node/address) otherwise. Same resolution as pods/log (handlers.pod_log)."""
     pod = await stores[("", "v1", "pods")].get(namespace, name)
-    spec = pod.get("spec") or {}
-    names = [c.get("name") for c in spec.get("containers") or []]
-    container = query.get("container")
-    if not container:
-        if len(names) != 1:
-            raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                     f"[{' '.join(names)}]")
-        container = names[0]
-    elif container not in names + [c.get("name") for c in spec.get("initContainers") or []]:
-        raise errors.bad_request(f"container {container} is not valid for pod {name}")
+    container = pod_container(pod, query.get("container"))
     if not query.getlist("command"):
         raise errors.bad_request("you must specify at least one command for the container")
-    node_name = spec.get("nodeName")
-    if not node_name:
-        raise errors.bad_request(f"pod {name} does not have a host assigned")
-    node = await stores[("", "v1", "nodes")].get(None, node_name)
-    status = node.get("status") or {}
-    addrs = status.get("addresses") or []
-    ip = next((a.get("address") for a in addrs if a.get("type") == "InternalIP"), None) \
-        or next((a.get("address") for a in addrs), None)
-    if not ip:
-        raise errors.bad_request(f"node {node_name} has no address to reach its kubelet")
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-    host = f"[{ip}]" if ":" in ip else ip
+    where = await pod_kubelet(stores, pod)
     params = [(k, v) for k, v in query.multi_items() if k in PASSED_PARAMS]
-    return f"ws://{host}:{port}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
+    return f"ws://{where}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
 
 
 async def authorize(handler, connection, namespace: str, name: str) -> None:

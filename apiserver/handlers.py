@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from apiserver import errors, fieldvalidation, printers
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
+from apiserver.kubeletlocation import pod_container, pod_kubelet
 from apiserver.registry.store import Store, now_rfc3339, patch_function
 
 log = logging.getLogger(__name__)
@@ -380,32 +381,11 @@ class ResourceHandler:
         """GET pods/NAME/log: proxied to the kubelet's /containerLogs/NS/POD/CONTAINER, streamed as text/plain."""
         validate_log_options(name, q)
         pod = await store.get(ns, name)
-        spec = pod.get("spec") or {}
-        names = [c.get("name") for c in (spec.get("containers") or [])]
-        all_names = names + [c.get("name") for c in (spec.get("initContainers") or [])]
-        container = q.get("container")
-        if not container:
-            if len(names) != 1:
-                raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                         f"[{' '.join(names)}]")
-            container = names[0]
-        elif container not in all_names:
-            raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        node_name = spec.get("nodeName")
-        if not node_name:
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
-        node = await self.stores[("", "v1", "nodes")].get(None, node_name)
-        status = node.get("status") or {}
-        addrs = status.get("addresses") or []
-        ip = next((a.get("address") for a in addrs if a.get("type") == "InternalIP"), None) \
-            or next((a.get("address") for a in addrs), None)
-        if not ip:
-            raise errors.bad_request(f"node {node_name} has no address to reach its kubelet")
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+        container = pod_container(pod, q.get("container"))
+        where = await pod_kubelet(self.stores, pod)
         params = {k: q[k] for k in ("follow", "tailLines", "timestamps", "sinceSeconds", "sinceTime", "limitBytes",
                                     "previous") if k in q}
-        host = f"[{ip}]" if ":" in ip else ip
-        url = f"http://{host}:{port}/containerLogs/{ns}/{name}/{container}"
+        url = f"http://{where}/containerLogs/{ns}/{name}/{container}"
         try:
             upstream = await self.kubelet.send(self.kubelet.build_request("GET", url, params=params), stream=True)
         except httpx.HTTPError as e:

@@ -17,11 +17,11 @@ import logging
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
 
 from apiserver import errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
+from apiserver.kubeletlocation import kubelet_host_port
 from apiserver.registry.rest import ResourceInfo
 from kubeling.api.resources import Resource
 
@@ -62,16 +62,9 @@ def memory_quantity(n: int) -> str:
 
 
 def kubelet_base_url(node: dict) -> str | None:
-    """``http://IP:PORT`` of a node's kubelet (InternalIP first, then any address), None without an address."""
-    status = node.get("status") or {}
-    addrs = status.get("addresses") or []
-    ip = next((a.get("address") for a in addrs if a.get("type") == "InternalIP"), None) \
-        or next((a.get("address") for a in addrs), None)
-    if not ip:
-        return None
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-    host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}"
+    """``http://IP:PORT`` of a node's kubelet, None without an address."""
+    where = kubelet_host_port(node)
+    return f"http://{where}" if where else None
 
 
 def _now() -> str:

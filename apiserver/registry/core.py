@@ -15,7 +15,7 @@ import copy
 from apiserver import errors
 from apiserver.registry import ipallocator
 from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, duplicate, forbidden_field,
-                                     immutable, invalid_value, not_supported, required, validate_labels,
+                                     invalid_value, not_supported, required, validate_labels,
                                      validate_name)
 from apiserver.storage import etcd3
 from kubeling.api import quantity, resources

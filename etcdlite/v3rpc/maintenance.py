@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-import grpc
 
 from etcdlite.server.etcdserver import EtcdServer
 from etcdlite.v3rpc.util import etcd_errors
