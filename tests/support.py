@@ -494,3 +494,82 @@ def etcd_cluster(tmp_path: Path | str, kind: str, n: int = 3, *, snapshot_count:
         yield cluster
     finally:
         cluster.close()
+
+
+# --------------------------------------------------------------------------- nodes (root + Docker)
+
+def docker_or_skip(what: str, image: str = "busybox:1.35"):
+    """A docker SDK client when Docker answers and has ``image``; else pytest.skip naming ``what``."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(image)
+        return client
+    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
+        pytest.skip(f"{what} need a running Docker with image {image}: {e}")
+
+
+class TestNode:
+    """A control plane plus one real node (CRI shim + kubelet) started by ``node(...)``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, cp: ControlPlane, http, kubelet_args: list[str], kubelet_port: int, healthz_port: int):
+        self.cp = cp
+        self.procs = cp.procs
+        self.api = cp.server
+        self.kubeconfig = str(cp.kubeconfig)
+        self.http = http
+        self.kubelet_args = kubelet_args
+        self.kubelet = f"http://127.0.0.1:{kubelet_port}"
+        self.healthz = f"http://127.0.0.1:{healthz_port}"
+
+    def logs(self, chars: int = 4000) -> str:
+        """The kubelet's and the shim's log tails, for failure messages."""
+        return (f"kubelet log:\n{self.procs.log('kubelet', chars)}\nshim log:\n{self.procs.log('shim', chars)}")
+
+
+@contextlib.contextmanager
+def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_client,
+         image: str = "busybox:1.35", kubelet_flags: Sequence[str] = ()) -> Iterator[TestNode]:
+    """etcd + apiserver (``control_plane``) + the CRI shim + a kubelet named ``name`` on free ports,
+    pods on the test-only ``bridge`` and ``pod_cidr`` (set on the Node as the controller-manager would).
+
+    Yields a TestNode once the node is registered. On exit stops every process and removes the
+    containers labelled with the node and the bridge, whatever happened.
+    """
+    tmp = str(tmp_path)
+    kubelet_port, healthz_port = free_port(), free_port()
+    sock = os.path.join(tmp, "node", "cri.sock")
+    os.makedirs(os.path.dirname(sock), exist_ok=True)
+    try:
+        with control_plane(tmp, user="system:node:" + name, kubeconfig_name="kubelet.kubeconfig") as cp:
+            procs = cp.procs
+            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                 "--node-name", name, "--state-dir", os.path.join(tmp, "node", "shim"),
+                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
+                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
+                                 "--cni-bridge", bridge, "--pod-infra-container-image", image])
+            with httpx.Client(base_url=cp.server, timeout=10, trust_env=False) as http:
+                wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
+                kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", str(cp.kubeconfig),
+                                "--hostname-override", name, "--node-ip", "127.0.0.1",
+                                "--container-runtime-endpoint", f"unix://{sock}",
+                                "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
+                                "--healthz-port", str(healthz_port), "--bridge-name", bridge, *kubelet_flags]
+                procs.spawn("kubelet", kubelet_args)
+                n = TestNode(cp, http, kubelet_args, kubelet_port, healthz_port)
+                try:
+                    wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{name}").status_code == 200, 60)
+                except AssertionError:
+                    raise AssertionError("kubelet did not register\n" + n.logs()) from None
+                r = http.patch(f"/api/v1/nodes/{name}", json={"spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}},
+                               headers={"Content-Type": "application/merge-patch+json"})
+                assert r.status_code == 200, r.text
+                yield n
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={name}"}):
+            c.remove(force=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=10, check=False)

@@ -29,13 +29,7 @@ IMAGE = "busybox:1.35"
 
 
 def _docker_client():
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-        client.images.get(IMAGE)
-        return client
-    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
-        pytest.skip(f"CRI e2e tests need a running Docker with image {IMAGE}: {e}")
+    return support.docker_or_skip("CRI e2e tests", IMAGE)
 
 
 class Shim:

@@ -14,14 +14,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 import support
-from support import free_port, wait_for
+from support import wait_for
 
 NODE = "extest-kubelet"
 BRIDGE = "extestkl0"
@@ -33,17 +32,6 @@ KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.e2e
 
 
-def _docker():
-    try:
-        import docker
-        client = docker.from_env(timeout=30)
-        client.ping()
-        client.images.get(IMAGE)
-        return client
-    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
-        pytest.skip(f"exec e2e tests need a running Docker with image {IMAGE}: {e}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet, and a Running busybox pod; yields a dict of handles."""
@@ -51,57 +39,25 @@ def cluster(tmp_path_factory):
         pytest.skip("exec e2e tests need root (bridge, netns, Docker)")
     if KUBECTL is None or shutil.which("etcd") is None:
         pytest.skip("exec e2e tests need /usr/bin/kubectl and /usr/bin/etcd")
-    docker_client = _docker()
-    tmp = str(tmp_path_factory.mktemp("exec"))
-    kubelet_port, healthz_port = free_port(), free_port()
-    sock = os.path.join(tmp, "node", "cri.sock")
-    os.makedirs(os.path.dirname(sock), exist_ok=True)
-    try:
-        with support.control_plane(tmp, user="system:node:" + NODE,
-                                   kubeconfig_name="kubelet.kubeconfig") as cp:
-            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
-            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
-                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
-                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
-                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
-                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
-            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
-            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
-            procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
-                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
-                                    "--container-runtime-endpoint", f"unix://{sock}",
-                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
-                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE])
-            try:
-                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 60)
-            except AssertionError:
-                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")[-4000:]
-                                     + "\nshim log:\n" + procs.log("shim")[-4000:])
-            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
-                           headers={"Content-Type": "application/merge-patch+json"})
-            assert r.status_code == 200, r.text
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "namespace": "default"},
-                   "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
-                            "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}}
-            # The apiserver may still be bootstrapping the default namespace: retry, bounded.
-            wait_for("pod created", lambda: http.post("/api/v1/namespaces/default/pods", json=pod).status_code
-                     in (201, 409), 30)
+    docker_client = support.docker_or_skip("exec e2e tests", IMAGE)
+    with support.node(tmp_path_factory.mktemp("exec"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
+                      docker_client=docker_client, image=IMAGE) as n:
+        http = n.http
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD, "namespace": "default"},
+               "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}}
+        # The apiserver may still be bootstrapping the default namespace: retry, bounded.
+        wait_for("pod created", lambda: http.post("/api/v1/namespaces/default/pods", json=pod).status_code
+                 in (201, 409), 30)
 
-            def running():
-                return http.get(f"/api/v1/namespaces/default/pods/{POD}").json() \
-                    .get("status", {}).get("phase") == "Running"
-            try:
-                wait_for("pod Running", running, 60)
-            except AssertionError:
-                raise AssertionError("pod not Running; kubelet log:\n" + procs.log("kubelet")[-4000:]
-                                     + "\nshim log:\n" + procs.log("shim")[-4000:])
-            yield {"http": http, "procs": procs, "api": api, "tmp": tmp,
-                   "kubelet": f"http://127.0.0.1:{kubelet_port}"}
-            http.close()
-    finally:
-        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
-            c.remove(force=True)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+        def running():
+            return http.get(f"/api/v1/namespaces/default/pods/{POD}").json() \
+                .get("status", {}).get("phase") == "Running"
+        try:
+            wait_for("pod Running", running, 60)
+        except AssertionError:
+            raise AssertionError("pod not Running\n" + n.logs()) from None
+        yield {"http": http, "procs": n.procs, "api": n.api, "tmp": str(n.cp.tmp), "kubelet": n.kubelet}
 
 
 @pytest.fixture(scope="module")

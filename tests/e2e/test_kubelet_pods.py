@@ -12,8 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 import support
-from support import free_port, wait_for
+from support import wait_for
 
 NODE = "kltest-kubelet"
 BRIDGE = "kltestkl0"
@@ -31,63 +29,20 @@ IMAGE = "busybox:1.35"
 pytestmark = pytest.mark.e2e
 
 
-def _docker():
-    try:
-        import docker
-        client = docker.from_env(timeout=30)
-        client.ping()
-        client.images.get(IMAGE)
-        return client
-    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
-        pytest.skip(f"kubelet e2e tests need a running Docker with image {IMAGE}: {e}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet on free ports; yields a dict of handles."""
     if os.geteuid() != 0:
         pytest.skip("kubelet e2e tests need root (bridge, netns, Docker)")
-    docker_client = _docker()
+    docker_client = support.docker_or_skip("kubelet e2e tests", IMAGE)
     if shutil.which("etcd") is None:
         pytest.skip("kubelet e2e tests need /usr/bin/etcd")
-    tmp = str(tmp_path_factory.mktemp("kubelet"))
-    kubelet_port, healthz_port = free_port(), free_port()
-    sock = os.path.join(tmp, "node", "cri.sock")
-    os.makedirs(os.path.dirname(sock), exist_ok=True)
-    try:
-        with support.control_plane(tmp, user="system:node:" + NODE,
-                                   kubeconfig_name="kubelet.kubeconfig") as cp:
-            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
-            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
-                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
-                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
-                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
-                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
-            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
-            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
-            kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
-                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
-                                    "--container-runtime-endpoint", f"unix://{sock}",
-                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
-                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
-                                    "--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
-                                    "--sync-frequency", "2"]
-            procs.spawn("kubelet", kubelet_args)
-            try:
-                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
-            except AssertionError:
-                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")
-                                     + "\nshim log:\n" + procs.log("shim"))
-            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
-                           headers={"Content-Type": "application/merge-patch+json"})
-            assert r.status_code == 200, r.text
-            yield {"http": http, "procs": procs, "kubelet_args": kubelet_args,
-                   "kubelet": f"http://127.0.0.1:{kubelet_port}", "healthz": f"http://127.0.0.1:{healthz_port}", "docker": docker_client, "tmp": tmp}
-            http.close()
-    finally:
-        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
-            c.remove(force=True)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+    with support.node(tmp_path_factory.mktemp("kubelet"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
+                      docker_client=docker_client, image=IMAGE,
+                      kubelet_flags=["--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
+                                     "--sync-frequency", "2"]) as n:
+        yield {"http": n.http, "procs": n.procs, "kubelet_args": n.kubelet_args, "kubelet": n.kubelet,
+               "healthz": n.healthz, "docker": docker_client, "tmp": str(n.cp.tmp)}
 
 
 def get_pod(http: httpx.Client, name: str) -> dict:

@@ -14,16 +14,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 import uuid
 
 import httpx
 import pytest
 
 import support
-from support import free_port, wait_for
+from support import wait_for
 
 NODE = "tltest-kubelet"
 BRIDGE = "tltestkl0"
@@ -34,17 +32,6 @@ KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.e2e
 
 
-def _docker():
-    try:
-        import docker
-        client = docker.from_env(timeout=30)
-        client.ping()
-        client.images.get(IMAGE)
-        return client
-    except Exception as e:  # noqa: BLE001 - any failure means "skip with a reason"
-        pytest.skip(f"top/logs e2e tests need a running Docker with image {IMAGE}: {e}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet on free ports and a running pod printing a line a second."""
@@ -52,60 +39,31 @@ def cluster(tmp_path_factory):
         pytest.skip("top/logs e2e tests need root (bridge, netns, Docker)")
     if shutil.which("etcd") is None or KUBECTL is None:
         pytest.skip("top/logs e2e tests need /usr/bin/etcd and kubectl")
-    docker_client = _docker()
-    tmp = str(tmp_path_factory.mktemp("toplogs"))
-    kubelet_port, healthz_port = free_port(), free_port()
-    sock = os.path.join(tmp, "node", "cri.sock")
-    os.makedirs(os.path.dirname(sock), exist_ok=True)
-    try:
-        with support.control_plane(tmp, user="system:node:" + NODE, kubeconfig_name="kubelet.kubeconfig") as cp:
-            procs, kc, api = cp.procs, str(cp.kubeconfig), cp.server
-            procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
-                                 "--node-name", NODE, "--state-dir", os.path.join(tmp, "node", "shim"),
-                                 "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
-                                 "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
-                                 "--cni-bridge", BRIDGE, "--pod-infra-container-image", IMAGE])
-            http = httpx.Client(base_url=api, timeout=10, trust_env=False)
-            wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
-            procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc,
-                                    "--hostname-override", NODE, "--node-ip", "127.0.0.1",
-                                    "--container-runtime-endpoint", f"unix://{sock}",
-                                    "--root-dir", os.path.join(tmp, "node"), "--port", str(kubelet_port),
-                                    "--healthz-port", str(healthz_port), "--bridge-name", BRIDGE,
-                                    "--sync-frequency", "2"])
-            try:
-                wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{NODE}").status_code == 200, 30)
-            except AssertionError:
-                raise AssertionError("kubelet did not register; its log:\n" + procs.log("kubelet")) from None
-            r = http.patch(f"/api/v1/nodes/{NODE}", json={"spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]}},
-                           headers={"Content-Type": "application/merge-patch+json"})
-            assert r.status_code == 200, r.text
-            name = f"talk-{uuid.uuid4().hex[:6]}"
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-                   "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
-                            "containers": [{"name": "talk", "image": IMAGE, "command": ["sh", "-c"],
-                                            "args": ["i=0; while true; do echo line $i; i=$((i+1)); sleep 0.5; "
-                                                     "done"]}]}}
-            r = http.post("/api/v1/namespaces/default/pods", json=pod)
-            assert r.status_code == 201, r.text
+    docker_client = support.docker_or_skip("top/logs e2e tests", IMAGE)
+    with support.node(tmp_path_factory.mktemp("toplogs"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
+                      docker_client=docker_client, image=IMAGE, kubelet_flags=["--sync-frequency", "2"]) as n:
+        http, tmp = n.http, str(n.cp.tmp)
+        name = f"talk-{uuid.uuid4().hex[:6]}"
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+               "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "talk", "image": IMAGE, "command": ["sh", "-c"],
+                                        "args": ["i=0; while true; do echo line $i; i=$((i+1)); sleep 0.5; "
+                                                 "done"]}]}}
+        r = http.post("/api/v1/namespaces/default/pods", json=pod)
+        assert r.status_code == 201, r.text
 
-            def running():
-                p = http.get(f"/api/v1/namespaces/default/pods/{name}").json()
-                return p if p.get("status", {}).get("phase") == "Running" else None
-            try:
-                wait_for("pod Running", running, 60)
-            except AssertionError as e:
-                raise AssertionError(f"{e}\nkubelet log:\n{procs.log('kubelet')}") from None
-            home = os.path.join(tmp, "kubectl-home")
-            os.makedirs(home, exist_ok=True)
-            yield {"http": http, "procs": procs, "kubeconfig": kc, "home": home, "pod": name,
-                   "kubelet": f"http://127.0.0.1:{kubelet_port}"}
-            http.delete(f"/api/v1/namespaces/default/pods/{name}", params={"gracePeriodSeconds": "0"})
-            http.close()
-    finally:
-        for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"}):
-            c.remove(force=True)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, timeout=10, check=False)
+        def running():
+            p = http.get(f"/api/v1/namespaces/default/pods/{name}").json()
+            return p if p.get("status", {}).get("phase") == "Running" else None
+        try:
+            wait_for("pod Running", running, 60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{n.logs()}") from None
+        home = os.path.join(tmp, "kubectl-home")
+        os.makedirs(home, exist_ok=True)
+        yield {"http": http, "procs": n.procs, "kubeconfig": n.kubeconfig, "home": home, "pod": name,
+               "kubelet": n.kubelet}
+        http.delete(f"/api/v1/namespaces/default/pods/{name}", params={"gracePeriodSeconds": "0"})
 
 
 def kubectl_argv(cluster, *args) -> list[str]:
