@@ -18,6 +18,7 @@ from controllers.controller_utils import BaseController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.garbagecollector import GarbageCollector
+from controllers.job import JobController
 from controllers.namespace import NamespaceController
 from controllers.nodeipam import NodeIpamController
 from controllers.replicaset import ReplicaSetController
@@ -25,8 +26,8 @@ from controllers.replicaset import ReplicaSetController
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "endpoints", "garbagecollector", "namespace", "nodeipam")
-WORKERS = {"deployment": 3, "replicaset": 3, "endpoints": 3, "garbagecollector": 5, "namespace": 2,
+ALL_CONTROLLERS = ("deployment", "replicaset", "job", "endpoints", "garbagecollector", "namespace", "nodeipam")
+WORKERS = {"deployment": 3, "replicaset": 3, "job": 3, "endpoints": 3, "garbagecollector": 5, "namespace": 2,
            "nodeipam": 1}
 
 
@@ -80,10 +81,13 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "replicaset":
             out.append(ReplicaSetController(client, inf("replicasets"), inf("pods"),
                                             recorder=EventRecorder(client, "replicaset-controller")))
+        elif name == "job":
+            out.append(JobController(client, inf("jobs"), inf("pods"),
+                                     recorder=EventRecorder(client, "job-controller")))
         elif name == "endpoints":
             out.append(EndpointsController(client, inf("services"), inf("pods"), inf("endpoints")))
         elif name == "garbagecollector":
-            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets", "pods")}))
+            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets", "jobs", "pods")}))
         elif name == "namespace":
             out.append(NamespaceController(client, inf("namespaces")))
         elif name == "nodeipam":

@@ -8,7 +8,8 @@ Covers: pod CIDRs for nodes; Deployment -> ReplicaSet -> pods bound and
 spread; Service -> Endpoints; scale up and down; a template change rolls
 out a new ReplicaSet; `kubectl rollout status`; an oversized pod stays
 Pending with upstream's Unschedulable message; deleting the Deployment
-cascades through the garbage collector.
+cascades through the garbage collector; Jobs run to completion, stop at
+their backoffLimit or activeDeadlineSeconds, and their pods go with them.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class HollowKubelets:
                 if meta.get("deletionTimestamp"):
                     await self.client.delete("pods", meta["name"], namespace=self.namespace,
                                              grace_period_seconds=0)
-                elif spec.get("nodeName") and status.get("phase") != "Running":
+                elif spec.get("nodeName") and status.get("phase", "Pending") == "Pending":
                     node = await self.client.get("nodes", spec["nodeName"])
                     net = ipaddress.ip_network(node["spec"]["podCIDR"])
                     n = self.next_ip[spec["nodeName"]] = self.next_ip.get(spec["nodeName"], 1) + 1
@@ -311,3 +312,116 @@ async def test_pod_too_big_for_any_node_stays_pending(env):
     [event] = await eventually(failed_event, what="a FailedScheduling event")
     assert event["type"] == "Warning" and event["message"] == cond["message"]
     await client.delete("pods", "huge", namespace=ns, grace_period_seconds=0)
+
+
+def job(name: str, *, completions: int | None = 1, parallelism: int = 1, backoff_limit: int = 6,
+        deadline: int | None = None) -> dict:
+    spec = {"parallelism": parallelism, "backoffLimit": backoff_limit,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                "name": "work", "image": "busybox:1.35", "command": ["sh", "-c", "true"]}]}}}
+    if completions is not None:
+        spec["completions"] = completions
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
+
+
+async def _job_pods(client: Client, ns: str, name: str) -> list[dict]:
+    return (await client.list("pods", namespace=ns, label_selector=f"batch.kubernetes.io/job-name={name}"))["items"]
+
+
+async def _finish(client: Client, ns: str, pod: dict, *, exit_code: int) -> None:
+    """What a kubelet reports when the pod's only container exited with ``exit_code``."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    await client.patch("pods", pod["metadata"]["name"], {"status": {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+        "containerStatuses": [{"name": "work", "image": "busybox:1.35", "ready": False, "restartCount": 0,
+                               "state": {"terminated": {"exitCode": exit_code, "finishedAt": now,
+                                                        "reason": "Completed" if exit_code == 0 else "Error"}}}]}},
+        namespace=ns, subresource="status")
+
+
+def _conditions(j: dict) -> dict:
+    return {c["type"]: c for c in (j.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+
+
+async def test_job_runs_completions_with_parallelism_then_completes(env):
+    client, ns = env
+    await client.create("jobs", job("batch", completions=3, parallelism=2), namespace=ns)
+    finished: set[str] = set()
+    most_active = 0
+
+    async def step():
+        nonlocal most_active
+        j = await client.get("jobs", "batch", namespace=ns)
+        if "Complete" in _conditions(j):
+            return j
+        pods = await _job_pods(client, ns, "batch")
+        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        most_active = max(most_active, sum(1 for p in pods if p["status"].get("phase") in ("Pending", "Running")))
+        for p in running[:1]:  # one pod finishes per round
+            await _finish(client, ns, p, exit_code=0)
+            finished.add(p["metadata"]["name"])
+        return None
+
+    j = await eventually(step, timeout=30, what="the Job to complete")
+    status = j["status"]
+    assert status["succeeded"] == 3 and status["active"] == 0 and status.get("failed", 0) == 0, status
+    assert {"SuccessCriteriaMet", "Complete"} <= set(_conditions(j)), status
+    assert _conditions(j)["Complete"]["reason"] == "CompletionsReached"
+    assert status["completionTime"] >= status["startTime"]
+    assert most_active <= 2 and len(finished) == 3
+    pods = await _job_pods(client, ns, "batch")
+    assert len(pods) == 3 and all(p["metadata"]["ownerReferences"][0]["uid"] == j["metadata"]["uid"] for p in pods)
+    events = (await client.list("events", namespace=ns,
+                                field_selector=f"involvedObject.name=batch,involvedObject.kind=Job"))["items"]
+    assert {"SuccessfulCreate", "Completed"} <= {e["reason"] for e in events}
+    # Deleting the Job (kubectl's default, background propagation) takes its pods with it.
+    await client.delete("jobs", "batch", namespace=ns, propagation_policy="Background")
+    await eventually(lambda: _gone(client, ns, "batch"), timeout=20, what="the Job's pods to be collected")
+
+
+async def _gone(client: Client, ns: str, name: str) -> bool:
+    return not await _job_pods(client, ns, name)
+
+
+async def test_job_with_failing_pods_stops_at_backoff_limit(env):
+    """backoffLimit 1: the first failure is retried after the 10 s pod back-off, the second fails the Job."""
+    client, ns = env
+    await client.create("jobs", job("flaky", backoff_limit=1), namespace=ns)
+
+    async def step():
+        j = await client.get("jobs", "flaky", namespace=ns)
+        if "Failed" in _conditions(j):
+            return j
+        for p in await _job_pods(client, ns, "flaky"):
+            if (p.get("status") or {}).get("phase") == "Running":
+                await _finish(client, ns, p, exit_code=1)
+        return None
+
+    j = await eventually(step, timeout=40, what="the Job to fail")
+    conds = _conditions(j)
+    assert {"FailureTarget", "Failed"} <= set(conds)
+    assert conds["Failed"]["reason"] == "BackoffLimitExceeded"
+    assert conds["Failed"]["message"] == "Job has reached the specified backoff limit"
+    assert j["status"]["failed"] == 2 and j["status"]["active"] == 0
+    await asyncio.sleep(1.5)  # no further pod after the Job failed
+    pods = await _job_pods(client, ns, "flaky")
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Failed" for p in pods)
+    events = (await client.list("events", namespace=ns, field_selector="involvedObject.name=flaky"))["items"]
+    assert "BackoffLimitExceeded" in {e["reason"] for e in events}
+
+
+async def test_job_past_active_deadline_fails_and_deletes_its_pods(env):
+    client, ns = env
+    await client.create("jobs", job("slow", parallelism=2, completions=2, deadline=2), namespace=ns)
+
+    async def failed():
+        j = await client.get("jobs", "slow", namespace=ns)
+        return j if "Failed" in _conditions(j) else None
+
+    j = await eventually(failed, timeout=20, what="the Job to pass its deadline")
+    assert _conditions(j)["Failed"]["reason"] == "DeadlineExceeded"
+    assert _conditions(j)["Failed"]["message"] == "Job was active longer than specified deadline"
+    await eventually(lambda: _gone(client, ns, "slow"), timeout=20, what="the Job's active pods to be deleted")
