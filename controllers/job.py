@@ -181,7 +181,6 @@ class JobController(BaseController):
         failed = [p for p in pods if _phase(p) == "Failed"]
         indexed = spec.get("completionMode") == "Indexed"
         completions = spec.get("completions")
-        parallelism = int(spec.get("parallelism") or 0)
         suspended = bool(spec.get("suspend"))
         if not suspended and not status.get("startTime"):
             status["startTime"] = _rfc3339(now)

@@ -375,7 +375,7 @@ async def test_job_runs_completions_with_parallelism_then_completes(env):
     pods = await _job_pods(client, ns, "batch")
     assert len(pods) == 3 and all(p["metadata"]["ownerReferences"][0]["uid"] == j["metadata"]["uid"] for p in pods)
     events = (await client.list("events", namespace=ns,
-                                field_selector=f"involvedObject.name=batch,involvedObject.kind=Job"))["items"]
+                                field_selector="involvedObject.name=batch,involvedObject.kind=Job"))["items"]
     assert {"SuccessfulCreate", "Completed"} <= {e["reason"] for e in events}
     # Deleting the Job (kubectl's default, background propagation) takes its pods with it.
     await client.delete("jobs", "batch", namespace=ns, propagation_policy="Background")
