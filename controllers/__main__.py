@@ -1,6 +1,10 @@
 """``python -m controllers --kubeconfig K --bind-address 127.0.0.1 --secure-port 10257
 --allocate-node-cidrs --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24
---service-cluster-ip-range 10.96.0.0/12``: the kube-controller-manager process."""
+--service-cluster-ip-range 10.96.0.0/12``: the kube-controller-manager process.
+
+With ``--leader-elect`` (default true) the controllers (and their informers)
+start only once this process holds the Lease kube-system/kube-controller-manager,
+as upstream; a standby serves /healthz. A leader that loses its lease exits 1."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +13,7 @@ import sys
 
 from kubeling import config, daemon
 from kubeling.client import Client, KubeconfigError
+from kubeling.client import leaderelection
 from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
     enabled_controllers
 
@@ -30,16 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="prefix length of each node's pod CIDR")
     p.add_argument("--service-cluster-ip-range", default=config.SERVICE_CIDR,
                    help="service CIDR (accepted for compatibility; the apiserver allocates cluster IPs)")
+    leaderelection.add_flags(p, resource_name="kube-controller-manager")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the enabled controllers until SIGTERM/SIGINT; returns the exit code (1 for a bad kubeconfig or --controllers)."""
+    """Run the enabled controllers until SIGTERM/SIGINT; returns the exit code (1 for a bad
+    kubeconfig, --controllers or leader-election timing, or when leadership is lost)."""
     args = parse_args(argv)
     daemon.setup_logging("controller-manager", verbose=args.verbose)
     try:
         names = enabled_controllers(args.controllers)
+        leaderelection.validate_timing(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                                       args.leader_elect_retry_period)
         client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-controller-manager/kubeling")
     except (ValueError, KubeconfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -56,16 +65,26 @@ def main(argv: list[str] | None = None) -> int:
             await client.close()
             raise SystemExit(1)
         manager = ControllerManager(client, controllers, factory)
-        coros = [manager.run()]
+        healthy = lambda: manager.ready  # noqa: E731
+        if args.leader_elect:
+            elector = leaderelection.elector_from_args(client, args, component="kube-controller-manager")
+            coros = [elector.run(manager.run)]
+            healthy = lambda: manager.ready or not elector.leading.is_set()  # noqa: E731 (standby: ok)
+        else:
+            coros = [manager.run()]
         if args.secure_port:
-            coros.append(daemon.serve_health(args.bind_address, args.secure_port, lambda: manager.ready))
+            coros.append(daemon.serve_health(args.bind_address, args.secure_port, healthy))
         log.info("starting controllers: %s", ", ".join(c.name for c in controllers))
         try:
             await daemon.run_until_stopped(stop, *coros)
         finally:
             await client.close()
 
-    daemon.run(run)
+    try:
+        daemon.run(run)
+    except leaderelection.LeaderElectionLost as e:
+        log.error("leaderelection lost: %s", e)
+        return 1
     return 0
 
 

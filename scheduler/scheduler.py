@@ -125,8 +125,10 @@ class Scheduler:
             self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
 
     # -- the scheduling loop -------------------------------------------------------------
-    async def run(self) -> None:
-        """Run informers, wait for their caches, then schedule until cancelled."""
+    async def run(self, *, leading: asyncio.Event | None = None) -> None:
+        """Run informers, wait for their caches, then schedule until cancelled.
+        With ``leading`` (leader election), scheduling waits until it is set: a
+        standby keeps warm caches, as upstream starts informers before electing."""
         tasks = [asyncio.ensure_future(self.node_informer.run()), asyncio.ensure_future(self.pod_informer.run()),
                  asyncio.ensure_future(self.queue.run())]
         try:
@@ -135,6 +137,8 @@ class Scheduler:
             self.ready = True
             log.info("caches synced: %d nodes, %d pods", len(self.node_informer.store),
                      len(self.pod_informer.store))
+            if leading is not None:
+                await leading.wait()
             while True:
                 await self.schedule_one()
         finally:
