@@ -180,6 +180,19 @@ def container_env(pod: dict, container: dict, *, pod_ip: str, node_ip: str) -> d
     return env
 
 
+def namespaces_for_pod(pod: dict) -> pb.NamespaceOption:
+    """The CRI namespace modes of ``pod``'s sandbox and containers (mirrors the kubelet's namespacesForPod).
+
+    Network and IPC are the pod's (NODE with hostNetwork / hostIPC); PID is each
+    container's own (CONTAINER) unless shareProcessNamespace (POD) or hostPID
+    (NODE), so a container's command is its PID 1 as upstream.
+    """
+    spec = pod.get("spec", {})
+    pid = pb.NODE if spec.get("hostPID") else pb.POD if spec.get("shareProcessNamespace") else pb.CONTAINER
+    return pb.NamespaceOption(network=pb.NODE if spec.get("hostNetwork") else pb.POD,
+                              ipc=pb.NODE if spec.get("hostIPC") else pb.POD, pid=pid)
+
+
 def dns_config(pod: dict, *, cluster_dns: list[str], cluster_domain: str) -> pb.DNSConfig:
     """The sandbox's resolver settings per dnsPolicy (mirrors pkg/kubelet/network/dns
     GetPodDNS): ClusterFirst uses the cluster DNS with the namespace search
@@ -277,7 +290,6 @@ class KubeRuntimeManager:
         """PodSandboxConfig for ``pod`` (mirrors generatePodSandboxConfig)."""
         meta, spec = pod["metadata"], pod.get("spec", {})
         ns = meta.get("namespace", "default")
-        host_network = bool(spec.get("hostNetwork"))
         cfg = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=meta["name"], uid=meta["uid"], namespace=ns, attempt=attempt),
             hostname=spec.get("hostname") or meta["name"],
@@ -286,7 +298,7 @@ class KubeRuntimeManager:
             labels=pod_labels(pod),
             annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items()},
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=pb.NODE if host_network else pb.POD))))
+                namespace_options=namespaces_for_pod(pod))))
         for c in spec.get("containers", []):
             for p in c.get("ports") or []:
                 if p.get("hostPort"):
@@ -314,7 +326,9 @@ class KubeRuntimeManager:
                          CONTAINER_HASH_ANNOTATION: container_hash(container),
                          TERMINATION_GRACE_ANNOTATION: str(grace)},
             log_path=f"{container['name']}/{restart_count}.log",
-            stdin=bool(container.get("stdin")), tty=bool(container.get("tty")))
+            stdin=bool(container.get("stdin")), tty=bool(container.get("tty")),
+            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                namespace_options=namespaces_for_pod(pod))))
 
     # ---- acting -----------------------------------------------------------
 

@@ -115,3 +115,26 @@ def test_dns_config_per_policy():
     p["spec"].update(dnsPolicy="None", dnsConfig={"nameservers": ["127.0.0.53"], "options": [{"name": "edns0"}]})
     d = dns_config(p, cluster_dns=["10.96.0.10"], cluster_domain="cluster.local")
     assert list(d.servers) == ["127.0.0.53"] and list(d.options) == ["edns0"]
+
+
+def test_namespaces_for_pod_gives_each_container_its_own_pid_namespace():
+    """As upstream's namespacesForPod: PID is per container unless shareProcessNamespace / hostPID,
+    so ``/proc/1`` is the container's own command (its stdout is the container log)."""
+    from kubelet.kuberuntime import namespaces_for_pod
+    from proto.cri import api_pb2 as pb
+    p = pod()
+    ns = namespaces_for_pod(p)
+    assert (ns.network, ns.ipc, ns.pid) == (pb.POD, pb.POD, pb.CONTAINER)
+    p["spec"]["shareProcessNamespace"] = True
+    assert namespaces_for_pod(p).pid == pb.POD
+    p["spec"].update(hostPID=True, hostNetwork=True, hostIPC=True)
+    ns = namespaces_for_pod(p)
+    assert (ns.network, ns.ipc, ns.pid) == (pb.NODE, pb.NODE, pb.NODE)
+
+
+def test_container_config_carries_the_pod_namespaces():
+    from kubelet.kuberuntime import KubeRuntimeManager
+    from proto.cri import api_pb2 as pb
+    mgr = KubeRuntimeManager(None, root_dir="/tmp/kubelet", node_ip="127.0.0.1", recorder=lambda *a: None)
+    cfg = mgr.container_config(pod(), {"name": "app", "image": "busybox:1.35"}, 0, pod_ip="10.244.0.2")
+    assert cfg.linux.security_context.namespace_options.pid == pb.CONTAINER
