@@ -533,9 +533,11 @@ class TestNode:
 
 @contextlib.contextmanager
 def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_client,
-         image: str = "busybox:1.35", kubelet_flags: Sequence[str] = ()) -> Iterator[TestNode]:
+         image: str = "busybox:1.35", kubelet_flags: Sequence[str] = (), store: str = "etcd",
+         apiserver_args: Sequence[str] = ()) -> Iterator[TestNode]:
     """etcd + apiserver (``control_plane``) + the CRI shim + a kubelet named ``name`` on free ports,
     pods on the test-only ``bridge`` and ``pod_cidr`` (set on the Node as the controller-manager would).
+    ``store`` and ``apiserver_args`` are passed to ``control_plane``.
 
     Yields a TestNode once the node is registered. On exit stops every process and removes the
     containers labelled with the node and the bridge, whatever happened.
@@ -545,7 +547,8 @@ def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_
     sock = os.path.join(tmp, "node", "cri.sock")
     os.makedirs(os.path.dirname(sock), exist_ok=True)
     try:
-        with control_plane(tmp, user="system:node:" + name, kubeconfig_name="kubelet.kubeconfig") as cp:
+        with control_plane(tmp, store, user="system:node:" + name, kubeconfig_name="kubelet.kubeconfig",
+                           apiserver_args=apiserver_args) as cp:
             procs = cp.procs
             procs.spawn("shim", [sys.executable, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
                                  "--node-name", name, "--state-dir", os.path.join(tmp, "node", "shim"),
@@ -573,3 +576,25 @@ def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_
         for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={name}"}):
             c.remove(force=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=10, check=False)
+
+
+def start_scheduler_and_controllers(cp: ControlPlane, *, kubeconfig: Path | str | None = None,
+                                    controller_args: Sequence[str] = (), timeout: float = 30.0) -> dict[str, str]:
+    """Start ``python -m scheduler`` and ``python -m controllers`` (all controllers) in ``cp.procs``
+    on free ports, as "scheduler" and "controller-manager"; wait for their /healthz.
+
+    ``kubeconfig`` defaults to ``cp.kubeconfig``; ``controller_args`` are appended to the
+    controller-manager's command line (e.g. ``--allocate-node-cidrs --cluster-cidr ...``).
+    Returns {"scheduler": URL, "controller-manager": URL} of their health/metrics servers.
+    """
+    kc = str(kubeconfig or cp.kubeconfig)
+    sched_port, cm_port = free_port(), free_port()
+    cp.procs.spawn("scheduler", [sys.executable, "-m", "scheduler", "--kubeconfig", kc, "--bind-address",
+                                 "127.0.0.1", "--secure-port", str(sched_port)])
+    cp.procs.spawn("controller-manager", [sys.executable, "-m", "controllers", "--kubeconfig", kc,
+                                          "--bind-address", "127.0.0.1", "--secure-port", str(cm_port),
+                                          *controller_args])
+    urls = {"scheduler": f"http://127.0.0.1:{sched_port}", "controller-manager": f"http://127.0.0.1:{cm_port}"}
+    for name, url in urls.items():
+        cp.procs.wait_ready(name, url=f"{url}/healthz", timeout=timeout)
+    return urls
