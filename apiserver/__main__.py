@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--advertise-address", default=None,
                    help="address published in the default/kubernetes Endpoints (default: --bind-address)")
     p.add_argument("--watch-cache-size", type=int, default=1024, help="events kept per resource for watches")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the not-ready:NoExecute toleration added to every pod")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the unreachable:NoExecute toleration added to every pod")
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     a = p.parse_args(argv)
     try:
@@ -44,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(etcd_servers=[s.strip() for s in a.etcd_servers.split(",") if s.strip()],
                   bind_address=a.bind_address, secure_port=a.secure_port,
                   service_cluster_ip_range=a.service_cluster_ip_range, advertise_address=a.advertise_address,
-                  watch_cache_size=a.watch_cache_size)
+                  watch_cache_size=a.watch_cache_size,
+                  default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
+                  default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds)
 
 
 class _Server(uvicorn.Server):

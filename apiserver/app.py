@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from apiserver import errors, openapi
 from apiserver import exec as exec_routes
 from apiserver.admission import AdmissionChain
+from apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
 from apiserver.authn import InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
@@ -48,6 +49,8 @@ class Config:
     service_cluster_ip_range: str = "10.96.0.0/12"
     advertise_address: str | None = None
     watch_cache_size: int = 1024
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
 
 
 class APIServer:
@@ -57,7 +60,9 @@ class APIServer:
         self.config = config
         self.etcd = etcd3.Etcd3Store(config.etcd_servers)
         self.ip_range = ipallocator.Range(config.service_cluster_ip_range)
-        self.admission = AdmissionChain()
+        self.admission = AdmissionChain([DefaultTolerationSeconds(
+            not_ready_seconds=config.default_not_ready_toleration_seconds,
+            unreachable_seconds=config.default_unreachable_toleration_seconds)])
         self.ready = False
         self.stores: dict[tuple[str, str, str], Store] = {}
         namespaces = NamespaceStore(core.NamespaceStrategy(), self.etcd, namespace_getter=self.get_namespace,
