@@ -11,9 +11,9 @@ the kubelet has stopped its containers).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
+from kubeling import duration
 from kubeling.cli import get
 from kubeling.cli.errors import CLIError, server_error_line
 from kubeling.cli.factory import Factory, kind_group
@@ -27,14 +27,10 @@ def parse_duration(text: str, flag: str = "timeout") -> float:
 
     Raises CLIError on anything else.
     """
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise CLIError(f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"')
-    return sum(float(n) * units[u] for n, u in parts)
+    try:
+        return duration.parse_duration(text)
+    except ValueError as e:
+        raise CLIError(f'invalid argument "{text}" for "--{flag}" flag: {e}') from None
 
 
 def parse_bool(text: str, flag: str) -> bool:
