@@ -7,9 +7,12 @@ Mirrors kube-scheduler's PriorityQueue (pkg/scheduler/internal/queue):
   backoffQ while their backoff lasts) when the cluster changes in a way that
   may help (a node added or updated, an assigned pod deleted), or after
   five minutes at the latest.
-A pod that failed while a cluster change happened during its scheduling
-cycle goes straight to backoffQ (upstream's moveRequestCycle), so the
-change is not lost.
+A pod remembers which plugins rejected it (upstream's UnschedulablePlugins)
+and an event moves it only if one of those plugins registered for that event
+(upstream's EventsToRegister, simplified from queueing hints): a pod rejected
+only by NodeAffinity stays put when an assigned pod is deleted. A pod that
+failed while a cluster change happened during its scheduling cycle goes
+straight to backoffQ (upstream's moveRequestCycle), so the change is not lost.
 
 The clock is injected (``clock=``) so tests drive time by hand.
 """
@@ -29,16 +32,59 @@ DEFAULT_MAX_BACKOFF = 10.0
 # Upstream's podMaxInUnschedulablePodsDuration.
 DEFAULT_MAX_IN_UNSCHEDULABLE = 300.0
 
+# Cluster events -> the plugins whose verdict they may change (each plugin's
+# EventsToRegister upstream). None: any plugin.
+NODE_ADD = "NodeAdd"
+NODE_UPDATE = "NodeUpdate"
+ASSIGNED_POD_ADD = "AssignedPodAdd"
+ASSIGNED_POD_UPDATE = "AssignedPodUpdate"
+ASSIGNED_POD_DELETE = "AssignedPodDelete"
+EVENT_PLUGINS: dict[str, frozenset[str] | None] = {
+    NODE_ADD: None,
+    NODE_UPDATE: None,
+    ASSIGNED_POD_ADD: frozenset({"InterPodAffinity"}),
+    ASSIGNED_POD_UPDATE: frozenset({"InterPodAffinity"}),
+    ASSIGNED_POD_DELETE: frozenset({"NodeResourcesFit", "NodePorts", "InterPodAffinity", "DefaultPreemption"}),
+}
+
+
+def node_update_plugins(old: dict, new: dict) -> frozenset[str]:
+    """Plugins whose verdict a Node update may turn into a fit (upstream's
+    NodeLabel / NodeTaint / NodeAllocatable / NodeSpecUnschedulable / NodeCondition
+    action types); empty when nothing scheduling-relevant changed (heartbeats)."""
+    def part(node, *path):
+        for k in path:
+            node = (node or {}).get(k)
+        return node
+
+    def ready(node):
+        return [c.get("status") for c in part(node, "status", "conditions") or [] if c.get("type") == "Ready"]
+
+    plugins: set[str] = set()
+    if part(old, "metadata", "labels") != part(new, "metadata", "labels"):
+        plugins |= {"NodeAffinity", "InterPodAffinity"}
+    if part(old, "spec", "taints") != part(new, "spec", "taints"):
+        plugins.add("TaintToleration")
+    if part(old, "spec", "unschedulable") != part(new, "spec", "unschedulable"):
+        plugins.add("NodeUnschedulable")
+    if part(old, "status", "allocatable") != part(new, "status", "allocatable"):
+        plugins.add("NodeResourcesFit")
+    if ready(old) != ready(new):
+        plugins.add("NodeReady")
+    return frozenset(plugins)
+
 
 @dataclasses.dataclass
 class QueuedPodInfo:
     """A pod in the queue: ``timestamp`` is when it was (re)queued, ``attempts``
-    how many times it has been popped, ``initial_attempt`` when first popped."""
+    how many times it has been popped, ``initial_attempt`` when first popped,
+    ``unschedulable_plugins`` which plugins rejected it last time (empty: unknown)."""
 
     pod: dict
     timestamp: float
     attempts: int = 0
     initial_attempt: float | None = None
+    unschedulable_plugins: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -188,12 +234,24 @@ class SchedulingQueue:
         else:
             self._push_active(pinfo)
 
-    def move_all_to_active_or_backoff(self, event: str = "") -> None:
-        """A cluster change (``event`` names it, e.g. ``NodeAdd``) may let
-        unschedulable pods fit: move them all to activeQ or, while backing off, backoffQ."""
-        pods = list(self._unschedulable.values())
-        self._unschedulable.clear()
-        for pinfo in pods:
+    def move_all_to_active_or_backoff(self, event: str = "", *, plugins: frozenset[str] | None = None,
+                                      pre_check: Callable[[dict], bool] | None = None) -> None:
+        """A cluster change (``event``, e.g. ``NodeAdd``) may let unschedulable pods
+        fit: move those it concerns to activeQ or, while backing off, backoffQ.
+
+        A pod is concerned when it has no recorded rejecting plugins, or one
+        of them is in ``plugins`` (default: ``EVENT_PLUGINS[event]``, None = all),
+        and ``pre_check(pod)`` (if given) is true.
+        """
+        if plugins is None:
+            plugins = EVENT_PLUGINS.get(event)
+        for key, pinfo in list(self._unschedulable.items()):
+            if plugins is not None and pinfo.unschedulable_plugins and \
+                    not (pinfo.unschedulable_plugins & plugins):
+                continue
+            if pre_check is not None and not pre_check(pinfo.pod):
+                continue
+            del self._unschedulable[key]
             self._requeue(pinfo)
         self._move_request_cycle = self.scheduling_cycle
 

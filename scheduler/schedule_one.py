@@ -1,8 +1,10 @@
 """One scheduling decision: filter the nodes, score the feasible ones, pick one.
 
 Mirrors kube-scheduler's pkg/scheduler/schedule_one.go (schedulePod,
-findNodesThatFitPod, prioritizeNodes, selectHost) and the FitError message
-that ends up in the pod's PodScheduled condition and FailedScheduling Event.
+findNodesThatFitPod, prioritizeNodes, selectHost), framework/runtime's
+RunFilterPlugins / RunScorePlugins (normalize, then weight), and the
+FitError message that ends up in the pod's PodScheduled condition and
+FailedScheduling Event, including the DefaultPreemption post-filter tail.
 """
 from __future__ import annotations
 
@@ -10,50 +12,78 @@ import collections
 import random
 from typing import Sequence
 
-from scheduler.framework.interface import FilterPlugin, ScorePlugin, Status
+from scheduler.framework.interface import SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status, run_pre_filters
+from scheduler.framework.plugins.defaultpreemption import PreemptionResult, preempt
 from scheduler.framework.types import NodeInfo
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
 
 
 class FitError(Exception):
-    """No node passed the filters. ``diagnosis`` maps node name -> failing Status.
+    """No node passed the filters. ``diagnosis`` maps node name -> failing Status;
+    ``post_filter_msg`` is what preemption had to say ("" = nothing).
 
     ``str(err)`` is upstream's message, e.g.
-    ``0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were unschedulable.``
+    ``0/3 nodes are available: 1 Insufficient cpu, 2 node(s) were unschedulable.
+    preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod,
+    2 Preemption is not helpful for scheduling..``
     """
 
-    def __init__(self, num_all_nodes: int, diagnosis: dict[str, Status]):
+    def __init__(self, num_all_nodes: int, diagnosis: dict[str, Status], *, pre_filter_msg: str = "",
+                 post_filter_msg: str = ""):
         self.num_all_nodes = num_all_nodes
         self.diagnosis = diagnosis
-        super().__init__(self.message())
+        self.pre_filter_msg = pre_filter_msg
+        self.post_filter_msg = post_filter_msg
+        super().__init__()
+
+    def __str__(self) -> str:
+        return self.message()
 
     def message(self) -> str:
-        """The FailedScheduling message as upstream, e.g. ``0/3 nodes are available: 3 Insufficient cpu.``"""
+        """The FailedScheduling message as upstream's FitError.Error()."""
         if self.num_all_nodes == 0:
             return NO_NODES_AVAILABLE
+        msg = f"0/{self.num_all_nodes} nodes are available:"
+        if self.pre_filter_msg:
+            msg += f" {self.pre_filter_msg}."
         counts: collections.Counter[str] = collections.Counter()
         for status in self.diagnosis.values():
             counts.update(status.reasons)
         reasons = sorted(f"{n} {reason}" for reason, n in counts.items())
-        return f"0/{self.num_all_nodes} nodes are available: {', '.join(reasons)}."
+        if reasons:
+            msg += f" {', '.join(reasons)}."
+        if self.post_filter_msg:
+            msg += f" {self.post_filter_msg}."
+        return msg
+
+    def unschedulable_plugins(self) -> set[str]:
+        """Names of the plugins that rejected the pod on some node (upstream's UnschedulablePlugins)."""
+        return {s.plugin for s in self.diagnosis.values() if s.plugin}
 
 
-def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin]) -> Status:
+def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
+                state: CycleState | None = None) -> Status:
     """The first failing filter's Status, or success (upstream stops at the first failure)."""
     for plugin in filters:
-        status = plugin.filter(pod, node_info)
+        status = plugin.filter(pod, node_info, state)
         if not status.ok:
             return status
-    return Status()
+    return SUCCESS
 
 
-def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo],
-                        filters: Sequence[FilterPlugin]) -> tuple[list[NodeInfo], dict[str, Status]]:
-    """(feasible nodes, diagnosis of the others by node name)."""
+def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
+                        state: CycleState | None = None) -> tuple[list[NodeInfo], dict[str, Status]]:
+    """(feasible nodes, diagnosis of the others by node name). Runs the pre-filters
+    first when no ``state`` is given; a failing pre-filter rejects every node."""
+    if state is None:
+        state = CycleState()
+        status = run_pre_filters(pod, nodes, filters, state)
+        if not status.ok:
+            return [], {info.name: status for info in nodes}
     feasible, diagnosis = [], {}
     for info in nodes:
-        status = run_filters(pod, info, filters)
+        status = run_filters(pod, info, filters, state)
         if status.ok:
             feasible.append(info)
         else:
@@ -61,10 +91,23 @@ def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo],
     return feasible, diagnosis
 
 
-def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo],
-                     scores: Sequence[ScorePlugin]) -> list[tuple[str, int]]:
-    """(node name, weighted total score) for each feasible node."""
-    return [(info.name, sum(p.weight * p.score(pod, info) for p in scores)) for info in nodes]
+def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[ScorePlugin],
+                     state: CycleState | None = None) -> list[tuple[str, int]]:
+    """(node name, total) per feasible node: each plugin's scores are normalized
+    (if it has ``normalize_score``), multiplied by its weight, and summed."""
+    state = state if state is not None else CycleState()
+    totals = {info.name: 0 for info in nodes}
+    for plugin in scores:
+        pre = getattr(plugin, "pre_score", None)
+        if pre is not None:
+            pre(pod, nodes, state)
+        raw = {info.name: plugin.score(pod, info, state) for info in nodes}
+        normalize = getattr(plugin, "normalize_score", None)
+        if normalize is not None:
+            normalize(pod, raw)
+        for name, score in raw.items():
+            totals[name] += plugin.weight * score
+    return [(info.name, totals[info.name]) for info in nodes]
 
 
 def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
@@ -82,12 +125,29 @@ def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
 
 def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
                  scores: Sequence[ScorePlugin], *, rng: random.Random | None = None) -> str:
-    """Name of the node ``pod`` should run on. Raises FitError when none fits."""
+    """Name of the node ``pod`` should run on. Raises FitError when none fits
+    (without the preemption tail; see ``post_filter``)."""
     if not nodes:
         raise FitError(0, {})
-    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters)
+    state = CycleState()
+    status = run_pre_filters(pod, nodes, filters, state)
+    if not status.ok:
+        # As upstream, the pre-filter's message replaces the per-node histogram.
+        raise FitError(len(nodes), {}, pre_filter_msg=" ".join(status.reasons))
+    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state)
     if not feasible:
         raise FitError(len(nodes), diagnosis)
     if len(feasible) == 1:
         return feasible[0].name
-    return select_host(prioritize_nodes(pod, feasible, scores), rng or random.Random())
+    return select_host(prioritize_nodes(pod, feasible, scores, state), rng or random.Random())
+
+
+def post_filter(pod: dict, nodes: Sequence[NodeInfo], err: FitError,
+                filters: Sequence[FilterPlugin]) -> PreemptionResult:
+    """Run DefaultPreemption after ``err``; sets ``err.post_filter_msg`` and returns the result
+    (a candidate node and victims when evicting lower-priority pods would make room)."""
+    if err.num_all_nodes == 0:
+        return PreemptionResult(None, "")
+    result = preempt(pod, nodes, err.diagnosis, filters)
+    err.post_filter_msg = result.message
+    return result

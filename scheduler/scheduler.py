@@ -19,8 +19,10 @@ from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework.plugins import default_filters, default_scores
-from scheduler.queue import QueuedPodInfo, SchedulingQueue
-from scheduler.schedule_one import FitError, schedule_pod
+from scheduler.framework.plugins.defaultpreemption import Candidate
+from scheduler.queue import (ASSIGNED_POD_ADD, ASSIGNED_POD_DELETE, ASSIGNED_POD_UPDATE, NODE_ADD, NODE_UPDATE,
+                             QueuedPodInfo, SchedulingQueue, node_update_plugins)
+from scheduler.schedule_one import FitError, post_filter, schedule_pod
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,6 @@ def is_assigned(pod: dict) -> bool:
 def is_terminal(pod: dict) -> bool:
     """Succeeded or Failed: the pod no longer uses its node's resources."""
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def _node_relevant(node: dict) -> tuple:
-    """The parts of a Node that can change a scheduling decision (not heartbeats)."""
-    status = node.get("status") or {}
-    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
-    return (repr(node.get("spec")), repr((node.get("metadata") or {}).get("labels")),
-            repr(status.get("allocatable")), repr(ready))
 
 
 class Scheduler:
@@ -87,12 +81,13 @@ class Scheduler:
     # -- event handlers (only touch the queue and cache) ----------------------------------
     def _on_node_add(self, node: dict) -> None:
         self.cache.add_node(node)
-        self.queue.move_all_to_active_or_backoff("NodeAdd")
+        self.queue.move_all_to_active_or_backoff(NODE_ADD)
 
     def _on_node_update(self, old: dict, new: dict) -> None:
         self.cache.update_node(new)
-        if _node_relevant(old) != _node_relevant(new):
-            self.queue.move_all_to_active_or_backoff("NodeUpdate")
+        plugins = node_update_plugins(old, new)
+        if plugins:  # heartbeats alone change nothing
+            self.queue.move_all_to_active_or_backoff(NODE_UPDATE, plugins=plugins)
 
     def _on_node_delete(self, node: dict) -> None:
         self.cache.remove_node(node)
@@ -101,6 +96,7 @@ class Scheduler:
         if is_assigned(pod):
             if not is_terminal(pod):
                 self.cache.add_pod(pod)
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_ADD)
         elif self.responsible_for(pod):
             self.queue.add(pod)
 
@@ -110,9 +106,12 @@ class Scheduler:
                 self.queue.delete(new)
             if is_terminal(new):
                 self.cache.remove_pod(new)
-                self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+                self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_DELETE)
             else:
                 self.cache.update_pod(new)
+                if not is_assigned(old) or (old.get("metadata") or {}).get("labels") != \
+                        (new.get("metadata") or {}).get("labels"):
+                    self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_UPDATE)
         elif self.responsible_for(new):
             self.queue.update(old, new)
         else:
@@ -122,7 +121,7 @@ class Scheduler:
         self.queue.delete(pod)
         if is_assigned(pod) or self.cache.is_assumed(pod):
             self.cache.remove_pod(pod)
-            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_DELETE)
 
     # -- the scheduling loop -------------------------------------------------------------
     async def run(self, *, leading: asyncio.Event | None = None) -> None:
@@ -161,12 +160,20 @@ class Scheduler:
         if pod is None or not self.responsible_for(pod) or self.cache.is_assumed(pod):
             return
         pinfo.pod = pod
+        snapshot = self.cache.snapshot()
         try:
-            node_name = schedule_pod(pod, self.cache.snapshot(), self.filters, self.scores, rng=self.rng)
+            node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng)
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
+            result = post_filter(pod, snapshot, e, self.filters)
             log.info("unable to schedule pod %s: %s", meta_key(pod), e)
-            await self._handle_failure(pinfo, cycle, str(e), reason="Unschedulable", unschedulable=True)
+            pinfo.unschedulable_plugins = frozenset(e.unschedulable_plugins())
+            nominated = None
+            if result.candidate is not None:
+                nominated = result.candidate.node_name
+                await self._prepare_candidate(pod, result.candidate)
+            await self._handle_failure(pinfo, cycle, str(e), reason="Unschedulable", unschedulable=True,
+                                       nominated_node=nominated)
             return
         except Exception as e:  # a plugin bug must not stop the scheduler
             SCHEDULE_ATTEMPTS.labels("error").inc()
@@ -193,7 +200,7 @@ class Scheduler:
             SCHEDULE_ATTEMPTS.labels("error").inc()
             log.warning("binding %s to %s failed: %s", meta_key(assumed), node_name, e)
             self.cache.forget_pod(assumed)
-            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_DELETE)
             await self._handle_failure(pinfo, cycle, f"binding rejected: {e}", reason="SchedulerError",
                                        unschedulable=False)
             return
@@ -202,8 +209,34 @@ class Scheduler:
         self.recorder.event(assumed, NORMAL, "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}")
 
+    async def _prepare_candidate(self, preemptor: dict, candidate: Candidate) -> None:
+        """Evict the victims: DisruptionTarget condition, delete, event Preempted
+        (upstream's Evaluator.prepareCandidate, PreemptPod)."""
+        pmeta = preemptor["metadata"]
+        for victim in candidate.victims:
+            vmeta = victim["metadata"]
+            cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                    "message": f"{self.scheduler_name}: preempting to accommodate a higher priority pod",
+                    "lastTransitionTime": now_rfc3339()}
+            conditions = [c for c in (victim.get("status") or {}).get("conditions") or []
+                          if c.get("type") != "DisruptionTarget"] + [cond]
+            try:
+                await self.client.patch("pods", vmeta["name"], {"status": {"conditions": conditions}},
+                                        namespace=vmeta["namespace"], subresource="status")
+                await self.client.delete("pods", vmeta["name"], namespace=vmeta["namespace"])
+            except ApiError as e:
+                if e.code != 404:
+                    log.warning("could not preempt %s for %s: %s", meta_key(victim), meta_key(preemptor), e)
+                continue
+            except Exception as e:
+                log.warning("could not preempt %s for %s: %s", meta_key(victim), meta_key(preemptor), e)
+                continue
+            log.info("preempted %s on %s for %s", meta_key(victim), candidate.node_name, meta_key(preemptor))
+            self.recorder.event(victim, NORMAL, "Preempted",
+                                f"Preempted by pod {pmeta.get('uid', '')} on node {candidate.node_name}")
+
     async def _handle_failure(self, pinfo: QueuedPodInfo, cycle: int, message: str, *, reason: str,
-                              unschedulable: bool) -> None:
+                              unschedulable: bool, nominated_node: str | None = None) -> None:
         """Event FailedScheduling, requeue, and PodScheduled=False on the pod (upstream's
         handleSchedulingFailure + updatePod)."""
         pod = pinfo.pod
@@ -214,13 +247,16 @@ class Scheduler:
             return  # deleted or bound meanwhile: nothing to retry
         pinfo.pod = latest
         self.queue.add_unschedulable_if_not_present(pinfo, cycle, unschedulable=unschedulable)
-        await self._set_pod_scheduled_false(latest, reason, message)
+        await self._set_pod_scheduled_false(latest, reason, message, nominated_node=nominated_node)
 
-    async def _set_pod_scheduled_false(self, pod: dict, reason: str, message: str) -> None:
+    async def _set_pod_scheduled_false(self, pod: dict, reason: str, message: str, *,
+                                       nominated_node: str | None = None) -> None:
         conditions = list((pod.get("status") or {}).get("conditions") or [])
         current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+        nominated_changed = nominated_node is not None and \
+            (pod.get("status") or {}).get("nominatedNodeName") != nominated_node
         if current and (current.get("status"), current.get("reason"), current.get("message")) == \
-                ("False", reason, message):
+                ("False", reason, message) and not nominated_changed:
             return
         cond = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message,
                 "lastProbeTime": None,
@@ -229,7 +265,10 @@ class Scheduler:
         conditions = [c for c in conditions if c.get("type") != "PodScheduled"] + [cond]
         meta = pod["metadata"]
         try:
-            await self.client.patch("pods", meta["name"], {"status": {"conditions": conditions}},
+            status = {"conditions": conditions}
+            if nominated_node is not None:
+                status["nominatedNodeName"] = nominated_node
+            await self.client.patch("pods", meta["name"], {"status": status},
                                     namespace=meta["namespace"], subresource="status")
         except ApiError as e:
             if e.code != 404:

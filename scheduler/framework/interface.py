@@ -1,15 +1,18 @@
 """The plugin interface of the scheduling framework: Status and the
 Filter / Score extension points.
 
-Mirrors kube-scheduler's pkg/scheduler/framework/interface.go, reduced to the
-extension points a walking skeleton needs. Plugins are plain objects with a
-``name`` and ``filter`` and/or ``score`` methods; they never call the API.
+Mirrors kube-scheduler's pkg/scheduler/framework/interface.go and
+cycle_state.go, reduced to PreFilter / Filter / PreScore / Score /
+NormalizeScore. Plugins are plain objects with a ``name`` and the methods of
+the points they implement; they never call the API. Data a plugin computes
+once per cycle (PreFilter, PreScore) lives in a CycleState keyed by plugin
+name, as upstream, so plugin objects stay stateless between pods.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from scheduler.framework.types import NodeInfo
 
@@ -49,22 +52,68 @@ def unschedulable(plugin: str, *reasons: str, resolvable: bool = True) -> Status
     return Status(code, tuple(reasons), plugin)
 
 
+class CycleState(dict):
+    """Per-scheduling-cycle scratch space, plugin name -> whatever that plugin
+    computed in PreFilter / PreScore (upstream's framework.CycleState)."""
+
+
 class FilterPlugin(Protocol):
-    """Decides whether a pod may run on one node (upstream's FilterPlugin)."""
+    """Decides whether a pod may run on one node (upstream's FilterPlugin).
+
+    A plugin may also define ``pre_filter(pod, nodes, state) -> Status`` (run
+    once per cycle before any filter, with every NodeInfo of the snapshot);
+    a non-success Status there rejects the pod on every node.
+    """
 
     name: str
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if ``pod`` may run on ``node_info``'s node, else an unschedulable Status with reasons
         (mirrors framework.FilterPlugin.Filter).
         """
 
 
 class ScorePlugin(Protocol):
-    """Ranks a feasible node 0..MAX_NODE_SCORE (upstream's ScorePlugin, scores already normalized)."""
+    """Ranks a feasible node (upstream's ScorePlugin).
+
+    ``score`` gives a raw score; a plugin whose raw scores are not already
+    0..MAX_NODE_SCORE defines ``normalize_score(pod, scores)`` that rewrites the
+    ``{node name: score}`` dict in place (upstream's ScoreExtensions). An
+    optional ``pre_score(pod, nodes, state)`` runs once per cycle over the
+    feasible nodes. The framework multiplies each normalized score by ``weight``.
+    """
 
     name: str
     weight: int
 
-    def score(self, pod: dict, node_info: NodeInfo) -> int:
-        """Score of ``node_info``'s node for ``pod``, 0..MAX_NODE_SCORE, higher is better (upstream's ScorePlugin)."""
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """Raw score of ``node_info``'s node for ``pod``, higher is better (upstream's ScorePlugin.Score)."""
+
+
+def default_normalize_score(scores: dict[str, int], *, reverse: bool = False,
+                            max_priority: int = MAX_NODE_SCORE) -> None:
+    """Scale ``scores`` in place so the highest becomes ``max_priority``;
+    ``reverse`` flips them (max - score), so the lowest raw score wins.
+    All zero -> all 0, or all ``max_priority`` when reversed.
+    Mirrors pkg/scheduler/framework/plugins/helper.DefaultNormalizeScore.
+    """
+    top = max(scores.values(), default=0)
+    if top == 0:
+        if reverse:
+            for name in scores:
+                scores[name] = max_priority
+        return
+    for name, score in scores.items():
+        score = max_priority * score // top
+        scores[name] = max_priority - score if reverse else score
+
+
+def run_pre_filters(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence, state: CycleState) -> Status:
+    """Run every plugin's ``pre_filter``; the first non-success Status, else SUCCESS."""
+    for plugin in filters:
+        pre = getattr(plugin, "pre_filter", None)
+        if pre is not None:
+            status = pre(pod, nodes, state)
+            if not status.ok:
+                return status
+    return SUCCESS

@@ -20,36 +20,42 @@ DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
 
 @dataclasses.dataclass
 class Resource:
-    """Amounts of the resources the scheduler accounts: millicores, bytes, pods."""
+    """Amounts of the resources the scheduler accounts: millicores, bytes of
+    memory and of ephemeral storage, pods."""
 
     milli_cpu: int = 0
     memory: int = 0
     pods: int = 0
+    ephemeral_storage: int = 0
 
     def add(self, other: "Resource") -> None:
         """In place: self += other."""
         self.milli_cpu += other.milli_cpu
         self.memory += other.memory
         self.pods += other.pods
+        self.ephemeral_storage += other.ephemeral_storage
 
     def sub(self, other: "Resource") -> None:
         """In place: self -= other."""
         self.milli_cpu -= other.milli_cpu
         self.memory -= other.memory
         self.pods -= other.pods
+        self.ephemeral_storage -= other.ephemeral_storage
 
     @classmethod
     def from_list(cls, rl: dict | None) -> "Resource":
-        """From a ResourceList (``{"cpu": "2", "memory": "4Gi", "pods": "110"}``).
+        """From a ResourceList (``{"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "10Gi"}``).
         Raises ValueError for a malformed quantity."""
         rl = rl or {}
         return cls(milli_cpu=quantity.milli_value(rl.get("cpu")), memory=quantity.value(rl.get("memory")),
-                   pods=quantity.value(rl.get("pods")))
+                   pods=quantity.value(rl.get("pods")),
+                   ephemeral_storage=quantity.value(rl.get("ephemeral-storage")))
 
 
 def _container_requests(container: dict, *, non_zero: bool) -> Resource:
     req = (container.get("resources") or {}).get("requests") or {}
-    r = Resource(milli_cpu=quantity.milli_value(req.get("cpu")), memory=quantity.value(req.get("memory")))
+    r = Resource(milli_cpu=quantity.milli_value(req.get("cpu")), memory=quantity.value(req.get("memory")),
+                 ephemeral_storage=quantity.value(req.get("ephemeral-storage")))
     if non_zero:
         if "cpu" not in req:
             r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST
@@ -73,11 +79,39 @@ def pod_requests(pod: dict, *, non_zero: bool = False) -> Resource:
         r = _container_requests(c, non_zero=non_zero)
         total.milli_cpu = max(total.milli_cpu, r.milli_cpu)
         total.memory = max(total.memory, r.memory)
+        total.ephemeral_storage = max(total.ephemeral_storage, r.ephemeral_storage)
     overhead = spec.get("overhead")
     if overhead:
         total.add(Resource.from_list(overhead))
     total.pods = 1
     return total
+
+
+def host_ports(pod: dict) -> list[tuple[str, str, int]]:
+    """(hostIP, protocol, hostPort) of every container port that asks for a host
+    port; hostIP defaults to 0.0.0.0 and protocol to TCP (upstream's HostPortInfo)."""
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for port in c.get("ports") or []:
+            hp = port.get("hostPort") or 0
+            if hp > 0:
+                out.append((port.get("hostIP") or "0.0.0.0", port.get("protocol") or "TCP", int(hp)))
+    return out
+
+
+def _affinity(pod: dict, kind: str) -> list[dict]:
+    return ((((pod.get("spec") or {}).get("affinity") or {}).get(kind) or {})
+            .get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+
+
+def required_affinity_terms(pod: dict) -> list[dict]:
+    """The pod's spec.affinity.podAffinity required PodAffinityTerms."""
+    return _affinity(pod, "podAffinity")
+
+
+def required_anti_affinity_terms(pod: dict) -> list[dict]:
+    """The pod's spec.affinity.podAntiAffinity required PodAffinityTerms."""
+    return _affinity(pod, "podAntiAffinity")
 
 
 class NodeInfo:
@@ -86,7 +120,10 @@ class NodeInfo:
     ``requested`` sums the pods' requests, ``non_zero_requested`` the same with
     scoring defaults; ``allocatable`` comes from status.allocatable (capacity
     when allocatable is absent). ``node`` may be None while pods refer to a
-    node the informer has not delivered yet.
+    node the informer has not delivered yet. ``used_ports`` counts the
+    (hostIP, protocol, hostPort) triples in use; ``pods_with_affinity`` and
+    ``pods_with_required_anti_affinity`` are the keys of pods having such terms
+    (upstream keeps the same lists so InterPodAffinity need not scan every pod).
     """
 
     def __init__(self, node: dict | None = None):
@@ -94,11 +131,19 @@ class NodeInfo:
         self.pods: dict[str, dict] = {}
         self.requested = Resource()
         self.non_zero_requested = Resource()
+        self.used_ports: dict[tuple[str, str, int], int] = {}
+        self.pods_with_affinity: set[str] = set()
+        self.pods_with_required_anti_affinity: set[str] = set()
 
     @property
     def name(self) -> str:
         """The node's name ("" when the node object is unknown)."""
         return (self.node or {}).get("metadata", {}).get("name", "")
+
+    @property
+    def labels(self) -> dict:
+        """The node's labels ({} when unknown)."""
+        return ((self.node or {}).get("metadata") or {}).get("labels") or {}
 
     @property
     def allocatable(self) -> Resource:
@@ -117,14 +162,30 @@ class NodeInfo:
         self.pods[key] = pod
         self.requested.add(pod_requests(pod))
         self.non_zero_requested.add(pod_requests(pod, non_zero=True))
+        for hp in host_ports(pod):
+            self.used_ports[hp] = self.used_ports.get(hp, 0) + 1
+        affinity = (pod.get("spec") or {}).get("affinity") or {}
+        if affinity.get("podAffinity") or affinity.get("podAntiAffinity"):
+            self.pods_with_affinity.add(key)
+        if required_anti_affinity_terms(pod):
+            self.pods_with_required_anti_affinity.add(key)
 
     def remove_pod(self, pod: dict) -> None:
         """Stop counting the pod with ``pod``'s key (no-op if not counted)."""
-        old = self.pods.pop(meta_key(pod), None)
+        key = meta_key(pod)
+        old = self.pods.pop(key, None)
         if old is None:
             return
         self.requested.sub(pod_requests(old))
         self.non_zero_requested.sub(pod_requests(old, non_zero=True))
+        for hp in host_ports(old):
+            n = self.used_ports.get(hp, 0) - 1
+            if n > 0:
+                self.used_ports[hp] = n
+            else:
+                self.used_ports.pop(hp, None)
+        self.pods_with_affinity.discard(key)
+        self.pods_with_required_anti_affinity.discard(key)
 
     def clone(self) -> "NodeInfo":
         """A snapshot copy for one scheduling cycle (the pods dict is shallow-copied)."""
@@ -132,4 +193,7 @@ class NodeInfo:
         c.pods = dict(self.pods)
         c.requested = dataclasses.replace(self.requested)
         c.non_zero_requested = dataclasses.replace(self.non_zero_requested)
+        c.used_ports = dict(self.used_ports)
+        c.pods_with_affinity = set(self.pods_with_affinity)
+        c.pods_with_required_anti_affinity = set(self.pods_with_required_anti_affinity)
         return c

@@ -1,16 +1,19 @@
-"""NodeAffinity filter: spec.nodeSelector and required node affinity.
+"""NodeAffinity filter and score: spec.nodeSelector and required node
+affinity filter; preferred node affinity terms score.
 
 Mirrors pkg/scheduler/framework/plugins/nodeaffinity and
 component-helpers' nodeaffinity.RequiredNodeAffinity: the nodeSelector map
 must match the node's labels, and at least one of the
 requiredDuringSchedulingIgnoredDuringExecution terms must match (within a
 term every matchExpressions / matchFields requirement must hold; an empty
-term matches nothing).
+term matches nothing). The score sums the weights of the
+preferredDuringSchedulingIgnoredDuringExecution terms the node matches,
+normalized so the best node gets 100.
 """
 from __future__ import annotations
 
 from kubeling.api import selectors
-from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.interface import SUCCESS, CycleState, Status, default_normalize_score, unschedulable
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector"
@@ -61,12 +64,26 @@ def required_node_affinity_matches(pod: dict, node: dict) -> bool:
 
 
 class NodeAffinity:
-    """Filter on nodeSelector and requiredDuringSchedulingIgnoredDuringExecution."""
+    """Filter on nodeSelector and requiredDuringSchedulingIgnoredDuringExecution;
+    score on preferredDuringSchedulingIgnoredDuringExecution."""
 
     name = "NodeAffinity"
+    weight = 2  # upstream's default-profile weight for NodeAffinity
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if the node matches the pod's nodeSelector and required affinity, else UnschedulableAndUnresolvable."""
         if required_node_affinity_matches(pod, node_info.node or {}):
             return SUCCESS
         return unschedulable(self.name, ERR_REASON_POD, resolvable=False)
+
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """Raw score: sum of the weights of the preferred terms ``node_info``'s node matches."""
+        preferred = ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+                     .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+        node = node_info.node or {}
+        return sum(int(p.get("weight") or 0) for p in preferred
+                   if p.get("weight") and term_matches(p.get("preference") or {}, node))
+
+    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+        """Scale so the best-matching node gets MAX_NODE_SCORE (all 0 when none matches)."""
+        default_normalize_score(scores)

@@ -4,7 +4,7 @@ Mirrors pkg/scheduler/framework/plugins/nodename.
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON = "node(s) didn't match the requested node name"
@@ -15,7 +15,7 @@ class NodeName:
 
     name = "NodeName"
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if ``spec.nodeName`` is unset or names this node, else UnschedulableAndUnresolvable."""
         wanted = (pod.get("spec") or {}).get("nodeName")
         if not wanted or wanted == node_info.name:

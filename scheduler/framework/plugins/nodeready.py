@@ -9,7 +9,7 @@ as upstream's.
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.plugins.tainttoleration import tolerates, untolerated_message
 from scheduler.framework.types import NodeInfo
 
@@ -30,7 +30,7 @@ class NodeReady:
 
     name = "NodeReady"
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if the node is Ready or the pod tolerates its not-ready/unreachable taint,
         else UnschedulableAndUnresolvable.
         """

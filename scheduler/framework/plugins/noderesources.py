@@ -1,85 +1,107 @@
 """NodeResourcesFit filter and the resource-based scores.
 
 Mirrors pkg/scheduler/framework/plugins/noderesources: the Fit filter
-compares the pod's requests with the node's allocatable minus what bound and
-assumed pods already request; LeastAllocated favours the emptiest node and
-BalancedAllocation the node whose cpu and memory use stay closest, both on
-the "non-zero" requests (a pod requesting nothing still counts 100m / 200Mi).
+compares the pod's requests (cpu, memory, ephemeral-storage, one pod slot)
+with the node's allocatable minus what bound and assumed pods already
+request. NodeResourcesFit's default scoring strategy, LeastAllocated,
+favours the emptiest node on the "non-zero" requests (a container
+requesting nothing still counts 100m / 200Mi, so such pods spread);
+NodeResourcesBalancedAllocation favours the node whose cpu and memory
+fractions stay closest, on the real requests (upstream's useRequested).
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import MAX_NODE_SCORE, SUCCESS, Status, unschedulable
-from scheduler.framework.types import NodeInfo, pod_requests
+from scheduler.framework.interface import MAX_NODE_SCORE, SUCCESS, CycleState, Status, unschedulable
+from scheduler.framework.types import NodeInfo, Resource, pod_requests
+
+TOO_MANY_PODS = "Too many pods"
 
 
-def insufficient_resources(pod: dict, node_info: NodeInfo) -> list[str]:
-    """Reasons the node cannot hold the pod's requests, in upstream's words:
-    ``Too many pods``, ``Insufficient cpu``, ``Insufficient memory``."""
-    req = pod_requests(pod)
+def insufficient_resources(pod: dict, node_info: NodeInfo, *, requests: Resource | None = None) -> list[str]:
+    """Reasons the node cannot hold the pod's requests, in upstream's words and
+    order (fitsRequest): ``Too many pods``, ``Insufficient cpu``,
+    ``Insufficient memory``, ``Insufficient ephemeral-storage``."""
+    req = requests if requests is not None else pod_requests(pod)
     alloc = node_info.allocatable
     used = node_info.requested
     reasons = []
     if len(node_info.pods) + 1 > alloc.pods:
-        reasons.append("Too many pods")
+        reasons.append(TOO_MANY_PODS)
     if req.milli_cpu > 0 and req.milli_cpu > alloc.milli_cpu - used.milli_cpu:
         reasons.append("Insufficient cpu")
     if req.memory > 0 and req.memory > alloc.memory - used.memory:
         reasons.append("Insufficient memory")
+    if req.ephemeral_storage > 0 and req.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage:
+        reasons.append("Insufficient ephemeral-storage")
     return reasons
 
 
 class NodeResourcesFit:
-    """Filter: cpu, memory and pod-count requests fit the node's free allocatable."""
+    """Filter: cpu, memory, ephemeral-storage and pod-count requests fit the node's free allocatable."""
 
     name = "NodeResourcesFit"
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def pre_filter(self, pod: dict, nodes, state: CycleState) -> Status:
+        """Compute the pod's requests once per cycle (upstream's PreFilter)."""
+        state[self.name] = pod_requests(pod)
+        return SUCCESS
+
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if the node's allocatable fits the pod's requests plus those already placed,
-        else Unschedulable with an "Insufficient <resource>" reason each (mirrors NodeResourcesFit.Filter).
+        else Unschedulable with one reason per short resource (mirrors NodeResourcesFit.Filter).
         """
-        reasons = insufficient_resources(pod, node_info)
+        reasons = insufficient_resources(pod, node_info, requests=(state or {}).get(self.name))
         if not reasons:
             return SUCCESS
         return unschedulable(self.name, *reasons)
 
 
-def _fractions(pod: dict, node_info: NodeInfo) -> list[tuple[int, int]]:
-    """(requested incl. this pod, allocatable) for cpu and memory, non-zero requests."""
-    req = pod_requests(pod, non_zero=True)
-    used = node_info.non_zero_requested
-    alloc = node_info.allocatable
-    return [(used.milli_cpu + req.milli_cpu, alloc.milli_cpu), (used.memory + req.memory, alloc.memory)]
+def least_requested_score(requested: int, capacity: int) -> int:
+    """(capacity - requested) * 100 / capacity; 0 when over capacity or capacity is 0."""
+    if capacity <= 0 or requested > capacity:
+        return 0
+    return (capacity - requested) * MAX_NODE_SCORE // capacity
 
 
 class LeastAllocated:
-    """Score: mean over cpu and memory of (allocatable - requested) / allocatable * 100."""
+    """Score of NodeResourcesFit's LeastAllocated strategy (cpu and memory, weight 1 each):
+    the mean of (allocatable - requested) / allocatable * 100, integer arithmetic as upstream."""
 
-    name = "NodeResourcesLeastAllocated"
+    name = "NodeResourcesFit"
     weight = 1
 
-    def score(self, pod: dict, node_info: NodeInfo) -> int:
-        """Mean free fraction of cpu and memory after placing the pod, scaled to 0..MAX_NODE_SCORE
-        (mirrors NodeResourcesFit's LeastAllocated scorer).
-        """
-        total = 0
-        pairs = _fractions(pod, node_info)
-        for requested, allocatable in pairs:
-            if allocatable <= 0 or requested > allocatable:
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """0..MAX_NODE_SCORE; resources the node has none of are skipped (mirrors leastResourceScorer)."""
+        req = pod_requests(pod, non_zero=True)
+        used = node_info.non_zero_requested
+        alloc = node_info.allocatable
+        total = weight_sum = 0
+        for requested, allocatable in ((used.milli_cpu + req.milli_cpu, alloc.milli_cpu),
+                                       (used.memory + req.memory, alloc.memory)):
+            if allocatable == 0:
                 continue
-            total += (allocatable - requested) * MAX_NODE_SCORE // allocatable
-        return total // len(pairs)
+            total += least_requested_score(requested, allocatable)
+            weight_sum += 1
+        return total // weight_sum if weight_sum else 0
 
 
 class BalancedAllocation:
-    """Score: 100 * (1 - standard deviation of the cpu and memory fractions)."""
+    """Score: 100 * (1 - standard deviation of the cpu and memory request fractions)
+    (NodeResourcesBalancedAllocation, on real requests plus the pod's)."""
 
     name = "NodeResourcesBalancedAllocation"
     weight = 1
 
-    def score(self, pod: dict, node_info: NodeInfo) -> int:
-        """MAX_NODE_SCORE minus the spread of cpu and memory use fractions after placing the pod, 0..MAX_NODE_SCORE
-        (mirrors NodeResourcesBalancedAllocation).
-        """
-        fractions = [min(r / a, 1.0) if a > 0 else 1.0 for r, a in _fractions(pod, node_info)]
-        std = abs(fractions[0] - fractions[1]) / 2
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """0..MAX_NODE_SCORE; with two resources the std is |f_cpu - f_mem| / 2 (mirrors balancedResourceScorer)."""
+        req = pod_requests(pod)
+        used = node_info.requested
+        alloc = node_info.allocatable
+        fractions = []
+        for requested, allocatable in ((used.milli_cpu + req.milli_cpu, alloc.milli_cpu),
+                                       (used.memory + req.memory, alloc.memory)):
+            if allocatable == 0:
+                continue
+            fractions.append(min(requested / allocatable, 1.0))
+        std = abs(fractions[0] - fractions[1]) / 2 if len(fractions) == 2 else 0.0
         return int((1 - std) * MAX_NODE_SCORE)

@@ -5,7 +5,7 @@ Mirrors pkg/scheduler/framework/plugins/nodeunschedulable.
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.plugins.tainttoleration import tolerates
 from scheduler.framework.types import NodeInfo
 
@@ -18,7 +18,7 @@ class NodeUnschedulable:
 
     name = "NodeUnschedulable"
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS unless the node is cordoned (``spec.unschedulable``) and the pod does not tolerate that taint."""
         if not ((node_info.node or {}).get("spec") or {}).get("unschedulable"):
             return SUCCESS

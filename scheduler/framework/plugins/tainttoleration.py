@@ -1,5 +1,6 @@
-"""TaintToleration filter: a pod lands on a node only if it tolerates every
-NoSchedule / NoExecute taint of the node.
+"""TaintToleration filter and score: a pod lands on a node only if it
+tolerates every NoSchedule / NoExecute taint of the node, and prefers nodes
+with fewer PreferNoSchedule taints it does not tolerate.
 
 Mirrors pkg/scheduler/framework/plugins/tainttoleration and the helpers of
 k8s.io/api/core/v1 (Toleration.ToleratesTaint); the node-ready plugin reuses
@@ -7,7 +8,7 @@ k8s.io/api/core/v1 (Toleration.ToleratesTaint); the node-ready plugin reuses
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import SUCCESS, Status, unschedulable
+from scheduler.framework.interface import SUCCESS, CycleState, Status, default_normalize_score, unschedulable
 from scheduler.framework.types import NodeInfo
 
 FILTERED_EFFECTS = ("NoSchedule", "NoExecute")
@@ -45,7 +46,7 @@ class TaintToleration:
 
     name = "TaintToleration"
 
-    def filter(self, pod: dict, node_info: NodeInfo) -> Status:
+    def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS unless the node has a NoSchedule/NoExecute taint the pod does not tolerate
         (UnschedulableAndUnresolvable naming the first such taint).
         """
@@ -54,3 +55,17 @@ class TaintToleration:
             if taint.get("effect") in FILTERED_EFFECTS and not tolerates(tolerations, taint):
                 return unschedulable(self.name, untolerated_message(taint), resolvable=False)
         return SUCCESS
+
+    weight = 3  # upstream's default-profile weight for TaintToleration
+
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """Raw score: how many PreferNoSchedule taints of the node the pod does not tolerate
+        (only tolerations with effect PreferNoSchedule or empty count, as upstream)."""
+        tolerations = [t for t in (pod.get("spec") or {}).get("tolerations") or []
+                       if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
+        return sum(1 for taint in ((node_info.node or {}).get("spec") or {}).get("taints") or []
+                   if taint.get("effect") == "PreferNoSchedule" and not tolerates(tolerations, taint))
+
+    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+        """Reverse-normalize: the node with the fewest intolerable taints gets MAX_NODE_SCORE."""
+        default_normalize_score(scores, reverse=True)
