@@ -301,7 +301,8 @@ async def test_pod_too_big_for_any_node_stays_pending(env):
 
     cond = await eventually(unschedulable, what="PodScheduled=False")
     assert cond["reason"] == "Unschedulable"
-    assert cond["message"] == "0/3 nodes are available: 3 Insufficient cpu."
+    assert cond["message"] == ("0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are "
+                              "available: 3 No preemption victims found for incoming pod..")
     p = await client.get("pods", "huge", namespace=ns)
     assert not p["spec"].get("nodeName")
 
