@@ -198,3 +198,29 @@ def test_cache_assume_counts_before_binding_and_forget_undoes():
     assert not cache.is_assumed(p) and cache.snapshot()[0].requested.milli_cpu == 800
     cache.remove_pod(p)
     assert cache.snapshot()[0].requested.milli_cpu == 0
+
+
+def _eph(p, amount):
+    p["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] = amount
+    return p
+
+
+@pytest.mark.parametrize("incoming, placed, reasons", [
+    pytest.param(pod(cpu="1", memory="1Gi"), [], (), id="fits-empty-node"),
+    pytest.param(pod(cpu="1500m"), [pod("a", cpu="600m")], ("Insufficient cpu",), id="cpu"),
+    pytest.param(pod(memory="3Gi"), [pod("a", memory="2Gi")], ("Insufficient memory",), id="memory"),
+    pytest.param(_eph(pod(), "6Gi"), [_eph(pod("a"), "5Gi")], ("Insufficient ephemeral-storage",),
+                 id="ephemeral-storage"),
+    pytest.param(pod(cpu="3", memory="5Gi"), [], ("Insufficient cpu", "Insufficient memory"),
+                 id="several-reasons-in-upstream-order"),
+    pytest.param(pod(), [pod("a"), pod("b"), pod("c")], ("Too many pods",), id="pods"),
+    pytest.param(pod(), [pod("a", cpu="2", memory="4Gi")], (), id="no-requests-always-fit-resources"),
+])
+def test_node_resources_fit_table(incoming, placed, reasons):
+    n = node(cpu="2", memory="4Gi", pods="3")
+    n["status"]["allocatable"]["ephemeral-storage"] = "10Gi"
+    st = NodeResourcesFit().filter(incoming, info(n, *placed))
+    assert st.reasons == reasons
+    assert st.ok is (not reasons)
+    if reasons:
+        assert st.code is Code.UNSCHEDULABLE  # evicting pods could help: preemption may try

@@ -120,3 +120,92 @@ async def test_pop_waits_for_add():
     assert not waiter.done()
     q.add(pod("p"))
     assert (await asyncio.wait_for(waiter, 1)).pod["metadata"]["name"] == "p"
+
+
+async def _unschedulable(q, name, plugins):
+    q.add(pod(name))
+    pinfo = await q.pop()
+    pinfo.unschedulable_plugins = frozenset(plugins)
+    q.add_unschedulable_if_not_present(pinfo, q.scheduling_cycle)
+    return pinfo
+
+
+async def test_events_move_only_pods_their_plugins_care_about():
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    await _unschedulable(q, "affinity", {"NodeAffinity"})
+    await _unschedulable(q, "cpu", {"NodeResourcesFit"})
+    await _unschedulable(q, "anti", {"InterPodAffinity"})
+    clock.now += 20  # past any backoff
+    q.move_all_to_active_or_backoff("AssignedPodDelete")
+    assert q.pending()["active"] == ["default/anti", "default/cpu"]
+    assert q.pending()["unschedulable"] == ["default/affinity"]
+    q.move_all_to_active_or_backoff("AssignedPodAdd")
+    assert q.pending()["unschedulable"] == ["default/affinity"]
+    q.move_all_to_active_or_backoff("NodeAdd")
+    assert q.pending()["unschedulable"] == []
+
+
+async def test_node_update_moves_by_what_changed():
+    from scheduler.queue import node_update_plugins
+    old = {"metadata": {"name": "n", "labels": {"a": "1"}}, "spec": {},
+           "status": {"allocatable": {"cpu": "1"}, "conditions": [{"type": "Ready", "status": "True",
+                                                                    "lastHeartbeatTime": "t1"}]}}
+    heartbeat = {**old, "status": {**old["status"], "conditions": [{"type": "Ready", "status": "True",
+                                                                   "lastHeartbeatTime": "t2"}]}}
+    assert node_update_plugins(old, heartbeat) == frozenset()
+    relabelled = {**old, "metadata": {"name": "n", "labels": {"a": "2"}}}
+    assert node_update_plugins(old, relabelled) == {"NodeAffinity", "InterPodAffinity"}
+    bigger = {**old, "status": {**old["status"], "allocatable": {"cpu": "2"}}}
+    assert node_update_plugins(old, bigger) == {"NodeResourcesFit"}
+    uncordoned = {**old, "spec": {"unschedulable": True}}
+    assert node_update_plugins(uncordoned, old) == {"NodeUnschedulable"}
+
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    await _unschedulable(q, "affinity", {"NodeAffinity"})
+    await _unschedulable(q, "cpu", {"NodeResourcesFit"})
+    clock.now += 20
+    q.move_all_to_active_or_backoff("NodeUpdate", plugins=node_update_plugins(old, bigger))
+    assert q.pending()["active"] == ["default/cpu"]
+
+
+async def test_pod_without_recorded_plugins_moves_on_any_event():
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    await _unschedulable(q, "p", set())
+    clock.now += 20
+    q.move_all_to_active_or_backoff("AssignedPodAdd")
+    assert q.pending()["active"] == ["default/p"]
+
+
+async def test_backoff_expiry_is_relative_to_the_failure_time():
+    """A pod moved by an event while still backing off waits in backoffQ until
+    1 s (first attempt) after its failure, then becomes active."""
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    await _unschedulable(q, "p", {"NodeResourcesFit"})
+    clock.now += 0.5
+    q.move_all_to_active_or_backoff("NodeAdd")
+    assert q.pending()["backoff"] == ["default/p"]
+    clock.now += 0.49
+    q.flush_backoff_completed()
+    assert q.pending()["backoff"] == ["default/p"]
+    clock.now += 0.02
+    q.flush_backoff_completed()
+    assert q.pending()["active"] == ["default/p"]
+
+
+async def test_equal_priority_pops_in_enqueue_order_after_requeue():
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    q.add(pod("first"))
+    clock.now += 1
+    q.add(pod("second"))
+    pinfo = await q.pop()
+    assert pinfo.pod["metadata"]["name"] == "first"
+    clock.now += 1
+    q.add_unschedulable_if_not_present(pinfo, q.scheduling_cycle, unschedulable=False)
+    clock.now += 5
+    q.flush_backoff_completed()
+    assert await pop_names(q, 2) == ["second", "first"]

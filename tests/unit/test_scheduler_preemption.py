@@ -1,0 +1,97 @@
+"""FitError messages with DefaultPreemption's tail, word for word as
+kube-scheduler 1.32 prints them, and the victims a preemption would evict."""
+import pytest
+
+from scheduler.framework.plugins import default_filters, default_scores
+from scheduler.framework.plugins.defaultpreemption import preempt
+from scheduler.schedule_one import FitError, post_filter, schedule_pod
+from test_scheduler_plugins import info, node, pod
+
+
+def fail(p, nodes):
+    with pytest.raises(FitError) as e:
+        schedule_pod(p, nodes, default_filters(), default_scores())
+    result = post_filter(p, nodes, e.value, default_filters())
+    return str(e.value), result
+
+
+def prio(p, value, *, node_name=None):
+    p["spec"]["priority"] = value
+    if node_name:
+        p["spec"]["nodeName"] = node_name
+    return p
+
+
+def test_issue_example_message():
+    nodes = [info(node("a", cpu="1", labels={"disk": "ssd"})), info(node("b")), info(node("c"))]
+    msg, result = fail(pod(cpu="2", node_selector={"disk": "ssd"}), nodes)
+    assert result.candidate is None
+    assert msg == ("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node "
+                   "affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims found for "
+                   "incoming pod, 2 Preemption is not helpful for scheduling..")
+
+
+def test_unresolvable_everywhere():
+    nodes = [info(node(n, taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}])) for n in "abc"]
+    msg, _ = fail(pod(), nodes)
+    assert msg == ("0/3 nodes are available: 3 node(s) had untolerated taint {k: v}. preemption: 0/3 nodes are "
+                   "available: 3 Preemption is not helpful for scheduling..")
+
+
+def test_preemption_policy_never():
+    p = pod(cpu="2")
+    p["spec"]["preemptionPolicy"] = "Never"
+    msg, _ = fail(p, [info(node("a", cpu="1"))])
+    assert msg == ("0/1 nodes are available: 1 Insufficient cpu. "
+                   "preemption: not eligible due to preemptionPolicy=Never..")
+
+
+def test_no_nodes():
+    with pytest.raises(FitError, match="^no nodes available to schedule pods$"):
+        schedule_pod(pod(), [], default_filters(), default_scores())
+
+
+def test_victims_are_the_fewest_lowest_priority_pods():
+    low0 = prio(pod("low0", cpu="800m"), 0, node_name="a")
+    low1 = prio(pod("low1", cpu="800m"), 1, node_name="a")
+    high = prio(pod("high", cpu="1"), 10)
+    nodes = [info(node("a", cpu="2"), low0, low1)]
+    msg, result = fail(high, nodes)
+    assert msg == "0/1 nodes are available: 1 Insufficient cpu."  # preemption found a way: no tail
+    assert result.candidate.node_name == "a"
+    assert [v["metadata"]["name"] for v in result.candidate.victims] == ["low0"]
+
+
+def test_higher_or_equal_priority_pods_are_never_victims():
+    nodes = [info(node("a", cpu="1"), prio(pod("x", cpu="1"), 10, node_name="a"))]
+    msg, result = fail(prio(pod("p", cpu="1"), 10), nodes)
+    assert result.candidate is None
+    assert msg.endswith("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod..")
+
+
+def test_evicting_everything_still_not_enough_keeps_the_filter_reason():
+    nodes = [info(node("a", cpu="1"), prio(pod("x", cpu="500m"), 0, node_name="a"))]
+    msg, result = fail(prio(pod("p", cpu="4"), 10), nodes)
+    assert result.candidate is None
+    assert msg == ("0/1 nodes are available: 1 Insufficient cpu. "
+                   "preemption: 0/1 nodes are available: 1 Insufficient cpu..")
+
+
+def test_candidate_with_lowest_priority_victims_is_picked():
+    nodes = [info(node("a", cpu="1"), prio(pod("va", cpu="1"), 5, node_name="a")),
+             info(node("b", cpu="1"), prio(pod("vb", cpu="1"), 1, node_name="b"))]
+    _, result = fail(prio(pod("p", cpu="1"), 10), nodes)
+    assert result.candidate.node_name == "b"
+
+
+def test_waits_for_terminating_victims_on_the_nominated_node():
+    victim = prio(pod("v", cpu="1"), 0, node_name="a")
+    victim["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    p = prio(pod("p", cpu="1"), 10)
+    p["status"] = {"nominatedNodeName": "a"}
+    nodes = [info(node("a", cpu="1"), victim)]
+    with pytest.raises(FitError) as e:
+        schedule_pod(p, nodes, default_filters(), default_scores())
+    result = preempt(p, nodes, e.value.diagnosis, default_filters())
+    assert result.candidate is None
+    assert result.message == "preemption: not eligible due to a terminating pod on the nominated node."
