@@ -14,8 +14,10 @@ import sys
 from kubeling import config, daemon
 from kubeling.client import Client, KubeconfigError
 from kubeling.client import leaderelection
+from kubeling.duration import flag_duration
 from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
     enabled_controllers
+from controllers.nodelifecycle import NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD
 
 log = logging.getLogger("controller-manager")
 
@@ -35,6 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="prefix length of each node's pod CIDR")
     p.add_argument("--service-cluster-ip-range", default=config.SERVICE_CIDR,
                    help="service CIDR (accepted for compatibility; the apiserver allocates cluster IPs)")
+    p.add_argument("--node-monitor-period", type=flag_duration, default=NODE_MONITOR_PERIOD,
+                   help="how often node health is checked (5s)")
+    p.add_argument("--node-monitor-grace-period", type=flag_duration, default=NODE_MONITOR_GRACE_PERIOD,
+                   help="silence after which a node is marked Unknown / unreachable (40s)")
+    p.add_argument("--node-startup-grace-period", type=flag_duration, default=NODE_STARTUP_GRACE_PERIOD,
+                   help="grace for a node that never posted status (1m0s)")
     leaderelection.add_flags(p, resource_name="kube-controller-manager")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -59,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             controllers = build_controllers(client, factory, names, allocate_node_cidrs=args.allocate_node_cidrs,
                                             cluster_cidr=args.cluster_cidr,
-                                            node_cidr_mask_size=args.node_cidr_mask_size)
+                                            node_cidr_mask_size=args.node_cidr_mask_size,
+                                            node_monitor_period=args.node_monitor_period,
+                                            node_monitor_grace_period=args.node_monitor_grace_period,
+                                            node_startup_grace_period=args.node_startup_grace_period)
         except ValueError as e:
             log.error("%s", e)
             await client.close()

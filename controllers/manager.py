@@ -21,14 +21,17 @@ from controllers.garbagecollector import GarbageCollector
 from controllers.job import JobController
 from controllers.namespace import NamespaceController
 from controllers.nodeipam import NodeIpamController
+from controllers.nodelifecycle import (NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD,
+                                      NodeLifecycleController)
 from controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "job", "endpoints", "garbagecollector", "namespace", "nodeipam")
+ALL_CONTROLLERS = ("deployment", "replicaset", "job", "endpoints", "garbagecollector", "namespace", "nodeipam",
+                   "nodelifecycle")
 WORKERS = {"deployment": 3, "replicaset": 3, "job": 3, "endpoints": 3, "garbagecollector": 5, "namespace": 2,
-           "nodeipam": 1}
+           "nodeipam": 1, "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -69,7 +72,9 @@ def enabled_controllers(spec: str) -> list[str]:
 
 def build_controllers(client: Client, factory: InformerFactory, names: list[str], *,
                       allocate_node_cidrs: bool = False, cluster_cidr: str = "",
-                      node_cidr_mask_size: int = 24) -> list[BaseController]:
+                      node_cidr_mask_size: int = 24, node_monitor_period: float = NODE_MONITOR_PERIOD,
+                      node_monitor_grace_period: float = NODE_MONITOR_GRACE_PERIOD,
+                      node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD) -> list[BaseController]:
     """Construct the named controllers over ``factory``'s shared informers.
     Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
     inf: Callable[[str], Informer] = factory.informer
@@ -90,6 +95,12 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
             out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets", "jobs", "pods")}))
         elif name == "namespace":
             out.append(NamespaceController(client, inf("namespaces")))
+        elif name == "nodelifecycle":
+            out.append(NodeLifecycleController(client, inf("nodes"), inf("leases"), inf("pods"),
+                                               recorder=EventRecorder(client, "node-controller"),
+                                               monitor_period=node_monitor_period,
+                                               grace_period=node_monitor_grace_period,
+                                               startup_grace_period=node_startup_grace_period))
         elif name == "nodeipam":
             if not allocate_node_cidrs:
                 log.info("nodeipam: --allocate-node-cidrs not set, not allocating pod CIDRs")

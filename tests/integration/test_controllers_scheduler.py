@@ -46,7 +46,8 @@ def plane():
             cp.procs.spawn("controller-manager", [
                 sys.executable, "-m", "controllers", "--kubeconfig", str(cp.kubeconfig), "--bind-address",
                 "127.0.0.1", "--secure-port", str(cm_port), "--allocate-node-cidrs", "--cluster-cidr",
-                "10.244.0.0/16", "--node-cidr-mask-size", "24", "--service-cluster-ip-range", "10.96.0.0/12"])
+                "10.244.0.0/16", "--node-cidr-mask-size", "24", "--service-cluster-ip-range", "10.96.0.0/12",
+                "--node-monitor-period", "1s", "--node-monitor-grace-period", "8s", "--node-startup-grace-period", "8s"])
             cp.procs.wait_ready("scheduler", url=f"http://127.0.0.1:{sched_port}/healthz")
             cp.procs.wait_ready("controller-manager", url=f"http://127.0.0.1:{cm_port}/healthz")
             cp.scheduler_metrics = f"http://127.0.0.1:{sched_port}/metrics"
@@ -89,11 +90,35 @@ class HollowKubelets:
         self.client = client
         self.namespace = namespace
         self.next_ip: dict[str, int] = {}
+        self.alive = set(NODES)  # nodes whose node Lease is renewed (the heartbeat)
+        self.renewed = 0.0
 
     async def run(self) -> None:
         while True:
+            if time.monotonic() - self.renewed >= 1.0:
+                await self.renew_leases()
             await self.step()
             await asyncio.sleep(0.2)
+
+    async def renew_leases(self) -> None:
+        """Renew kube-node-lease/<node> of every node in ``alive``, as each kubelet does."""
+        self.renewed = time.monotonic()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        for name in list(self.alive):
+            spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}
+            try:
+                lease = await self.client.get("leases", name, namespace="kube-node-lease")
+                lease["spec"] = spec
+                await self.client.replace("leases", lease)
+            except ApiError as e:
+                if e.code != 404:
+                    continue  # a conflict: next round
+                try:
+                    await self.client.create("leases", {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                                        "metadata": {"name": name}, "spec": spec},
+                                             namespace="kube-node-lease")
+                except ApiError:
+                    pass
 
     async def step(self) -> None:
         pods = (await self.client.list("pods", namespace=self.namespace))["items"]
@@ -129,9 +154,11 @@ async def env(plane):
             assert e.code == 409, e
     ns = "t-" + uuid.uuid4().hex[:6]
     await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    kubelets = asyncio.ensure_future(HollowKubelets(client, ns).run())
+    hollow = HollowKubelets(client, ns)
+    await hollow.renew_leases()
+    kubelets = asyncio.ensure_future(hollow.run())
     try:
-        yield client, ns
+        yield client, ns, hollow
     finally:
         kubelets.cancel()
         await asyncio.gather(kubelets, return_exceptions=True)
@@ -149,7 +176,7 @@ def deployment(name: str, replicas: int, *, image: str = "busybox:1.35", cpu: st
 
 
 async def test_every_node_gets_a_distinct_pod_cidr(env):
-    client, _ = env
+    client, _, _ = env
 
     async def cidrs():
         nodes = [await client.get("nodes", n) for n in NODES]
@@ -166,7 +193,7 @@ async def test_every_node_gets_a_distinct_pod_cidr(env):
 
 
 async def test_deployment_service_scale_rollout_and_cascading_delete(env, plane):
-    client, ns = env
+    client, ns, _ = env
     await client.create("deployments", deployment("web", 3), namespace=ns)
     await client.create("services", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                                      "spec": {"selector": {"app": "web"},
@@ -287,7 +314,7 @@ async def test_deployment_service_scale_rollout_and_cascading_delete(env, plane)
 
 
 async def test_pod_too_big_for_any_node_stays_pending(env):
-    client, ns = env
+    client, ns, _ = env
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge"},
            "spec": {"containers": [{"name": "c", "image": "busybox:1.35",
                                     "resources": {"requests": {"cpu": "100"}}}]}}
@@ -348,7 +375,7 @@ def _conditions(j: dict) -> dict:
 
 
 async def test_job_runs_completions_with_parallelism_then_completes(env):
-    client, ns = env
+    client, ns, _ = env
     await client.create("jobs", job("batch", completions=3, parallelism=2), namespace=ns)
     finished: set[str] = set()
     most_active = 0
@@ -389,7 +416,7 @@ async def _gone(client: Client, ns: str, name: str) -> bool:
 
 async def test_job_with_failing_pods_stops_at_backoff_limit(env):
     """backoffLimit 1: the first failure is retried after the 10 s pod back-off, the second fails the Job."""
-    client, ns = env
+    client, ns, _ = env
     await client.create("jobs", job("flaky", backoff_limit=1), namespace=ns)
 
     async def step():
@@ -415,7 +442,7 @@ async def test_job_with_failing_pods_stops_at_backoff_limit(env):
 
 
 async def test_job_past_active_deadline_fails_and_deletes_its_pods(env):
-    client, ns = env
+    client, ns, _ = env
     await client.create("jobs", job("slow", parallelism=2, completions=2, deadline=2), namespace=ns)
 
     async def failed():
@@ -426,3 +453,63 @@ async def test_job_past_active_deadline_fails_and_deletes_its_pods(env):
     assert _conditions(j)["Failed"]["reason"] == "DeadlineExceeded"
     assert _conditions(j)["Failed"]["message"] == "Job was active longer than specified deadline"
     await eventually(lambda: _gone(client, ns, "slow"), timeout=20, what="the Job's active pods to be deleted")
+
+
+async def test_silent_node_is_tainted_and_its_pods_move(env):
+    """A node whose Lease stops being renewed turns Unknown after the grace period (8 s here),
+    gets the unreachable NoSchedule and NoExecute taints, and its pods (tolerating that for
+    2 s) are evicted and recreated by their ReplicaSet on a live node."""
+    client, ns, hollow = env
+    doomed, spare = f"doomed-{ns}", NODES[0]
+    node = hollow_node(doomed)
+    node["metadata"]["labels"]["pool"] = ns
+    await client.create("nodes", node)
+    hollow.alive.add(doomed)
+    await hollow.renew_leases()
+    try:
+        d = deployment("mover", 2)
+        d["spec"]["template"]["spec"].update(nodeSelector={"pool": ns}, tolerations=[
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 2}])
+        await client.create("deployments", d, namespace=ns)
+
+        async def running_on(node_name):
+            pods = (await client.list("pods", namespace=ns, label_selector="app=mover"))["items"]
+            live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+            ok = len(live) == 2 and all(p["spec"].get("nodeName") == node_name
+                                        and p["status"].get("phase") == "Running" for p in live)
+            return live if ok else None
+
+        first = await eventually(lambda: running_on(doomed), timeout=30, what="2 pods Running on the node")
+        tol = {(t["key"], t.get("tolerationSeconds")) for t in first[0]["spec"]["tolerations"]}
+        assert ("node.kubernetes.io/unreachable", 2) in tol and ("node.kubernetes.io/not-ready", 300) in tol
+        await client.patch("nodes", spare, {"metadata": {"labels": {"pool": ns}}})
+        hollow.alive.discard(doomed)  # the node's kubelet dies
+
+        async def unknown():
+            n = await client.get("nodes", doomed)
+            ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+            return n if ready["status"] == "Unknown" else None
+
+        n = await eventually(unknown, timeout=30, what="the silent node to become Unknown")
+        ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "NodeStatusUnknown" and ready["message"] == "Kubelet stopped posting node status."
+
+        async def tainted():
+            taints = (await client.get("nodes", doomed))["spec"].get("taints") or []
+            return {(t["key"], t["effect"]) for t in taints} or None
+        taints = await eventually(tainted, timeout=10, what="taints")
+        assert taints == {("node.kubernetes.io/unreachable", "NoSchedule"),
+                          ("node.kubernetes.io/unreachable", "NoExecute")}
+        moved = await eventually(lambda: running_on(spare), timeout=40, what="the pods to move to the live node")
+        assert not {p["metadata"]["name"] for p in moved} & {p["metadata"]["name"] for p in first}
+        events = (await client.list("events", namespace=ns, field_selector="reason=TaintManagerEviction"))["items"]
+        assert {e["involvedObject"]["name"] for e in events} == {p["metadata"]["name"] for p in first}
+    finally:
+        hollow.alive.discard(doomed)
+        await client.patch("nodes", spare, {"metadata": {"labels": {"pool": None}}})
+        await client.delete("deployments", "mover", namespace=ns)
+        try:
+            await client.delete("nodes", doomed)
+        except ApiError:
+            pass
