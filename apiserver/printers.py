@@ -210,12 +210,32 @@ def node_cells(node: dict, now: float) -> list:
             info.get("kernelVersion") or "<unknown>", info.get("containerRuntimeVersion") or "<unknown>"]
 
 
+# events.k8s.io/v1 field -> core/v1 Event field: upstream converts an events.k8s.io Event to the
+# internal (core) Event before printing, so both APIs print the same columns.
+_EVENTS_V1_TO_CORE = {"regarding": "involvedObject", "note": "message", "deprecatedSource": "source",
+                      "deprecatedFirstTimestamp": "firstTimestamp", "deprecatedLastTimestamp": "lastTimestamp",
+                      "deprecatedCount": "count", "reportingController": "reportingComponent"}
+
+
+def core_event(ev: dict) -> dict:
+    """``ev`` with events.k8s.io/v1 fields under their core/v1 names (a core Event is returned as is)."""
+    if not str(ev.get("apiVersion") or "").startswith("events.k8s.io/") and "involvedObject" in ev:
+        return ev
+    out = dict(ev)
+    for new, old in _EVENTS_V1_TO_CORE.items():
+        if new in ev:
+            out[old] = ev[new]
+    return out
+
+
 def event_cells(ev: dict, now: float) -> list:
     """printEvent: LAST SEEN TYPE REASON OBJECT | SUBOBJECT SOURCE | MESSAGE | FIRST SEEN COUNT NAME.
 
     LAST SEEN and FIRST SEEN are ages: lastTimestamp, else firstTimestamp,
     else eventTime; an event series shows its lastObservedTime and count.
+    An events.k8s.io/v1 Event prints through its core/v1 form (``core_event``).
     """
+    ev = core_event(ev)
     first = since(ev.get("firstTimestamp"), now) if parse_time(ev.get("firstTimestamp")) is not None \
         else since(ev.get("eventTime"), now)
     last = since(ev.get("lastTimestamp"), now) if parse_time(ev.get("lastTimestamp")) is not None else first

@@ -148,6 +148,24 @@ def test_events_show_ages_not_timestamps():
     assert c[0] == c[7] == "5s" and c[5] == "default-scheduler" and c[8] == 1
 
 
+def test_events_k8s_io_events_print_as_their_core_form():
+    """events.k8s.io/v1 regarding / note / reportingController / deprecated* fill OBJECT, MESSAGE, SOURCE,
+    FIRST SEEN and COUNT as upstream (it prints the internal core Event)."""
+    ev = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": meta("web.2"), "type": "Normal",
+          "reason": "Scheduled", "note": "Successfully assigned default/web to node1",
+          "regarding": {"kind": "Pod", "name": "web", "namespace": "default", "fieldPath": "spec"},
+          "eventTime": ts(30).replace("Z", ".000000Z"), "reportingController": "default-scheduler",
+          "reportingInstance": "default-scheduler-node1"}
+    assert cells("Event", ev) == ["30s", "Normal", "Scheduled", "pod/web", "spec",
+                                  "default-scheduler, default-scheduler-node1",
+                                  "Successfully assigned default/web to node1", "30s", 1, "web.2"]
+    old = dict(ev, deprecatedSource={"component": "kubelet", "host": "node1"},
+               deprecatedFirstTimestamp=ts(600), deprecatedLastTimestamp=ts(65), deprecatedCount=4)
+    c = cells("Event", old)
+    assert c[0] == "65s" and c[5] == "kubelet, node1" and c[7:9] == ["10m", 4]
+    assert "involvedObject" not in ev  # the stored object is not changed
+
+
 def test_small_kinds_and_default():
     assert cells("ConfigMap", {"metadata": meta("c"), "data": {"a": "1"}, "binaryData": {"b": ""}}) == \
         ["c", 2, "3m20s"]
