@@ -173,9 +173,13 @@ def resolve_controller_ref(obj: dict, lister, kind: str) -> dict | None:
 
 
 def selector_of(obj: dict) -> selectors.LabelSelector:
-    """spec.selector of a ReplicaSet or Deployment; a malformed one selects nothing."""
+    """spec.selector of a ReplicaSet, Deployment or Job (a metav1.LabelSelector), or of a
+    ReplicationController (a plain label map; empty selects nothing); a malformed one selects nothing."""
+    selector = (obj.get("spec") or {}).get("selector")
+    if obj.get("kind") == "ReplicationController":
+        selector = {"matchLabels": selector} if selector else None
     try:
-        return selectors.label_selector_from_object((obj.get("spec") or {}).get("selector"))
+        return selectors.label_selector_from_object(selector)
     except ValueError:
         return selectors.LabelSelector(nothing=True)
 

@@ -23,15 +23,15 @@ from controllers.namespace import NamespaceController
 from controllers.nodeipam import NodeIpamController
 from controllers.nodelifecycle import (NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD,
                                       NodeLifecycleController)
-from controllers.replicaset import ReplicaSetController
+from controllers.replicaset import ReplicaSetController, ReplicationManager
 
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "job", "endpoints", "garbagecollector", "namespace", "nodeipam",
-                   "nodelifecycle")
-WORKERS = {"deployment": 3, "replicaset": 3, "job": 3, "endpoints": 3, "garbagecollector": 5, "namespace": 2,
-           "nodeipam": 1, "nodelifecycle": 2}
+ALL_CONTROLLERS = ("deployment", "replicaset", "replication", "job", "endpoints", "garbagecollector",
+                   "namespace", "nodeipam", "nodelifecycle")
+WORKERS = {"deployment": 3, "replicaset": 3, "replication": 2, "job": 3, "endpoints": 3, "garbagecollector": 5,
+           "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -86,13 +86,17 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "replicaset":
             out.append(ReplicaSetController(client, inf("replicasets"), inf("pods"),
                                             recorder=EventRecorder(client, "replicaset-controller")))
+        elif name == "replication":
+            out.append(ReplicationManager(client, inf("replicationcontrollers"), inf("pods"),
+                                          recorder=EventRecorder(client, "replication-controller")))
         elif name == "job":
             out.append(JobController(client, inf("jobs"), inf("pods"),
                                      recorder=EventRecorder(client, "job-controller")))
         elif name == "endpoints":
             out.append(EndpointsController(client, inf("services"), inf("pods"), inf("endpoints")))
         elif name == "garbagecollector":
-            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets", "jobs", "pods")}))
+            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets",
+                                                                  "replicationcontrollers", "jobs", "pods")}))
         elif name == "namespace":
             out.append(NamespaceController(client, inf("namespaces")))
         elif name == "nodelifecycle":

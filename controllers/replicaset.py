@@ -78,13 +78,15 @@ class ReplicaSetController(BaseController):
     """Reconciles ReplicaSets (apps/v1) against their pods."""
 
     name = "replicaset"
+    resource = "replicasets"
+    kind = "ReplicaSet"
 
     def __init__(self, client: Client, rs_informer: Informer, pod_informer: Informer, *,
                  recorder: EventRecorder | None = None, clock: Callable[[], float] = time.time):
         super().__init__(client, [rs_informer, pod_informer])
         self.rs_lister = rs_informer.lister
         self.pod_lister = pod_informer.lister
-        self.recorder = recorder or EventRecorder(client, "replicaset-controller")
+        self.recorder = recorder or EventRecorder(client, f"{self.name}-controller")
         self.clock = clock
         self.expectations = ControllerExpectations()
         rs_informer.add_handlers(on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new),
@@ -105,7 +107,7 @@ class ReplicaSetController(BaseController):
             self._delete_pod(pod)
             return
         if get_controller_of(pod) is not None:
-            rs = resolve_controller_ref(pod, self.rs_lister, "ReplicaSet")
+            rs = resolve_controller_ref(pod, self.rs_lister, self.kind)
             if rs is not None:
                 self.expectations.creation_observed(meta_key(rs))
                 self.enqueue(rs)
@@ -124,11 +126,11 @@ class ReplicaSetController(BaseController):
             return
         old_ref, new_ref = get_controller_of(old), get_controller_of(new)
         if old_ref and (new_ref or {}).get("uid") != old_ref.get("uid"):
-            rs = resolve_controller_ref(old, self.rs_lister, "ReplicaSet")
+            rs = resolve_controller_ref(old, self.rs_lister, self.kind)
             if rs is not None:
                 self.enqueue(rs)
         if new_ref:
-            rs = resolve_controller_ref(new, self.rs_lister, "ReplicaSet")
+            rs = resolve_controller_ref(new, self.rs_lister, self.kind)
             if rs is not None:
                 self.enqueue(rs)
                 min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
@@ -140,7 +142,7 @@ class ReplicaSetController(BaseController):
                 self.enqueue(rs)
 
     def _delete_pod(self, pod: dict) -> None:
-        rs = resolve_controller_ref(pod, self.rs_lister, "ReplicaSet")
+        rs = resolve_controller_ref(pod, self.rs_lister, self.kind)
         if rs is None:
             return
         key = meta_key(rs)
@@ -165,7 +167,7 @@ class ReplicaSetController(BaseController):
             # Re-read the ReplicaSet once: never adopt for a deleted or recreated owner.
             if not adopt_ok:
                 try:
-                    fresh = await self.client.get("replicasets", name, namespace=ns)
+                    fresh = await self.client.get(self.resource, name, namespace=ns)
                     adopt_ok.append(fresh["metadata"].get("uid") == rs["metadata"].get("uid")
                                     and not fresh["metadata"].get("deletionTimestamp"))
                 except ApiError as e:
@@ -247,7 +249,7 @@ class ReplicaSetController(BaseController):
             obj = deep_copy(current)
             obj["status"] = {**(obj.get("status") or {}), **status}
             try:
-                await self.client.replace_status("replicasets", obj)
+                await self.client.replace_status(self.resource, obj)
                 return
             except ApiError as e:
                 if e.code == 404:
@@ -255,9 +257,18 @@ class ReplicaSetController(BaseController):
                 if e.code != 409 or attempt == 1:
                     raise
                 meta = rs["metadata"]
-                current = await self.client.get("replicasets", meta["name"], namespace=meta.get("namespace"))
+                current = await self.client.get(self.resource, meta["name"], namespace=meta.get("namespace"))
 
 
 def _status_equal(a: dict, b: dict) -> bool:
     keys = ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration")
     return all(int(a.get(k) or 0) == int(b.get(k) or 0) for k in keys)
+
+
+class ReplicationManager(ReplicaSetController):
+    """Reconciles core/v1 ReplicationControllers: the same logic over a map selector, as upstream's
+    pkg/controller/replication runs the ReplicaSet controller through a conversion layer."""
+
+    name = "replication"
+    resource = "replicationcontrollers"
+    kind = "ReplicationController"

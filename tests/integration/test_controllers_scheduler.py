@@ -513,3 +513,29 @@ async def test_silent_node_is_tainted_and_its_pods_move(env):
             await client.delete("nodes", doomed)
         except ApiError:
             pass
+
+
+async def test_replication_controller_keeps_its_replicas(env):
+    client, ns, _ = env
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "legacy"},
+          "spec": {"replicas": 2, "selector": {"app": "legacy"},
+                   "template": {"metadata": {"labels": {"app": "legacy"}},
+                                "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}}}}
+    await client.create("replicationcontrollers", rc, namespace=ns)
+
+    async def ready(n):
+        got = await client.get("replicationcontrollers", "legacy", namespace=ns)
+        st = got.get("status") or {}
+        return got if st.get("readyReplicas") == n and st.get("replicas") == n else None
+
+    await eventually(lambda: ready(2), timeout=30, what="2 ready replicas")
+    await client.patch("replicationcontrollers", "legacy", {"spec": {"replicas": 3}}, namespace=ns)
+    got = await eventually(lambda: ready(3), timeout=30, what="3 ready replicas")
+    assert got["status"]["observedGeneration"] == got["metadata"]["generation"]
+    pods = (await client.list("pods", namespace=ns, label_selector="app=legacy"))["items"]
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicationController"}
+    await client.delete("replicationcontrollers", "legacy", namespace=ns, propagation_policy="Background")
+
+    async def collected():
+        return not (await client.list("pods", namespace=ns, label_selector="app=legacy"))["items"]
+    await eventually(collected, timeout=20, what="the pods to be collected")
