@@ -345,6 +345,7 @@ class KubeRuntimeManager:
         policy = container.get("imagePullPolicy") or default_policy
         present = await self.runtime.image_status(image)
         if present is not None and policy != "Always":
+            self.recorder(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine')
             return present.id
         if policy == "Never":
             msg = f'Container image "{image}" is not present with pull policy of Never'

@@ -63,7 +63,8 @@ async def test_first_start_uses_restart_count_zero_and_log_path():
     ok = await m.start_container(POD, POD["spec"]["containers"][0], status(), "s1", m.sandbox_config(POD, 0), res)
     assert ok and ("create", "app", 0, "app/0.log") in rt.calls and ("start", "cid") in rt.calls
     assert ("pull", "busybox:1.35") not in rt.calls  # IfNotPresent and present
-    assert events == ["Created", "Started"]
+    # As upstream: "Container image ... already present on machine" is a Pulled event.
+    assert events == ["Pulled", "Created", "Started"]
 
 
 async def test_crashloop_backoff_between_restarts():
