@@ -17,6 +17,7 @@ from kubeling.client import leaderelection
 from kubeling.duration import flag_duration
 from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
     enabled_controllers
+from controllers.podgc import TERMINATED_POD_GC_THRESHOLD
 from controllers.nodelifecycle import NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD
 
 log = logging.getLogger("controller-manager")
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="silence after which a node is marked Unknown / unreachable (40s)")
     p.add_argument("--node-startup-grace-period", type=flag_duration, default=NODE_STARTUP_GRACE_PERIOD,
                    help="grace for a node that never posted status (1m0s)")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=TERMINATED_POD_GC_THRESHOLD,
+                   help="terminated pods kept before the oldest are deleted (<= 0: never)")
     leaderelection.add_flags(p, resource_name="kube-controller-manager")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                                             node_cidr_mask_size=args.node_cidr_mask_size,
                                             node_monitor_period=args.node_monitor_period,
                                             node_monitor_grace_period=args.node_monitor_grace_period,
-                                            node_startup_grace_period=args.node_startup_grace_period)
+                                            node_startup_grace_period=args.node_startup_grace_period,
+                                            terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
         except ValueError as e:
             log.error("%s", e)
             await client.close()

@@ -23,15 +23,19 @@ from controllers.namespace import NamespaceController
 from controllers.nodeipam import NodeIpamController
 from controllers.nodelifecycle import (NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD,
                                       NodeLifecycleController)
+from controllers.podgc import TERMINATED_POD_GC_THRESHOLD, PodGCController
+from controllers.serviceaccount import ServiceAccountsController
+from controllers.ttlafterfinished import TTLAfterFinishedController
 from controllers.replicaset import ReplicaSetController, ReplicationManager
 
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "replication", "job", "endpoints", "garbagecollector",
-                   "namespace", "nodeipam", "nodelifecycle")
-WORKERS = {"deployment": 3, "replicaset": 3, "replication": 2, "job": 3, "endpoints": 3, "garbagecollector": 5,
-           "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
+ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "job", "ttl-after-finished", "endpoints",
+                   "serviceaccount", "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
+WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "job": 3, "ttl-after-finished": 1,
+           "endpoints": 3, "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1,
+           "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -74,7 +78,8 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                       allocate_node_cidrs: bool = False, cluster_cidr: str = "",
                       node_cidr_mask_size: int = 24, node_monitor_period: float = NODE_MONITOR_PERIOD,
                       node_monitor_grace_period: float = NODE_MONITOR_GRACE_PERIOD,
-                      node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD) -> list[BaseController]:
+                      node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD,
+                      terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD) -> list[BaseController]:
     """Construct the named controllers over ``factory``'s shared informers.
     Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
     inf: Callable[[str], Informer] = factory.informer
@@ -86,12 +91,18 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "replicaset":
             out.append(ReplicaSetController(client, inf("replicasets"), inf("pods"),
                                             recorder=EventRecorder(client, "replicaset-controller")))
-        elif name == "replication":
+        elif name == "replicationcontroller":
             out.append(ReplicationManager(client, inf("replicationcontrollers"), inf("pods"),
                                           recorder=EventRecorder(client, "replication-controller")))
         elif name == "job":
             out.append(JobController(client, inf("jobs"), inf("pods"),
                                      recorder=EventRecorder(client, "job-controller")))
+        elif name == "ttl-after-finished":
+            out.append(TTLAfterFinishedController(client, inf("jobs")))
+        elif name == "serviceaccount":
+            out.append(ServiceAccountsController(client, inf("namespaces"), inf("serviceaccounts")))
+        elif name == "podgc":
+            out.append(PodGCController(client, inf("pods"), inf("nodes"), threshold=terminated_pod_gc_threshold))
         elif name == "endpoints":
             out.append(EndpointsController(client, inf("services"), inf("pods"), inf("endpoints")))
         elif name == "garbagecollector":

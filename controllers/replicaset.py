@@ -86,7 +86,7 @@ class ReplicaSetController(BaseController):
         super().__init__(client, [rs_informer, pod_informer])
         self.rs_lister = rs_informer.lister
         self.pod_lister = pod_informer.lister
-        self.recorder = recorder or EventRecorder(client, f"{self.name}-controller")
+        self.recorder = recorder or EventRecorder(client, f"{self.kind.lower()}-controller")
         self.clock = clock
         self.expectations = ControllerExpectations()
         rs_informer.add_handlers(on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new),
@@ -269,6 +269,6 @@ class ReplicationManager(ReplicaSetController):
     """Reconciles core/v1 ReplicationControllers: the same logic over a map selector, as upstream's
     pkg/controller/replication runs the ReplicaSet controller through a conversion layer."""
 
-    name = "replication"
+    name = "replicationcontroller"
     resource = "replicationcontrollers"
     kind = "ReplicationController"

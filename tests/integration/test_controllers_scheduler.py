@@ -539,3 +539,35 @@ async def test_replication_controller_keeps_its_replicas(env):
     async def collected():
         return not (await client.list("pods", namespace=ns, label_selector="app=legacy"))["items"]
     await eventually(collected, timeout=20, what="the pods to be collected")
+
+
+async def test_every_namespace_gets_a_default_service_account(env):
+    client, ns, _ = env
+
+    async def default_sa():
+        try:
+            return await client.get("serviceaccounts", "default", namespace=ns)
+        except ApiError:
+            return None
+    await eventually(default_sa, timeout=15, what="serviceaccount default")
+    await client.delete("serviceaccounts", "default", namespace=ns)
+    await eventually(default_sa, timeout=15, what="serviceaccount default to be recreated")
+
+
+async def test_finished_job_is_deleted_after_its_ttl(env):
+    client, ns, _ = env
+    j = job("brief")
+    j["spec"]["ttlSecondsAfterFinished"] = 1
+    await client.create("jobs", j, namespace=ns)
+
+    async def step():
+        try:
+            await client.get("jobs", "brief", namespace=ns)
+        except ApiError as e:
+            return e.code == 404
+        for p in await _job_pods(client, ns, "brief"):
+            if (p.get("status") or {}).get("phase") == "Running":
+                await _finish(client, ns, p, exit_code=0)
+        return False
+    await eventually(step, timeout=30, what="the finished Job to be deleted after its TTL")
+    await eventually(lambda: _gone(client, ns, "brief"), timeout=20, what="its pods to go with it")
