@@ -15,6 +15,7 @@ from typing import Callable
 from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
 from controllers.controller_utils import BaseController
+from controllers.cronjob import CronJobController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.garbagecollector import GarbageCollector
@@ -31,11 +32,11 @@ from controllers.replicaset import ReplicaSetController, ReplicationManager
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "job", "ttl-after-finished", "endpoints",
-                   "serviceaccount", "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
-WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "job": 3, "ttl-after-finished": 1,
-           "endpoints": 3, "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1,
-           "nodelifecycle": 2}
+ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "job", "cronjob", "ttl-after-finished",
+                   "endpoints", "serviceaccount", "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
+WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "job": 3, "cronjob": 1,
+           "ttl-after-finished": 1, "endpoints": 3, "serviceaccount": 1, "garbagecollector": 5, "namespace": 2,
+           "nodeipam": 1, "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -97,6 +98,9 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "job":
             out.append(JobController(client, inf("jobs"), inf("pods"),
                                      recorder=EventRecorder(client, "job-controller")))
+        elif name == "cronjob":
+            out.append(CronJobController(client, inf("cronjobs"), inf("jobs"),
+                                         recorder=EventRecorder(client, "cronjob-controller")))
         elif name == "ttl-after-finished":
             out.append(TTLAfterFinishedController(client, inf("jobs")))
         elif name == "serviceaccount":

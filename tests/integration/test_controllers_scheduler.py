@@ -571,3 +571,39 @@ async def test_finished_job_is_deleted_after_its_ttl(env):
         return False
     await eventually(step, timeout=30, what="the finished Job to be deleted after its TTL")
     await eventually(lambda: _gone(client, ns, "brief"), timeout=20, what="its pods to go with it")
+
+
+async def test_cronjob_runs_a_missed_schedule_and_records_success(env):
+    """A CronJob whose last run was two minutes ago (status set as after a controller outage) runs
+    the most recent missed minute at once; its Job completes and lastSuccessfulTime follows."""
+    client, ns, _ = env
+    template = job("tick")["spec"]
+    cj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+          "spec": {"schedule": "* * * * *", "jobTemplate": {"metadata": {"labels": {"cron": "tick"}},
+                                                            "spec": template}}}
+    created = await client.create("cronjobs", cj, namespace=ns)
+    created["status"] = {"lastScheduleTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))}
+    await client.replace_status("cronjobs", created)
+
+    async def a_job():
+        jobs = (await client.list("jobs", namespace=ns, label_selector="cron=tick"))["items"]
+        return jobs[0] if jobs else None
+    j = await eventually(a_job, timeout=20, what="the CronJob's Job")
+    minute = int(time.time() // 60)
+    assert j["metadata"]["name"] in (f"tick-{minute}", f"tick-{minute - 1}")
+    assert j["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    assert "batch.kubernetes.io/cronjob-scheduled-timestamp" in j["metadata"]["annotations"]
+    name = j["metadata"]["name"]
+
+    async def succeeded():
+        got = await client.get("cronjobs", "tick", namespace=ns)
+        st = got.get("status") or {}
+        if st.get("lastSuccessfulTime") and not st.get("active"):
+            return got
+        for p in await _job_pods(client, ns, name):
+            if (p.get("status") or {}).get("phase") == "Running":
+                await _finish(client, ns, p, exit_code=0)
+        return None
+    got = await eventually(succeeded, timeout=30, what="the CronJob to record a successful run")
+    assert got["status"]["lastScheduleTime"].endswith(":00Z")
+    await client.patch("cronjobs", "tick", {"spec": {"suspend": True}}, namespace=ns)
