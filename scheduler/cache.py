@@ -28,6 +28,10 @@ class SchedulerCache:
         self.nodes: dict[str, NodeInfo] = {}
         self._pod_nodes: dict[str, str] = {}
         self.assumed: set[str] = set()
+        self._snapshot: dict[str, NodeInfo] = {}
+        self._snapshot_list: list[NodeInfo] = []
+        self._snapshot_index: dict[str, int] = {}
+        self._dirty: set[str] = set()
 
     def _info(self, name: str) -> NodeInfo:
         info = self.nodes.get(name)
@@ -39,6 +43,7 @@ class SchedulerCache:
     def add_node(self, node: dict) -> None:
         """Add or update a node object."""
         self._info(node["metadata"]["name"]).node = node
+        self._dirty.add(node["metadata"]["name"])
 
     update_node = add_node
 
@@ -48,6 +53,7 @@ class SchedulerCache:
         info = self.nodes.get(name)
         if info is None:
             return
+        self._dirty.add(name)
         if info.pods:
             info.node = None
         else:
@@ -61,6 +67,7 @@ class SchedulerCache:
             self._unplace(pod)
         self._info(_node_name(pod)).add_pod(pod)
         self._pod_nodes[key] = _node_name(pod)
+        self._dirty.add(_node_name(pod))
 
     def _unplace(self, pod: dict) -> None:
         key = meta_key(pod)
@@ -68,6 +75,7 @@ class SchedulerCache:
         if name is None:
             return
         info = self.nodes.get(name)
+        self._dirty.add(name)
         if info is not None:
             info.remove_pod(pod)
             if info.node is None and not info.pods:
@@ -106,5 +114,30 @@ class SchedulerCache:
         self._unplace(pod)
 
     def snapshot(self) -> list[NodeInfo]:
-        """Copies of the NodeInfos of known nodes, sorted by name, for one scheduling cycle."""
-        return [info.clone() for name, info in sorted(self.nodes.items()) if info.node is not None]
+        """Copies of the NodeInfos of known nodes, sorted by name, for one scheduling cycle.
+
+        Incremental as upstream's UpdateSnapshot: only NodeInfos whose
+        generation changed since the last call are cloned again, so a cycle
+        costs O(changed nodes), not O(all pods). Callers must not modify the
+        returned NodeInfos (clone one to experiment, as preemption does).
+        """
+        snap = self._snapshot
+        membership_changed = False
+        for name in self._dirty:
+            info = self.nodes.get(name)
+            if info is None or info.node is None:
+                membership_changed |= snap.pop(name, None) is not None
+                continue
+            copy = snap.get(name)
+            if copy is not None and copy.generation == info.generation:
+                continue
+            snap[name] = info.clone()
+            if copy is None:
+                membership_changed = True
+            elif not membership_changed:
+                self._snapshot_list[self._snapshot_index[name]] = snap[name]
+        self._dirty.clear()
+        if membership_changed:
+            self._snapshot_list = [snap[name] for name in sorted(snap)]
+            self._snapshot_index = {info.name: i for i, info in enumerate(self._snapshot_list)}
+        return list(self._snapshot_list)  # the cycle may keep it while the cache moves on

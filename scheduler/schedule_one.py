@@ -9,6 +9,7 @@ FailedScheduling Event, including the DefaultPreemption post-filter tail.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 from typing import Sequence
 
@@ -17,6 +18,32 @@ from scheduler.framework.plugins.defaultpreemption import PreemptionResult, pree
 from scheduler.framework.types import NodeInfo
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
+# Upstream's minFeasibleNodesToFind / minFeasibleNodesPercentageToFind.
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+
+
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes are enough to stop filtering (upstream's
+    numFeasibleNodesToFind): all below 100 nodes; else ``percentage`` of them,
+    by default 50% - nodes/125 (at least 5%), and never fewer than 100."""
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return num_all_nodes
+    if percentage <= 0:
+        percentage = max(50 - num_all_nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    if percentage >= 100:
+        return num_all_nodes
+    return max(num_all_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+@dataclasses.dataclass
+class NodeSearch:
+    """Where the next cycle starts filtering (upstream's nextStartNodeIndex), so that
+    stopping early at ``num_feasible_nodes_to_find`` still visits every node in turn.
+    ``percentage`` is percentageOfNodesToScore (0 = adaptive default)."""
+
+    next_start_node_index: int = 0
+    percentage: int = 0
 
 
 class FitError(Exception):
@@ -73,21 +100,37 @@ def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
 
 
 def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
-                        state: CycleState | None = None) -> tuple[list[NodeInfo], dict[str, Status]]:
+                        state: CycleState | None = None, *, search: NodeSearch | None = None
+                        ) -> tuple[list[NodeInfo], dict[str, Status]]:
     """(feasible nodes, diagnosis of the others by node name). Runs the pre-filters
-    first when no ``state`` is given; a failing pre-filter rejects every node."""
+    first when no ``state`` is given; a failing pre-filter rejects every node.
+
+    With ``search``, filtering starts at its index and stops once
+    ``num_feasible_nodes_to_find`` nodes fit (upstream's findNodesThatPassFilters);
+    the index then moves past the nodes looked at. Without it every node is filtered.
+    """
     if state is None:
         state = CycleState()
         status = run_pre_filters(pod, nodes, filters, state)
         if not status.ok:
             return [], {info.name: status for info in nodes}
+    n = len(nodes)
+    want = num_feasible_nodes_to_find(n, search.percentage) if search is not None else n
+    start = search.next_start_node_index % n if search is not None and n else 0
     feasible, diagnosis = [], {}
-    for info in nodes:
+    processed = 0
+    for i in range(n):
+        info = nodes[(start + i) % n]
+        processed += 1
         status = run_filters(pod, info, filters, state)
         if status.ok:
             feasible.append(info)
+            if len(feasible) >= want:
+                break
         else:
             diagnosis[info.name] = status
+    if search is not None and n:
+        search.next_start_node_index = (start + processed) % n
     return feasible, diagnosis
 
 
@@ -124,9 +167,11 @@ def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
 
 
 def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
-                 scores: Sequence[ScorePlugin], *, rng: random.Random | None = None) -> str:
+                 scores: Sequence[ScorePlugin], *, rng: random.Random | None = None,
+                 search: NodeSearch | None = None) -> str:
     """Name of the node ``pod`` should run on. Raises FitError when none fits
-    (without the preemption tail; see ``post_filter``)."""
+    (without the preemption tail; see ``post_filter``). ``search`` enables upstream's
+    early stop at enough feasible nodes (see ``find_nodes_that_fit``)."""
     if not nodes:
         raise FitError(0, {})
     state = CycleState()
@@ -134,7 +179,7 @@ def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterP
     if not status.ok:
         # As upstream, the pre-filter's message replaces the per-node histogram.
         raise FitError(len(nodes), {}, pre_filter_msg=" ".join(status.reasons))
-    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state)
+    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state, search=search)
     if not feasible:
         raise FitError(len(nodes), diagnosis)
     if len(feasible) == 1:

@@ -22,7 +22,7 @@ from scheduler.framework.plugins import default_filters, default_scores
 from scheduler.framework.plugins.defaultpreemption import Candidate
 from scheduler.queue import (ASSIGNED_POD_ADD, ASSIGNED_POD_DELETE, ASSIGNED_POD_UPDATE, NODE_ADD, NODE_UPDATE,
                              QueuedPodInfo, SchedulingQueue, node_update_plugins)
-from scheduler.schedule_one import FitError, post_filter, schedule_pod
+from scheduler.schedule_one import FitError, NodeSearch, post_filter, schedule_pod
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Scheduler:
         self.queue = queue or SchedulingQueue()
         self.cache = SchedulerCache()
         self.rng = rng or random.Random()
+        self.node_search = NodeSearch()
         self.recorder = EventRecorder(client, scheduler_name)
         self.node_informer = Informer(client, "nodes")
         self.pod_informer = Informer(client, "pods")
@@ -162,7 +163,8 @@ class Scheduler:
         pinfo.pod = pod
         snapshot = self.cache.snapshot()
         try:
-            node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng)
+            node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng,
+                                     search=self.node_search)
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
             result = post_filter(pod, snapshot, e, self.filters)

@@ -8,6 +8,8 @@ numbers, never quantity strings.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 
 from kubeling.api import quantity
 from kubeling.client import meta_key
@@ -16,6 +18,22 @@ from kubeling.client import meta_key
 # pods still spread (upstream's DefaultMilliCPURequest / DefaultMemoryRequest).
 DEFAULT_MILLI_CPU_REQUEST = 100
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+
+# One counter for every NodeInfo change (upstream's nextGeneration), so a
+# snapshot copy is stale exactly when its generation differs.
+_next_generation = itertools.count(1).__next__
+
+
+# Quantity strings repeat endlessly across pods and nodes ("100m", "64Mi"):
+# parse each once (the parse is pure; exact Fractions make it slow).
+@functools.lru_cache(maxsize=4096)
+def _milli(text) -> int:
+    return quantity.milli_value(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _value(text) -> int:
+    return quantity.value(text)
 
 
 @dataclasses.dataclass
@@ -47,15 +65,14 @@ class Resource:
         """From a ResourceList (``{"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "10Gi"}``).
         Raises ValueError for a malformed quantity."""
         rl = rl or {}
-        return cls(milli_cpu=quantity.milli_value(rl.get("cpu")), memory=quantity.value(rl.get("memory")),
-                   pods=quantity.value(rl.get("pods")),
-                   ephemeral_storage=quantity.value(rl.get("ephemeral-storage")))
+        return cls(milli_cpu=_milli(rl.get("cpu")), memory=_value(rl.get("memory")),
+                   pods=_value(rl.get("pods")), ephemeral_storage=_value(rl.get("ephemeral-storage")))
 
 
 def _container_requests(container: dict, *, non_zero: bool) -> Resource:
     req = (container.get("resources") or {}).get("requests") or {}
-    r = Resource(milli_cpu=quantity.milli_value(req.get("cpu")), memory=quantity.value(req.get("memory")),
-                 ephemeral_storage=quantity.value(req.get("ephemeral-storage")))
+    r = Resource(milli_cpu=_milli(req.get("cpu")), memory=_value(req.get("memory")),
+                 ephemeral_storage=_value(req.get("ephemeral-storage")))
     if non_zero:
         if "cpu" not in req:
             r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST
@@ -114,20 +131,27 @@ def required_anti_affinity_terms(pod: dict) -> list[dict]:
     return _affinity(pod, "podAntiAffinity")
 
 
+def _name_of(node: dict | None) -> str:
+    return ((node or {}).get("metadata") or {}).get("name", "")
+
+
 class NodeInfo:
     """A node and the pods the scheduler counts against it (bound or assumed).
 
     ``requested`` sums the pods' requests, ``non_zero_requested`` the same with
     scoring defaults; ``allocatable`` comes from status.allocatable (capacity
     when allocatable is absent). ``node`` may be None while pods refer to a
-    node the informer has not delivered yet. ``used_ports`` counts the
+    node the informer has not delivered yet; ``name`` is its name ("" then). ``used_ports`` counts the
     (hostIP, protocol, hostPort) triples in use; ``pods_with_affinity`` and
     ``pods_with_required_anti_affinity`` are the keys of pods having such terms
     (upstream keeps the same lists so InterPodAffinity need not scan every pod).
     """
 
     def __init__(self, node: dict | None = None):
-        self.node = node
+        self._node = node
+        self._allocatable: Resource | None = None
+        self.name = _name_of(node)
+        self.generation = 0
         self.pods: dict[str, dict] = {}
         self.requested = Resource()
         self.non_zero_requested = Resource()
@@ -136,9 +160,16 @@ class NodeInfo:
         self.pods_with_required_anti_affinity: set[str] = set()
 
     @property
-    def name(self) -> str:
-        """The node's name ("" when the node object is unknown)."""
-        return (self.node or {}).get("metadata", {}).get("name", "")
+    def node(self) -> dict | None:
+        """The Node object (None while unknown)."""
+        return self._node
+
+    @node.setter
+    def node(self, node: dict | None) -> None:
+        self._node = node
+        self._allocatable = None
+        self.name = _name_of(node)
+        self.generation = _next_generation()
 
     @property
     def labels(self) -> dict:
@@ -147,18 +178,22 @@ class NodeInfo:
 
     @property
     def allocatable(self) -> Resource:
-        """status.allocatable (or capacity) as a Resource; malformed quantities count as 0."""
-        status = (self.node or {}).get("status") or {}
-        try:
-            return Resource.from_list(status.get("allocatable") or status.get("capacity"))
-        except ValueError:
-            return Resource()
+        """status.allocatable (or capacity) as a Resource, parsed once per node object;
+        malformed quantities count as 0. Treat as read-only."""
+        if self._allocatable is None:
+            status = (self._node or {}).get("status") or {}
+            try:
+                self._allocatable = Resource.from_list(status.get("allocatable") or status.get("capacity"))
+            except ValueError:
+                self._allocatable = Resource()
+        return self._allocatable
 
     def add_pod(self, pod: dict) -> None:
         """Count ``pod`` (replacing an earlier version of it)."""
         key = meta_key(pod)
         if key in self.pods:
             self.remove_pod(self.pods[key])
+        self.generation = _next_generation()
         self.pods[key] = pod
         self.requested.add(pod_requests(pod))
         self.non_zero_requested.add(pod_requests(pod, non_zero=True))
@@ -176,6 +211,7 @@ class NodeInfo:
         old = self.pods.pop(key, None)
         if old is None:
             return
+        self.generation = _next_generation()
         self.requested.sub(pod_requests(old))
         self.non_zero_requested.sub(pod_requests(old, non_zero=True))
         for hp in host_ports(old):
@@ -189,7 +225,9 @@ class NodeInfo:
 
     def clone(self) -> "NodeInfo":
         """A snapshot copy for one scheduling cycle (the pods dict is shallow-copied)."""
-        c = NodeInfo(self.node)
+        c = NodeInfo(self._node)
+        c._allocatable = self._allocatable
+        c.generation = self.generation
         c.pods = dict(self.pods)
         c.requested = dataclasses.replace(self.requested)
         c.non_zero_requested = dataclasses.replace(self.non_zero_requested)

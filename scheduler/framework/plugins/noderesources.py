@@ -69,10 +69,15 @@ class LeastAllocated:
 
     name = "NodeResourcesFit"
     weight = 1
+    _key = "NodeResourcesFit/score"
+
+    def pre_score(self, pod: dict, nodes, state: CycleState) -> None:
+        """The pod's non-zero requests, once per cycle (upstream's PreScore)."""
+        state[self._key] = pod_requests(pod, non_zero=True)
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """0..MAX_NODE_SCORE; resources the node has none of are skipped (mirrors leastResourceScorer)."""
-        req = pod_requests(pod, non_zero=True)
+        req = (state or {}).get(self._key) or pod_requests(pod, non_zero=True)
         used = node_info.non_zero_requested
         alloc = node_info.allocatable
         total = weight_sum = 0
@@ -92,9 +97,13 @@ class BalancedAllocation:
     name = "NodeResourcesBalancedAllocation"
     weight = 1
 
+    def pre_score(self, pod: dict, nodes, state: CycleState) -> None:
+        """The pod's requests, once per cycle (upstream's PreScore)."""
+        state[self.name] = pod_requests(pod)
+
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """0..MAX_NODE_SCORE; with two resources the std is |f_cpu - f_mem| / 2 (mirrors balancedResourceScorer)."""
-        req = pod_requests(pod)
+        req = (state or {}).get(self.name) or pod_requests(pod)
         used = node_info.requested
         alloc = node_info.allocatable
         fractions = []
