@@ -141,6 +141,9 @@ class Scheduler:
                 await leading.wait()
             while True:
                 await self.schedule_one()
+                # pop() does not suspend while activeQ has pods: yield so binding
+                # tasks and informers run between cycles (else bindings starve).
+                await asyncio.sleep(0)
         finally:
             self.queue.close()
             for t in [*tasks, *self._binding_tasks]:
