@@ -38,6 +38,21 @@ def now_rfc3339(*, plus_seconds: int = 0) -> str:
     return (t + datetime.timedelta(seconds=plus_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def drop_nulls(value):
+    """``value`` without the object keys whose value is JSON null, recursively (lists keep their items).
+
+    Upstream decodes a body into Go structs, where a null field is the zero
+    value and omitempty leaves it out when the object is written back; so
+    ``{"creationTimestamp": null}`` in a pod template (what kubectl's
+    ``rollout undo`` sends) and no key at all are the same object.
+    """
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
 def generate_name(base: str) -> str:
     """``base`` + 5 random characters, as names.SimpleNameGenerator (base cut to 58 chars)."""
     return base[:58] + "".join(random.choice(GENERATE_ALPHABET) for _ in range(5))
@@ -86,7 +101,7 @@ class Store:
         api_version = api_version or self.info.api_version
         if not isinstance(body, dict):
             raise errors.bad_request(f"the body of the request must be a JSON object ({kind})")
-        obj = copy.deepcopy(body)
+        obj = drop_nulls(body)  # a private copy
         # Group/version first, as upstream's create handler (AcceptsGroupVersion) before the kind.
         if obj.get("apiVersion") and obj["apiVersion"] != api_version:
             raise errors.bad_request(f'the API version in the data ({obj["apiVersion"]}) does not match '
@@ -388,6 +403,7 @@ class Store:
                 raise errors.StatusError(422, "Invalid", str(e)) if "test" in str(e) else errors.bad_request(str(e))
             if not isinstance(out, dict) or not isinstance(out.get("metadata", {}), dict):
                 raise errors.bad_request("the patch result is not an object")
+            out = drop_nulls(out)
             out.setdefault("metadata", {})
             out["kind"], out["apiVersion"] = current["kind"], current["apiVersion"]
             return out

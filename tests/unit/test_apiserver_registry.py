@@ -6,7 +6,7 @@ import pytest
 from apiserver import errors
 from apiserver.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from apiserver.registry import apps, core, ipallocator
-from apiserver.registry.store import generate_name, patch_function
+from apiserver.registry.store import drop_nulls, generate_name, patch_function
 
 
 def pod(**spec):
@@ -212,3 +212,14 @@ def test_patch_content_types():
     with pytest.raises(errors.StatusError) as e:
         patch_function("application/apply-patch+yaml")
     assert e.value.code == 415
+
+
+def test_nulls_are_dropped_as_a_go_round_trip_would():
+    """kubectl rollout undo sends the old template with ``creationTimestamp: null``: the stored template
+    must equal the ReplicaSet's (no key), or the deployment controller makes a new ReplicaSet."""
+    tmpl = deployment()["spec"]["template"]
+    sent = json_patch(deployment(), [{"op": "replace", "path": "/spec/template",
+                                     "value": {"metadata": {"creationTimestamp": None, **tmpl["metadata"]},
+                                               "spec": {**tmpl["spec"], "nodeSelector": None}}}])
+    assert drop_nulls(sent)["spec"]["template"] == tmpl
+    assert drop_nulls({"a": [None, {"b": None, "c": 1}], "d": None}) == {"a": [None, {"c": 1}]}
