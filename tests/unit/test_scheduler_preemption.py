@@ -95,3 +95,21 @@ def test_waits_for_terminating_victims_on_the_nominated_node():
     result = preempt(p, nodes, e.value.diagnosis, default_filters())
     assert result.candidate is None
     assert result.message == "preemption: not eligible due to a terminating pod on the nominated node."
+
+
+def test_preempting_a_pod_whose_anti_affinity_blocks_the_incoming_one():
+    blocker = prio(pod("blocker"), 0, node_name="a")
+    blocker["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    bystander = prio(pod("bystander"), 0, node_name="a")
+    incoming = prio(pod("p"), 10)
+    incoming["metadata"]["labels"] = {"app": "web"}
+    nodes = [info(node("a", labels={"kubernetes.io/hostname": "a"}), blocker, bystander)]
+    msg, result = fail(incoming, nodes)
+    assert msg == "0/1 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity rules."
+    assert [v["metadata"]["name"] for v in result.candidate.victims] == ["blocker"]
+
+
+def test_dry_run_stops_after_enough_candidates():
+    from scheduler.framework.plugins.defaultpreemption import num_candidates
+    assert [num_candidates(n) for n in (3, 100, 500, 2000)] == [3, 100, 100, 200]

@@ -23,12 +23,21 @@ import dataclasses
 from typing import Sequence
 
 from scheduler.framework.interface import Code, CycleState, Status, run_pre_filters
-from scheduler.framework.types import NodeInfo
+from scheduler.framework.types import NodeInfo, required_affinity_terms, required_anti_affinity_terms
 
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 NOT_ELIGIBLE_NEVER = "not eligible due to preemptionPolicy=Never."
 NOT_ELIGIBLE_TERMINATING = "not eligible due to a terminating pod on the nominated node."
+# Upstream's MinCandidateNodesPercentage / MinCandidateNodesAbsolute: the dry run
+# stops once this many candidates are found.
+MIN_CANDIDATE_NODES_PERCENTAGE = 10
+MIN_CANDIDATE_NODES_ABSOLUTE = 100
+
+
+def num_candidates(num_nodes: int) -> int:
+    """10% of the potential nodes, at least 100, at most all of them (GetOffsetAndNumCandidates)."""
+    return min(max(num_nodes * MIN_CANDIDATE_NODES_PERCENTAGE // 100, MIN_CANDIDATE_NODES_ABSOLUTE), num_nodes)
 
 
 def pod_priority(pod: dict) -> int:
@@ -69,29 +78,42 @@ def histogram_message(num_nodes: int, statuses: dict[str, Status]) -> str:
     return msg
 
 
-def _fits(pod: dict, nodes: Sequence[NodeInfo], target: NodeInfo, filters: Sequence) -> Status:
+def _has_pod_affinity(pod: dict) -> bool:
+    return bool(required_affinity_terms(pod) or required_anti_affinity_terms(pod))
+
+
+def _fits(pod: dict, nodes: Sequence[NodeInfo], target: NodeInfo, filters: Sequence,
+          base_state: CycleState | None) -> Status:
+    """Filters on ``target``; pre-filter state is recomputed over ``nodes`` unless
+    ``base_state`` (computed on the unchanged cluster) is still valid."""
     from scheduler.schedule_one import run_filters  # one filter loop for both paths
-    state = CycleState()
-    status = run_pre_filters(pod, nodes, filters, state)
-    if not status.ok:
-        return status
+    state = base_state
+    if state is None:
+        state = CycleState()
+        status = run_pre_filters(pod, nodes, filters, state)
+        if not status.ok:
+            return status
     return run_filters(pod, target, filters, state)
 
 
-def select_victims_on_node(pod: dict, nodes: list[NodeInfo], index: int, filters: Sequence
-                           ) -> tuple[list[dict] | None, Status | None]:
+def select_victims_on_node(pod: dict, nodes: list[NodeInfo], index: int, filters: Sequence, *,
+                           base_state: CycleState | None = None) -> tuple[list[dict] | None, Status | None]:
     """(victims, None) if removing lower-priority pods from ``nodes[index]`` lets ``pod`` fit,
-    else (None, why not). ``nodes`` is not modified (the node is cloned)."""
+    else (None, why not). ``nodes`` is not modified (the node is cloned). ``base_state``
+    is the pre-filter state of the unchanged cluster, reused when no pod involved has
+    pod (anti-)affinity (only InterPodAffinity's pre-filter looks at other pods)."""
     info = nodes[index].clone()
     prio = pod_priority(pod)
     potential = [p for p in info.pods.values() if pod_priority(p) < prio]
     if not potential:
         return None, Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (NO_VICTIMS,), "DefaultPreemption")
+    if base_state is not None and (_has_pod_affinity(pod) or any(_has_pod_affinity(p) for p in potential)):
+        base_state = None
     for p in potential:
         info.remove_pod(p)
     trial = list(nodes)
     trial[index] = info
-    status = _fits(pod, trial, info, filters)
+    status = _fits(pod, trial, info, filters, base_state)
     if not status.ok:
         return None, status
     # Reprieve as many as possible, most important first (upstream sorts by priority, then start time).
@@ -99,7 +121,7 @@ def select_victims_on_node(pod: dict, nodes: list[NodeInfo], index: int, filters
     victims = []
     for p in potential:
         info.add_pod(p)
-        if not _fits(pod, trial, info, filters).ok:
+        if not _fits(pod, trial, info, filters, base_state).ok:
             info.remove_pod(p)
             victims.append(p)
     return victims, None
@@ -132,12 +154,19 @@ def preempt(pod: dict, nodes: Sequence[NodeInfo], diagnosis: dict[str, Status], 
                 return PreemptionResult(None, f"preemption: {NOT_ELIGIBLE_TERMINATING}")
     statuses: dict[str, Status] = {}
     candidates = []
+    potential = {i for i, info in enumerate(nodes)
+                 if (s := diagnosis.get(info.name)) is not None and s.code is Code.UNSCHEDULABLE}
+    wanted = num_candidates(len(potential))
+    base_state = CycleState()
+    if not run_pre_filters(pod, nodes, filters, base_state).ok:
+        base_state = None
     for i, info in enumerate(nodes):
-        status = diagnosis.get(info.name)
-        if status is None or status.code is not Code.UNSCHEDULABLE:
+        if i not in potential:
             statuses[info.name] = Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (NOT_HELPFUL,), "DefaultPreemption")
             continue
-        victims, why = select_victims_on_node(pod, nodes, i, filters)
+        if len(candidates) >= wanted:
+            continue  # enough candidates: upstream stops the dry run here
+        victims, why = select_victims_on_node(pod, nodes, i, filters, base_state=base_state)
         if victims is None:
             statuses[info.name] = why
         elif victims:
