@@ -120,6 +120,9 @@ class SchedulingQueue:
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._closed = False
+        # The nominator: pending pods that preempted, by the node they wait for.
+        self._nominated: dict[str, dict[str, dict]] = {}
+        self._nominated_node: dict[str, str] = {}
         self.scheduling_cycle = 0
         self._move_request_cycle = -1
 
@@ -139,9 +142,31 @@ class SchedulingQueue:
         heapq.heappush(self._active_heap, (-pinfo.priority, pinfo.timestamp, next(self._seq), key))
         self._wakeup.set()
 
+    # -- the nominator (upstream's PodNominator) -------------------------------------------
+    def nominate(self, pod: dict, node_name: str | None = None) -> None:
+        """Record that ``pod`` waits for ``node_name`` (default: its status.nominatedNodeName;
+        empty: forget the nomination)."""
+        key = meta_key(pod)
+        if node_name is None:
+            node_name = (pod.get("status") or {}).get("nominatedNodeName") or ""
+        old = self._nominated_node.pop(key, None)
+        if old is not None:
+            self._nominated.get(old, {}).pop(key, None)
+            if not self._nominated.get(old):
+                self._nominated.pop(old, None)
+        if node_name:
+            self._nominated_node[key] = node_name
+            self._nominated.setdefault(node_name, {})[key] = pod
+
+    def nominated_pods_for_node(self, node_name: str) -> list[dict]:
+        """Pending pods nominated to ``node_name`` (they will take the room preemption made)."""
+        return list(self._nominated.get(node_name, {}).values())
+
     def add(self, pod: dict) -> None:
         """A new pending pod: straight to activeQ (removing stale copies elsewhere)."""
         key = meta_key(pod)
+        if key in self._nominated_node or (pod.get("status") or {}).get("nominatedNodeName"):
+            self.nominate(pod)
         self._backoff.pop(key, None)
         self._unschedulable.pop(key, None)
         if key in self._active:
@@ -206,6 +231,8 @@ class SchedulingQueue:
         """A pending pod changed: refresh the queued copy; a pod waiting as
         unschedulable whose spec or labels changed may fit now, so it moves on."""
         key = meta_key(new)
+        if key in self._nominated_node or (new.get("status") or {}).get("nominatedNodeName"):
+            self.nominate(new)
         if key in self._active:
             self._active[key].pod = new
             return
@@ -222,8 +249,10 @@ class SchedulingQueue:
         self._push_active(QueuedPodInfo(new, self.clock()))
 
     def delete(self, pod: dict) -> None:
-        """Forget the pod wherever it waits."""
+        """Forget the pod wherever it waits (and its nomination)."""
         key = meta_key(pod)
+        if key in self._nominated_node:
+            self.nominate(pod, "")
         self._active.pop(key, None)
         self._backoff.pop(key, None)
         self._unschedulable.pop(key, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 from scheduler.framework.interface import SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status, run_pre_filters
 from scheduler.framework.plugins.defaultpreemption import PreemptionResult, preempt
@@ -99,8 +99,32 @@ def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
     return SUCCESS
 
 
+def _priority(pod: dict) -> int:
+    return int((pod.get("spec") or {}).get("priority") or 0)
+
+
+def run_filters_with_nominated_pods(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
+                                    state: CycleState | None, nominated: list[dict]) -> Status:
+    """Upstream's RunFilterPluginsWithNominatedPods: when pods of equal or higher
+    priority are nominated to this node (they preempted for room there), the pod
+    must fit with them counted too, and also without them (for affinity to them)."""
+    key = ((pod.get("metadata") or {}).get("namespace"), (pod.get("metadata") or {}).get("name"))
+    prio = _priority(pod)
+    ahead = [p for p in nominated if _priority(p) >= prio and
+             ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")) != key]
+    if ahead:
+        with_nominated = node_info.clone()
+        for p in ahead:
+            with_nominated.add_pod({**p, "spec": {**(p.get("spec") or {}), "nodeName": node_info.name}})
+        status = run_filters(pod, with_nominated, filters, state)
+        if not status.ok:
+            return status
+    return run_filters(pod, node_info, filters, state)
+
+
 def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
-                        state: CycleState | None = None, *, search: NodeSearch | None = None
+                        state: CycleState | None = None, *, search: NodeSearch | None = None,
+                        nominated: Callable[[str], list[dict]] | None = None
                         ) -> tuple[list[NodeInfo], dict[str, Status]]:
     """(feasible nodes, diagnosis of the others by node name). Runs the pre-filters
     first when no ``state`` is given; a failing pre-filter rejects every node.
@@ -108,6 +132,8 @@ def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[
     With ``search``, filtering starts at its index and stops once
     ``num_feasible_nodes_to_find`` nodes fit (upstream's findNodesThatPassFilters);
     the index then moves past the nodes looked at. Without it every node is filtered.
+    ``nominated(node name)`` gives the pods nominated to a node (see
+    ``run_filters_with_nominated_pods``).
     """
     if state is None:
         state = CycleState()
@@ -122,7 +148,11 @@ def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[
     for i in range(n):
         info = nodes[(start + i) % n]
         processed += 1
-        status = run_filters(pod, info, filters, state)
+        waiting = nominated(info.name) if nominated is not None else None
+        if waiting:
+            status = run_filters_with_nominated_pods(pod, info, filters, state, waiting)
+        else:
+            status = run_filters(pod, info, filters, state)
         if status.ok:
             feasible.append(info)
             if len(feasible) >= want:
@@ -168,10 +198,12 @@ def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
 
 def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
                  scores: Sequence[ScorePlugin], *, rng: random.Random | None = None,
-                 search: NodeSearch | None = None) -> str:
+                 search: NodeSearch | None = None,
+                 nominated: Callable[[str], list[dict]] | None = None) -> str:
     """Name of the node ``pod`` should run on. Raises FitError when none fits
     (without the preemption tail; see ``post_filter``). ``search`` enables upstream's
-    early stop at enough feasible nodes (see ``find_nodes_that_fit``)."""
+    early stop at enough feasible nodes and ``nominated`` counts pods nominated by
+    preemption (see ``find_nodes_that_fit``)."""
     if not nodes:
         raise FitError(0, {})
     state = CycleState()
@@ -179,7 +211,7 @@ def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterP
     if not status.ok:
         # As upstream, the pre-filter's message replaces the per-node histogram.
         raise FitError(len(nodes), {}, pre_filter_msg=" ".join(status.reasons))
-    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state, search=search)
+    feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state, search=search, nominated=nominated)
     if not feasible:
         raise FitError(len(nodes), diagnosis)
     if len(feasible) == 1:

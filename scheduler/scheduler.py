@@ -167,7 +167,7 @@ class Scheduler:
         snapshot = self.cache.snapshot()
         try:
             node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng,
-                                     search=self.node_search)
+                                     search=self.node_search, nominated=self.queue.nominated_pods_for_node)
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
             result = post_filter(pod, snapshot, e, self.filters)
@@ -251,6 +251,8 @@ class Scheduler:
         if latest is None or not self.responsible_for(latest):
             return  # deleted or bound meanwhile: nothing to retry
         pinfo.pod = latest
+        if nominated_node:
+            self.queue.nominate(latest, nominated_node)
         self.queue.add_unschedulable_if_not_present(pinfo, cycle, unschedulable=unschedulable)
         await self._set_pod_scheduled_false(latest, reason, message, nominated_node=nominated_node)
 

@@ -113,3 +113,26 @@ def test_preempting_a_pod_whose_anti_affinity_blocks_the_incoming_one():
 def test_dry_run_stops_after_enough_candidates():
     from scheduler.framework.plugins.defaultpreemption import num_candidates
     assert [num_candidates(n) for n in (3, 100, 500, 2000)] == [3, 100, 100, 200]
+
+
+def test_pods_nominated_by_preemption_keep_their_room():
+    from scheduler.queue import SchedulingQueue
+    q = SchedulingQueue()
+    waiting = prio(pod("waiting", cpu="800m"), 10)
+    waiting["status"] = {"nominatedNodeName": "a"}
+    q.add(waiting)
+    nodes = [info(node("a", cpu="1"))]
+    lower = prio(pod("lower", cpu="500m"), 0)
+    with pytest.raises(FitError) as e:
+        schedule_pod(lower, nodes, default_filters(), default_scores(), nominated=q.nominated_pods_for_node)
+    assert str(e.value) == "0/1 nodes are available: 1 Insufficient cpu."
+    higher = prio(pod("higher", cpu="500m"), 20)
+    assert schedule_pod(higher, nodes, default_filters(), default_scores(),
+                        nominated=q.nominated_pods_for_node) == "a"
+    # The nominated pod itself is not in its own way.
+    assert schedule_pod(waiting, nodes, default_filters(), default_scores(),
+                        nominated=q.nominated_pods_for_node) == "a"
+    q.delete(waiting)
+    assert q.nominated_pods_for_node("a") == []
+    assert schedule_pod(lower, nodes, default_filters(), default_scores(),
+                        nominated=q.nominated_pods_for_node) == "a"
