@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from scheduler.framework.interface import SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status, run_pre_filters
 from scheduler.framework.plugins.defaultpreemption import PreemptionResult, preempt
+from scheduler.framework.plugins.imagelocality import ALL_NODES
 from scheduler.framework.types import NodeInfo
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"
@@ -206,7 +207,7 @@ def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterP
     preemption (see ``find_nodes_that_fit``)."""
     if not nodes:
         raise FitError(0, {})
-    state = CycleState()
+    state = CycleState({ALL_NODES: nodes})
     status = run_pre_filters(pod, nodes, filters, state)
     if not status.ok:
         # As upstream, the pre-filter's message replaces the per-node histogram.

@@ -92,9 +92,9 @@ def test_default_normalize_score(scores, reverse, expected):
 
 
 def test_default_profile_weights():
-    """TaintToleration x3, NodeAffinity x2, LeastAllocated x1, BalancedAllocation x1."""
+    """TaintToleration x3, NodeAffinity x2, LeastAllocated x1, BalancedAllocation x1, ImageLocality x1."""
     assert {type(p).__name__: p.weight for p in default_scores()} == {
-        "TaintToleration": 3, "NodeAffinity": 2, "LeastAllocated": 1, "BalancedAllocation": 1}
+        "TaintToleration": 3, "NodeAffinity": 2, "LeastAllocated": 1, "BalancedAllocation": 1, "ImageLocality": 1}
     nodes = [info(node("tainted", labels={"zone": "a"}, taints=[_prefer_taint("a")])),
              info(node("plain", labels={"zone": "b"}))]
     p = pod(affinity=_preferred((1, "zone", "a")))
@@ -102,3 +102,31 @@ def test_default_profile_weights():
     la = LeastAllocated().score(p, nodes[0])
     ba = BalancedAllocation().score(p, nodes[0])
     assert totals == {"tainted": 0 * 3 + 100 * 2 + la + ba, "plain": 100 * 3 + 0 * 2 + la + ba}
+
+
+def _with_images(n, *images):
+    n["status"]["images"] = [{"names": names, "sizeBytes": size} for names, size in images]
+    return n
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("image, expected", [
+    pytest.param("busybox:1.35", {"a": 100 * (250 - 23) // 977, "b": 0}, id="half-the-nodes-have-it"),
+    pytest.param("docker.io/library/busybox:1.35", {"a": 100 * (250 - 23) // 977, "b": 0}, id="any-of-its-names"),
+    pytest.param("small", {"a": 0, "b": 0}, id="tagless-name-is-latest-and-tiny-images-score-zero"),
+    pytest.param("absent:1", {"a": 0, "b": 0}, id="nobody-has-it"),
+])
+def test_image_locality(image, expected):
+    from scheduler.framework.interface import CycleState
+    from scheduler.framework.plugins import ImageLocality
+    nodes = [info(_with_images(node("a"), (["busybox:1.35", "docker.io/library/busybox:1.35"], 500 * MB),
+                               (["small:latest"], 10 * MB))),
+             info(node("b"))]
+    p = pod()
+    p["spec"]["containers"][0]["image"] = image
+    plugin = ImageLocality()
+    state = CycleState()
+    plugin.pre_score(p, nodes, state)
+    assert {n.name: plugin.score(p, n, state) for n in nodes} == expected

@@ -1,6 +1,7 @@
 """The in-tree plugins kubeling's scheduler runs, named as upstream's
 (pkg/scheduler/framework/plugins/...), and the default profile
 (pkg/scheduler/apis/config/v1/default_plugins.go)."""
+from scheduler.framework.plugins.imagelocality import ImageLocality
 from scheduler.framework.plugins.interpodaffinity import InterPodAffinity
 from scheduler.framework.plugins.nodeaffinity import NodeAffinity
 from scheduler.framework.plugins.nodename import NodeName
@@ -20,10 +21,11 @@ def default_filters() -> list:
 
 def default_scores() -> list:
     """Score plugins of the default profile with upstream's weights: TaintToleration 3,
-    NodeAffinity 2, NodeResourcesFit (LeastAllocated) 1, NodeResourcesBalancedAllocation 1."""
-    return [TaintToleration(), NodeAffinity(), LeastAllocated(), BalancedAllocation()]
+    NodeAffinity 2, NodeResourcesFit (LeastAllocated) 1, NodeResourcesBalancedAllocation 1,
+    ImageLocality 1."""
+    return [TaintToleration(), NodeAffinity(), LeastAllocated(), BalancedAllocation(), ImageLocality()]
 
 
-__all__ = ["BalancedAllocation", "InterPodAffinity", "LeastAllocated", "NodeAffinity", "NodeName", "NodePorts",
+__all__ = ["BalancedAllocation", "ImageLocality", "InterPodAffinity", "LeastAllocated", "NodeAffinity", "NodeName", "NodePorts",
            "NodeReady", "NodeResourcesFit", "NodeUnschedulable", "TaintToleration", "default_filters",
            "default_scores"]
