@@ -293,7 +293,21 @@ def test_describe(kc):
     events = out[out.index("Events:"):]
     assert re.search(rf"Normal\s+Scheduled\s+.*default-scheduler\s+Successfully assigned default/{pod} to {NODE}",
                      events), events
-    assert re.search(r"Normal\s+(Pulled|Started)\s+", events), events
+    for reason, message in (("Pulled", f'Container image "{IMAGE}" already present on machine'),
+                            ("Created", "Created container httpd"), ("Started", "Started container httpd")):
+        assert re.search(rf"Normal\s+{reason}\s+.*kubelet\s+{re.escape(message)}", events), events
+
+
+def test_get_events_both_apis(kc):
+    """core/v1 and events.k8s.io/v1 list the same events with OBJECT and MESSAGE filled."""
+    for resource in ("events", "events.events.k8s.io"):
+        lines = kc.run("get", resource).stdout.splitlines()
+        assert cols(lines[0]) == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], lines
+        rows = [cols(line) for line in lines[1:]]
+        assert any(r[2] == "ScalingReplicaSet" and r[3] == "deployment/web" and
+                   r[4].startswith("Scaled up replica set web-") for r in rows), (resource, lines)
+        assert any(r[2] == "Scheduled" and r[3].startswith("pod/web-") and
+                   r[4].startswith("Successfully assigned default/web-") for r in rows), (resource, lines)
 
 
 def test_apply_configured_then_unchanged(kc):
@@ -308,6 +322,31 @@ def test_apply_configured_then_unchanged(kc):
     assert r.stdout.splitlines() == ["deployment.apps/web unchanged", "service/web unchanged"], r.stdout
     out = kc.run("get", "deploy", "web", "-o", "wide").stdout.splitlines()
     assert cols(out[1])[:4] == ["web", "2/2", "2", "2"] and IMAGE2 in out[1], out
+
+
+def _replicasets(kc) -> dict[str, int]:
+    """ReplicaSet name -> spec.replicas of the web Deployment's ReplicaSets."""
+    items = kc.http.get("/apis/apps/v1/namespaces/default/replicasets").json()["items"]
+    return {rs["metadata"]["name"]: rs["spec"]["replicas"] for rs in items}
+
+
+def test_rollout_history_and_undo(kc):
+    """undo brings back revision 1's ReplicaSet (no third one), as revision 3; apply goes forward again."""
+    before = _replicasets(kc)
+    assert len(before) == 2 and sorted(before.values()) == [0, 2], before
+    lines = kc.run("rollout", "history", "deployment/web").stdout.splitlines()
+    assert lines[0] == "deployment.apps/web " and cols(lines[1]) == ["REVISION", "CHANGE-CAUSE"]
+    assert [cols(line)[0] for line in lines[2:] if line.strip()] == ["1", "2"], lines
+    assert kc.run("rollout", "undo", "deployment/web").stdout.strip() == "deployment.apps/web rolled back"
+    kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
+    after = _replicasets(kc)
+    old = next(name for name, n in before.items() if n == 0)
+    assert after.keys() == before.keys() and after[old] == 2, (before, after)
+    assert {p["spec"]["containers"][0]["image"] for p in kc.pods()} == {IMAGE}
+    r = kc.run("apply", "-f", "-", input=manifest(IMAGE2, "two"))
+    assert r.stdout.splitlines()[0] == "deployment.apps/web configured", r.stdout
+    kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
+    assert _replicasets(kc).keys() == before.keys()
 
 
 def test_scale(kc):
@@ -375,6 +414,18 @@ def test_explain(kc):
     assert re.search(r"^KIND:\s+Pod$", out, re.M) and re.search(r"^VERSION:\s+v1$", out, re.M), out
     assert re.search(r"^FIELD:\s+containers <\[\]Container>", out, re.M), out
     assert re.search(r"^\s+image\s+<string>", out, re.M) and "livenessProbe" in out, out
+
+
+def test_create_from_generators(kc):
+    """``kubectl create configmap`` sends protobuf (kubectl's typed clients): the server has no protobuf
+    decoder and answers upstream's 415 Status, which kubectl prints; ``create -f`` (JSON) works."""
+    r = kc.run("create", "configmap", "gen", "--from-literal=a=b", rc=1)
+    assert r.stderr.strip() == ("error: failed to create configmap: the body of the request was in an unknown "
+                                "format - accepted media types include: application/json, application/yaml")
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gen}\ndata: {a: b}\n"
+    assert kc.run("create", "-f", "-", input=cm).stdout.strip() == "configmap/gen created"
+    assert kc.run("get", "configmap", "gen", "-o", "jsonpath={.data.a}").stdout == "b"
+    assert kc.run("delete", "configmap", "gen").stdout.strip() == 'configmap "gen" deleted'
 
 
 def test_delete_pod_is_replaced(kc):
