@@ -13,9 +13,9 @@ import dataclasses
 import random
 from typing import Callable, Sequence
 
-from scheduler.framework.interface import SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status, run_pre_filters
+from scheduler.framework.interface import (ALL_NODES, SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status,
+                                           run_pre_filters)
 from scheduler.framework.plugins.defaultpreemption import PreemptionResult, preempt
-from scheduler.framework.plugins.imagelocality import ALL_NODES
 from scheduler.framework.types import NodeInfo
 
 NO_NODES_AVAILABLE = "no nodes available to schedule pods"

@@ -17,6 +17,9 @@ from typing import Protocol, Sequence
 from scheduler.framework.types import NodeInfo
 
 MAX_NODE_SCORE = 100
+# CycleState key under which the framework puts every NodeInfo of the
+# snapshot, for plugins whose PreScore must look beyond the feasible nodes.
+ALL_NODES = "__all_nodes__"
 
 
 class Code(enum.Enum):

@@ -99,3 +99,48 @@ def test_required_anti_affinity_spreads_three_replicas_and_refuses_a_fourth():
     with pytest.raises(FitError) as e:
         schedule_pod(labelled("web-3", WEB, anti=[term(WEB)]), nodes, default_filters(), default_scores())
     assert str(e.value) == f"0/3 nodes are available: 3 {ANTI}."
+
+
+def weighted(labels, weight, key=HOST):
+    return {"weight": weight, "podAffinityTerm": term(labels, key)}
+
+
+def preferring(name, labels, *, aff=(), anti=(), req_aff=None):
+    p = labelled(name, labels, aff=req_aff)
+    a = p["spec"].setdefault("affinity", {})
+    if aff:
+        a.setdefault("podAffinity", {})["preferredDuringSchedulingIgnoredDuringExecution"] = list(aff)
+    if anti:
+        a.setdefault("podAntiAffinity", {})["preferredDuringSchedulingIgnoredDuringExecution"] = list(anti)
+    return p
+
+
+def scores(p, nodes):
+    from scheduler.framework.interface import ALL_NODES
+    plugin = InterPodAffinity()
+    state = CycleState({ALL_NODES: nodes})
+    plugin.pre_score(p, nodes, state)
+    raw = {n.name: plugin.score(p, n, state) for n in nodes}
+    plugin.normalize_score(p, raw)
+    return raw
+
+
+DB = {"app": "db"}
+
+
+@pytest.mark.parametrize("incoming, placed, expected", [
+    pytest.param(labelled("p", WEB), {"n1": [labelled("x", DB)]}, {"n1": 0, "n2": 0, "n3": 0},
+                 id="no-terms-anywhere"),
+    pytest.param(preferring("p", WEB, aff=[weighted(DB, 5)]), {"n1": [labelled("x", DB)]},
+                 {"n1": 100, "n2": 0, "n3": 0}, id="preferred-affinity"),
+    pytest.param(preferring("p", WEB, aff=[weighted(DB, 5, "zone")]), {"n1": [labelled("x", DB)]},
+                 {"n1": 100, "n2": 100, "n3": 0}, id="preferred-affinity-zone"),
+    pytest.param(preferring("p", WEB, anti=[weighted(WEB, 5)]), {"n1": [labelled("x", WEB)]},
+                 {"n1": 0, "n2": 100, "n3": 100}, id="preferred-anti-affinity"),
+    pytest.param(labelled("p", WEB), {"n2": [labelled("x", DB, aff=[term(WEB)])]},
+                 {"n1": 0, "n2": 100, "n3": 0}, id="existing-required-affinity-attracts"),
+    pytest.param(labelled("p", WEB), {"n1": [preferring("x", DB, anti=[weighted(WEB, 10, "zone")])]},
+                 {"n1": 0, "n2": 0, "n3": 100}, id="existing-preferred-anti-affinity-repels"),
+])
+def test_inter_pod_affinity_score(incoming, placed, expected):
+    assert scores(incoming, nodes3(**placed)) == expected

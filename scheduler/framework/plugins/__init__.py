@@ -22,8 +22,9 @@ def default_filters() -> list:
 def default_scores() -> list:
     """Score plugins of the default profile with upstream's weights: TaintToleration 3,
     NodeAffinity 2, NodeResourcesFit (LeastAllocated) 1, NodeResourcesBalancedAllocation 1,
-    ImageLocality 1."""
-    return [TaintToleration(), NodeAffinity(), LeastAllocated(), BalancedAllocation(), ImageLocality()]
+    InterPodAffinity 2, ImageLocality 1."""
+    return [TaintToleration(), NodeAffinity(), LeastAllocated(), BalancedAllocation(), InterPodAffinity(),
+            ImageLocality()]
 
 
 __all__ = ["BalancedAllocation", "ImageLocality", "InterPodAffinity", "LeastAllocated", "NodeAffinity", "NodeName", "NodePorts",

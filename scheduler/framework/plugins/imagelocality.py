@@ -12,13 +12,12 @@ from __future__ import annotations
 import collections
 from typing import Sequence
 
-from scheduler.framework.interface import MAX_NODE_SCORE, CycleState
+from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, CycleState
 from scheduler.framework.types import NodeInfo
 
 MB = 1024 * 1024
 MIN_THRESHOLD = 23 * MB
 MAX_CONTAINER_THRESHOLD = 1000 * MB
-ALL_NODES = "__all_nodes__"  # CycleState key: every NodeInfo of the snapshot
 
 
 def normalized_image_name(name: str) -> str:

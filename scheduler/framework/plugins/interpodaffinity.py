@@ -1,4 +1,5 @@
-"""InterPodAffinity filter: required pod affinity and anti-affinity.
+"""InterPodAffinity filter and score: required pod affinity and
+anti-affinity filter; preferred terms (and existing pods' terms) score.
 
 Mirrors pkg/scheduler/framework/plugins/interpodaffinity (filtering.go).
 PreFilter counts, per topology pair (label key, node's value for it):
@@ -9,6 +10,13 @@ PreFilter counts, per topology pair (label key, node's value for it):
 Filter then checks the candidate node's pairs. As upstream, a pod whose
 affinity terms match nobody in the cluster but match itself may start the
 group anywhere the topology keys exist.
+
+Score (scoring.go): per topology pair, add the weight of each preferred
+affinity term of the incoming pod an existing pod matches (anti-affinity
+subtracts), the weight of existing pods' preferred terms the incoming pod
+matches, and 1 (hardPodAffinityWeight) for each of their required affinity
+terms it matches; a node scores the sum over its pairs, min-max normalized
+to 0..100.
 
 Term namespaces: ``namespaces`` plus ``namespaceSelector`` (``{}`` = all);
 both absent = the namespace of the pod owning the term. A non-empty
@@ -21,8 +29,10 @@ import collections
 from typing import Callable, Sequence
 
 from kubeling.api import selectors
-from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
+from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.types import NodeInfo, required_affinity_terms, required_anti_affinity_terms
+
+HARD_POD_AFFINITY_WEIGHT = 1  # upstream's InterPodAffinityArgs default
 
 ERR_REASON_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 ERR_REASON_AFFINITY = "node(s) didn't match pod affinity rules"
@@ -66,6 +76,12 @@ def _terms(raw: list[dict], namespace: str) -> list[AffinityTerm]:
     return [AffinityTerm(t or {}, namespace) for t in raw]
 
 
+def _preferred(pod: dict, kind: str) -> list[tuple[int, dict]]:
+    raw = ((((pod.get("spec") or {}).get("affinity") or {}).get(kind) or {})
+           .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    return [(int(t.get("weight") or 0), t.get("podAffinityTerm") or {}) for t in raw if t]
+
+
 def _namespace(pod: dict) -> str:
     return (pod.get("metadata") or {}).get("namespace") or "default"
 
@@ -85,6 +101,7 @@ class InterPodAffinity:
     """Filter on required podAffinity / podAntiAffinity (any topologyKey, e.g. kubernetes.io/hostname)."""
 
     name = "InterPodAffinity"
+    weight = 2  # upstream's default-profile weight for InterPodAffinity
 
     def __init__(self, *, namespace_labels: Callable[[str], dict | None] | None = None):
         self.namespace_labels = namespace_labels
@@ -143,3 +160,56 @@ class InterPodAffinity:
                 if st.existing_anti_counts[pair] > 0:
                     return unschedulable(self.name, ERR_REASON_EXISTING_ANTI_AFFINITY)
         return SUCCESS
+
+    # -- scoring ---------------------------------------------------------------------
+    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> None:
+        """Sum term weights per topology pair over the cluster (upstream's PreScore)."""
+        ns = _namespace(pod)
+        affinity = [(w, AffinityTerm(t, ns)) for w, t in _preferred(pod, "podAffinity")]
+        anti = [(w, AffinityTerm(t, ns)) for w, t in _preferred(pod, "podAntiAffinity")]
+        has_constraints = bool(affinity or anti)
+        scores: collections.Counter = collections.Counter()
+
+        def add(term: AffinityTerm, weight: int, target: dict, labels: dict) -> None:
+            if weight and term.topology_key in labels and term.matches(target, self.namespace_labels):
+                scores[(term.topology_key, labels[term.topology_key])] += weight
+
+        for info in state.get(ALL_NODES) or nodes:
+            labels = info.labels
+            if not labels:
+                continue
+            keys = info.pods if has_constraints else info.pods_with_affinity
+            for key in keys:
+                existing = info.pods[key]
+                for w, t in affinity:
+                    add(t, w, existing, labels)
+                for w, t in anti:
+                    add(t, -w, existing, labels)
+                if key not in info.pods_with_affinity:
+                    continue  # only pods with affinity terms of their own add the reverse direction
+                ens = _namespace(existing)
+                for t in _terms(required_affinity_terms(existing), ens):
+                    add(t, HARD_POD_AFFINITY_WEIGHT, pod, labels)
+                for w, t in _preferred(existing, "podAffinity"):
+                    add(AffinityTerm(t, ens), w, pod, labels)
+                for w, t in _preferred(existing, "podAntiAffinity"):
+                    add(AffinityTerm(t, ens), -w, pod, labels)
+        state[self.name + "/score"] = scores
+
+    def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
+        """Raw score: the sum of the node's topology pairs' weights (may be negative)."""
+        if state is None or self.name + "/score" not in state:
+            state = CycleState({ALL_NODES: [node_info]})
+            self.pre_score(pod, [node_info], state)
+        scores = state[self.name + "/score"]
+        if not scores:
+            return 0
+        return sum(scores.get(pair, 0) for pair in node_info.labels.items())
+
+    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+        """Min-max scale to 0..MAX_NODE_SCORE (all 0 when every node scores the same)."""
+        if not scores:
+            return
+        low, high = min(scores.values()), max(scores.values())
+        for name, score in scores.items():
+            scores[name] = int(MAX_NODE_SCORE * (score - low) / (high - low)) if high > low else 0
