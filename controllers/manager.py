@@ -12,12 +12,14 @@ import asyncio
 import logging
 from typing import Callable
 
+from kubeling.api import resources as res
 from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
 from controllers.controller_utils import BaseController
 from controllers.cronjob import CronJobController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
+from controllers.endpointslice import EndpointSliceController
 from controllers.garbagecollector import GarbageCollector
 from controllers.job import JobController
 from controllers.namespace import NamespaceController
@@ -33,10 +35,11 @@ log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "job", "cronjob", "ttl-after-finished",
-                   "endpoints", "serviceaccount", "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
+                   "endpoints", "endpointslice", "serviceaccount", "garbagecollector", "podgc", "namespace",
+                   "nodeipam", "nodelifecycle")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "job": 3, "cronjob": 1,
-           "ttl-after-finished": 1, "endpoints": 3, "serviceaccount": 1, "garbagecollector": 5, "namespace": 2,
-           "nodeipam": 1, "nodelifecycle": 2}
+           "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3, "serviceaccount": 1, "garbagecollector": 5,
+           "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -59,6 +62,17 @@ class InformerFactory:
     def synced(self) -> bool:
         """All informers have listed once."""
         return all(inf.has_synced for inf in self.informers.values())
+
+
+def gc_monitored_resources() -> list[res.Resource]:
+    """What the garbage collector watches: every served resource but events (upstream's GC
+    ignores them too: they are many and never own anything)."""
+    seen, out = set(), []
+    for r in res.RESOURCES:
+        if r.plural != "events" and r.plural not in seen:
+            seen.add(r.plural)
+            out.append(r)
+    return out
 
 
 def enabled_controllers(spec: str) -> list[str]:
@@ -109,9 +123,10 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
             out.append(PodGCController(client, inf("pods"), inf("nodes"), threshold=terminated_pod_gc_threshold))
         elif name == "endpoints":
             out.append(EndpointsController(client, inf("services"), inf("pods"), inf("endpoints")))
+        elif name == "endpointslice":
+            out.append(EndpointSliceController(client, inf("services"), inf("pods"), inf("endpointslices")))
         elif name == "garbagecollector":
-            out.append(GarbageCollector(client, {p: inf(p) for p in ("deployments", "replicasets",
-                                                                  "replicationcontrollers", "jobs", "pods")}))
+            out.append(GarbageCollector(client, {r.plural: inf(r.plural) for r in gc_monitored_resources()}))
         elif name == "namespace":
             out.append(NamespaceController(client, inf("namespaces")))
         elif name == "nodelifecycle":

@@ -82,6 +82,7 @@ class JobStrategy(Strategy):
                         {"status": ("Job", "batch", "v1", STATUS_VERBS)})
     tracks_generation = True
     extra_fields = ("status.successful",)
+    default_propagation_policy = "Orphan"
 
     def default(self, obj: dict) -> None:
         """SetDefaults_Job plus generateSelector (when manualSelector is not true); mutates ``obj``."""

@@ -37,6 +37,7 @@ class ReplicationControllerStrategy(Strategy):
     info = core("replicationcontrollers", "controllers", categories=("all",),
                 subresources={"status": ("ReplicationController", "", "v1", STATUS_VERBS), "scale": SCALE_SUB})
     tracks_generation = True
+    default_propagation_policy = "Orphan"
 
     def default(self, obj: dict) -> None:
         """replicas 1; empty selector and empty object labels take the template's labels; pod template defaults."""

@@ -184,6 +184,9 @@ class Strategy:
     allow_unconditional_update = True
     name_kind = "subdomain"
     extra_fields: tuple[str, ...] = ()   # field-selector labels beyond metadata.name/namespace
+    # propagation when a DELETE names none (DefaultGarbageCollectionPolicy): None = Background
+    # (no finalizer); "Orphan" for the kinds that orphaned before server-side GC (v1 RCs, batch/v1 Jobs)
+    default_propagation_policy: str | None = None
 
     # --- create ---
     def prepare_for_create(self, obj: dict) -> None:

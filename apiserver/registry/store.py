@@ -72,6 +72,33 @@ SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePe
                "generation", "name", "namespace")
 
 
+
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+
+
+def gc_finalizers(finalizers: list[str], options: dict, *, default_policy: str | None = None) -> list[str]:
+    """The object's finalizers after a DELETE with ``options`` (DeleteOptions): propagationPolicy
+    Orphan adds ``orphan``, Foreground adds ``foregroundDeletion``, Background removes both;
+    the deprecated orphanDependents bool counts as Orphan / Background; with neither, the
+    kind's default policy applies and existing finalizers stay. Mirrors the generic registry's
+    deletionFinalizersForGarbageCollection."""
+    policy = options.get("propagationPolicy")
+    if policy is None and isinstance(options.get("orphanDependents"), bool):
+        policy = "Orphan" if options["orphanDependents"] else "Background"
+    if policy is None:
+        if ORPHAN_FINALIZER in finalizers or FOREGROUND_FINALIZER in finalizers:
+            return list(finalizers)
+        policy = default_policy
+    out = [f for f in finalizers if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+    if policy == "Orphan":
+        out.append(ORPHAN_FINALIZER)
+    elif policy == "Foreground":
+        out.append(FOREGROUND_FINALIZER)
+    elif policy != "Background" and policy is not None:
+        return list(finalizers)
+    return out
+
 class Store:
     """Generic REST storage of one resource.
 
@@ -439,12 +466,19 @@ class Store:
                                       f"{meta.get('resourceVersion')}", group=self.info.group)
             await self.admission.admit(Attributes("delete", self.info, ns, name, None, user), None, obj)
             grace = self.strategy.grace_period(obj, requested)
-            if grace > 0 or meta.get("finalizers"):
+            finalizers = gc_finalizers(meta.get("finalizers") or [], options,
+                                       default_policy=self.strategy.default_propagation_policy)
+            if grace > 0 or finalizers:
                 new = copy.deepcopy(obj)
                 nmeta = new["metadata"]
                 current_grace = nmeta.get("deletionGracePeriodSeconds")
-                if nmeta.get("deletionTimestamp") and current_grace is not None and current_grace <= grace:
+                if nmeta.get("deletionTimestamp") and current_grace is not None and current_grace <= grace \
+                        and finalizers == (meta.get("finalizers") or []):
                     return obj  # already being deleted at least as soon
+                if finalizers:
+                    nmeta["finalizers"] = finalizers
+                else:
+                    nmeta.pop("finalizers", None)
                 if grace > 0:
                     nmeta["deletionTimestamp"] = now_rfc3339(plus_seconds=grace)
                     nmeta["deletionGracePeriodSeconds"] = grace

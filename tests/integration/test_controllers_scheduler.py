@@ -607,3 +607,85 @@ async def test_cronjob_runs_a_missed_schedule_and_records_success(env):
     got = await eventually(succeeded, timeout=30, what="the CronJob to record a successful run")
     assert got["status"]["lastScheduleTime"].endswith(":00Z")
     await client.patch("cronjobs", "tick", {"spec": {"suspend": True}}, namespace=ns)
+
+
+async def test_rolling_update_keeps_availability_within_max_unavailable(env):
+    """6 replicas, maxUnavailable 1, maxSurge 1: while image A is replaced by B, the ready pods
+    never drop below 5 and the pods never exceed 7 (sampled every 0.1 s through the API)."""
+    client, ns, _ = env
+    d = deployment("roll", 6, cpu="10m")
+    d["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    await client.create("deployments", d, namespace=ns)
+
+    async def sample():
+        items = (await client.list("pods", namespace=ns, label_selector="app=roll"))["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        ready = [p for p in live if any(c["type"] == "Ready" and c["status"] == "True"
+                                        for c in (p.get("status") or {}).get("conditions") or [])]
+        return live, ready
+
+    async def all_ready(image):
+        live, ready = await sample()
+        return len(live) == 6 and len(ready) == 6 and all(
+            p["spec"]["containers"][0]["image"] == image for p in live)
+
+    await eventually(lambda: all_ready("busybox:1.35"), timeout=30, what="6 ready pods of image A")
+    await client.patch("deployments", "roll", {"spec": {"template": {"spec": {"containers": [{
+        "name": "web", "image": "busybox:1.36"}]}}}}, namespace=ns)
+    lowest, highest = 6, 6
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        live, ready = await sample()
+        lowest, highest = min(lowest, len(ready)), max(highest, len(live))
+        if len(live) == 6 and len(ready) == 6 and all(p["spec"]["containers"][0]["image"] == "busybox:1.36"
+                                                      for p in live):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the rollout did not finish in 60 s")
+    assert lowest >= 5, f"ready pods dropped to {lowest} (replicas 6 - maxUnavailable 1 = 5)"
+    assert highest <= 7, f"{highest} pods at once (replicas 6 + maxSurge 1 = 7)"
+
+
+async def test_delete_deployment_orphan_and_foreground(env):
+    """Orphan leaves the ReplicaSet and pods (released: no ownerReference); Foreground removes the
+    dependents first and the Deployment last."""
+    client, ns, _ = env
+    for name in ("orphaned", "fg"):
+        await client.create("deployments", deployment(name, 2, cpu="10m"), namespace=ns)
+
+    async def rs_ready(name):
+        rss = (await client.list("replicasets", namespace=ns, label_selector=f"app={name}"))["items"]
+        return rss if rss and (rss[0].get("status") or {}).get("readyReplicas") == 2 else None
+    for name in ("orphaned", "fg"):
+        await eventually(lambda n=name: rs_ready(n), timeout=30, what=f"{name}'s ReplicaSet ready")
+
+    await client.delete("deployments", "orphaned", namespace=ns, propagation_policy="Orphan")
+
+    async def released():
+        try:
+            await client.get("deployments", "orphaned", namespace=ns)
+            return None
+        except ApiError as e:
+            if e.code != 404:
+                raise
+        rss = (await client.list("replicasets", namespace=ns, label_selector="app=orphaned"))["items"]
+        return rss if len(rss) == 1 and not rss[0]["metadata"].get("ownerReferences") else None
+    await eventually(released, timeout=20, what="the Deployment gone and its ReplicaSet released")
+    await asyncio.sleep(2)  # the GC must not collect what was orphaned
+    pods = (await client.list("pods", namespace=ns, label_selector="app=orphaned"))["items"]
+    assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 2
+
+    await client.delete("deployments", "fg", namespace=ns, propagation_policy="Foreground")
+    d = await client.get("deployments", "fg", namespace=ns)  # still there, waiting for its dependents
+    assert "foregroundDeletion" in d["metadata"].get("finalizers", [])
+
+    async def all_gone():
+        left = (await client.list("replicasets", namespace=ns, label_selector="app=fg"))["items"] + \
+            (await client.list("pods", namespace=ns, label_selector="app=fg"))["items"]
+        try:
+            await client.get("deployments", "fg", namespace=ns)
+            return False
+        except ApiError as e:
+            return e.code == 404 and not left
+    await eventually(all_gone, timeout=30, what="the Deployment, its ReplicaSet and pods gone")

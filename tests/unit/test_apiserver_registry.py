@@ -223,3 +223,14 @@ def test_nulls_are_dropped_as_a_go_round_trip_would():
                                                "spec": {**tmpl["spec"], "nodeSelector": None}}}])
     assert drop_nulls(sent)["spec"]["template"] == tmpl
     assert drop_nulls({"a": [None, {"b": None, "c": 1}], "d": None}) == {"a": [None, {"c": 1}]}
+
+
+def test_gc_finalizers_follow_the_propagation_policy():
+    from apiserver.registry.store import gc_finalizers
+    assert gc_finalizers([], {"propagationPolicy": "Orphan"}) == ["orphan"]
+    assert gc_finalizers(["x", "orphan"], {"propagationPolicy": "Foreground"}) == ["x", "foregroundDeletion"]
+    assert gc_finalizers(["orphan", "foregroundDeletion"], {"propagationPolicy": "Background"}) == []
+    assert gc_finalizers([], {"orphanDependents": True}) == ["orphan"]
+    assert gc_finalizers([], {}) == []
+    assert gc_finalizers([], {}, default_policy="Orphan") == ["orphan"]  # v1 RCs, batch/v1 Jobs
+    assert gc_finalizers(["foregroundDeletion"], {}, default_policy="Orphan") == ["foregroundDeletion"]
