@@ -298,6 +298,18 @@ def test_describe(kc):
         assert re.search(rf"Normal\s+{reason}\s+.*kubelet\s+{re.escape(message)}", events), events
 
 
+def test_describe_service_and_endpointslices(kc):
+    """kubectl 1.32 describes a Service's endpoints from its EndpointSlices."""
+    ips = sorted(p["status"]["podIP"] for p in kc.running_pods())
+    out = kc.run("describe", "service", "web").stdout
+    m = re.search(r"^Endpoints:\s+(.*)$", out, re.M)
+    assert m and sorted(m.group(1).split(",")) == sorted(f"{ip}:80" for ip in ips), out
+    lines = kc.run("get", "endpointslices", "-l", "kubernetes.io/service-name=web").stdout.splitlines()
+    assert cols(lines[0]) == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    [row] = [cols(line) for line in lines[1:]]
+    assert row[0].startswith("web-") and row[1:3] == ["IPv4", "80"] and sorted(row[3].split(",")) == ips, lines
+
+
 def test_get_events_both_apis(kc):
     """core/v1 and events.k8s.io/v1 list the same events with OBJECT and MESSAGE filled."""
     for resource in ("events", "events.events.k8s.io"):
