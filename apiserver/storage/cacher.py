@@ -7,8 +7,12 @@ filled by a List of the prefix at revision R followed by one etcd Watch from
 R+1; each change is applied to the store and appended to a bounded ring.
 A watch from RV r replays the ring's events after r, or fails with
 TooOld (410) when r is older than the ring. A consistent read waits until
-the cache has caught up with the current etcd revision (using etcd's
-WatchProgressRequest to learn progress on quiet prefixes).
+the cache has caught up with the current etcd revision.
+
+As upstream's cachingObject, the JSON of a cached object is encoded once
+and shared: by every LIST that returns it and by every watcher that is sent
+an event carrying it (``encode`` / ``event_line``), instead of once per
+response or per watcher.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import collections
 import logging
 from typing import AsyncIterator, Callable, NamedTuple
 
-from apiserver.storage import etcd3
+from apiserver.storage import codec, etcd3
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +117,13 @@ class CacheWatcher:
         if self.initial:
             return self.initial.popleft()
         try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+            # wait_for wraps the get in a new task: only when there is something to wait for
+            item = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except asyncio.TimeoutError:
+                return None
         if item is None:
             raise StopAsyncIteration
         (etype, obj), rev = item
@@ -145,6 +153,12 @@ class Cacher:
         self.store = store
         self.prefix = prefix
         self.items: dict[str, dict] = {}
+        # key -> (object, its JSON) for current items, filled on first encode, dropped when the key changes
+        self._json: dict[str, tuple[dict, bytes]] = {}
+        # id -> [object, JSON or None] for event objects that are no longer (or never were) items:
+        # superseded versions and deleted objects still queued to watchers; oldest first, bounded
+        self._event_json: dict[int, list] = {}
+        self._event_json_cap = max(capacity, 64)
         self.revision = 0
         self.ring: collections.deque[WatchEvent] = collections.deque(maxlen=capacity)
         self.oldest = 0  # a watch from rv >= oldest can be served from the ring
@@ -196,6 +210,8 @@ class Cacher:
         for w in list(self.watchers):
             w.stop()
         self.items = items
+        self._json.clear()
+        self._event_json.clear()
         self.revision = revision
         self.ring.clear()
         self.oldest = revision
@@ -205,9 +221,11 @@ class Cacher:
     def _apply(self, batch: list[etcd3.Event], stream_revision: int) -> None:
         for ev in batch:
             prev = self.items.get(ev.key)
+            self._retire(ev.key)
             if ev.type == "DELETE":
                 self.items.pop(ev.key, None)
                 wev = WatchEvent("DELETED", ev.key, ev.obj, None, ev.revision)
+                self._remember(ev.obj, None)
             else:
                 self.items[ev.key] = ev.obj
                 prev = prev if prev is not None else ev.prev
@@ -220,6 +238,44 @@ class Cacher:
                 w._offer(wev)
         self.revision = max(self.revision, stream_revision)
         self._notify()
+
+    def _retire(self, key: str) -> None:
+        # the current item of key is being replaced: its JSON stays shared while watchers still send it
+        old = self.items.get(key)
+        done = self._json.pop(key, None)
+        if old is not None:
+            self._remember(old, done[1] if done is not None and done[0] is old else None)
+
+    def _remember(self, obj: dict, data: bytes | None) -> None:
+        memo = self._event_json
+        memo[id(obj)] = [obj, data]
+        while len(memo) > self._event_json_cap:
+            del memo[next(iter(memo))]
+
+    def encode(self, obj: dict) -> bytes:
+        """JSON bytes of ``obj``, encoded once while it is a current item or a recent event's object of
+        this cache (cached objects are never mutated); any other object is simply encoded."""
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            ns, name = meta.get("namespace"), meta.get("name")
+            key = f"{self.prefix}{ns}/{name}" if ns else f"{self.prefix}{name}"
+            done = self._json.get(key)
+            if done is not None and done[0] is obj:
+                return done[1]
+            if self.items.get(key) is obj:
+                data = codec.dumps(obj)
+                self._json[key] = (obj, data)
+                return data
+        entry = self._event_json.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            if entry[1] is None:
+                entry[1] = codec.dumps(obj)
+            return entry[1]
+        return codec.dumps(obj)
+
+    def event_line(self, etype: str, obj: dict) -> bytes:
+        """One watch event as its newline-terminated JSON line ``{"type":..,"object":..}``."""
+        return b'{"type":"' + etype.encode() + b'","object":' + self.encode(obj) + b"}\n"
 
     def _notify(self) -> None:
         # Wake every waiter of wait_until; each re-checks the revision and waits on the next Event.

@@ -16,13 +16,13 @@ a real etcd 3.4 alike.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import grpc
 
+from apiserver.storage import codec
 from proto.etcdserverpb import rpc_pb2 as pb
 from proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from proto.mvccpb import kv_pb2
@@ -118,7 +118,7 @@ def prefix_end(prefix: bytes) -> bytes:
 
 def decode(kv: kv_pb2.KeyValue, *, revision: int | None = None) -> dict:
     """Object JSON of a stored KeyValue with resourceVersion set to ``revision`` (default its mod_revision)."""
-    obj = json.loads(kv.value)
+    obj = codec.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision if revision is not None else kv.mod_revision)
     return obj
 
@@ -128,7 +128,7 @@ def encode(obj: dict) -> bytes:
     meta = obj.get("metadata") or {}
     if "resourceVersion" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return codec.dumps(obj)
 
 
 def _grpc_target(endpoint: str) -> str:
