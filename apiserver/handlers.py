@@ -25,6 +25,7 @@ from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.kubeletlocation import pod_container, pod_kubelet
 from apiserver.registry.store import Store, now_rfc3339, patch_function
+from apiserver.storage import codec
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,16 @@ def parse_request_info(method: str, path: str, query) -> RequestInfo | None:
 
 def json_response(obj, code: int = 200, *, content_type: str = "application/json") -> Response:
     """Compact JSON answer."""
-    return Response(json.dumps(obj, separators=(",", ":")), status_code=code, media_type=content_type)
+    return Response(codec.dumps(obj), status_code=code, media_type=content_type)
+
+
+def list_response(store: Store, lst: dict) -> Response:
+    """A ``<Kind>List`` answer whose items are the watch cache's shared JSON (Cacher.encode): the list
+    is joined from already-encoded objects, not encoded again per request."""
+    head = codec.dumps({k: v for k, v in lst.items() if k != "items"})
+    items = b",".join([store.cacher.encode(o) for o in lst["items"]])
+    body = head[:-1] + (b"," if len(head) > 2 else b"") + b'"items":[' + items + b"]}"
+    return Response(body, media_type="application/json")
 
 
 def status_response(e: errors.StatusError) -> Response:
@@ -137,7 +147,7 @@ async def read_json(request: Request, *, optional: bool = False):
         except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as e:
             raise errors.bad_request(f"couldn't get version/kind; yaml parse error: {e}") from None
     try:
-        return json.loads(raw)
+        return codec.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
@@ -218,7 +228,7 @@ class ResourceHandler:
             if as_table:
                 return json_response(printers.table(store.info.kind, lst["items"], include_object=include,
                                                     list_meta=lst["metadata"]))
-            return json_response(lst)
+            return list_response(store, lst)
         if verb == "watch":
             return self.watch(store, ns, q, table_include=include if as_table else None)
         if verb == "create":
@@ -322,7 +332,9 @@ class ResourceHandler:
                                                     headers=first, resource_version=obj["metadata"].get(
                                                         "resourceVersion", "")))
                         first = False
-                    yield _line(*ev)
+                        yield _line(*ev)
+                    else:
+                        yield store.cacher.event_line(*ev)
             finally:
                 watcher.stop()
         return StreamingResponse(events(), media_type="application/json")
@@ -455,4 +467,4 @@ def with_warnings(response: Response, warnings: list[str]) -> Response:
 
 
 def _line(etype: str, obj: dict) -> bytes:
-    return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+    return codec.dumps({"type": etype, "object": obj}) + b"\n"
