@@ -204,7 +204,7 @@ async def timed_get(conn: RawHTTP, path: str) -> tuple[float, bytes]:
     return dt, body
 
 
-async def list_rows(conn: RawHTTP, etcd_servers: list[str], ns: str, *, expect: int,
+async def list_rows(pid: int, conn: RawHTTP, etcd_servers: list[str], ns: str, *, expect: int,
                     repeats: int) -> dict[str, float | int]:
     """Median seconds of ``repeats`` LISTs of ``ns``'s pods: cached (rv=0), consistent (rv unset), store.
 
@@ -222,9 +222,11 @@ async def list_rows(conn: RawHTTP, etcd_servers: list[str], ns: str, *, expect: 
     out: dict[str, float | int] = {"items": items, "bytes": len(body), "lag": time.perf_counter() - t0}
     for name, query in (("cache", "?resourceVersion=0"), ("consistent", "")):
         times = []
+        cpu0 = cpu_seconds(pid)
         for _ in range(repeats):
             times.append((await timed_get(conn, url + query))[0])
         out[name] = statistics.median(times)
+        out[name + " cpu"] = (cpu_seconds(pid) - cpu0) / repeats
     store = etcd3.Etcd3Store(etcd_servers)
     try:
         times = []
@@ -278,10 +280,11 @@ class RawWatcher:
             self.writer.close()
 
 
-async def watch_row(http: httpx.AsyncClient, conn: RawHTTP, server: str, ns: str, watchers: int, *, writes: int,
-                    interval: float, seconds: float) -> tuple[Row, int]:
+async def watch_row(pid: int, http: httpx.AsyncClient, conn: RawHTTP, server: str, ns: str, watchers: int, *,
+                    writes: int, interval: float, seconds: float) -> tuple[Row, int, float]:
     """Fan-out: ``watchers`` watches of ``ns``'s pods, ``writes`` creates; per write the time from the
-    create's response to the last watcher's receipt. Returns (Row over writes, events missed)."""
+    create's response to the last watcher's receipt. Returns (Row over writes, events missed, apiserver
+    CPU seconds per write, create and fan-out)."""
     host, port = server.removeprefix("http://").split(":")
     r = await http.get(f"/api/v1/namespaces/{ns}/pods", params={"limit": "1"})
     rv = r.json()["metadata"]["resourceVersion"]
@@ -296,6 +299,7 @@ async def watch_row(http: httpx.AsyncClient, conn: RawHTTP, server: str, ns: str
                 await asyncio.sleep(0.01)  # let the accept queue drain
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in ws)), 60)
         await asyncio.sleep(0.5)
+        cpu0 = cpu_seconds(pid)
         t_start = time.perf_counter()
         for i in range(writes):
             if time.perf_counter() - t_start > seconds:
@@ -318,11 +322,12 @@ async def watch_row(http: httpx.AsyncClient, conn: RawHTTP, server: str, ns: str
                 lat.append(max(got) - t_resp)
             await asyncio.sleep(interval)
         elapsed = time.perf_counter() - t_start
+        cpu = (cpu_seconds(pid) - cpu0) / max(len(lat), 1)
     finally:
         for w in ws:
             w.close()
         await asyncio.gather(*(w.task for w in ws if w.task), return_exceptions=True)
-    return Row(len(lat), elapsed, sorted(lat)), missed
+    return Row(len(lat), elapsed, sorted(lat)), missed, cpu
 
 
 async def pod_count(http: httpx.AsyncClient) -> int:
@@ -346,16 +351,18 @@ async def bench_store(server: str, etcd_servers: list[str], apiserver_pid: int, 
             await create_row(cl, "bench", 64, count=200, seconds=10, tag="warm", errs=errs)
             for c in (1, 16, 64):
                 print(f"  creates, {c} clients...", file=sys.stderr, flush=True)
-                out[f"create, {c} clients"] = await create_row(cl, "bench", c, count=per_row, seconds=secs,
-                                                               tag=f"c{c}", errs=errs)
+                cpu0 = cpu_seconds(apiserver_pid)
+                row = await create_row(cl, "bench", c, count=per_row, seconds=secs, tag=f"c{c}", errs=errs)
+                out[f"create, {c} clients"] = row
+                out[f"create cpu, {c} clients"] = (cpu_seconds(apiserver_pid) - cpu0) / max(row.ops, 1)
             n_list = 1000 if quick else 5000
             print(f"  filling {n_list} pods for LIST...", file=sys.stderr, flush=True)
             filled = await fill(cl, "list", n_list, tag="l", seconds=300, errs=errs)
-            out["list"] = await list_rows(cl.conns[0], etcd_servers, "list", expect=filled,
+            out["list"] = await list_rows(apiserver_pid, cl.conns[0], etcd_servers, "list", expect=filled,
                                           repeats=3 if quick else 7)
             for w in (100, 1000):
                 print(f"  watch fan-out, {w} watchers...", file=sys.stderr, flush=True)
-                out[f"watch, {w} watchers"] = await watch_row(http, cl.conns[0], server, "fanout", w,
+                out[f"watch, {w} watchers"] = await watch_row(apiserver_pid, http, cl.conns[0], server, "fanout", w,
                                                               writes=5 if quick else 20, interval=0.1, seconds=60)
             target = 3000 if quick else 10000
             have = await pod_count(http)
@@ -370,6 +377,12 @@ async def bench_store(server: str, etcd_servers: list[str], apiserver_pid: int, 
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_profiler(pid: int, out: Path) -> subprocess.Popen | None:
     """``py-spy record`` of ``pid`` into ``out`` (raw collapsed stacks), if py-spy is installed."""
     exe = Path(sys.executable).parent / "py-spy"
@@ -380,14 +393,15 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen | None:
                              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_store(kind: str, base: Path, *, quick: bool, profile: Path | None) -> dict | str:
-    """Start a 3-member ``kind`` ("etcdlite3" or "etcd") and an apiserver, bench them, stop them."""
+def run_store(kind: str, base: Path, *, quick: bool, profile: Path | None, tree: Path | None = None) -> dict | str:
+    """Start a 3-member ``kind`` ("etcdlite3" or "etcd") and an apiserver (from checkout ``tree`` if given),
+    bench them, stop them."""
     tmp = base / kind
     tmp.mkdir()
     member_kind = "etcdlite" if kind == "etcdlite3" else "etcd"
     try:
         with support.etcd_cluster(tmp, member_kind, 3, timeout=60) as cluster, \
-                support.ProcessGroup(tmp) as procs:
+                support.ProcessGroup(tmp, cwd=tree or support.REPO) as procs:
             etcd_urls = [f"http://{e}" for e in cluster.endpoints]
             server = support.start_apiserver(procs, etcd_urls, timeout=60)
             pid = procs.get("apiserver").pid
@@ -405,7 +419,8 @@ def run_store(kind: str, base: Path, *, quick: bool, profile: Path | None) -> di
     except BaseException as e:  # pytest.skip (missing etcd) is a BaseException
         if isinstance(e, KeyboardInterrupt):
             raise
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        text = [ln for ln in str(e).splitlines() if ln.strip()]
+        return f"{type(e).__name__}: " + " | ".join(text[:2] + text[-2:] if len(text) > 4 else text)
 
 
 def ms(x: float) -> str:
@@ -430,9 +445,12 @@ def table(results: dict[str, dict | str]) -> str:
         name = f"create, {c} clients"
         line(name + " /s p50 p99", lambda r, n=name: f"{r[n].rate:.0f}/s {r[n].pct(.5):.1f} {r[n].pct(.99):.1f}ms",
              TARGETS["create"] if c == 64 else "")
+    for c in (1, 16, 64):
+        line(f"  apiserver CPU ms/create, {c}", lambda r, c=c: ms(r[f"create cpu, {c} clients"]))
     line("LIST pods (items, MiB)", lambda r: f"{r['list']['items']}, {r['list']['bytes'] / 2**20:.1f}")
     line("cache lag after the fill ms", lambda r: ms(r["list"]["lag"]))
     line("LIST cache rv=0 ms", lambda r: ms(r["list"]["cache"]))
+    line("  apiserver CPU ms/LIST", lambda r: ms(r["list"]["cache cpu"]))
     line("LIST consistent rv='' ms", lambda r: ms(r["list"]["consistent"]))
     line("LIST store (range+decode+enc)", lambda r: ms(r["list"]["store"]))
     line("LIST store / cache", lambda r: f"{r['list']['store'] / r['list']['cache']:.1f}x", TARGETS["list"])
@@ -440,6 +458,7 @@ def table(results: dict[str, dict | str]) -> str:
         name = f"watch, {n} watchers"
         line(name + " p50 p99", lambda r, n=name: f"{r[n][0].pct(.5):.1f} {r[n][0].pct(.99):.1f}ms"
              + (f" ({r[n][1]} missed)" if r[n][1] else ""), TARGETS["watch"] if n == 1000 else "")
+        line(f"  apiserver CPU ms/write, {n}", lambda r, n=name: ms(r[n][2]))
     line("apiserver RSS MiB (pods)", lambda r: f"{r['rss']:.0f} ({r['pods']})", TARGETS["rss"])
     for k in kinds:
         res = results[k]
@@ -449,7 +468,8 @@ def table(results: dict[str, dict | str]) -> str:
             for row, n in res["errors"].n.items():
                 lines.append(f"note: {k} {row}: {n} failed requests, last: {res['errors'].last[row]}")
     lines.append("(watch: from a create's response to the last watcher's receipt, over the writes; LIST store = "
-                 "Etcd3Store.list + JSON encode in the bench process, no HTTP)")
+                 "Etcd3Store.list + JSON encode in the bench process, no HTTP; apiserver CPU = its user+system "
+                 "CPU time per operation, /proc/PID/stat, steadier than rates on a shared machine)")
     return "\n".join(lines)
 
 
@@ -459,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short rows (300 creates / 5 s, 1,000-pod LIST, "
                                                          "5 writes per fan-out, RSS at 3,000 pods)")
     ap.add_argument("--profile", type=Path, help="directory for py-spy raw profiles of the apiserver")
+    ap.add_argument("--tree", type=Path, help="run the apiserver from this checkout (e.g. a `git worktree` of an "
+                                              "older commit, for before/after figures in the same conditions)")
     args = ap.parse_args(argv)
     kinds = [k.strip() for k in args.stores.split(",") if k.strip()]
     for k in kinds:
@@ -472,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in kinds:
             print(f"benchmarking the apiserver over {k} (3 members)...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            results[k] = run_store(k, Path(base), quick=args.quick, profile=args.profile)
+            results[k] = run_store(k, Path(base), quick=args.quick, profile=args.profile, tree=args.tree)
             print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(table(results))
     return 0
