@@ -178,7 +178,7 @@ def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[Scor
         raw = {info.name: plugin.score(pod, info, state) for info in nodes}
         normalize = getattr(plugin, "normalize_score", None)
         if normalize is not None:
-            normalize(pod, raw)
+            normalize(pod, raw, state)
         for name, score in raw.items():
             totals[name] += plugin.weight * score
     return [(info.name, totals[info.name]) for info in nodes]

@@ -80,8 +80,8 @@ class ScorePlugin(Protocol):
     """Ranks a feasible node (upstream's ScorePlugin).
 
     ``score`` gives a raw score; a plugin whose raw scores are not already
-    0..MAX_NODE_SCORE defines ``normalize_score(pod, scores)`` that rewrites the
-    ``{node name: score}`` dict in place (upstream's ScoreExtensions). An
+    0..MAX_NODE_SCORE defines ``normalize_score(pod, scores, state=None)`` that
+    rewrites the ``{node name: score}`` dict in place (upstream's ScoreExtensions). An
     optional ``pre_score(pod, nodes, state)`` runs once per cycle over the
     feasible nodes. The framework multiplies each normalized score by ``weight``.
     """

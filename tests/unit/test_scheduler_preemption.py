@@ -136,3 +136,21 @@ def test_pods_nominated_by_preemption_keep_their_room():
     assert q.nominated_pods_for_node("a") == []
     assert schedule_pod(lower, nodes, default_filters(), default_scores(),
                         nominated=q.nominated_pods_for_node) == "a"
+
+
+def test_preemption_recounts_topology_spread_without_the_victims():
+    host = "kubernetes.io/hostname"
+    victim = prio(pod("victim"), 0, node_name="n1")
+    victim["metadata"]["labels"] = {"app": "web"}
+    incoming = prio(pod("p"), 10)
+    incoming["metadata"]["labels"] = {"app": "web"}
+    incoming["spec"]["topologySpreadConstraints"] = [{
+        "maxSkew": 1, "topologyKey": host, "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]
+    nodes = [info(node("n1", labels={host: "n1"}), victim),
+             info(node("n2", labels={host: "n2"}, unschedulable=True))]
+    msg, result = fail(incoming, nodes)
+    assert msg == ("0/2 nodes are available: 1 node(s) didn't match pod topology spread constraints, "
+                   "1 node(s) were unschedulable.")
+    assert result.candidate.node_name == "n1"
+    assert [v["metadata"]["name"] for v in result.candidate.victims] == ["victim"]

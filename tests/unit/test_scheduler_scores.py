@@ -92,11 +92,11 @@ def test_default_normalize_score(scores, reverse, expected):
 
 
 def test_default_profile_weights():
-    """TaintToleration x3, NodeAffinity x2, InterPodAffinity x2, LeastAllocated x1,
-    BalancedAllocation x1, ImageLocality x1."""
+    """TaintToleration x3, NodeAffinity x2, PodTopologySpread x2, InterPodAffinity x2,
+    LeastAllocated x1, BalancedAllocation x1, ImageLocality x1."""
     assert {type(p).__name__: p.weight for p in default_scores()} == {
-        "TaintToleration": 3, "NodeAffinity": 2, "InterPodAffinity": 2, "LeastAllocated": 1,
-        "BalancedAllocation": 1, "ImageLocality": 1}
+        "TaintToleration": 3, "NodeAffinity": 2, "PodTopologySpread": 2, "InterPodAffinity": 2,
+        "LeastAllocated": 1, "BalancedAllocation": 1, "ImageLocality": 1}
     nodes = [info(node("tainted", labels={"zone": "a"}, taints=[_prefer_taint("a")])),
              info(node("plain", labels={"zone": "b"}))]
     p = pod(affinity=_preferred((1, "zone", "a")))

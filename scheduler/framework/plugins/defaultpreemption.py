@@ -101,14 +101,16 @@ def select_victims_on_node(pod: dict, nodes: list[NodeInfo], index: int, filters
     """(victims, None) if removing lower-priority pods from ``nodes[index]`` lets ``pod`` fit,
     else (None, why not). ``nodes`` is not modified (the node is cloned). ``base_state``
     is the pre-filter state of the unchanged cluster, reused when no pod involved has
-    pod (anti-)affinity (only InterPodAffinity's pre-filter looks at other pods)."""
+    pod (anti-)affinity and the pod has no spread constraints (only InterPodAffinity's
+    and PodTopologySpread's pre-filters look at other pods)."""
     info = nodes[index].clone()
     prio = pod_priority(pod)
     potential = [p for p in info.pods.values() if pod_priority(p) < prio]
     if not potential:
         return None, Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (NO_VICTIMS,), "DefaultPreemption")
-    if base_state is not None and (_has_pod_affinity(pod) or any(_has_pod_affinity(p) for p in potential)):
-        base_state = None
+    if base_state is not None and (_has_pod_affinity(pod) or (pod.get("spec") or {}).get("topologySpreadConstraints")
+                                   or any(_has_pod_affinity(p) for p in potential)):
+        base_state = None  # evicting changes what InterPodAffinity / PodTopologySpread counted
     for p in potential:
         info.remove_pod(p)
     trial = list(nodes)

@@ -206,7 +206,7 @@ class InterPodAffinity:
             return 0
         return sum(scores.get(pair, 0) for pair in node_info.labels.items())
 
-    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+    def normalize_score(self, pod: dict, scores: dict[str, int], state: CycleState | None = None) -> None:
         """Min-max scale to 0..MAX_NODE_SCORE (all 0 when every node scores the same)."""
         if not scores:
             return

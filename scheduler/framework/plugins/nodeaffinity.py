@@ -84,6 +84,6 @@ class NodeAffinity:
         return sum(int(p.get("weight") or 0) for p in preferred
                    if p.get("weight") and term_matches(p.get("preference") or {}, node))
 
-    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+    def normalize_score(self, pod: dict, scores: dict[str, int], state: CycleState | None = None) -> None:
         """Scale so the best-matching node gets MAX_NODE_SCORE (all 0 when none matches)."""
         default_normalize_score(scores)

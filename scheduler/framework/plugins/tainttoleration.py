@@ -66,6 +66,6 @@ class TaintToleration:
         return sum(1 for taint in ((node_info.node or {}).get("spec") or {}).get("taints") or []
                    if taint.get("effect") == "PreferNoSchedule" and not tolerates(tolerations, taint))
 
-    def normalize_score(self, pod: dict, scores: dict[str, int]) -> None:
+    def normalize_score(self, pod: dict, scores: dict[str, int], state: CycleState | None = None) -> None:
         """Reverse-normalize: the node with the fewest intolerable taints gets MAX_NODE_SCORE."""
         default_normalize_score(scores, reverse=True)
