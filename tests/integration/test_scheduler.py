@@ -93,9 +93,10 @@ async def scheduled_condition(client, ns, name):
     return next((c for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"), None)
 
 
-async def events(client, ns, reason, name):
+async def events(client, ns, reason, name, message=None):
     return [e for e in (await client.list("events", namespace=ns))["items"]
-            if e["reason"] == reason and e["involvedObject"]["name"] == name]
+            if e["reason"] == reason and e["involvedObject"]["name"] == name
+            and (message is None or e["message"] == message)]
 
 
 async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env):
@@ -105,17 +106,21 @@ async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env):
     await client.create("nodes", fake_node("big-hdd-2", labels={"disk": "hdd"}))
     await client.create("pods", a_pod("db", cpu="2", nodeSelector={"disk": "ssd"}), namespace=ns)
 
-    async def unschedulable():
-        cond = await scheduled_condition(client, ns, "db")
-        return cond if cond and cond["status"] == "False" else None
-
-    cond = await eventually(unschedulable, what="PodScheduled=False")
     expected = ("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node "
                 "affinity/selector. preemption: 0/3 nodes are available: 1 No preemption victims found for "
                 "incoming pod, 2 Preemption is not helpful for scheduling..")
-    assert (cond["reason"], cond["message"]) == ("Unschedulable", expected)
-    [event] = await eventually(lambda: events(client, ns, "FailedScheduling", "db"), what="FailedScheduling")
-    assert (event["type"], event["message"]) == ("Warning", expected)
+
+    # The pod may be tried before the scheduler's node informer has all three nodes
+    # (two watches, no order between them): wait for the attempt that saw them all.
+    async def unschedulable():
+        cond = await scheduled_condition(client, ns, "db")
+        return cond if cond and cond["status"] == "False" and cond["message"] == expected else None
+
+    cond = await eventually(unschedulable, what="PodScheduled=False with the 3-node message")
+    assert cond["reason"] == "Unschedulable"
+    [event] = await eventually(lambda: events(client, ns, "FailedScheduling", "db", expected),
+                               what="FailedScheduling")
+    assert event["type"] == "Warning"
 
     # The pod now waits in unschedulablePods; a node that fits must bring it back well
     # before the 5-minute flush.
@@ -143,10 +148,9 @@ async def test_required_anti_affinity_spreads_three_replicas(env):
     nodes = await eventually(placements, what="three replicas bound")
     assert sorted(n for n in nodes if n) == ["n0", "n1", "n2"]
     pending = f"web-{nodes.index(None)}"
-    [event] = await eventually(lambda: events(client, ns, "FailedScheduling", pending), what="FailedScheduling")
-    assert event["message"] == ("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. "
-                                "preemption: 0/3 nodes are available: 3 No preemption victims found for "
-                                "incoming pod..")
+    expected = ("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. "
+                "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod..")
+    await eventually(lambda: events(client, ns, "FailedScheduling", pending, expected), what="FailedScheduling")
 
 
 async def test_higher_priority_pod_preempts_and_takes_the_node(env):
@@ -164,8 +168,11 @@ async def test_higher_priority_pod_preempts_and_takes_the_node(env):
         return bool(p["metadata"].get("deletionTimestamp"))
 
     await eventually(victim_terminating, what="the low-priority pod being deleted")
-    high = await client.get("pods", "high", namespace=ns)
-    assert high["status"].get("nominatedNodeName") == "only"
+
+    async def nominated():
+        return (await client.get("pods", "high", namespace=ns))["status"].get("nominatedNodeName")
+
+    assert await eventually(nominated, what="high's nominatedNodeName") == "only"
     low = await client.get("pods", "low", namespace=ns)
     disruption = [c for c in low["status"]["conditions"] if c["type"] == "DisruptionTarget"]
     assert disruption and disruption[0]["reason"] == "PreemptionByScheduler"
