@@ -212,6 +212,16 @@ def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterP
     if not status.ok:
         # As upstream, the pre-filter's message replaces the per-node histogram.
         raise FitError(len(nodes), {}, pre_filter_msg=" ".join(status.reasons))
+    nominated_node = (pod.get("status") or {}).get("nominatedNodeName")
+    if nominated_node:
+        # A pod that preempted tries the node it freed first (upstream's evaluateNominatedNode).
+        target = next((info for info in nodes if info.name == nominated_node), None)
+        if target is not None:
+            waiting = nominated(target.name) if nominated is not None else None
+            status = (run_filters_with_nominated_pods(pod, target, filters, state, waiting) if waiting
+                      else run_filters(pod, target, filters, state))
+            if status.ok:
+                return target.name
     feasible, diagnosis = find_nodes_that_fit(pod, nodes, filters, state, search=search, nominated=nominated)
     if not feasible:
         raise FitError(len(nodes), diagnosis)

@@ -154,3 +154,14 @@ def test_preemption_recounts_topology_spread_without_the_victims():
                    "1 node(s) were unschedulable.")
     assert result.candidate.node_name == "n1"
     assert [v["metadata"]["name"] for v in result.candidate.victims] == ["victim"]
+
+
+def test_nominated_node_is_tried_first():
+    nodes = [info(node("a")), info(node("b")), info(node("c", cpu="64"))]
+    p = pod("p", cpu="1")
+    assert schedule_pod(p, nodes, default_filters(), default_scores()) == "c"  # emptiest
+    p["status"] = {"nominatedNodeName": "b"}
+    assert schedule_pod(p, nodes, default_filters(), default_scores()) == "b"
+    p["spec"]["nodeSelector"] = {"x": "y"}  # the nominated node no longer fits: normal search
+    with pytest.raises(FitError):
+        schedule_pod(p, nodes, default_filters(), default_scores())
