@@ -276,7 +276,9 @@ class ResourceFastPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in self.METHODS:
             path = scope["path"]
-            if path.startswith("/api/") or path.startswith("/apis/") or path in ("/api", "/apis"):
+            # pods/exec has its own route, which also answers (400) requests that are not websockets.
+            if (path.startswith("/api/") or path.startswith("/apis/") or path in ("/api", "/apis")) and \
+                    not path.endswith("/exec"):
                 response = await self.dispatch(Request(scope, receive, send), path[1:])
                 await response(scope, receive, send)
                 return
