@@ -132,6 +132,11 @@ class SchedulingQueue:
         return {"active": sorted(self._active), "backoff": sorted(self._backoff),
                 "unschedulable": sorted(self._unschedulable)}
 
+    def pending_counts(self) -> dict[str, int]:
+        """Sizes of the sub-queues, cheap enough to call per pop (for the scheduler_pending_pods gauge)."""
+        return {"active": len(self._active), "backoff": len(self._backoff),
+                "unschedulable": len(self._unschedulable)}
+
     def __contains__(self, key: str) -> bool:
         return key in self._active or key in self._backoff or key in self._unschedulable
 

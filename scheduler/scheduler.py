@@ -151,8 +151,8 @@ class Scheduler:
             await asyncio.gather(*tasks, *self._binding_tasks, return_exceptions=True)
 
     def _update_pending_gauge(self) -> None:
-        for name, keys in self.queue.pending().items():
-            PENDING_PODS.labels(name).set(len(keys))
+        for name, count in self.queue.pending_counts().items():
+            PENDING_PODS.labels(name).set(count)
 
     async def schedule_one(self) -> None:
         """Pop one pod and try to place it (scheduling cycle, then a binding task)."""
