@@ -33,6 +33,7 @@ from kubelet.pod_workers import PodWorkers
 from kubelet.prober import ProbeManager
 from kubelet.server import build_app, serve
 from kubelet.status_manager import StatusManager
+from kubelet.volumemanager import VolumeManager
 from kubeling import daemon
 from kubeling.client import ApiError, Client, Informer
 from proto.cri import api_pb2 as pb
@@ -87,7 +88,8 @@ class Kubelet:
         self.runtime_manager = KubeRuntimeManager(
             self.runtime, root_dir=config.root_dir, node_ip=config.node_ip, recorder=self.recorder.event,
             backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max),
-            cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain)
+            cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain,
+            volumes=VolumeManager(self.client, config.root_dir))
         self.node_status = NodeStatusManager(
             self.client, name=config.node_name, node_ip=config.node_ip, port=config.port,
             root_dir=config.root_dir, readiness=self._node_readiness,
@@ -302,6 +304,7 @@ class Kubelet:
         self.prober.remove_pod(uid)
         await self.runtime_manager.kill_pod(pod, status, grace=pod_grace_period(pod))
         await self.runtime_manager.remove_pod(await self.runtime_manager.get_pod_status(uid))
+        await self.runtime_manager.volumes.teardown_pod(uid)
         meta = pod["metadata"]
         try:
             await self.client.delete("pods", meta["name"], namespace=meta.get("namespace"),
@@ -320,6 +323,7 @@ class Kubelet:
             log.info("removing orphaned pod %s/%s (uid %s)", status.namespace, status.name, uid)
             await self.runtime_manager.kill_pod(None, status, grace=1)
             await self.runtime_manager.remove_pod(status)
+        await self.runtime_manager.volumes.teardown_pod(uid)
         self.prober.remove_pod(uid)
         self.status_manager.forget(uid)
         self.workers.forget(uid)

@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import re
 from typing import Callable
 
 from kubelet.backoff import Backoff
@@ -25,6 +24,8 @@ from kubelet.container import (CONTAINER_HASH_ANNOTATION, POD_UID_LABEL, RESTART
                                SandboxStatus, container_hash, container_labels, pod_labels,
                                state_of)
 from kubelet.cri import CRIError, RemoteRuntime
+from kubelet.envvars import EnvError, container_env, env_references, expand
+from kubelet.volumemanager import Volume, VolumeError, VolumeManager, container_mounts
 from kubelet.pod_status import should_restart
 from proto.cri import api_pb2 as pb
 
@@ -147,39 +148,6 @@ def compute_pod_actions(pod: dict, status: PodStatus, *,
     return actions
 
 
-_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
-
-
-def expand(s: str, env: dict[str, str]) -> str:
-    """Expand ``$(VAR)`` references from ``env`` (unknown ones stay as written,
-    ``$$`` escapes ``$``); mirrors third_party/forked/golang/expansion."""
-    def sub(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-    return _VAR_REF.sub(sub, s)
-
-
-def container_env(pod: dict, container: dict, *, pod_ip: str, node_ip: str) -> dict[str, str]:
-    """Literal env values plus the simple fieldRef ones (name, namespace, uid, podIP,
-    hostIP, nodeName, serviceAccountName), in spec order."""
-    meta, spec = pod["metadata"], pod.get("spec", {})
-    fields = {"metadata.name": meta["name"], "metadata.namespace": meta.get("namespace", "default"),
-              "metadata.uid": meta["uid"], "status.podIP": pod_ip, "status.hostIP": node_ip,
-              "spec.nodeName": spec.get("nodeName", ""),
-              "spec.serviceAccountName": spec.get("serviceAccountName", "")}
-    env: dict[str, str] = {}
-    for e in container.get("env") or []:
-        name = e.get("name")
-        if not name:
-            continue
-        if "value" in e:
-            env[name] = expand(str(e["value"]), env)
-        elif (ref := (e.get("valueFrom") or {}).get("fieldRef")) and ref.get("fieldPath") in fields:
-            env[name] = fields[ref["fieldPath"]]
-    return env
-
-
 def namespaces_for_pod(pod: dict) -> pb.NamespaceOption:
     """The CRI namespace modes of ``pod``'s sandbox and containers (mirrors the kubelet's namespacesForPod).
 
@@ -237,8 +205,10 @@ class KubeRuntimeManager:
     def __init__(self, runtime: RemoteRuntime, *, root_dir: str, node_ip: str,
                  recorder: Callable[[dict, str, str, str], None],
                  backoff: Backoff | None = None, image_backoff: Backoff | None = None,
-                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local"):
+                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local",
+                 volumes: VolumeManager | None = None):
         self.runtime = runtime
+        self.volumes = volumes
         self.cluster_dns = cluster_dns or []
         self.cluster_domain = cluster_domain
         self.root_dir = root_dir
@@ -308,11 +278,15 @@ class KubeRuntimeManager:
                         host_ip=p.get("hostIP", "")))
         return cfg
 
-    def container_config(self, pod: dict, container: dict, restart_count: int, *,
-                         pod_ip: str) -> pb.ContainerConfig:
+    def container_config(self, pod: dict, container: dict, restart_count: int, *, pod_ip: str,
+                         volumes: dict[str, Volume] | None = None,
+                         sources: dict[tuple[str, str], dict | None] | None = None) -> pb.ContainerConfig:
         """ContainerConfig (mirrors generateContainerConfig): command/args with
-        $(VAR) expansion, env, workingDir, log path ``<name>/<restartCount>.log``."""
-        env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip)
+        $(VAR) expansion, env (from ``sources``: the ConfigMaps and Secrets it references),
+        volume mounts, workingDir, log path ``<name>/<restartCount>.log``.
+        Raises EnvError or VolumeError when the environment or a mount cannot be built."""
+        env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources)
+        mounts = container_mounts(container, volumes or {})
         grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=container["name"], attempt=restart_count),
@@ -321,6 +295,7 @@ class KubeRuntimeManager:
             args=[expand(str(a), env) for a in container.get("args") or []],
             working_dir=container.get("workingDir", ""),
             envs=[pb.KeyValue(key=k, value=v) for k, v in env.items()],
+            mounts=mounts,
             labels=container_labels(pod, container),
             annotations={RESTART_COUNT_ANNOTATION: str(restart_count),
                          CONTAINER_HASH_ANNOTATION: container_hash(container),
@@ -378,7 +353,8 @@ class KubeRuntimeManager:
         return ref
 
     async def start_container(self, pod: dict, container: dict, status: PodStatus, sandbox_id: str,
-                              sandbox_config: pb.PodSandboxConfig, result: SyncResult) -> bool:
+                              sandbox_config: pb.PodSandboxConfig, result: SyncResult, *,
+                              volumes: dict[str, Volume] | None = None) -> bool:
         """Backoff check, image, create, start. Returns True if it started;
         failures are recorded in ``result.reasons`` (mirrors startContainer + doBackOff)."""
         name = container["name"]
@@ -402,7 +378,16 @@ class KubeRuntimeManager:
             return False
         pod_ip = status.ip
         try:
-            cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip)
+            sources = await self.volumes.fetch(pod["metadata"].get("namespace", "default"),
+                                               env_references(pod, container)) if self.volumes else {}
+            cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip, volumes=volumes,
+                                        sources=sources)
+        except (EnvError, VolumeError) as e:
+            result.reasons[name] = ("CreateContainerConfigError", str(e))
+            self.recorder(pod, "Warning", "Failed", f"Error: {e}")
+            result.soon(2.0)
+            return False
+        try:
             cid = await self.runtime.create_container(sandbox_id, cfg, sandbox_config)
         except CRIError as e:
             result.reasons[name] = ("CreateContainerError", e.message)
@@ -448,6 +433,18 @@ class KubeRuntimeManager:
             await self._stop_container(cid, pod_grace_period(pod))
         sandbox_id = actions.sandbox_id
         sandbox_config = self.sandbox_config(pod, actions.attempt)
+        volumes: dict[str, Volume] = {}
+        if self.volumes is not None:
+            try:
+                volumes = await self.volumes.setup_pod(pod, pod_ip=status.ip, node_ip=self.node_ip)
+            except VolumeError as e:
+                msg = f'MountVolume.SetUp failed for volume "{e.volume}" : {e}'
+                self.recorder(pod, "Warning", "FailedMount", msg)
+                result.soon(2.0)
+                for c in pod.get("spec", {}).get("containers", []):
+                    if status.find(c["name"]) is None:
+                        result.reasons[c["name"]] = ("ContainerCreating", msg)
+                return result
         if actions.create_sandbox:
             try:
                 os.makedirs(sandbox_config.log_directory, exist_ok=True)
@@ -461,10 +458,11 @@ class KubeRuntimeManager:
                 return result
             status = await self.get_pod_status(pod["metadata"]["uid"])
         if actions.next_init is not None:
-            await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result)
+            await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result,
+                                       volumes=volumes)
             return result
         for c in actions.containers_to_start:
-            await self.start_container(pod, c, status, sandbox_id, sandbox_config, result)
+            await self.start_container(pod, c, status, sandbox_id, sandbox_config, result, volumes=volumes)
         return result
 
     async def _stop_container(self, cid: str, grace: int) -> None:

@@ -270,3 +270,86 @@ def test_host_network_pod_gets_node_ip(cluster):
         http.delete(f"/api/v1/namespaces/default/pods/{name}")
         wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
                  == 404, 30)
+
+
+def test_config_map_and_secret_as_files_and_env_and_shared_empty_dir(cluster):
+    """A configMap and a secret mounted as files and drawn into env; two containers share an
+    emptyDir (one writes, the other reads); a ConfigMap update reaches the mounted file; a
+    missing ConfigMap holds the pod in ContainerCreating with a FailedMount event."""
+    http = cluster["http"]
+    suffix = uuid.uuid4().hex[:6]
+    cm, secret, name = f"cfg-{suffix}", f"creds-{suffix}", f"vols-{suffix}"
+    assert http.post("/api/v1/namespaces/default/configmaps", json={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm},
+        "data": {"greeting": "hello", "color": "blue"}}).status_code == 201
+    assert http.post("/api/v1/namespaces/default/secrets", json={
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+        "stringData": {"password": "s3cr3t"}}).status_code == 201
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "cfg", "configMap": {"name": cm}},
+                                {"name": "creds", "secret": {"secretName": secret}},
+                                {"name": "shared", "emptyDir": {}}],
+                    "containers": [
+                        {"name": "writer", "image": IMAGE,
+                         "command": ["sh", "-c", "echo from-writer > /shared/msg; sleep 600"],
+                         "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+                        {"name": "reader", "image": IMAGE, "command": ["sleep", "600"],
+                         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret,
+                                                                                     "key": "password"}}}],
+                         "envFrom": [{"configMapRef": {"name": cm}, "prefix": "CM_"}],
+                         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"},
+                                          {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+                                          {"name": "shared", "mountPath": "/data"}]}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    docker = cluster["docker"]
+
+    def reader_exec(cmd: str) -> str:
+        containers = docker.containers.list(filters={"label": [f"io.kubernetes.pod.name={name}",
+                                                               "io.kubernetes.container.name=reader"]})
+        assert containers, "reader container not found"
+        r = containers[0].exec_run(["sh", "-c", cmd])
+        return r.output.decode()
+
+    try:
+        wait_for("pod Running", lambda: get_pod(http, name)["status"].get("phase") == "Running", 40)
+        assert reader_exec("cat /etc/cfg/greeting /etc/creds/password") == "hellos3cr3t"
+        env = reader_exec("env")
+        assert "PASSWORD=s3cr3t" in env and "CM_greeting=hello" in env and "CM_color=blue" in env
+        wait_for("the writer's file in the reader", lambda: reader_exec("cat /data/msg") == "from-writer\n", 15)
+        assert "Read-only" in reader_exec("touch /etc/creds/x 2>&1")
+        r = http.patch(f"/api/v1/namespaces/default/configmaps/{cm}", json={"data": {"greeting": "updated"}},
+                       headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        wait_for("the ConfigMap update in the mounted file",
+                 lambda: reader_exec("cat /etc/cfg/greeting") == "updated", 30)
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
+    volumes_dir = os.path.join(cluster["tmp"], "node", "pods")
+    assert not any(os.path.exists(os.path.join(volumes_dir, d, "volumes")) for d in
+                   (os.listdir(volumes_dir) if os.path.isdir(volumes_dir) else []))
+
+    stuck = f"nocm-{suffix}"
+    assert http.post("/api/v1/namespaces/default/pods", json={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": stuck, "namespace": "default"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                 "volumes": [{"name": "cfg", "configMap": {"name": "does-not-exist"}}],
+                 "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "600"],
+                                 "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}]}}).status_code == 201
+    try:
+        def failed_mount():
+            evs = http.get("/api/v1/namespaces/default/events",
+                           params={"fieldSelector": f"involvedObject.name={stuck},reason=FailedMount"}).json()
+            return evs["items"]
+        evs = wait_for("a FailedMount event", failed_mount, 30)
+        assert 'configmap "does-not-exist" not found' in evs[0]["message"]
+        def waiting():
+            statuses = get_pod(http, stuck)["status"].get("containerStatuses") or []
+            return statuses and statuses[0]["state"].get("waiting", {}).get("reason") == "ContainerCreating"
+        wait_for("the container waiting in ContainerCreating", waiting, 15)
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{stuck}")
+        for path in (f"configmaps/{cm}", f"secrets/{secret}"):
+            http.delete(f"/api/v1/namespaces/default/{path}")

@@ -1,6 +1,9 @@
 """computePodActions and container config helpers, on hand-made runtime states."""
+import pytest
+
 from kubelet.container import ContainerStatus, PodStatus, SandboxStatus, container_hash
-from kubelet.kuberuntime import compute_pod_actions, container_env, expand, pod_grace_period
+from kubelet.envvars import EnvError, container_env, expand
+from kubelet.kuberuntime import compute_pod_actions, pod_grace_period
 
 
 def pod(containers=("app",), init=(), policy="Always"):
@@ -88,8 +91,11 @@ def test_env_and_expansion():
     ctr = {"name": "app", "env": [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)-y"},
                                   {"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                   {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
-    env = container_env(p, ctr, pod_ip="10.0.0.1", node_ip="127.0.0.1")
-    assert env == {"A": "x", "B": "x-y", "N": "p"}
+    secret = {"kind": "Secret", "data": {"k": "c2VjcmV0"}}
+    env = container_env(p, ctr, pod_ip="10.0.0.1", node_ip="127.0.0.1", sources={("secrets", "s"): secret})
+    assert env == {"A": "x", "B": "x-y", "N": "p", "S": "secret"}
+    with pytest.raises(EnvError, match='secret "s" not found'):
+        container_env(p, ctr, pod_ip="10.0.0.1", node_ip="127.0.0.1")
     assert expand("echo $(A) $(MISSING) $$(A)", env) == "echo x $(MISSING) $(A)"
 
 
