@@ -117,12 +117,14 @@ class CacheWatcher:
         if self.initial:
             return self.initial.popleft()
         try:
-            # wait_for wraps the get in a new task: only when there is something to wait for
             item = self.queue.get_nowait()
         except asyncio.QueueEmpty:
+            # asyncio.timeout arms one timer; wait_for would wrap every wait in a new task
+            # (once per event per watcher under fan-out)
             try:
-                item = await asyncio.wait_for(self.queue.get(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    item = await self.queue.get()
+            except TimeoutError:
                 return None
         if item is None:
             raise StopAsyncIteration
