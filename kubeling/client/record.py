@@ -87,7 +87,8 @@ class EventRecorder:
                 "involvedObject": ref, "reason": reason, "message": message, "type": event_type,
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-                "reportingComponent": self.component, "reportingInstance": self.host or self.component,
+                # As client-go's recorder: the instance is the source host ("" for controllers).
+                "reportingComponent": self.component, "reportingInstance": self.host,
             }
             await self.client.create("events", body, namespace=namespace)
             if len(self._seen) >= _MAX_CACHE:
