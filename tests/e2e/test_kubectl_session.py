@@ -320,6 +320,11 @@ def test_get_events_both_apis(kc):
                    r[4].startswith("Scaled up replica set web-") for r in rows), (resource, lines)
         assert any(r[2] == "Scheduled" and r[3].startswith("pod/web-") and
                    r[4].startswith("Successfully assigned default/web-") for r in rows), (resource, lines)
+    # SOURCE (wide) is component[, host]: controllers have no host, the kubelet has its node's.
+    out = kc.run("get", "events", "-o", "wide").stdout
+    assert re.search(r"ScalingReplicaSet\s+deployment/web\s+deployment-controller\s+Scaled up", out), out
+    assert re.search(rf"Started\s+pod/web-\S+\s+spec\.containers\{{httpd\}}\s+kubelet, {NODE}\s+Started", out) or \
+        re.search(rf"Started\s+pod/web-\S+\s+kubelet, {NODE}\s+Started", out), out
 
 
 def test_apply_configured_then_unchanged(kc):
