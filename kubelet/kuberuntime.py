@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from typing import Callable
 
 from kubelet.backoff import Backoff
@@ -27,11 +28,33 @@ from kubelet.cri import CRIError, RemoteRuntime
 from kubelet.envvars import EnvError, container_env, env_references, expand
 from kubelet.volumemanager import Volume, VolumeError, VolumeManager, container_mounts
 from kubelet.pod_status import should_restart
+from kubelet.prober import ProbeResult, run_probe
 from proto.cri import api_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 30
+MIN_GRACE_AFTER_HOOK = 2   # minimumGracePeriodInSeconds: what a container keeps after its preStop hook
+POST_START_TIMEOUT = 30    # seconds a postStart hook may run before it counts as failed
+
+
+async def run_lifecycle_handler(handler: dict, container: dict | None, *, runtime: RemoteRuntime,
+                                container_id: str, pod_ip: str, timeout: float) -> ProbeResult:
+    """Run a postStart / preStop LifecycleHandler (exec, httpGet, tcpSocket or sleep) bounded by
+    ``timeout`` seconds; never raises (mirrors pkg/kubelet/lifecycle/handlers.go)."""
+    if handler.get("sleep") is not None:
+        await asyncio.sleep(max(0.0, min(float(handler["sleep"].get("seconds") or 0), timeout)))
+        return ProbeResult(True)
+    return await run_probe({**handler, "timeoutSeconds": max(int(timeout), 1)}, container or {},
+                           runtime=runtime, container_id=container_id, pod_ip=pod_ip)
+
+
+def _container_spec(pod: dict, name: str) -> dict | None:
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if c.get("name") == name:
+            return c
+    return None
 
 
 @dataclasses.dataclass
@@ -403,6 +426,18 @@ class KubeRuntimeManager:
             result.soon(self.backoff.initial)
             return False
         self.recorder(pod, "Normal", "Started", f"Started container {name}")
+        post_start = (container.get("lifecycle") or {}).get("postStart")
+        if post_start:
+            res = await run_lifecycle_handler(post_start, container, runtime=self.runtime, container_id=cid,
+                                              pod_ip=pod_ip, timeout=POST_START_TIMEOUT)
+            if not res.ok:
+                msg = f"PostStartHook failed: {res.message}"
+                self.recorder(pod, "Warning", "FailedPostStartHook", msg)
+                self.recorder(pod, "Normal", "Killing", f"Stopping container {name}: FailedPostStartHook")
+                await self._stop_container(cid, pod_grace_period(pod))
+                result.reasons[name] = ("PostStartHookError", msg)
+                result.soon(self.backoff.initial)
+                return False
         result.reasons.pop(name, None)
         await self._prune_dead(status, name)
         return True
@@ -430,7 +465,7 @@ class KubeRuntimeManager:
         for cid, (name, message) in actions.containers_to_kill.items():
             self.recorder(pod, "Normal", "Killing", f"Stopping container {name}" +
                           (f": {message}" if message else ""))
-            await self._stop_container(cid, pod_grace_period(pod))
+            await self._kill_container(pod, name, cid, pod_grace_period(pod), pod_ip=status.ip)
         sandbox_id = actions.sandbox_id
         sandbox_config = self.sandbox_config(pod, actions.attempt)
         volumes: dict[str, Volume] = {}
@@ -465,6 +500,21 @@ class KubeRuntimeManager:
             await self.start_container(pod, c, status, sandbox_id, sandbox_config, result, volumes=volumes)
         return result
 
+    async def _kill_container(self, pod: dict | None, name: str, cid: str, grace: int, *, pod_ip: str) -> None:
+        """Run the container's preStop hook (bounded by the grace period), then stop it with what
+        is left of the grace period, at least 2 s (mirrors killContainer + executePreStopHook)."""
+        spec = _container_spec(pod, name) if pod is not None else None
+        pre_stop = ((spec or {}).get("lifecycle") or {}).get("preStop")
+        if pre_stop and grace > 0:
+            start = time.monotonic()
+            res = await run_lifecycle_handler(pre_stop, spec, runtime=self.runtime, container_id=cid,
+                                              pod_ip=pod_ip, timeout=grace)
+            if not res.ok:
+                self.recorder(pod, "Warning", "FailedPreStopHook",
+                              f"PreStopHook failed: {res.message}")
+            grace = max(int(grace - (time.monotonic() - start)), MIN_GRACE_AFTER_HOOK)
+        await self._stop_container(cid, grace)
+
     async def _stop_container(self, cid: str, grace: int) -> None:
         try:
             await self.runtime.stop_container(cid, grace)
@@ -479,7 +529,7 @@ class KubeRuntimeManager:
         if pod is not None:
             for c in running:
                 self.recorder(pod, "Normal", "Killing", f"Stopping container {c.name}")
-        await asyncio.gather(*(self._stop_container(c.id, grace) for c in running))
+        await asyncio.gather(*(self._kill_container(pod, c.name, c.id, grace, pod_ip=status.ip) for c in running))
         for s in status.sandboxes:
             if s.ready:
                 try:

@@ -353,3 +353,46 @@ def test_config_map_and_secret_as_files_and_env_and_shared_empty_dir(cluster):
         http.delete(f"/api/v1/namespaces/default/pods/{stuck}")
         for path in (f"configmaps/{cm}", f"secrets/{secret}"):
             http.delete(f"/api/v1/namespaces/default/{path}")
+
+
+def test_post_start_and_pre_stop_hooks(cluster, tmp_path):
+    """postStart runs right after the container starts, preStop runs before it is stopped on
+    deletion (both write into a hostPath the test reads); a failing postStart kills the container."""
+    http = cluster["http"]
+    name = f"hooks-{uuid.uuid4().hex[:6]}"
+    host_dir = tmp_path / "hooks"
+    host_dir.mkdir()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 5,
+                    "volumes": [{"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}}],
+                    "containers": [{"name": "app", "image": IMAGE, "command": ["sleep", "600"],
+                                    "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                                    "lifecycle": {
+                                        "postStart": {"exec": {"command": ["sh", "-c", "echo started > /out/post"]}},
+                                        "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /out/pre"]}}}}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    try:
+        wait_for("pod Running", lambda: get_pod(http, name)["status"].get("phase") == "Running", 40)
+        assert (host_dir / "post").read_text() == "started\n"
+        assert not (host_dir / "pre").exists()
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
+    assert (host_dir / "pre").read_text() == "stopping\n"
+
+    bad = f"badhook-{uuid.uuid4().hex[:6]}"
+    pod["metadata"]["name"] = bad
+    pod["spec"]["containers"][0]["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "exit 7"]}}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    try:
+        def failed_hook():
+            evs = http.get("/api/v1/namespaces/default/events",
+                           params={"fieldSelector": f"involvedObject.name={bad},reason=FailedPostStartHook"}).json()
+            return evs["items"]
+        evs = wait_for("a FailedPostStartHook event", failed_hook, 30)
+        assert "exited with 7" in evs[0]["message"]
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{bad}")
+        wait_for(f"{bad} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{bad}").status_code
+                 == 404, 30)
