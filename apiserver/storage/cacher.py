@@ -155,8 +155,8 @@ class Cacher:
         self.store = store
         self.prefix = prefix
         self.items: dict[str, dict] = {}
-        # key -> (object, its JSON) for current items, filled on first encode, dropped when the key changes
-        self._json: dict[str, tuple[dict, bytes]] = {}
+        # id -> (object, its JSON) for current items, filled on first encode, dropped when the key changes
+        self._json: dict[int, tuple[dict, bytes]] = {}
         # id -> [object, JSON or None] for event objects that are no longer (or never were) items:
         # superseded versions and deleted objects still queued to watchers; oldest first, bounded
         self._event_json: dict[int, list] = {}
@@ -244,8 +244,8 @@ class Cacher:
     def _retire(self, key: str) -> None:
         # the current item of key is being replaced: its JSON stays shared while watchers still send it
         old = self.items.get(key)
-        done = self._json.pop(key, None)
         if old is not None:
+            done = self._json.pop(id(old), None)
             self._remember(old, done[1] if done is not None and done[0] is old else None)
 
     def _remember(self, obj: dict, data: bytes | None) -> None:
@@ -257,23 +257,21 @@ class Cacher:
     def encode(self, obj: dict) -> bytes:
         """JSON bytes of ``obj``, encoded once while it is a current item or a recent event's object of
         this cache (cached objects are never mutated); any other object is simply encoded."""
-        meta = obj.get("metadata")
-        if isinstance(meta, dict):
-            ns, name = meta.get("namespace"), meta.get("name")
-            key = f"{self.prefix}{ns}/{name}" if ns else f"{self.prefix}{name}"
-            done = self._json.get(key)
-            if done is not None and done[0] is obj:
-                return done[1]
-            if self.items.get(key) is obj:
-                data = codec.dumps(obj)
-                self._json[key] = (obj, data)
-                return data
+        done = self._json.get(id(obj))
+        if done is not None and done[0] is obj:
+            return done[1]
         entry = self._event_json.get(id(obj))
         if entry is not None and entry[0] is obj:
             if entry[1] is None:
                 entry[1] = codec.dumps(obj)
             return entry[1]
-        return codec.dumps(obj)
+        data = codec.dumps(obj)
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            ns, name = meta.get("namespace"), meta.get("name")
+            if self.items.get(f"{self.prefix}{ns}/{name}" if ns else f"{self.prefix}{name}") is obj:
+                self._json[id(obj)] = (obj, data)
+        return data
 
     def event_line(self, etype: str, obj: dict) -> bytes:
         """One watch event as its newline-terminated JSON line ``{"type":..,"object":..}``."""
