@@ -396,3 +396,53 @@ def test_post_start_and_pre_stop_hooks(cluster, tmp_path):
         http.delete(f"/api/v1/namespaces/default/pods/{bad}")
         wait_for(f"{bad} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{bad}").status_code
                  == 404, 30)
+
+
+def test_kill_9_kubelet_and_shim_under_20_pods_loses_nothing(cluster):
+    """SIGKILL the kubelet and the CRI shim while 20 pods run, start them again: exactly the same
+    20 pods run in the same containers (no restart, no duplicate, no orphan), status intact."""
+    import signal
+    http, procs, dock = cluster["http"], cluster["procs"], cluster["docker"]
+    tag = uuid.uuid4().hex[:6]
+    names = [f"many-{tag}-{i}" for i in range(20)]
+    for name in names:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "default", "labels": {"batch": tag}},
+               "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "600"]}]}}
+        assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+
+    def running_ids():
+        items = http.get("/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"}).json()["items"]
+        if len(items) != 20 or any(p["status"].get("phase") != "Running" for p in items):
+            return None
+        return {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["containerID"] for p in items}
+
+    def node_containers():
+        return {c.id for c in dock.containers.list(all=True, filters={"label": f"io.kubeling.node={NODE}"})
+                if c.labels.get("io.kubernetes.pod.name", "").startswith(f"many-{tag}-")}
+
+    try:
+        before = wait_for("20 pods Running", running_ids, 120)
+        containers = node_containers()
+        assert len(containers) == 40, f"{len(containers)} containers for 20 pods (pause + app each)"
+        shim_args, kubelet_args = procs.get("shim").args, procs.get("kubelet").args
+        procs.stop("kubelet", sig=signal.SIGKILL)
+        procs.stop("shim", sig=signal.SIGKILL)
+        assert all(c.status == "running" for c in dock.containers.list(filters={"id": list(containers)[:1]}))
+        procs.spawn("shim", shim_args)
+        procs.spawn("kubelet", kubelet_args)
+        wait_for("kubelet healthz", lambda: httpx.get(cluster["healthz"] + "/healthz", trust_env=False,
+                                                      timeout=2).text == "ok", 60, errors=(httpx.HTTPError,))
+        time.sleep(5)  # several PLEG relists and pod syncs
+        after = wait_for("20 pods Running again", running_ids, 60)
+        assert after == before, "a container was replaced"
+        assert node_containers() == containers, "containers were added or removed"
+        running = {c.id for c in dock.containers.list(filters={"label": f"io.kubeling.node={NODE}"})}
+        assert containers <= running
+        items = http.get("/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"}).json()["items"]
+        assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in items)
+    finally:
+        http.delete("/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"})
+        wait_for("the 20 pods deleted", lambda: not http.get(
+            "/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"}).json()["items"], 90)
