@@ -41,8 +41,8 @@ def cluster(tmp_path_factory):
                       docker_client=docker_client, image=IMAGE,
                       kubelet_flags=["--crashloop-backoff-initial", "1", "--crashloop-backoff-max", "4",
                                      "--sync-frequency", "2"]) as n:
-        yield {"http": n.http, "procs": n.procs, "kubelet_args": n.kubelet_args, "kubelet": n.kubelet,
-               "healthz": n.healthz, "docker": docker_client, "tmp": str(n.cp.tmp)}
+        yield {"http": n.http, "kubeconfig": n.kubeconfig, "procs": n.procs, "kubelet_args": n.kubelet_args,
+               "kubelet": n.kubelet, "healthz": n.healthz, "docker": docker_client, "tmp": str(n.cp.tmp)}
 
 
 def get_pod(http: httpx.Client, name: str) -> dict:
@@ -446,3 +446,66 @@ def test_kill_9_kubelet_and_shim_under_20_pods_loses_nothing(cluster):
         http.delete("/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"})
         wait_for("the 20 pods deleted", lambda: not http.get(
             "/api/v1/namespaces/default/pods", params={"labelSelector": f"batch={tag}"}).json()["items"], 90)
+
+
+def test_readiness_probe_moves_pod_in_and_out_of_endpoints(cluster, tmp_path):
+    """Two containers share the pod's network: a sidecar reaches the server over localhost. A
+    failing readiness probe makes the pod NotReady and the endpoints controller moves its
+    address to notReadyAddresses; passing again moves it back."""
+    import sys
+    http, procs = cluster["http"], cluster["procs"]
+    tag = uuid.uuid4().hex[:6]
+    name, svc = f"ready-{tag}", f"svc-{tag}"
+    cm_port = support.free_port()
+    procs.spawn("endpoints-controller", [sys.executable, "-m", "controllers", "--kubeconfig",
+                                         str(cluster["kubeconfig"]), "--bind-address", "127.0.0.1",
+                                         "--secure-port", str(cm_port), "--controllers", "endpoints",
+                                         "--leader-elect=false"])
+    procs.wait_ready("endpoints-controller", url=f"http://127.0.0.1:{cm_port}/healthz", timeout=30)
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    (flag / "ready").write_text("yes")
+    assert http.post("/api/v1/namespaces/default/services", json={
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": svc},
+        "spec": {"selector": {"app": tag}, "ports": [{"port": 80, "targetPort": 8080}]}}).status_code == 201
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"app": tag}},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "flag", "hostPath": {"path": str(flag)}}],
+                    "containers": [
+                        {"name": "web", "image": IMAGE, "command": ["sh", "-c", "mkdir -p /www && echo hi > "
+                                                                    "/www/index.html && httpd -f -p 8080 -h /www"],
+                         "ports": [{"containerPort": 8080}],
+                         "volumeMounts": [{"name": "flag", "mountPath": "/flag"}],
+                         "readinessProbe": {"exec": {"command": ["cat", "/flag/ready"]}, "periodSeconds": 1,
+                                            "failureThreshold": 1}},
+                        {"name": "sidecar", "image": IMAGE,
+                         "command": ["sh", "-c", "while true; do wget -q -O - http://127.0.0.1:8080/ > "
+                                                 "/tmp/got 2>&1; sleep 1; done"]}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+
+    def addresses():
+        r = http.get(f"/api/v1/namespaces/default/endpoints/{svc}")
+        if r.status_code != 200:
+            return None
+        subsets = r.json().get("subsets") or []
+        return ([a["ip"] for s in subsets for a in s.get("addresses") or []],
+                [a["ip"] for s in subsets for a in s.get("notReadyAddresses") or []])
+    try:
+        wait_for("pod Ready", lambda: cond(get_pod(http, name), "Ready") == "True", 40)
+        ip = get_pod(http, name)["status"]["podIP"]
+        wait_for("the address ready in the endpoints", lambda: addresses() == ([ip], []), 20)
+        sidecar = [c for c in cluster["docker"].containers.list(filters={"label": [
+            f"io.kubernetes.pod.name={name}", "io.kubernetes.container.name=sidecar"]})][0]
+        wait_for("the sidecar reaching the server over localhost",
+                 lambda: sidecar.exec_run(["cat", "/tmp/got"]).output == b"hi\n", 20)
+        (flag / "ready").unlink()
+        wait_for("pod NotReady", lambda: cond(get_pod(http, name), "Ready") == "False", 20)
+        wait_for("the address not ready in the endpoints", lambda: addresses() == ([], [ip]), 20)
+        (flag / "ready").write_text("yes")
+        wait_for("the address ready again", lambda: addresses() == ([ip], []), 20)
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+        http.delete(f"/api/v1/namespaces/default/services/{svc}")
+        procs.stop("endpoints-controller")
+        wait_for(f"{name} deleted", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").status_code
+                 == 404, 30)
