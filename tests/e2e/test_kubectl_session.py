@@ -178,6 +178,22 @@ def kc(tmp_path_factory):
             pass
 
 
+def eventually(what: str, check, timeout: float = 15.0):
+    """Run ``check`` (asserting) until it passes, at most ``timeout`` s; returns its result.
+
+    For steps that read what components write in the background (events,
+    EndpointSlices) a moment after the state a previous step waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError as e:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{what} (after {timeout}s): {e}") from None
+        time.sleep(0.5)
+
+
 def cols(line: str) -> list[str]:
     return re.split(r"\s{2,}", line.strip())
 
@@ -216,6 +232,10 @@ def test_rollout_status(kc):
     r = kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
     assert 'deployment "web" successfully rolled out' in r.stdout, r.stdout
     assert len(kc.running_pods()) == 2
+    r = kc.run("wait", "--for=condition=Available", "deployment/web", "--timeout=30s", timeout=40)
+    assert r.stdout.strip() == "deployment.apps/web condition met"
+    r = kc.run("wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=30s", timeout=40)
+    assert len(r.stdout.strip().splitlines()) == 2 and "condition met" in r.stdout
 
 
 def test_get_pods_plain_wide_yaml_json(kc):
@@ -287,23 +307,29 @@ def test_describe(kc):
     assert re.search(r"^NewReplicaSet:\s+web-\w+ \(2/2 replicas created\)", out, re.M), out
     assert "ScalingReplicaSet" in out, out
     pod = sorted(p["metadata"]["name"] for p in kc.running_pods())[0]
-    out = kc.run("describe", "pod", pod).stdout
-    assert re.search(rf"^Node:\s+{NODE}/127\.0\.0\.1$", out, re.M), out
-    assert re.search(r"^Status:\s+Running$", out, re.M), out
-    events = out[out.index("Events:"):]
-    assert re.search(rf"Normal\s+Scheduled\s+.*default-scheduler\s+Successfully assigned default/{pod} to {NODE}",
-                     events), events
-    for reason, message in (("Pulled", f'Container image "{IMAGE}" already present on machine'),
-                            ("Created", "Created container httpd"), ("Started", "Started container httpd")):
-        assert re.search(rf"Normal\s+{reason}\s+.*kubelet\s+{re.escape(message)}", events), events
+
+    def described():
+        out = kc.run("describe", "pod", pod).stdout
+        assert re.search(rf"^Node:\s+{NODE}/127\.0\.0\.1$", out, re.M), out
+        assert re.search(r"^Status:\s+Running$", out, re.M), out
+        events = out[out.index("Events:"):]
+        assert re.search(rf"Normal\s+Scheduled\s+.*default-scheduler\s+Successfully assigned default/{pod} to "
+                         rf"{NODE}", events), events
+        for reason, message in (("Pulled", f'Container image "{IMAGE}" already present on machine'),
+                                ("Created", "Created container httpd"), ("Started", "Started container httpd")):
+            assert re.search(rf"Normal\s+{reason}\s+.*kubelet\s+{re.escape(message)}", events), events
+    eventually("describe pod shows the scheduler's and the kubelet's events", described)
 
 
 def test_describe_service_and_endpointslices(kc):
     """kubectl 1.32 describes a Service's endpoints from its EndpointSlices."""
     ips = sorted(p["status"]["podIP"] for p in kc.running_pods())
-    out = kc.run("describe", "service", "web").stdout
-    m = re.search(r"^Endpoints:\s+(.*)$", out, re.M)
-    assert m and sorted(m.group(1).split(",")) == sorted(f"{ip}:80" for ip in ips), out
+
+    def described():
+        out = kc.run("describe", "service", "web").stdout
+        m = re.search(r"^Endpoints:\s+(.*)$", out, re.M)
+        assert m and sorted(m.group(1).split(",")) == sorted(f"{ip}:80" for ip in ips), out
+    eventually("describe service lists the pods' endpoints", described)
     lines = kc.run("get", "endpointslices", "-l", "kubernetes.io/service-name=web").stdout.splitlines()
     assert cols(lines[0]) == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
     [row] = [cols(line) for line in lines[1:]]
