@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run(stop):
         sched = Scheduler(client, scheduler_name=args.scheduler_name)
+        elector = None
         if args.leader_elect:
-            elector = leaderelection.elector_from_args(client, args, component=args.scheduler_name)
+            elector = leaderelection.elector_from_args(args, component=args.scheduler_name)
             coros = [sched.run(leading=elector.leading), elector.run(asyncio.Event().wait)]
         else:
             coros = [sched.run()]
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             await daemon.run_until_stopped(stop, *coros)
         finally:
             await client.close()
+            if elector is not None:
+                await elector.lock.client.close()
 
     try:
         daemon.run(run)

@@ -42,7 +42,7 @@ class SchedulerCache:
     # -- nodes ---------------------------------------------------------------------
     def add_node(self, node: dict) -> None:
         """Add or update a node object."""
-        self._info(node["metadata"]["name"]).node = node
+        self._info(node["metadata"]["name"]).set_node(node)
         self._dirty.add(node["metadata"]["name"])
 
     update_node = add_node
@@ -55,7 +55,7 @@ class SchedulerCache:
             return
         self._dirty.add(name)
         if info.pods:
-            info.node = None
+            info.set_node(None)
         else:
             del self.nodes[name]
 

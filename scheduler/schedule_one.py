@@ -13,7 +13,7 @@ import dataclasses
 import random
 from typing import Callable, Sequence
 
-from scheduler.framework.interface import (ALL_NODES, SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status,
+from scheduler.framework.interface import (ALL_NODES, SKIP, SUCCESS, CycleState, FilterPlugin, ScorePlugin, Status,
                                            run_pre_filters)
 from scheduler.framework.plugins.defaultpreemption import PreemptionResult, preempt
 from scheduler.framework.types import NodeInfo
@@ -173,8 +173,8 @@ def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[Scor
     totals = {info.name: 0 for info in nodes}
     for plugin in scores:
         pre = getattr(plugin, "pre_score", None)
-        if pre is not None:
-            pre(pod, nodes, state)
+        if pre is not None and pre(pod, nodes, state) is SKIP:
+            continue
         raw = {info.name: plugin.score(pod, info, state) for info in nodes}
         normalize = getattr(plugin, "normalize_score", None)
         if normalize is not None:

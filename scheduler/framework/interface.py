@@ -20,6 +20,9 @@ MAX_NODE_SCORE = 100
 # CycleState key under which the framework puts every NodeInfo of the
 # snapshot, for plugins whose PreScore must look beyond the feasible nodes.
 ALL_NODES = "__all_nodes__"
+# What a PreScore returns when its plugin has nothing to say this cycle: the
+# framework then skips its Score calls (upstream's framework.Skip); every node gets 0.
+SKIP = False
 
 
 class Code(enum.Enum):
@@ -83,7 +86,7 @@ class ScorePlugin(Protocol):
     0..MAX_NODE_SCORE defines ``normalize_score(pod, scores, state=None)`` that
     rewrites the ``{node name: score}`` dict in place (upstream's ScoreExtensions). An
     optional ``pre_score(pod, nodes, state)`` runs once per cycle over the
-    feasible nodes. The framework multiplies each normalized score by ``weight``.
+    feasible nodes; returning SKIP there skips the plugin (all scores 0). The framework multiplies each normalized score by ``weight``.
     """
 
     name: str

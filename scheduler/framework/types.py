@@ -141,17 +141,16 @@ class NodeInfo:
     ``requested`` sums the pods' requests, ``non_zero_requested`` the same with
     scoring defaults; ``allocatable`` comes from status.allocatable (capacity
     when allocatable is absent). ``node`` may be None while pods refer to a
-    node the informer has not delivered yet; ``name`` is its name ("" then). ``used_ports`` counts the
+    node the informer has not delivered yet; ``name`` and ``labels`` are its name
+    and labels ("" and {} then); ``images`` caches ImageLocality's view of status.images. ``used_ports`` counts the
     (hostIP, protocol, hostPort) triples in use; ``pods_with_affinity`` and
     ``pods_with_required_anti_affinity`` are the keys of pods having such terms
     (upstream keeps the same lists so InterPodAffinity need not scan every pod).
     """
 
     def __init__(self, node: dict | None = None):
-        self._node = node
-        self._allocatable: Resource | None = None
-        self.name = _name_of(node)
         self.generation = 0
+        self.set_node(node)
         self.pods: dict[str, dict] = {}
         self.requested = Resource()
         self.non_zero_requested = Resource()
@@ -159,29 +158,22 @@ class NodeInfo:
         self.pods_with_affinity: set[str] = set()
         self.pods_with_required_anti_affinity: set[str] = set()
 
-    @property
-    def node(self) -> dict | None:
-        """The Node object (None while unknown)."""
-        return self._node
-
-    @node.setter
-    def node(self, node: dict | None) -> None:
-        self._node = node
-        self._allocatable = None
+    def set_node(self, node: dict | None) -> None:
+        """Set (or clear, None) the Node object; ``node``, ``name`` and ``labels`` are
+        plain attributes read in every filter, so they are refreshed here, never computed."""
+        self.node = node
         self.name = _name_of(node)
+        self.labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+        self._allocatable: Resource | None = None
+        self.images: dict[str, int] | None = None
         self.generation = _next_generation()
-
-    @property
-    def labels(self) -> dict:
-        """The node's labels ({} when unknown)."""
-        return ((self.node or {}).get("metadata") or {}).get("labels") or {}
 
     @property
     def allocatable(self) -> Resource:
         """status.allocatable (or capacity) as a Resource, parsed once per node object;
         malformed quantities count as 0. Treat as read-only."""
         if self._allocatable is None:
-            status = (self._node or {}).get("status") or {}
+            status = (self.node or {}).get("status") or {}
             try:
                 self._allocatable = Resource.from_list(status.get("allocatable") or status.get("capacity"))
             except ValueError:
@@ -225,8 +217,9 @@ class NodeInfo:
 
     def clone(self) -> "NodeInfo":
         """A snapshot copy for one scheduling cycle (the pods dict is shallow-copied)."""
-        c = NodeInfo(self._node)
+        c = NodeInfo(self.node)
         c._allocatable = self._allocatable
+        c.images = self.images
         c.generation = self.generation
         c.pods = dict(self.pods)
         c.requested = dataclasses.replace(self.requested)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 from typing import Sequence
 
-from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, CycleState
+from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, SKIP, CycleState
 from scheduler.framework.types import NodeInfo
 
 MB = 1024 * 1024
@@ -28,12 +28,15 @@ def normalized_image_name(name: str) -> str:
 
 
 def node_images(info: NodeInfo) -> dict[str, int]:
-    """Normalized image name -> size in bytes, from the node's status.images."""
-    out = {}
-    for image in ((info.node or {}).get("status") or {}).get("images") or []:
-        for name in image.get("names") or []:
-            out[normalized_image_name(name)] = int(image.get("sizeBytes") or 0)
-    return out
+    """Normalized image name -> size in bytes, from the node's status.images
+    (parsed once per node object, kept on the NodeInfo)."""
+    if info.images is None:
+        out = {}
+        for image in ((info.node or {}).get("status") or {}).get("images") or []:
+            for name in image.get("names") or []:
+                out[normalized_image_name(name)] = int(image.get("sizeBytes") or 0)
+        info.images = out
+    return info.images
 
 
 def _pod_images(pod: dict) -> list[str]:
@@ -55,15 +58,19 @@ class ImageLocality:
     name = "ImageLocality"
     weight = 1
 
-    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> None:
-        """Count, over every node of the snapshot, how many hold each of the pod's images."""
+    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> bool | None:
+        """Count, over every node of the snapshot, how many hold each of the pod's images.
+        Returns SKIP (False) when no node holds any: every score would be 0."""
         everyone = state.get(ALL_NODES) or nodes
         wanted = set(_pod_images(pod))
         spread: collections.Counter[str] = collections.Counter()
         for info in everyone:
-            for name in wanted & node_images(info).keys():
-                spread[name] += 1
+            images = node_images(info)
+            if images:
+                for name in wanted & images.keys():
+                    spread[name] += 1
         state[self.name] = (spread, len(everyone))
+        return None if spread else SKIP
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """0..MAX_NODE_SCORE (mirrors ImageLocality.Score)."""

@@ -29,7 +29,8 @@ import collections
 from typing import Callable, Sequence
 
 from kubeling.api import selectors
-from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, SUCCESS, CycleState, Status, unschedulable
+from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status,
+                                           unschedulable)
 from scheduler.framework.types import NodeInfo, required_affinity_terms, required_anti_affinity_terms
 
 HARD_POD_AFFINITY_WEIGHT = 1  # upstream's InterPodAffinityArgs default
@@ -162,8 +163,9 @@ class InterPodAffinity:
         return SUCCESS
 
     # -- scoring ---------------------------------------------------------------------
-    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> None:
-        """Sum term weights per topology pair over the cluster (upstream's PreScore)."""
+    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> bool | None:
+        """Sum term weights per topology pair over the cluster (upstream's PreScore);
+        SKIP when no term of either side applies."""
         ns = _namespace(pod)
         affinity = [(w, AffinityTerm(t, ns)) for w, t in _preferred(pod, "podAffinity")]
         anti = [(w, AffinityTerm(t, ns)) for w, t in _preferred(pod, "podAntiAffinity")]
@@ -195,6 +197,7 @@ class InterPodAffinity:
                 for w, t in _preferred(existing, "podAntiAffinity"):
                     add(AffinityTerm(t, ens), -w, pod, labels)
         state[self.name + "/score"] = scores
+        return None if scores else SKIP
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """Raw score: the sum of the node's topology pairs' weights (may be negative)."""

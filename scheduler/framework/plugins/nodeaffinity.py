@@ -13,7 +13,7 @@ normalized so the best node gets 100.
 from __future__ import annotations
 
 from kubeling.api import selectors
-from scheduler.framework.interface import SUCCESS, CycleState, Status, default_normalize_score, unschedulable
+from scheduler.framework.interface import SKIP, SUCCESS, CycleState, Status, default_normalize_score, unschedulable
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector"
@@ -63,6 +63,11 @@ def required_node_affinity_matches(pod: dict, node: dict) -> bool:
     return any(term_matches(t or {}, node) for t in required.get("nodeSelectorTerms") or [])
 
 
+def _preferred(pod: dict) -> list:
+    return ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+            .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+
+
 class NodeAffinity:
     """Filter on nodeSelector and requiredDuringSchedulingIgnoredDuringExecution;
     score on preferredDuringSchedulingIgnoredDuringExecution."""
@@ -76,10 +81,13 @@ class NodeAffinity:
             return SUCCESS
         return unschedulable(self.name, ERR_REASON_POD, resolvable=False)
 
+    def pre_score(self, pod: dict, nodes, state: CycleState) -> bool | None:
+        """SKIP when the pod has no preferred terms (upstream's PreScore)."""
+        return None if _preferred(pod) else SKIP
+
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """Raw score: sum of the weights of the preferred terms ``node_info``'s node matches."""
-        preferred = ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
-                     .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+        preferred = _preferred(pod)
         node = node_info.node or {}
         return sum(int(p.get("weight") or 0) for p in preferred
                    if p.get("weight") and term_matches(p.get("preference") or {}, node))

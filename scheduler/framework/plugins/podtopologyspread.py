@@ -21,7 +21,8 @@ import math
 from typing import Sequence
 
 from kubeling.api import selectors
-from scheduler.framework.interface import ALL_NODES, MAX_NODE_SCORE, SUCCESS, CycleState, Status, unschedulable
+from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status,
+                                           unschedulable)
 from scheduler.framework.plugins.nodeaffinity import required_node_affinity_matches
 from scheduler.framework.types import NodeInfo
 
@@ -143,13 +144,14 @@ class PodTopologySpread:
         return SUCCESS
 
     # -- scoring ---------------------------------------------------------------------
-    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> None:
-        """Per-pair counts over all eligible nodes and each constraint's log weight (upstream's PreScore)."""
+    def pre_score(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> bool | None:
+        """Per-pair counts over all eligible nodes and each constraint's log weight (upstream's
+        PreScore); SKIP without ScheduleAnyway constraints."""
         constraints = _constraints(pod, "ScheduleAnyway")
         key = self.name + "/score"
         if not constraints:
             state[key] = None
-            return
+            return SKIP
         ignored = {info.name for info in nodes if any(c.topology_key not in info.labels for c in constraints)}
         domains: dict[str, set[str]] = collections.defaultdict(set)
         for info in nodes:
@@ -170,6 +172,7 @@ class PodTopologySpread:
             size = len(nodes) - len(ignored) if c.topology_key == HOSTNAME else len(domains[c.topology_key])
             weights.append(math.log(size + 2))
         state[key] = (constraints, counts, weights, ignored)
+        return None
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """Raw score: fewer matching pods in the node's domains is lower (better)."""
