@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(1)
         manager = ControllerManager(client, controllers, factory)
         healthy = lambda: manager.ready  # noqa: E731
+        elector = None
         if args.leader_elect:
-            elector = leaderelection.elector_from_args(client, args, component="kube-controller-manager")
+            elector = leaderelection.elector_from_args(args, component="kube-controller-manager")
             coros = [elector.run(manager.run)]
             healthy = lambda: manager.ready or not elector.leading.is_set()  # noqa: E731 (standby: ok)
         else:
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             await daemon.run_until_stopped(stop, *coros)
         finally:
             await client.close()
+            if elector is not None:
+                await elector.lock.client.close()
 
     try:
         daemon.run(run)

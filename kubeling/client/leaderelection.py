@@ -368,10 +368,17 @@ def add_flags(parser: argparse.ArgumentParser, *, resource_name: str) -> None:
                         help="namespace of the Lease used as the lock (kube-system)")
 
 
-def elector_from_args(client: Client, args: argparse.Namespace, *, component: str) -> LeaderElector:
-    """A LeaderElector over a LeaseLock configured by ``add_flags``'s flags; the
-    identity is ``<hostname>_<uuid>``, events come from ``component``. Raises ValueError on bad timing."""
+def elector_from_args(args: argparse.Namespace, *, component: str) -> LeaderElector:
+    """A LeaderElector over a LeaseLock configured by ``add_flags``'s flags and
+    ``args.kubeconfig``. Like upstream's separate "leader-election" clientset,
+    the lock gets its OWN client (connection pool), so renewals never queue
+    behind the component's bulk requests; close it with ``await
+    elector.lock.client.close()``. The identity is ``<hostname>_<uuid>``;
+    events come from ``component``. Raises ValueError on bad timing,
+    KubeconfigError on a bad kubeconfig."""
     identity = default_identity()
+    client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"{component}/leader-election",
+                                    timeout=max(1.0, args.leader_elect_renew_deadline))
     lock = LeaseLock(client, args.leader_elect_resource_namespace, args.leader_elect_resource_name, identity,
                      recorder=EventRecorder(client, component, host=socket.gethostname()))
     return LeaderElector(lock, lease_duration=args.leader_elect_lease_duration,
