@@ -16,6 +16,7 @@ exit with status 1.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 
@@ -27,11 +28,15 @@ from kubeling import daemon
 
 log = logging.getLogger("etcdlite")
 
+# Allocations between young-generation collections (CPython's default is 700).
+GC_GEN0_THRESHOLD = 20_000
+
 
 async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
     """Boot the member, serve gRPC until ``stop`` is set or the log fails, shut down."""
     etcd = EtcdServer(cfg)
     await etcd.start()
+    _tune_gc()
     server, ports = build_server(etcd)
     await server.start()
     log.info("serving etcd v3 gRPC on %s (member %x, cluster %x, revision %d)",
@@ -48,6 +53,18 @@ async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
     await etcd.stop()
     if failure is not None:
         raise SystemExit(f"etcdlite: Raft/WAL failure: {failure}")
+
+
+def _tune_gc() -> None:
+    # What exists after boot (modules, gRPC, the recovered store) mostly
+    # lives as long as the process: freezing it keeps every later full
+    # collection from walking it again (frozen objects are still freed by
+    # reference counting). A larger young generation means fewer collections per
+    # request; the store's objects are freed by reference counting, so this
+    # delays only cyclic garbage. Both shorten the pauses that show in p99.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 def _use_uvloop() -> None:

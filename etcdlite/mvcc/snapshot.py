@@ -13,7 +13,7 @@ peers):
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Any, Coroutine, Optional
 
 from etcdlite.mvcc.index import KeyIndex, TreeIndex
 from etcdlite.mvcc.kv import DELETE, PUT, Event, KeyValue
@@ -88,17 +88,25 @@ def dump(store, lessor=None) -> bytes:
     return View(store, lessor).to_bytes()
 
 
-async def dump_async(store, lessor=None) -> bytes:
-    """``dump`` without stalling the event loop: capture a View here, serialize it in a worker thread.
+def dump_async(store, lessor=None) -> Coroutine[Any, Any, bytes]:
+    """``dump`` without stalling the event loop: capture a View now (on the loop),
+    serialize it in a worker thread when the returned coroutine runs.
 
     The bytes are the state at the moment of the call (later writes are not in
-    them). If a compaction ran meanwhile the dump is redone on the loop (rare).
+    them), so a caller may start the coroutine later (as a task) and still get
+    the state it called at. If a compaction ran meanwhile the dump is redone on
+    the loop (rare). Raises SnapshotFormatError if the compaction went past the
+    captured revision.
     """
+    return _dump_view(View(store, lessor))
+
+
+async def _dump_view(view: View) -> bytes:
     import asyncio
-    view = View(store, lessor)
     data = await asyncio.to_thread(view.to_bytes)
     if view.still_valid():
         return data
+    store = view.store
     # A compaction above the captured revision may have removed what it needs.
     if store.compact_rev > view.current_rev:
         raise SnapshotFormatError(f"compacted to {store.compact_rev} while dumping revision {view.current_rev}")

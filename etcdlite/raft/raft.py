@@ -74,6 +74,12 @@ class Config:
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     max_committed_size_per_ready: int | None = None
+    # A leader's own entries count toward a quorum only once the caller
+    # reports them durable (RawNode.persisted), so it may write its disk in the
+    # background while it keeps replicating (Raft thesis 10.2.1; etcd-io/raft's
+    # AsyncStorageWrites self-ack). Off: they count when appended, and the
+    # caller must persist a Ready before the next one.
+    async_leader_persist: bool = False
     rng: random.Random = field(default_factory=random.Random)
 
     def validate(self) -> None:
@@ -121,6 +127,7 @@ class Raft:
         self.pending_read_index_messages: list[pb.Message] = []
         self.check_quorum = c.check_quorum
         self.pre_vote = c.pre_vote
+        self.async_leader_persist = c.async_leader_persist
         self.heartbeat_timeout = c.heartbeat_tick
         self.election_timeout = c.election_tick
         self.randomized_election_timeout = c.election_tick
@@ -263,8 +270,23 @@ class Raft:
             e.Term = self.term
             e.Index = li + 1 + i
         li = self.log.append(ents)
+        if self.async_leader_persist:
+            return  # counted in self_persisted once durable
         self.prs.progress[self.id].maybe_update(li)
         self.maybe_commit()
+
+    def self_persisted(self, index: int, term: int) -> None:
+        """The leader of ``term`` has its log durable up to ``index``
+        (async_leader_persist): count its own copy, maybe commit. Ignored in
+        any other role or term (a leader's log only grows within its term, so
+        the report cannot refer to entries since replaced)."""
+        if self.state is not StateType.LEADER or term != self.term:
+            return
+        pr = self.prs.progress.get(self.id)
+        if pr is None or not pr.maybe_update(min(index, self.log.last_index())):
+            return
+        if self.maybe_commit():
+            self.bcast_append()
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower

@@ -127,6 +127,11 @@ class RawNode:
         except ProposalDropped:
             pass
 
+    def persisted(self, index: int, term: int) -> None:
+        """With Config.async_leader_persist: the leader of ``term`` wrote its
+        log durably up to ``index`` (stale reports are ignored)."""
+        self.raft.self_persisted(index, term)
+
     def read_index(self, ctx: bytes) -> None:
         """Request a linearizable read; a ReadState with ``ctx`` shows up in a
         later Ready (dropped silently if leadership cannot be confirmed)."""

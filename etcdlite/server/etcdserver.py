@@ -163,7 +163,7 @@ class EtcdServer:
             heartbeat_ms=self.cfg.heartbeat_interval_ms, election_ms=self.cfg.election_timeout_ms,
             snapshot_count=self.cfg.snapshot_count, apply=self._apply,
             restore=self._restore_snapshot,
-            snapshot_data=lambda: mvcc_snapshot.dump(self.store, self.lessor),
+            snapshot_data=lambda: mvcc_snapshot.dump_async(self.store, self.lessor),
             on_leader=self._on_leader, apply_conf_change=self._apply_conf_change,
             restore_conf=lambda cs: self.cluster.keep_only(list(cs.voters)))
 

@@ -6,8 +6,14 @@ messages and proposals in; take a Ready out; persist its entries and hard
 state to the WAL (one fdatasync per Ready when Raft asks for it, so
 concurrent proposals share it: group commit); save an incoming snapshot;
 send its messages over the peer transport; apply committed entries; advance.
-Every ``snapshot_count`` applied entries the state machine is snapshotted to
-``member/snap``, the in-memory log compacted and old WAL segments released.
+A follower (or candidate) persists before it sends anything (votes and
+append responses promise durability) and applies already-durable committed
+entries while its fdatasync runs; a leader hands its own write to the WAL
+thread and goes on (its copy counts toward the quorum once durable: Raft
+thesis 10.2.1), keeping one batch of proposals in flight at a time.
+Every ``snapshot_count`` applied entries the state machine is captured and
+snapshotted to ``member/snap`` in the background, the in-memory log
+compacted and old WAL segments released.
 
 Inputs arrive from other tasks (gRPC handlers, the transport) but are only
 queued there; the RawNode is touched by the run task alone, between Readies.
@@ -15,9 +21,11 @@ queued there; the RawNode is touched by the run task alone, between Readies.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import time
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from etcdlite.raft import NONE, Config, MemoryStorage, ProposalDropped, RawNode, StateType
 from etcdlite.snap.snapshotter import Snapshotter
@@ -63,7 +71,8 @@ class RaftNode:
     the index already reflected in the state machine, ``voters`` all member
     IDs. Callbacks (all on the event loop): ``apply(data)`` for each committed
     normal entry with data; ``restore(data)`` replaces the state machine from a
-    snapshot's bytes; ``snapshot_data()`` serializes it; ``on_leader(lead,
+    snapshot's bytes; ``snapshot_data()`` captures it at the call and returns
+    an awaitable of its bytes (serialized in the background); ``on_leader(lead,
     is_leader)`` after every leadership change. ``transport`` is attached with
     ``attach_transport`` before ``run``.
     """
@@ -71,7 +80,8 @@ class RaftNode:
     def __init__(self, *, member_id: int, voters: list[int], wal: WAL, snapshotter: Snapshotter,
                  storage: MemoryStorage, applied: int, heartbeat_ms: int, election_ms: int,
                  snapshot_count: int, apply: Callable[[bytes], None],
-                 restore: Callable[[bytes], None], snapshot_data: Callable[[], bytes],
+                 restore: Callable[[bytes], None],
+                 snapshot_data: Callable[[], Awaitable[bytes]],
                  on_leader: Callable[[int, bool], None],
                  apply_conf_change: Optional[Callable[[raftpb.ConfChange, raftpb.ConfState], None]] = None,
                  restore_conf: Optional[Callable[[raftpb.ConfState], None]] = None) -> None:
@@ -90,7 +100,8 @@ class RaftNode:
         hs, _ = storage.initial_state()
         self.rn = RawNode(Config(id=member_id, peers=self.voters, storage=storage,
                                  election_tick=max(2, election_ms // heartbeat_ms), heartbeat_tick=1,
-                                 applied=applied, pre_vote=True, check_quorum=True))
+                                 applied=applied, pre_vote=True, check_quorum=True,
+                                 async_leader_persist=True))
         self.snap_index = storage.snapshot().metadata.index
         self.lead = NONE
         self.term = hs.term
@@ -112,6 +123,14 @@ class RaftNode:
         self._applied_waits: list[tuple[int, asyncio.Future]] = []
         self.leader_changed = asyncio.Event()
         self._ctx_seq = 0
+        # The newest background WAL write (leader only), the (index, term)
+        # reports of finished ones, and a failure of one (ends the node).
+        self._wal_pending: Optional[asyncio.Future] = None
+        self._persisted: list[tuple[int, int]] = []
+        self._wal_error: Optional[BaseException] = None
+        self._saved_term_vote = (hs.term, hs.vote)
+        self._batches: collections.deque[int] = collections.deque()
+        self._snapshotting: Optional[asyncio.Task] = None
 
     # -- inputs (any task) ------------------------------------------------------
 
@@ -257,6 +276,8 @@ class RaftNode:
         finally:
             self._stopped = True
             ticker.cancel()
+            if self._snapshotting is not None:
+                self._snapshotting.cancel()
             for _, fut, _acked in self._proposals:
                 if not fut.done():
                     fut.set_exception(NodeStoppedError())
@@ -267,6 +288,12 @@ class RaftNode:
 
     def _feed(self) -> None:
         rn = self.rn
+        if self._wal_error is not None:
+            raise self._wal_error
+        if self._persisted:
+            persisted, self._persisted = self._persisted, []
+            for index, term in persisted:
+                rn.persisted(index, term)
         ticks, self._ticks = self._ticks, 0
         for _ in range(ticks):
             rn.tick()
@@ -292,7 +319,7 @@ class RaftNode:
                 rn.report_snapshot(member, ok)
         if self._conf_proposals:
             self._propose_conf_changes()
-        if self._proposals:
+        if self._proposals and self._may_propose():
             self._propose_batch()
         if self._reads:
             reads, self._reads = self._reads, []
@@ -303,6 +330,20 @@ class RaftNode:
                 del self._read_ctx[old]
             self._read_ctx[ctx] = reads
             rn.read_index(ctx)
+
+    def _may_propose(self) -> bool:
+        # A leader keeps one batch of proposals in flight: the requests that
+        # arrive meanwhile wait and go as the next batch once it commits (which
+        # also carries the new commit index to the followers). With 2 cores
+        # shared by the members and the clients, CPU is the limit, and each
+        # batch costs one Ready, one MsgApp per follower, one response from
+        # each and one fdatasync per member whatever its size (group commit).
+        if self.lead != self.member_id:
+            return True
+        committed = self.rn.raft.log.committed
+        while self._batches and self._batches[0] <= committed:
+            self._batches.popleft()
+        return not self._batches
 
     def _propose_conf_changes(self) -> None:
         confs, self._conf_proposals = self._conf_proposals, []
@@ -331,6 +372,7 @@ class RaftNode:
                 if not fut.done():
                     fut.set_exception(NoLeaderError())
             return
+        self._batches.append(self.rn.raft.log.last_index())
         for _, fut, acked in props:
             if acked and not fut.done():
                 fut.set_result(None)
@@ -363,38 +405,105 @@ class RaftNode:
             if lead != self.lead:
                 log.info("member %x: leader is now %x", self.member_id, lead)
                 self.lead = lead
+                self._batches.clear()
                 self._on_leader(lead, rd.soft_state.state == StateType.LEADER)
                 self.leader_changed.set()
                 self.leader_changed = asyncio.Event()
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
         if rd.snapshot is not None and rd.snapshot.metadata.index > 0:
+            await self._wal_drained()
             await self._install_snapshot(rd.snapshot)
         hs = None
         if rd.hard_state is not None:
             h = rd.hard_state
             hs = HardState(h.term, h.vote, h.commit)
-        # A leader replicates while it writes its own disk (Raft thesis 10.2.1,
-        # etcd raftNode): its entries count toward a quorum only once they are
-        # durable here, since committed entries come in a later Ready. Anyone
-        # else answers only after persisting what it acknowledges.
-        sent = False
-        if self.is_leader and self.transport is not None and rd.messages:
-            self.transport.send(rd.messages)
-            sent = True
-        await self.wal.save([Entry(e.Term, e.Index, wal_data(e)) for e in rd.entries], hs,
-                            sync=rd.must_sync)
-        if rd.entries:
-            self.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.storage.set_hard_state(rd.hard_state)
-        if not sent and self.transport is not None and rd.messages:
-            self.transport.send(rd.messages)
-        for rs in rd.read_states:
+        entries = [Entry(e.Term, e.Index, wal_data(e)) for e in rd.entries]
+        committed = rd.committed_entries
+        if self.is_leader and rd.snapshot is None and (
+                hs is None or (hs.term, hs.vote) == self._saved_term_vote):
+            # A leader's own entries count toward a quorum only once durable
+            # (async_leader_persist: _on_saved reports them), so it hands its
+            # disk write to the WAL thread and goes on replicating, applying
+            # and answering clients (Raft thesis 10.2.1, etcd raftNode);
+            # committed entries are durable on a quorum already.
+            self.transport_send(rd.messages)
+            pending = self.wal.start_save(entries, hs, sync=rd.must_sync, background=True)
+            if pending is not None:
+                self._wal_pending = pending
+                pending.add_done_callback(functools.partial(
+                    self._on_saved, entries[-1].index if entries else 0, self.term))
+            if rd.entries:
+                self.storage.append(rd.entries)
+            if rd.hard_state is not None:
+                self.storage.set_hard_state(rd.hard_state)
+            self._resolve_reads(rd.read_states)
+            self._apply_entries(committed)
+        else:
+            # Anyone else answers only after persisting what it acknowledges
+            # (a vote, appended entries), and after any write still running
+            # from its time as leader.
+            await self._wal_drained()
+            if hs is not None:
+                self._saved_term_vote = (hs.term, hs.vote)
+            # Committed entries already in our WAL are applied while the disk
+            # syncs this Ready's (etcd hands them to its apply loop before saving).
+            durable = self.storage.last_index()
+            if rd.entries:
+                durable = min(durable, rd.entries[0].Index - 1)
+            early = 0
+            while early < len(committed) and committed[early].Index <= durable:
+                early += 1
+            pending = self.wal.start_save(entries, hs, sync=rd.must_sync)
+            try:
+                if early:
+                    self._apply_entries(committed[:early])
+                    self._wake_applied()
+            finally:
+                if pending is not None:
+                    await pending
+            if rd.entries:
+                self.storage.append(rd.entries)
+            if rd.hard_state is not None:
+                self.storage.set_hard_state(rd.hard_state)
+            self.transport_send(rd.messages)
+            self._resolve_reads(rd.read_states)
+            if early < len(committed):
+                self._apply_entries(committed[early:] if early else committed)
+        self._wake_applied()
+        if self.applied_index - self.snap_index >= self.snapshot_count and self._snapshotting is None:
+            self._start_snapshot()
+
+    def transport_send(self, messages) -> None:
+        """Hand ``messages`` to the peer transport (if any)."""
+        if messages and self.transport is not None:
+            self.transport.send(messages)
+
+    def _resolve_reads(self, read_states) -> None:
+        for rs in read_states:
             for fut in self._read_ctx.pop(bytes(rs.request_ctx), []):
                 if not fut.done():
                     fut.set_result(rs.index)
-        for e in rd.committed_entries:
+
+    async def _wal_drained(self) -> None:
+        """Wait for the background WAL writes (one thread: the newest ends last)."""
+        if self._wal_pending is not None:
+            pending, self._wal_pending = self._wal_pending, None
+            await pending
+
+    def _on_saved(self, index: int, term: int, fut: asyncio.Future) -> None:
+        # Runs on the loop when a background WAL write finished.
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._wal_error = exc
+        elif index:
+            self._persisted.append((index, term))
+        self._wake.set()
+
+    def _apply_entries(self, entries) -> None:
+        for e in entries:
             if e.Index <= self.applied_index:
                 continue
             if e.Type == raftpb.EntryNormal and e.Data:
@@ -409,9 +518,6 @@ class RaftNode:
                 if self._apply_conf_change is not None:
                     self._apply_conf_change(cc, cs)
             self.applied_index = e.Index
-        self._wake_applied()
-        if self.applied_index - self.snap_index >= self.snapshot_count:
-            await self._take_snapshot()
 
     def _wake_applied(self) -> None:
         if not self._applied_waits:
@@ -440,20 +546,38 @@ class RaftNode:
         log.info("installed snapshot at index %d (term %d, %d bytes) in %.2fs",
                  md.index, md.term, len(snap.data), time.monotonic() - t0)
 
-    async def _take_snapshot(self) -> None:
+    def _start_snapshot(self) -> None:
+        # The state is captured here, between Readies, at the applied index;
+        # serializing it, saving the file and cutting the WAL run in the
+        # background while the loop goes on (etcd snapshots off its apply loop).
         index = self.applied_index
-        t0 = time.monotonic()
         data = self._snapshot_data()
-        snap = self.storage.create_snapshot(index, self.rn.raft.conf_state(), data)
-        await asyncio.to_thread(self.snapshotter.save, snap)
-        await self.wal.save_snapshot(snap.metadata.term, index,
-                                     next_index=self.storage.last_index() + 1)
-        keep = min(SNAPSHOT_CATCHUP_ENTRIES, self.snapshot_count)
-        compact_to = index - keep
-        if compact_to > self.storage.first_index():
-            self.storage.compact(compact_to)
-        self.snap_index = index
-        log.info("saved snapshot at index %d (%d bytes) in %.2fs; log compacted to %d",
-                 index, len(data), time.monotonic() - t0, max(compact_to, 0))
+        conf = self.rn.raft.conf_state()
+        self._snapshotting = asyncio.create_task(self._save_snapshot(index, conf, data),
+                                                 name="raft-snapshot")
 
-
+    async def _save_snapshot(self, index: int, conf: raftpb.ConfState, data: Awaitable[bytes]) -> None:
+        t0 = time.monotonic()
+        try:
+            blob = await data
+            if self._stopped or index <= self.snap_index:
+                return  # stopping, or a leader's snapshot was installed meanwhile
+            snap = self.storage.create_snapshot(index, conf, blob)
+            await asyncio.to_thread(self.snapshotter.save, snap)
+            if self._stopped:
+                return
+            # Queued behind every WAL write issued so far, so the new segment
+            # starts right after the entries now in the log.
+            await self.wal.save_snapshot(snap.metadata.term, index,
+                                         next_index=self.storage.last_index() + 1)
+            keep = min(SNAPSHOT_CATCHUP_ENTRIES, self.snapshot_count)
+            compact_to = index - keep
+            if compact_to > self.storage.first_index():
+                self.storage.compact(compact_to)
+            self.snap_index = max(self.snap_index, index)
+            log.info("saved snapshot at index %d (%d bytes) in %.2fs; log compacted to %d",
+                     index, len(blob), time.monotonic() - t0, max(compact_to, 0))
+        except Exception as exc:  # noqa: BLE001 - retried at the next trigger
+            log.warning("snapshot at index %d failed: %r", index, exc)
+        finally:
+            self._snapshotting = None

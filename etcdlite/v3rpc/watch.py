@@ -118,9 +118,21 @@ class WatchStream:
                                               filters=list(c.filters))
         except CompactedError as exc:
             del self.watches[wid]
-            # etcd's compaction notice carries no revision in its header.
-            self._send(pb.WatchResponse(header=self.server.header(0), watch_id=wid, canceled=True,
-                                        compact_revision=exc.compact_revision))
+            self._send_compacted(wid, exc.compact_revision)
+            return
+
+        def compacted(compact_rev: int) -> None:
+            # Catching up after a snapshot jump, the history it still needed
+            # was compacted: etcd cancels it with compact_revision.
+            if self.watches.pop(wid, None) is not None:
+                self._send_compacted(wid, compact_rev)
+
+        w.watcher.on_compacted = compacted
+
+    def _send_compacted(self, wid: int, compact_rev: int) -> None:
+        # etcd's compaction notice carries no revision in its header.
+        self._send(pb.WatchResponse(header=self.server.header(0), watch_id=wid, canceled=True,
+                                    compact_revision=compact_rev))
 
     def cancel(self, watch_id: int) -> None:
         """Cancel a watch of this stream; unknown IDs are ignored (as etcd does)."""

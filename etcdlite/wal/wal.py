@@ -25,6 +25,7 @@ import asyncio
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -106,8 +107,8 @@ class WAL:
     """An open WAL in directory ``dir``, appending to its last segment.
 
     Use ``WAL.create`` for a new member, ``WAL.open`` to read back and continue.
-    ``save`` is a coroutine (the write and fdatasync run in a thread); calls
-    must not overlap.
+    ``save`` is a coroutine (the write and fdatasync run in the WAL's own
+    thread); ``start_save`` begins one and returns its future.
     """
 
     def __init__(self, dir: Path, metadata: bytes, seq: int, path: Path) -> None:
@@ -118,6 +119,8 @@ class WAL:
         self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
         self._closed_bytes = sum(p.stat().st_size for p in dir.glob("*.wal") if p != path)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._busy = 0  # jobs queued in or running on the WAL thread
 
     @staticmethod
     def exists(dir: Path) -> bool:
@@ -157,23 +160,57 @@ class WAL:
     async def save(self, entries: list[Entry], hard_state: Optional[HardState] = None, *,
                    sync: bool = True) -> None:
         """Append ``entries`` (and ``hard_state``); fdatasync before returning unless
-        ``sync`` is False (Raft's must_sync: only the commit index moved).
+        ``sync`` is False (Raft's must_sync: only the commit index moved)."""
+        pending = self.start_save(entries, hard_state, sync=sync)
+        if pending is not None:
+            await pending
 
-        A synced write runs in a thread so the event loop keeps serving
+    def start_save(self, entries: list[Entry], hard_state: Optional[HardState] = None, *,
+                   sync: bool = True, background: bool = False) -> Optional[asyncio.Future]:
+        """Begin ``save`` at once and return a future to await (None when it is
+        already done), so the caller can work while the disk does: the Raft
+        loop applies committed entries during its fdatasync, and a leader does
+        not wait for its own at all. Saves (and save_snapshot) land in call
+        order: they run in one WAL thread, and an unsynced write is done
+        inline only when nothing is queued there. ``background`` always uses
+        the thread.
+
+        A synced write runs in the WAL's thread so the event loop keeps serving
         meanwhile (measured: inline fdatasync halved a leader's throughput);
         an unsynced one is only a page-cache write, cheaper than the hand-off.
         """
-        data = b"".join(encode_entry(e) for e in entries)
+        data = b"".join([encode_entry(e) for e in entries])
         if hard_state is not None:
             data += encode_state(hard_state)
         if not data:
-            return
-        if not sync:
-            self._write(data, sync)
-        else:
-            await asyncio.to_thread(self._write, data, sync)
-        if self._size >= SEGMENT_SIZE and entries:
-            await asyncio.to_thread(self._cut, entries[-1].index + 1)
+            return None
+        cut = entries[-1].index + 1 if entries else 0
+        if (not sync and not background and not self._busy
+                and (not cut or self._size + len(data) < SEGMENT_SIZE)):
+            self._write(data, False)
+            return None
+        return self._submit(self._write_cut, data, sync, cut)
+
+    def _submit(self, fn, *args) -> asyncio.Future:
+        # One thread: writes land in call order, and no hand-off waits behind
+        # unrelated to_thread work in the loop's default pool. While anything
+        # is queued there, inline writes would overtake it: they queue too.
+        if self._pool is None:
+            if self._fd is None:
+                raise OSError("WAL is closed")
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="wal")
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        self._busy += 1
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, _fut) -> None:
+        self._busy -= 1
+
+    def _write_cut(self, data: bytes, sync: bool, cut: int) -> None:
+        self._write(data, sync)
+        if cut and self._size >= SEGMENT_SIZE:
+            self._cut(cut)
 
     def save_sync(self, entries: list[Entry], hard_state: Optional[HardState] = None) -> None:
         """``save`` for callers without an event loop (boot, tests)."""
@@ -185,11 +222,15 @@ class WAL:
     async def save_snapshot(self, term: int, index: int, *, next_index: int) -> None:
         """Record that a snapshot at (``term``, ``index``) is on disk, start a new
         segment at ``next_index`` (the first entry not yet in the WAL) and delete
-        the segments holding only entries up to ``index`` (etcd ReleaseLockTo)."""
+        the segments holding only entries up to ``index`` (etcd ReleaseLockTo).
+        Runs in the WAL thread after every save started before it."""
+        await self._submit(self._save_snapshot, term, index, next_index)
+
+    def _save_snapshot(self, term: int, index: int, next_index: int) -> None:
         # The marker opens the new segment so that releasing the old ones keeps it.
-        await asyncio.to_thread(self._cut, next_index)
-        await asyncio.to_thread(self._write, _frame(_SNAPSHOT.pack(TYPE_SNAPSHOT, term, index)))
-        await asyncio.to_thread(self.release, index)
+        self._cut(next_index)
+        self._write(_frame(_SNAPSHOT.pack(TYPE_SNAPSHOT, term, index)))
+        self.release(index)
 
     def release(self, index: int) -> None:
         """Delete closed segments whose entries all lie at or below ``index``."""
@@ -206,6 +247,9 @@ class WAL:
 
     def close(self) -> None:
         """Close the segment file (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -222,7 +266,9 @@ class WAL:
         self._size += len(data)
 
     def _cut(self, next_index: int) -> None:
-        self.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._closed_bytes += self._size
         self._seq += 1
         self._path = self.dir / _segment_name(self._seq, next_index)

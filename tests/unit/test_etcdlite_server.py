@@ -101,6 +101,10 @@ async def test_snapshot_and_restart_from_it(tmp_path):
     for i in range(55):
         await s.put(pb.PutRequest(key=b"k%02d" % i, value=b"v%d" % i))
     before = await s.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00"))
+    for _ in range(100):  # snapshots are saved in the background
+        if s.node.snap_index >= 40:
+            break
+        await asyncio.sleep(0.05)
     assert s.node.snap_index >= 40
     await s.stop()
     assert list((tmp_path / "data" / "member" / "snap").glob("*.snap"))

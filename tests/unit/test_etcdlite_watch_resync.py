@@ -48,3 +48,32 @@ def test_watcher_behind_a_compaction_is_cancelled_with_compact_revision():
     snapshot.restore(follower, data)
     hub.resync()
     assert compacted == [6] and len(hub) == 0
+
+
+class _Server:
+    """What WatchStream needs of an EtcdServer: the hub and response headers."""
+
+    def __init__(self, store):
+        self.store = store
+        self.hub = WatcherHub(store)
+
+    def header(self, rev=None):
+        from proto.etcdserverpb import rpc_pb2 as pb
+        return pb.ResponseHeader(revision=self.store.current_rev if rev is None else rev)
+
+
+async def test_watch_stream_cancels_a_watch_compacted_while_catching_up():
+    from etcdlite.v3rpc.watch import WatchStream
+    from proto.etcdserverpb import rpc_pb2 as pb
+    follower, data = _follower_and_leader_snapshot(6, compact=6)
+    server = _Server(follower)
+    stream = WatchStream(server)
+    stream.create(pb.WatchCreateRequest(key=b"a", range_end=b"c"))
+    created = stream.queue.get_nowait()
+    assert created.created and not stream.queue.qsize()
+    snapshot.restore(follower, data)
+    server.hub.resync()
+    resp = stream.queue.get_nowait()
+    assert resp.canceled and resp.compact_revision == 6 and resp.watch_id == created.watch_id
+    assert resp.header.revision == 0
+    assert not stream.watches and len(server.hub) == 0

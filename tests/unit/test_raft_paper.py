@@ -449,3 +449,36 @@ def test_figure8_old_term_entry_not_committed_by_counting(monkeypatch):
     assert [e.Term for e in sim.nodes[3].node.raft.log.all_entries()] == [1, 2, 4]
     with pytest.raises(SafetyViolation, match="leader completeness"):
         _figure8(monkeypatch, planted_bug=True)
+
+
+def test_async_leader_persist_counts_the_leader_only_once_durable():
+    """Raft thesis 10.2.1: a leader may write its log in parallel with
+    replication; its own copy counts toward the quorum once it says so."""
+    st = MemoryStorage()
+    n = RawNode(Config(id=1, peers=[1, 2, 3], storage=st, async_leader_persist=True))
+
+    def flush():
+        rd = n.ready()
+        if rd.hard_state is not None:
+            st.set_hard_state(rd.hard_state)
+        if rd.entries:
+            st.append(rd.entries)
+        n.advance(rd)
+
+    n.campaign()
+    flush()
+    for frm in (2, 3):
+        n.step(msg(pb.MsgPreVoteResp, frm, 1, term=1))
+    flush()
+    for frm in (2, 3):
+        n.step(msg(pb.MsgVoteResp, frm, 1, term=1))
+    assert n.status().state is StateType.LEADER
+    flush()
+    last = st.last_index()
+    # One follower acked: without the leader's own durable copy that is 1 of 3.
+    n.step(msg(pb.MsgAppResp, 2, 1, term=1, index=last))
+    assert n.status().commit < last
+    n.persisted(last, 0)   # a stale term's report is ignored
+    assert n.status().commit < last
+    n.persisted(last, 1)
+    assert n.status().commit == last
