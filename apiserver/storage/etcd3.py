@@ -76,21 +76,31 @@ class KeyValue:
     create_revision: int
 
 
-@dataclass
 class Event:
     """One change seen by a watch, mirrors etcd3 watcher's event.
 
     ``type`` is ``PUT``/``DELETE``; ``obj`` is the new object (PUT) or the
     last state (DELETE) with resourceVersion = ``revision``; ``prev`` is the
-    previous state for a PUT that modified an existing key, else None.
+    previous state for a PUT that modified an existing key, else None. A
+    watch passes the previous value as ``prev_kv``, decoded only when ``prev``
+    is read (the watch cache usually still holds that state itself).
     """
 
-    type: str
-    key: str
-    obj: dict
-    prev: dict | None
-    revision: int
-    created: bool = False
+    __slots__ = ("type", "key", "obj", "revision", "created", "_prev", "_prev_kv")
+
+    def __init__(self, type: str, key: str, obj: dict, prev: dict | None, revision: int, created: bool = False,
+                 *, prev_kv: kv_pb2.KeyValue | None = None):
+        self.type, self.key, self.obj, self.revision, self.created = type, key, obj, revision, created
+        self._prev, self._prev_kv = prev, prev_kv
+
+    @property
+    def prev(self) -> dict | None:
+        if self._prev is None and self._prev_kv is not None:
+            self._prev, self._prev_kv = decode(self._prev_kv), None
+        return self._prev
+
+    def __repr__(self) -> str:
+        return f"Event({self.type}, {self.key!r}, revision={self.revision})"
 
 
 @dataclass
@@ -448,9 +458,9 @@ class WatchStream:
                         batch.append(Event("DELETE", key, decode(ev.prev_kv, revision=kv.mod_revision), None,
                                            kv.mod_revision))
                     else:
-                        prev = decode(ev.prev_kv) if ev.HasField("prev_kv") and ev.prev_kv.value else None
-                        batch.append(Event("PUT", key, decode(kv), prev, kv.mod_revision,
-                                           created=kv.create_revision == kv.mod_revision))
+                        prev_kv = ev.prev_kv if ev.HasField("prev_kv") and ev.prev_kv.value else None
+                        batch.append(Event("PUT", key, decode(kv), None, kv.mod_revision,
+                                           created=kv.create_revision == kv.mod_revision, prev_kv=prev_kv))
                     self.revision = max(self.revision, kv.mod_revision)
                 if not resp.events:
                     self.revision = max(self.revision, resp.header.revision)
