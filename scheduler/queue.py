@@ -25,12 +25,18 @@ import itertools
 import time
 from typing import Callable
 
+import prometheus_client
+
 from kubeling.client import meta_key
 
 DEFAULT_INITIAL_BACKOFF = 1.0
 DEFAULT_MAX_BACKOFF = 10.0
 # Upstream's podMaxInUnschedulablePodsDuration.
 DEFAULT_MAX_IN_UNSCHEDULABLE = 300.0
+
+INCOMING_PODS = prometheus_client.Counter(
+    "scheduler_queue_incoming_pods_total",
+    "Number of pods added to scheduling queues by event and queue type.", ["queue", "event"])
 
 # Cluster events -> the plugins whose verdict they may change (each plugin's
 # EventsToRegister upstream). None: any plugin.
@@ -178,6 +184,7 @@ class SchedulingQueue:
             self._active[key].pod = pod
             return
         self._push_active(QueuedPodInfo(pod, self.clock()))
+        INCOMING_PODS.labels("active", "PodAdd").inc()
 
     async def pop(self) -> QueuedPodInfo:
         """Wait for and remove the highest-priority, oldest active pod; starts a
@@ -228,8 +235,10 @@ class SchedulingQueue:
         pinfo.timestamp = self.clock()
         if not unschedulable or self._move_request_cycle >= pod_scheduling_cycle:
             self._backoff[key] = pinfo
+            INCOMING_PODS.labels("backoff", "ScheduleAttemptFailure").inc()
         else:
             self._unschedulable[key] = pinfo
+            INCOMING_PODS.labels("unschedulable", "ScheduleAttemptFailure").inc()
 
     # -- informer events -----------------------------------------------------------------
     def update(self, old: dict | None, new: dict) -> None:
@@ -249,9 +258,10 @@ class SchedulingQueue:
             pinfo.pod = new
             if old is None or _scheduling_relevant(old) != _scheduling_relevant(new):
                 del self._unschedulable[key]
-                self._requeue(pinfo)
+                self._requeue(pinfo, "PodUpdate")
             return
         self._push_active(QueuedPodInfo(new, self.clock()))
+        INCOMING_PODS.labels("active", "PodUpdate").inc()
 
     def delete(self, pod: dict) -> None:
         """Forget the pod wherever it waits (and its nomination)."""
@@ -262,11 +272,13 @@ class SchedulingQueue:
         self._backoff.pop(key, None)
         self._unschedulable.pop(key, None)
 
-    def _requeue(self, pinfo: QueuedPodInfo) -> None:
+    def _requeue(self, pinfo: QueuedPodInfo, event: str) -> None:
         if self._in_backoff(pinfo):
             self._backoff[pinfo.key] = pinfo
+            INCOMING_PODS.labels("backoff", event).inc()
         else:
             self._push_active(pinfo)
+            INCOMING_PODS.labels("active", event).inc()
 
     def move_all_to_active_or_backoff(self, event: str = "", *, plugins: frozenset[str] | None = None,
                                       pre_check: Callable[[dict], bool] | None = None) -> None:
@@ -286,7 +298,7 @@ class SchedulingQueue:
             if pre_check is not None and not pre_check(pinfo.pod):
                 continue
             del self._unschedulable[key]
-            self._requeue(pinfo)
+            self._requeue(pinfo, event or "Unknown")
         self._move_request_cycle = self.scheduling_cycle
 
     # -- periodic flushing ----------------------------------------------------------------
@@ -296,6 +308,7 @@ class SchedulingQueue:
             if not self._in_backoff(pinfo):
                 del self._backoff[key]
                 self._push_active(pinfo)
+                INCOMING_PODS.labels("active", "BackoffComplete").inc()
 
     def flush_unschedulable_left_over(self) -> None:
         """Move pods that stayed unschedulable longer than ``max_in_unschedulable``."""
@@ -303,7 +316,7 @@ class SchedulingQueue:
         for key, pinfo in list(self._unschedulable.items()):
             if now - pinfo.timestamp > self.max_in_unschedulable:
                 del self._unschedulable[key]
-                self._requeue(pinfo)
+                self._requeue(pinfo, "UnschedulableTimeout")
 
     async def run(self, *, backoff_period: float = 0.2, unschedulable_period: float = 30.0) -> None:
         """Flush backoffQ every ``backoff_period`` s and long-unschedulable pods

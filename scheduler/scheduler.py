@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 
 import prometheus_client
 
@@ -32,6 +33,19 @@ SCHEDULE_ATTEMPTS = prometheus_client.Counter(
     "scheduler_schedule_attempts_total", "Number of attempts to schedule pods, by the result.", ["result"])
 PENDING_PODS = prometheus_client.Gauge(
     "scheduler_pending_pods", "Number of pending pods, by the queue type.", ["queue"])
+ATTEMPT_DURATION = prometheus_client.Histogram(
+    "scheduler_scheduling_attempt_duration_seconds",
+    "Scheduling attempt latency in seconds (scheduling algorithm + binding)", ["result", "profile"],
+    buckets=[0.001 * 2 ** i for i in range(15)])
+POD_SLI_DURATION = prometheus_client.Histogram(
+    "scheduler_pod_scheduling_sli_duration_seconds",
+    "E2e latency for a pod being scheduled, from the first scheduling attempt, possibly over several attempts.",
+    ["attempts"], buckets=[0.01 * 2 ** i for i in range(20)])
+PREEMPTION_ATTEMPTS = prometheus_client.Counter(
+    "scheduler_preemption_attempts_total", "Total preemption attempts in the cluster till now")
+PREEMPTION_VICTIMS = prometheus_client.Histogram(
+    "scheduler_preemption_victims", "Number of selected preemption victims",
+    buckets=[2 ** i for i in range(7)])
 
 
 def is_assigned(pod: dict) -> bool:
@@ -164,35 +178,41 @@ class Scheduler:
         if pod is None or not self.responsible_for(pod) or self.cache.is_assumed(pod):
             return
         pinfo.pod = pod
+        start = time.monotonic()
         snapshot = self.cache.snapshot()
         try:
             node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng,
                                      search=self.node_search, nominated=self.queue.nominated_pods_for_node)
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
+            PREEMPTION_ATTEMPTS.inc()
             result = post_filter(pod, snapshot, e, self.filters)
+            ATTEMPT_DURATION.labels("unschedulable", self.scheduler_name).observe(time.monotonic() - start)
             log.info("unable to schedule pod %s: %s", meta_key(pod), e)
             pinfo.unschedulable_plugins = frozenset(e.unschedulable_plugins())
             nominated = None
             if result.candidate is not None:
                 nominated = result.candidate.node_name
+                PREEMPTION_VICTIMS.observe(len(result.candidate.victims))
                 await self._prepare_candidate(pod, result.candidate)
             await self._handle_failure(pinfo, cycle, str(e), reason="Unschedulable", unschedulable=True,
                                        nominated_node=nominated)
             return
         except Exception as e:  # a plugin bug must not stop the scheduler
             SCHEDULE_ATTEMPTS.labels("error").inc()
+            ATTEMPT_DURATION.labels("error", self.scheduler_name).observe(time.monotonic() - start)
             log.exception("error scheduling pod %s", meta_key(pod))
             await self._handle_failure(pinfo, cycle, str(e), reason="SchedulerError", unschedulable=False)
             return
         assumed = deep_copy(pod)
         assumed["spec"]["nodeName"] = node_name
         self.cache.assume_pod(assumed)
-        task = asyncio.ensure_future(self._binding_cycle(pinfo, cycle, assumed, node_name))
+        task = asyncio.ensure_future(self._binding_cycle(pinfo, cycle, assumed, node_name, start))
         self._binding_tasks.add(task)
         task.add_done_callback(self._binding_tasks.discard)
 
-    async def _binding_cycle(self, pinfo: QueuedPodInfo, cycle: int, assumed: dict, node_name: str) -> None:
+    async def _binding_cycle(self, pinfo: QueuedPodInfo, cycle: int, assumed: dict, node_name: str,
+                             start: float) -> None:
         meta = assumed["metadata"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta["namespace"],
@@ -203,6 +223,7 @@ class Scheduler:
                                      subresource="binding")
         except Exception as e:
             SCHEDULE_ATTEMPTS.labels("error").inc()
+            ATTEMPT_DURATION.labels("error", self.scheduler_name).observe(time.monotonic() - start)
             log.warning("binding %s to %s failed: %s", meta_key(assumed), node_name, e)
             self.cache.forget_pod(assumed)
             self.queue.move_all_to_active_or_backoff(ASSIGNED_POD_DELETE)
@@ -210,6 +231,10 @@ class Scheduler:
                                        unschedulable=False)
             return
         SCHEDULE_ATTEMPTS.labels("scheduled").inc()
+        now = time.monotonic()
+        ATTEMPT_DURATION.labels("scheduled", self.scheduler_name).observe(now - start)
+        if pinfo.initial_attempt is not None:
+            POD_SLI_DURATION.labels(str(pinfo.attempts)).observe(now - pinfo.initial_attempt)
         log.info("bound %s to %s", meta_key(assumed), node_name)
         self.recorder.event(assumed, NORMAL, "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}")

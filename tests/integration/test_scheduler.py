@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 import support
@@ -33,6 +34,7 @@ def plane():
                 sys.executable, "-m", "scheduler", "--kubeconfig", str(cp.kubeconfig), "--bind-address",
                 "127.0.0.1", "--secure-port", str(port), "--leader-elect=false"])
             cp.procs.wait_ready("scheduler", url=f"http://127.0.0.1:{port}/healthz")
+            cp.extra["scheduler_metrics"] = f"http://127.0.0.1:{port}/metrics"
             yield cp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -84,6 +86,17 @@ async def env(plane):
         await client.close()
 
 
+async def metric(url: str, name: str, **labels) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` on a /metrics page."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(url)).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 async def node_of(client, ns, name):
     return ((await client.get("pods", name, namespace=ns)).get("spec") or {}).get("nodeName")
 
@@ -99,8 +112,9 @@ async def events(client, ns, reason, name, message=None):
             and (message is None or e["message"] == message)]
 
 
-async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env):
+async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env, plane):
     client, ns = env
+    metrics = plane.extra["scheduler_metrics"]
     await client.create("nodes", fake_node("small-ssd", cpu="1", labels={"disk": "ssd"}))
     await client.create("nodes", fake_node("big-hdd-1", labels={"disk": "hdd"}))
     await client.create("nodes", fake_node("big-hdd-2", labels={"disk": "hdd"}))
@@ -124,10 +138,13 @@ async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env):
 
     # The pod now waits in unschedulablePods; a node that fits must bring it back well
     # before the 5-minute flush.
+    moved_before = await metric(metrics, "scheduler_queue_incoming_pods_total", event="NodeAdd")
     added = time.monotonic()
     await client.create("nodes", fake_node("big-ssd", labels={"disk": "ssd"}))
     assert await eventually(lambda: node_of(client, ns, "db"), what="db bound") == "big-ssd"
     assert time.monotonic() - added < 15
+    # It was the NodeAdd event that moved it out of unschedulablePods.
+    assert await metric(metrics, "scheduler_queue_incoming_pods_total", event="NodeAdd") > moved_before
     [event] = await eventually(lambda: events(client, ns, "Scheduled", "db"), what="Scheduled event")
     assert (event["type"], event["message"]) == ("Normal", f"Successfully assigned {ns}/db to big-ssd")
 
