@@ -29,8 +29,15 @@ from kubelet.pod_status import qos_class, rfc3339
 log = logging.getLogger("hollow")
 
 HOLLOW_LABEL = "kubeling.io/hollow"
+# A pod may ask its hollow kubelet to "exit" (kwok's pod stages, reduced): after
+# run-seconds (default 1) every container terminates with exit-code; with
+# restartPolicy Never (or OnFailure and code 0) the pod becomes Succeeded / Failed.
+# Without the annotation, or with restartPolicy Always, pods run forever.
+EXIT_CODE_ANNOTATION = "hollow.kubeling.io/exit-code"
+RUN_SECONDS_ANNOTATION = "hollow.kubeling.io/run-seconds"
 # Pod IPs for nodes nodeipam has not (yet) given a podCIDR: a /24 per node of this process.
 FALLBACK_POD_NET = ipaddress.ip_network("100.64.0.0/10")
+CIDR_WAIT = 30.0  # seconds a pod waits for its node's podCIDR before a fallback IP
 
 
 def parse_quantity_ki(text: str) -> int:
@@ -103,7 +110,9 @@ class HollowNodes:
         self.pod_informer.add_handlers(on_add=self._on_pod, on_update=lambda old, new: self._on_pod(new),
                                        on_delete=self._on_pod_delete)
         self.registered = False
+        self.cidr_wait: dict[str, float] = {}  # pod key -> when it started waiting for a podCIDR
         self.running_pods = 0
+        self.started: dict[str, float] = {}  # pod key -> monotonic time we made it Running
 
     @property
     def ready(self) -> bool:
@@ -217,11 +226,14 @@ class HollowNodes:
             return
         status = pod.get("status") or {}
         if pod["metadata"].get("deletionTimestamp") or (
-                status.get("phase") not in ("Running", "Succeeded", "Failed") or not status.get("podIP")):
+                status.get("phase") not in ("Running", "Succeeded", "Failed") or not status.get("podIP")) or (
+                status.get("phase") == "Running" and exit_plan(pod) is not None):
             self.queue.add(meta_key(pod))
 
     def _on_pod_delete(self, pod: dict) -> None:
         self.ips.release(meta_key(pod))
+        self.started.pop(meta_key(pod), None)
+        self.cidr_wait.pop(meta_key(pod), None)
 
     def _pod_net(self, node_name: str) -> ipaddress.IPv4Network:
         cidr = ((self.nodes.get(node_name) or {}).get("spec") or {}).get("podCIDR")
@@ -246,15 +258,47 @@ class HollowNodes:
             self.ips.release(key)
             return
         status = pod.get("status") or {}
-        if status.get("phase") in ("Running", "Succeeded", "Failed") and status.get("podIP"):
+        if status.get("phase") == "Running" and status.get("podIP"):
+            await self._maybe_exit(key, pod)
+            return
+        if status.get("phase") in ("Succeeded", "Failed") and status.get("podIP"):
             return
         node_name = pod["spec"]["nodeName"]
+        if not ((self.nodes.get(node_name) or {}).get("spec") or {}).get("podCIDR") and \
+                time.monotonic() - self.cidr_wait.setdefault(key, time.monotonic()) < CIDR_WAIT:
+            # nodeipam normally answers within a second: wait for it, as a kubelet
+            # waits for its network, before falling back to a private range.
+            self.queue.add_after(key, 0.5)
+            return
+        self.cidr_wait.pop(key, None)
         ip = self.ips.allocate(node_name, self._pod_net(node_name), key)
         async with self.sem:
             try:
                 await self.client.patch("pods", name, {"status": running_status(pod, ip=ip, host_ip=self.node_ip)},
                                         namespace=ns, subresource="status")
                 self.running_pods += 1
+                self.started[key] = time.monotonic()
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+        if exit_plan(pod) is not None:
+            self.queue.add_after(key, exit_plan(pod)[1])
+
+    async def _maybe_exit(self, key: str, pod: dict) -> None:
+        """Terminate the pod's containers as its annotations ask, once run-seconds have passed."""
+        plan = exit_plan(pod)
+        if plan is None:
+            return
+        code, run_seconds = plan
+        remaining = self.started.setdefault(key, time.monotonic()) + run_seconds - time.monotonic()
+        if remaining > 0:
+            self.queue.add_after(key, remaining)
+            return
+        meta = pod["metadata"]
+        async with self.sem:
+            try:
+                await self.client.patch("pods", meta["name"], {"status": terminated_status(pod, exit_code=code)},
+                                        namespace=meta["namespace"], subresource="status")
             except ApiError as e:
                 if e.code != 404:
                     raise
@@ -320,6 +364,45 @@ def running_status(pod: dict, *, ip: str, host_ip: str, now: float | None = None
     if spec.get("initContainers"):
         out["initContainerStatuses"] = [cstatus(c, init=True) for c in spec["initContainers"]]
     return out
+
+
+def exit_plan(pod: dict) -> tuple[int, float] | None:
+    """``(exit_code, run_seconds)`` when the pod's annotations ask its containers to
+    exit and its restartPolicy lets the pod end (Never; OnFailure with code 0), else None."""
+    ann = pod["metadata"].get("annotations") or {}
+    if EXIT_CODE_ANNOTATION not in ann:
+        return None
+    try:
+        code = int(ann[EXIT_CODE_ANNOTATION])
+        run_seconds = max(0.0, float(ann.get(RUN_SECONDS_ANNOTATION, "1")))
+    except ValueError:
+        return None
+    policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
+    if policy == "Never" or (policy == "OnFailure" and code == 0):
+        return code, run_seconds
+    return None
+
+
+def terminated_status(pod: dict, *, exit_code: int, now: float | None = None) -> dict:
+    """The status patch of a pod whose containers all exited with ``exit_code``:
+    phase Succeeded (0) or Failed, Ready / ContainersReady False (PodCompleted / PodFailed)."""
+    ts = rfc3339(now if now is not None else time.time())
+    old = pod.get("status") or {}
+    reason = "Completed" if exit_code == 0 else "Error"
+    statuses = []
+    for c in old.get("containerStatuses") or []:
+        started = ((c.get("state") or {}).get("running") or {}).get("startedAt", ts)
+        statuses.append({**c, "ready": False, "started": False,
+                         "state": {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": started,
+                                                  "finishedAt": ts, "containerID": c.get("containerID", "")}}})
+    cond_reason = "PodCompleted" if exit_code == 0 else "PodFailed"
+    conds = []
+    for c in old.get("conditions") or []:
+        if c.get("type") in ("Ready", "ContainersReady"):
+            c = {**c, "status": "False", "reason": cond_reason, "lastTransitionTime": ts}
+        conds.append(c)
+    return {"phase": "Succeeded" if exit_code == 0 else "Failed", "conditions": conds,
+            "containerStatuses": statuses}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

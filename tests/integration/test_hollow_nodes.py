@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import support
-from kubelet.hollow import PodIPs, parse_quantity_ki, running_status
+from kubelet.hollow import PodIPs, exit_plan, parse_quantity_ki, running_status, terminated_status
 
 COUNT = 20
 
@@ -105,6 +105,30 @@ def test_deployment_of_50_becomes_available_and_deletes_finish(plane):
     print(f"50 replicas available on {COUNT} hollow nodes in {took:.1f}s")
 
 
+def test_pods_asked_to_exit_end_succeeded_or_failed(plane):
+    cp = plane
+    ns = "hollow-exit"
+    assert cp.http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": ns}}).status_code == 201
+    for name, code, policy in (("ok", "0", "Never"), ("bad", "3", "Never"), ("forever", "1", "Always")):
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "annotations": {"hollow.kubeling.io/exit-code": code,
+                                                           "hollow.kubeling.io/run-seconds": "0.5"}},
+                "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "busybox:1.35"}]}}
+        assert cp.http.post(f"/api/v1/namespaces/{ns}/pods", json=body).status_code == 201
+
+    def phases():
+        items = cp.http.get(f"/api/v1/namespaces/{ns}/pods").json()["items"]
+        return {p["metadata"]["name"]: p for p in items}
+    got = support.wait_for("pods ended", lambda: (lambda d: d if d["ok"]["status"].get("phase") == "Succeeded"
+                                                  and d["bad"]["status"].get("phase") == "Failed" else None)(
+        phases()), 30, 0.3)
+    term = got["bad"]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    assert {c["type"]: c["status"] for c in got["ok"]["status"]["conditions"]}["Ready"] == "False"
+    assert got["forever"]["status"]["phase"] == "Running"
+
+
 def test_running_status_and_ip_allocation_units():
     pod = {"metadata": {"name": "p", "uid": "u1"},
            "spec": {"nodeName": "n", "initContainers": [{"name": "i", "image": "x"}],
@@ -124,4 +148,11 @@ def test_running_status_and_ip_allocation_units():
         ips.allocate("n", net, "ns/b")
     ips.release("ns/a")
     assert ips.allocate("n", net, "ns/b") == "10.244.1.2"
+    pod["metadata"]["annotations"] = {"hollow.kubeling.io/exit-code": "1"}
+    assert exit_plan(pod) is None  # restartPolicy Always: the kubelet would restart it
+    pod["spec"]["restartPolicy"] = "Never"
+    assert exit_plan(pod) == (1, 1.0)
+    pod["status"] = st
+    done = terminated_status(pod, exit_code=1, now=5)
+    assert done["phase"] == "Failed" and done["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
     assert parse_quantity_ki("16Gi") == 16 * 1024 * 1024 and parse_quantity_ki("512Mi") == 512 * 1024
