@@ -21,6 +21,8 @@ import logging
 import sys
 import time
 
+import httpx
+
 from kubeling import daemon
 from kubeling.client import ApiError, Client, Informer, KubeconfigError, WorkQueue, meta_key, split_key
 from kubelet.nodestatus import LEASE_DURATION, LEASE_NAMESPACE, micro_time, node_labels, node_status
@@ -189,19 +191,27 @@ class HollowNodes:
                 "spec": spec}, namespace=LEASE_NAMESPACE)
 
     async def _spread(self, interval: float, fn, what: str) -> None:
-        """Call ``fn(name)`` for every node, evenly spread over ``interval`` s, forever."""
+        """Call ``fn(name)`` for every node, evenly spread over ``interval`` s, forever.
+        A node whose previous call is still in flight is skipped this round, so a
+        slow apiserver never piles up more than one call per node."""
         step = interval / max(1, len(self.names))
-        pending: set[asyncio.Task] = set()
-        while True:
-            start = time.monotonic()
-            for i, name in enumerate(self.names):
-                delay = start + i * step - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.ensure_future(self._guard(fn, name, what))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            await asyncio.sleep(max(0.0, start + interval - time.monotonic()))
+        in_flight: dict[str, asyncio.Task] = {}
+        try:
+            while True:
+                start = time.monotonic()
+                for i, name in enumerate(self.names):
+                    delay = start + i * step - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if name in in_flight:
+                        continue
+                    task = asyncio.ensure_future(self._guard(fn, name, what))
+                    in_flight[name] = task
+                    task.add_done_callback(lambda _t, n=name: in_flight.pop(n, None))
+                await asyncio.sleep(max(0.0, start + interval - time.monotonic()))
+        finally:
+            for t in list(in_flight.values()):
+                t.cancel()
 
     @staticmethod
     async def _guard(fn, name: str, what: str) -> None:
@@ -468,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         daemon.run(run)
-    except ApiError as e:
-        log.error("registering hollow nodes failed: %s", e)
+    except (ApiError, httpx.HTTPError) as e:
+        log.error("registering hollow nodes failed: %s", e or type(e).__name__)
         return 1
     return 0
 
