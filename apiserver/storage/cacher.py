@@ -70,6 +70,11 @@ def filtered(ev: WatchEvent, pred: Predicate) -> tuple[str, dict] | None:
     return None
 
 
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class CacheWatcher:
     """One client watch on a Cacher.
 
@@ -83,10 +88,19 @@ class CacheWatcher:
         self.cacher = cacher
         self.pred = pred
         self.key_prefix = key_prefix
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
+        # A plain deque and one future to wake the consumer: under fan-out this runs once per event
+        # per watcher, where an asyncio.Queue get with a timeout costs several times more.
+        self.queue: collections.deque = collections.deque()
+        self.queue_size = queue_size
+        self._waiter: asyncio.Future | None = None
         self.initial = collections.deque(initial)
         self.revision = start_revision
         self.closed = False
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def _offer(self, ev: WatchEvent) -> None:
         if self.closed or ev.revision <= self.revision or not ev.key.startswith(self.key_prefix):
@@ -94,39 +108,40 @@ class CacheWatcher:
         out = filtered(ev, self.pred)
         if out is None:
             return
-        try:
-            self.queue.put_nowait((out, ev.revision))
-        except asyncio.QueueFull:
+        if len(self.queue) >= self.queue_size:
             log.warning("terminating slow watcher of %s", self.cacher.prefix)
             self.stop()
+            return
+        self.queue.append((out, ev.revision))
+        self._wake()
 
     def stop(self) -> None:
         """End the watch (the consumer's loop finishes after the queued events)."""
         if not self.closed:
             self.closed = True
             self.cacher.watchers.discard(self)
-            try:
-                self.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                # drop one event to make room for the end marker: the client relists anyway
-                self.queue.get_nowait()
-                self.queue.put_nowait(None)
+            self.queue.append(None)
+            self._wake()
 
     async def next(self, timeout: float | None) -> tuple[str, dict] | None:
         """The next event, or None on timeout; raises StopAsyncIteration when ended."""
         if self.initial:
             return self.initial.popleft()
-        try:
-            item = self.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            # asyncio.timeout arms one timer; wait_for would wrap every wait in a new task
-            # (once per event per watcher under fan-out)
+        if not self.queue:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
             try:
-                async with asyncio.timeout(timeout):
-                    item = await self.queue.get()
-            except TimeoutError:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self.queue:
                 return None
+        item = self.queue.popleft()
         if item is None:
+            self.queue.append(None)  # stay ended for any later call
             raise StopAsyncIteration
         (etype, obj), rev = item
         self.revision = rev
