@@ -57,15 +57,19 @@ class WorkQueue:
         asyncio.get_running_loop().create_task(wake())
 
     def add_after(self, key: str, delay: float) -> None:
-        """Queue ``key`` after ``delay`` seconds (an earlier pending timer for it wins)."""
+        """Queue ``key`` after ``delay`` seconds; of two pending timers for it the one that fires first wins
+        (client-go's delaying queue keeps the earlier ready time)."""
         if self._shutting_down:
             return
         if delay <= 0:
             self.add(key)
             return
-        if key in self._timers:
-            return
         loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()
 
         def fire():
             self._timers.pop(key, None)

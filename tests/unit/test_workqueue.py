@@ -50,3 +50,15 @@ async def test_shutdown_wakes_getters():
     q.shutdown()
     with pytest.raises(ShutDown):
         await asyncio.wait_for(getter, 1)
+
+
+async def test_add_after_keeps_the_timer_that_fires_first():
+    """A long pending timer (a 600 s deadline check) must not swallow a shorter one (a 3 s check)."""
+    q = WorkQueue()
+    q.add_after("a", 600)
+    q.add_after("a", 0.05)
+    assert await asyncio.wait_for(q.get(), 1) == "a"
+    q.done("a")
+    q.add_after("b", 0.05)
+    q.add_after("b", 600)  # later: ignored, b still comes soon
+    assert await asyncio.wait_for(q.get(), 1) == "b"
