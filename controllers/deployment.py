@@ -9,8 +9,10 @@ controllers.deployment_util; this module reads listers and writes the API.
 from __future__ import annotations
 
 import logging
+import time
+from typing import Callable
 
-from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
+from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers import deployment_util as du
 from controllers.controller_utils import (BaseController, claim_objects, controller_ref, get_controller_of,
@@ -25,8 +27,9 @@ class DeploymentController(BaseController):
     name = "deployment"
 
     def __init__(self, client: Client, d_informer: Informer, rs_informer: Informer, pod_informer: Informer, *,
-                 recorder: EventRecorder | None = None):
+                 recorder: EventRecorder | None = None, clock: Callable[[], float] = time.time):
         super().__init__(client, [d_informer, rs_informer, pod_informer])
+        self.clock = clock  # epoch seconds, for the progress deadline
         self.d_lister = d_informer.lister
         self.rs_lister = rs_informer.lister
         self.pod_lister = pod_informer.lister
@@ -101,6 +104,7 @@ class DeploymentController(BaseController):
             new_rs, old_rss = await self._get_all_replica_sets(d, rs_list, create=False)
             await self._sync_status(_all(new_rs, old_rss), new_rs, d)
             return
+        await self._check_paused_conditions(d)
         if (d.get("spec") or {}).get("paused") or await self._is_scaling_event(d, rs_list):
             await self._scale_sync(d, rs_list)
             return
@@ -370,21 +374,55 @@ class DeploymentController(BaseController):
                     raise
 
     async def _sync_rollout_status(self, all_rss: list[dict], new_rs: dict | None, d: dict) -> None:
-        """Status plus the Progressing condition (syncRolloutStatus)."""
+        """Status plus the Progressing condition (syncRolloutStatus): complete, progressing, or
+        ProgressDeadlineExceeded once progressDeadlineSeconds pass without progress; a rollout with
+        no news is requeued for that check (requeueStuckDeployment)."""
         status = du.calculate_status(all_rss, new_rs, d)
+        has_deadline = du.has_progress_deadline(d)
+        if not has_deadline:
+            du.remove_condition(status, "Progressing")
         current = du.get_condition(status, "Progressing")
         complete_already = (status["replicas"] == status["updatedReplicas"] and current is not None
                             and current.get("reason") == "NewReplicaSetAvailable")
-        if not complete_already:
-            rs_name = new_rs["metadata"]["name"] if new_rs else ""
+        if has_deadline and not complete_already:
+            what = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs else f'Deployment "{d["metadata"]["name"]}"'
             if du.deployment_complete(d, status):
                 du.set_condition(status, "Progressing", "True", "NewReplicaSetAvailable",
-                                 f'ReplicaSet "{rs_name}" has successfully progressed.')
+                                 f"{what} has successfully progressed.")
             elif du.deployment_progressing(d, status):
-                msg = f'ReplicaSet "{rs_name}" is progressing.' if new_rs else \
-                    f'Deployment "{d["metadata"]["name"]}" is progressing.'
-                du.set_condition(status, "Progressing", "True", "ReplicaSetUpdated", msg, refresh=True)
+                du.set_condition(status, "Progressing", "True", "ReplicaSetUpdated", f"{what} is progressing.",
+                                 refresh=True)
+            elif du.deployment_timed_out(d, status, self.clock()):
+                du.set_condition(status, "Progressing", "False", du.TIMED_OUT_REASON,
+                                 f"{what} has timed out progressing.")
+        if status == (d.get("status") or {}):
+            after = du.stuck_requeue_after(d, status, self.clock())
+            log.debug("deployment %s: status unchanged; progress deadline check in %s s", meta_key(d), after)
+            if after == 0.0:
+                self.queue.add_rate_limited(meta_key(d))
+            elif after is not None:
+                self.queue.add_after(meta_key(d), after)
+            return
         await self._write_status(d, status)
+
+    async def _check_paused_conditions(self, d: dict) -> None:
+        """Progressing Unknown DeploymentPaused / DeploymentResumed when spec.paused flips, so a paused
+        rollout does not time out and a resumed one restarts its deadline (checkPausedConditions)."""
+        if not du.has_progress_deadline(d):
+            return
+        status = d.setdefault("status", {})
+        cond = du.get_condition(status, "Progressing")
+        if cond is not None and cond.get("reason") == du.TIMED_OUT_REASON:
+            return  # a reported lack of progress is not overwritten
+        paused_cond = cond is not None and cond.get("reason") == du.PAUSED_REASON
+        paused = bool((d.get("spec") or {}).get("paused"))
+        if paused and not paused_cond:
+            du.set_condition(status, "Progressing", "Unknown", du.PAUSED_REASON, "Deployment is paused")
+        elif not paused and paused_cond:
+            du.set_condition(status, "Progressing", "Unknown", du.RESUMED_REASON, "Deployment is resumed")
+        else:
+            return
+        d.update(await self.client.replace_status("deployments", d))
 
     async def _sync_status(self, all_rss: list[dict], new_rs: dict | None, d: dict) -> None:
         await self._write_status(d, du.calculate_status(all_rss, new_rs, d))

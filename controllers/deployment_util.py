@@ -26,6 +26,11 @@ _SKIP_COPY = {"kubectl.kubernetes.io/last-applied-configuration", REVISION_ANNOT
 _SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+# Reasons of the Progressing condition (deploymentutil's TimedOutReason, PausedDeployReason, ResumedDeployReason).
+TIMED_OUT_REASON = "ProgressDeadlineExceeded"
+PAUSED_REASON = "DeploymentPaused"
+RESUMED_REASON = "DeploymentResumed"
+_MAX_INT32 = 2 ** 31 - 1
 
 
 def fnv32a(data: bytes) -> int:
@@ -297,3 +302,45 @@ def deployment_progressing(d: dict, status: dict) -> bool:
             or g(status, "replicas") - g(status, "updatedReplicas") < g(old, "replicas") - g(old, "updatedReplicas")
             or g(status, "readyReplicas") > g(old, "readyReplicas")
             or g(status, "availableReplicas") > g(old, "availableReplicas"))
+
+
+def has_progress_deadline(d: dict) -> bool:
+    """spec.progressDeadlineSeconds is set and not MaxInt32 (HasProgressDeadline)."""
+    v = (d.get("spec") or {}).get("progressDeadlineSeconds")
+    return v is not None and v != _MAX_INT32
+
+
+def remove_condition(status: dict, ctype: str) -> None:
+    """Drop the condition of type ``ctype`` from ``status`` in place (RemoveDeploymentCondition)."""
+    if status.get("conditions"):
+        status["conditions"] = [c for c in status["conditions"] if c.get("type") != ctype]
+
+
+def deployment_timed_out(d: dict, status: dict, now: float) -> bool:
+    """Whether the rollout made no progress for progressDeadlineSeconds since the Progressing
+    condition's lastUpdateTime (DeploymentTimedOut); ``now`` in epoch seconds."""
+    if not has_progress_deadline(d):
+        return False
+    cond = get_condition(status, "Progressing")
+    if cond is None or cond.get("reason") == "NewReplicaSetAvailable":
+        return False
+    if cond.get("reason") == TIMED_OUT_REASON:
+        return True
+    last = parse_time(cond.get("lastUpdateTime"))
+    return last is not None and last + d["spec"]["progressDeadlineSeconds"] < now
+
+
+def stuck_requeue_after(d: dict, status: dict, now: float) -> float | None:
+    """Seconds until a stuck rollout must be checked for its deadline again, 0 for "now (rate limited)",
+    None when no check is due (requeueStuckDeployment): no deadline or Progressing condition,
+    complete, or already timed out."""
+    cond = get_condition(d.get("status") or {}, "Progressing")
+    if not has_progress_deadline(d) or cond is None:
+        return None
+    if deployment_complete(d, status) or cond.get("reason") == TIMED_OUT_REASON:
+        return None
+    last = parse_time(cond.get("lastUpdateTime"))
+    if last is None:
+        return None
+    after = last + d["spec"]["progressDeadlineSeconds"] - now
+    return 0.0 if after < 1.0 else after + 1.0
