@@ -373,23 +373,33 @@ def _replicasets(kc) -> dict[str, int]:
     return {rs["metadata"]["name"]: rs["spec"]["replicas"] for rs in items}
 
 
-def test_rollout_history_and_undo(kc):
-    """undo brings back revision 1's ReplicaSet (no third one), as revision 3; apply goes forward again."""
+def test_stuck_rollout_then_undo(kc):
+    """A template whose container keeps crashing makes no progress: after progressDeadlineSeconds
+    rollout status fails with ProgressDeadlineExceeded; undo brings back revision 2's ReplicaSet
+    (no fourth one) and the rollout completes."""
     before = _replicasets(kc)
     assert len(before) == 2 and sorted(before.values()) == [0, 2], before
+    current = next(name for name, n in before.items() if n == 2)
+    patch = {"spec": {"progressDeadlineSeconds": 3, "template": {"spec": {"containers": [
+        {"name": "httpd", "command": ["sh", "-c", "echo crashing; exit 1"]}]}}}}
+    r = kc.run("patch", "deployment", "web", "-p", json.dumps(patch))
+    assert r.stdout.strip() == "deployment.apps/web patched"
+    r = kc.run("rollout", "status", "deployment/web", "--timeout=45s", rc=1, timeout=60)
+    assert r.stderr.strip() == 'error: deployment "web" exceeded its progress deadline', kc.diag(r)
+    cond = next(c for c in kc.http.get("/apis/apps/v1/namespaces/default/deployments/web").json()["status"]
+                ["conditions"] if c["type"] == "Progressing")
+    assert (cond["status"], cond["reason"]) == ("False", "ProgressDeadlineExceeded"), cond
     lines = kc.run("rollout", "history", "deployment/web").stdout.splitlines()
     assert lines[0] == "deployment.apps/web " and cols(lines[1]) == ["REVISION", "CHANGE-CAUSE"]
-    assert [cols(line)[0] for line in lines[2:] if line.strip()] == ["1", "2"], lines
+    assert [cols(line)[0] for line in lines[2:] if line.strip()] == ["1", "2", "3"], lines
     assert kc.run("rollout", "undo", "deployment/web").stdout.strip() == "deployment.apps/web rolled back"
-    kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
+    r = kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
+    assert 'deployment "web" successfully rolled out' in r.stdout, r.stdout
     after = _replicasets(kc)
-    old = next(name for name, n in before.items() if n == 0)
-    assert after.keys() == before.keys() and after[old] == 2, (before, after)
-    assert {p["spec"]["containers"][0]["image"] for p in kc.pods()} == {IMAGE}
-    r = kc.run("apply", "-f", "-", input=manifest(IMAGE2, "two"))
-    assert r.stdout.splitlines()[0] == "deployment.apps/web configured", r.stdout
-    kc.run("rollout", "status", "deployment/web", "--timeout=60s", timeout=70)
-    assert _replicasets(kc).keys() == before.keys()
+    assert len(after) == 3 and after[current] == 2 and sum(after.values()) == 2, (before, after)
+    assert {p["spec"]["containers"][0]["image"] for p in kc.pods()} == {IMAGE2}
+    # Back to the manifest's deadline (apply leaves fields it never set alone).
+    kc.run("patch", "deployment", "web", "-p", '{"spec":{"progressDeadlineSeconds":600}}')
 
 
 def test_scale(kc):
