@@ -163,7 +163,7 @@ def kc(tmp_path_factory):
                           apiserver_args=["--service-cluster-ip-range", "10.96.0.0/12"]) as n:
             admin = tmp / "admin.kubeconfig"
             kubeconfig_file.write(admin, server=n.api, user="admin")
-            support.start_scheduler_and_controllers(n.cp, kubeconfig=admin)
+            support.start_scheduler_and_controllers(n.cp, kubeconfig=admin, timeout=60)
             home = tmp / "kubectl-home"
             home.mkdir()
             # The apiserver may still be creating the default namespace.
