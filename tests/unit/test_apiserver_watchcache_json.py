@@ -80,3 +80,31 @@ def test_codec_keeps_json_semantics():
         assert "Expecting property name" in str(e)
     else:
         raise AssertionError("malformed JSON accepted")
+
+
+async def test_watcher_delivers_times_out_and_ends():
+    c = cacher_with()
+    w = c.watch("/registry/pods/", lambda o: True, resource_version=10)
+    assert await w.next(0.01) is None  # nothing yet: timeout
+    o = pod("a", 11)
+    c._apply([etcd3.Event("PUT", "/registry/pods/default/a", o, None, 11)], 11)
+    assert await w.next(1) == ("ADDED", o) and w.revision == 11
+    w.stop()
+    for _ in range(2):  # ended, and stays ended
+        try:
+            await w.next(1)
+        except StopAsyncIteration:
+            pass
+        else:
+            raise AssertionError("watch did not end")
+
+
+async def test_slow_watcher_is_terminated_after_its_queue_fills():
+    c = cacher_with()
+    w = cachemod.CacheWatcher(c, lambda o: True, "/registry/pods/", [], start_revision=10, queue_size=3)
+    c.watchers.add(w)
+    for i in range(5):
+        o = pod(f"p{i}", 11 + i)
+        c._apply([etcd3.Event("PUT", f"/registry/pods/default/p{i}", o, None, 11 + i)], 11 + i)
+    got = [ev async for ev in w]
+    assert [o["metadata"]["name"] for _, o in got] == ["p0", "p1", "p2"] and w not in c.watchers
