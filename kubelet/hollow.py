@@ -100,6 +100,9 @@ class HollowNodes:
         self.node_ip = node_ip
         self.lease_interval = lease_interval
         self.status_interval = status_interval
+        # Heartbeats (registration, leases, node status) share ``concurrency``
+        # slots; pod work is bounded by ``workers`` alone, so a heartbeat backlog
+        # on a slow apiserver never starves pods (nor the reverse).
         self.sem = asyncio.Semaphore(concurrency)
         self.workers = workers
         self.nodes: dict[str, dict] = {}       # last Node written or seen, by name
@@ -258,13 +261,12 @@ class HollowNodes:
             return
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
-            async with self.sem:
-                try:
-                    await self.client.delete("pods", name, namespace=ns, grace_period_seconds=0,
-                                             preconditions={"uid": meta["uid"]})
-                except ApiError as e:
-                    if e.code not in (404, 409):
-                        raise
+            try:
+                await self.client.delete("pods", name, namespace=ns, grace_period_seconds=0,
+                                         preconditions={"uid": meta["uid"]})
+            except ApiError as e:
+                if e.code not in (404, 409):
+                    raise
             self.ips.release(key)
             return
         status = pod.get("status") or {}
@@ -282,15 +284,14 @@ class HollowNodes:
             return
         self.cidr_wait.pop(key, None)
         ip = self.ips.allocate(node_name, self._pod_net(node_name), key)
-        async with self.sem:
-            try:
-                await self.client.patch("pods", name, {"status": running_status(pod, ip=ip, host_ip=self.node_ip)},
-                                        namespace=ns, subresource="status")
-                self.running_pods += 1
-                self.started[key] = time.monotonic()
-            except ApiError as e:
-                if e.code != 404:
-                    raise
+        try:
+            await self.client.patch("pods", name, {"status": running_status(pod, ip=ip, host_ip=self.node_ip)},
+                                    namespace=ns, subresource="status")
+            self.running_pods += 1
+            self.started[key] = time.monotonic()
+        except ApiError as e:
+            if e.code != 404:
+                raise
         if exit_plan(pod) is not None:
             self.queue.add_after(key, exit_plan(pod)[1])
 
@@ -305,13 +306,12 @@ class HollowNodes:
             self.queue.add_after(key, remaining)
             return
         meta = pod["metadata"]
-        async with self.sem:
-            try:
-                await self.client.patch("pods", meta["name"], {"status": terminated_status(pod, exit_code=code)},
-                                        namespace=meta["namespace"], subresource="status")
-            except ApiError as e:
-                if e.code != 404:
-                    raise
+        try:
+            await self.client.patch("pods", meta["name"], {"status": terminated_status(pod, exit_code=code)},
+                                    namespace=meta["namespace"], subresource="status")
+        except ApiError as e:
+            if e.code != 404:
+                raise
 
     async def _worker(self) -> None:
         while True:
@@ -429,8 +429,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lease-renew-interval", type=float, default=10.0, help="seconds between lease renewals")
     p.add_argument("--node-status-report-frequency", type=float, default=60.0,
                    help="seconds between node status reports")
-    p.add_argument("--concurrency", type=int, default=32, help="API requests in flight at most")
-    p.add_argument("--workers", type=int, default=16, help="pod sync workers")
+    p.add_argument("--concurrency", type=int, default=32,
+                   help="heartbeat requests (leases, node status) in flight at most")
+    p.add_argument("--workers", type=int, default=16, help="pod sync workers (= pod requests in flight at most)")
     p.add_argument("--healthz-port", type=int, default=0, help="serve /healthz and /metrics here (0: off)")
     p.add_argument("--healthz-bind-address", default="127.0.0.1")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
