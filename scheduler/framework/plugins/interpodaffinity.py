@@ -143,7 +143,8 @@ class InterPodAffinity:
         return not st.affinity_counts and all(t.matches(st.pod, self.namespace_labels) for t in st.affinity)
 
     def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
-        """SUCCESS, or UnschedulableAndUnresolvable (affinity) / Unschedulable (anti-affinity, either side)."""
+        """SUCCESS, or UnschedulableAndUnresolvable (affinity) / Unschedulable (anti-affinity, either side).
+        Without a PreFilter ``state`` only ``node_info``'s own pods are considered."""
         st = (state or {}).get(self.name)
         if st is None:
             st_state = CycleState()

@@ -126,7 +126,8 @@ class PodTopologySpread:
         return SUCCESS
 
     def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
-        """SUCCESS, UnschedulableAndUnresolvable (missing topology label) or Unschedulable (skew too big)."""
+        """SUCCESS, UnschedulableAndUnresolvable (missing topology label) or Unschedulable (skew too big).
+        Without a PreFilter ``state`` only ``node_info`` is counted."""
         if state is None or self.name not in state:
             state = CycleState()
             self.pre_filter(pod, [node_info], state)
