@@ -147,6 +147,7 @@ async def test_unschedulable_then_scheduled_when_a_fitting_node_arrives(env, pla
     assert await metric(metrics, "scheduler_queue_incoming_pods_total", event="NodeAdd") > moved_before
     [event] = await eventually(lambda: events(client, ns, "Scheduled", "db"), what="Scheduled event")
     assert (event["type"], event["message"]) == ("Normal", f"Successfully assigned {ns}/db to big-ssd")
+    assert (await scheduled_condition(client, ns, "db"))["status"] == "True"  # set by pods/binding
 
 
 async def test_required_anti_affinity_spreads_three_replicas(env):
