@@ -92,7 +92,11 @@ class FitError(Exception):
 
 def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
                 state: CycleState | None = None) -> Status:
-    """The first failing filter's Status, or success (upstream stops at the first failure)."""
+    """The first failing filter's Status, or success (upstream stops at the first failure).
+    Filters whose PreFilter skipped them this cycle (``state.active_filters``) are not run."""
+    active = getattr(state, "active_filters", None)
+    if active is not None and active[0] is filters:
+        filters = active[1]
     for plugin in filters:
         status = plugin.filter(pod, node_info, state)
         if not status.ok:

@@ -33,6 +33,8 @@ class Code(enum.Enum):
     UNSCHEDULABLE = 2
     # The node cannot fit the pod whatever other pods do (no preemption would help).
     UNSCHEDULABLE_AND_UNRESOLVABLE = 3
+    # From a PreFilter: this plugin has nothing to check for this pod; its Filter is skipped.
+    SKIP = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Status:
 
 
 SUCCESS = Status()
+SKIP_FILTER = Status(Code.SKIP)
 
 
 def unschedulable(plugin: str, *reasons: str, resolvable: bool = True) -> Status:
@@ -60,7 +63,11 @@ def unschedulable(plugin: str, *reasons: str, resolvable: bool = True) -> Status
 
 class CycleState(dict):
     """Per-scheduling-cycle scratch space, plugin name -> whatever that plugin
-    computed in PreFilter / PreScore (upstream's framework.CycleState)."""
+    computed in PreFilter / PreScore (upstream's framework.CycleState).
+    ``active_filters`` is (the filter list given to run_pre_filters, the ones
+    whose PreFilter did not return SKIP_FILTER)."""
+
+    active_filters: tuple | None = None
 
 
 class FilterPlugin(Protocol):
@@ -115,11 +122,18 @@ def default_normalize_score(scores: dict[str, int], *, reverse: bool = False,
 
 
 def run_pre_filters(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence, state: CycleState) -> Status:
-    """Run every plugin's ``pre_filter``; the first non-success Status, else SUCCESS."""
+    """Run every plugin's ``pre_filter``; the first rejecting Status, else SUCCESS.
+    Plugins answering SKIP_FILTER are left out of this cycle's filtering
+    (``state.active_filters``), as upstream's PreFilter Skip."""
+    active = []
     for plugin in filters:
         pre = getattr(plugin, "pre_filter", None)
         if pre is not None:
             status = pre(pod, nodes, state)
+            if status.code is Code.SKIP:
+                continue
             if not status.ok:
                 return status
+        active.append(plugin)
+    state.active_filters = (filters, active)
     return SUCCESS

@@ -224,3 +224,17 @@ def test_node_resources_fit_table(incoming, placed, reasons):
     assert st.ok is (not reasons)
     if reasons:
         assert st.code is Code.UNSCHEDULABLE  # evicting pods could help: preemption may try
+
+
+def test_pre_filter_skip_leaves_plugins_out_of_the_cycle():
+    """NodeAffinity, NodePorts, PodTopologySpread and InterPodAffinity have nothing
+    to check for a plain pod: their PreFilter answers Skip, as upstream's."""
+    from scheduler.framework.interface import CycleState, run_pre_filters
+    filters = default_filters()
+    state = CycleState()
+    assert run_pre_filters(pod(), [info(node())], filters, state).ok
+    assert [f.name for f in state.active_filters[1]] == [
+        "NodeUnschedulable", "NodeName", "NodeReady", "TaintToleration", "NodeResourcesFit"]
+    state = CycleState()
+    assert run_pre_filters(pod(node_selector={"a": "b"}), [info(node())], filters, state).ok
+    assert "NodeAffinity" in [f.name for f in state.active_filters[1]]

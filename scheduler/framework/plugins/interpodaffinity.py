@@ -29,8 +29,8 @@ import collections
 from typing import Callable, Sequence
 
 from kubeling.api import selectors
-from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status,
-                                           unschedulable)
+from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SKIP_FILTER, SUCCESS, CycleState,
+                                           Status, unschedulable)
 from scheduler.framework.types import NodeInfo, required_affinity_terms, required_anti_affinity_terms
 
 HARD_POD_AFFINITY_WEIGHT = 1  # upstream's InterPodAffinityArgs default
@@ -128,6 +128,8 @@ class InterPodAffinity:
                     if t.topology_key in labels and t.matches(existing, self.namespace_labels):
                         st.anti_counts[(t.topology_key, labels[t.topology_key])] += 1
         state[self.name] = st
+        if not (st.affinity or st.anti_affinity or st.existing_anti_counts):
+            return SKIP_FILTER  # nothing to check anywhere (upstream's PreFilter Skip)
         return SUCCESS
 
     def _satisfies_affinity(self, st: _State, labels: dict) -> bool:

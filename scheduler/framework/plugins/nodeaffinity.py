@@ -13,7 +13,8 @@ normalized so the best node gets 100.
 from __future__ import annotations
 
 from kubeling.api import selectors
-from scheduler.framework.interface import SKIP, SUCCESS, CycleState, Status, default_normalize_score, unschedulable
+from scheduler.framework.interface import (SKIP, SKIP_FILTER, SUCCESS, CycleState, Status, default_normalize_score,
+                                           unschedulable)
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector"
@@ -74,6 +75,13 @@ class NodeAffinity:
 
     name = "NodeAffinity"
     weight = 2  # upstream's default-profile weight for NodeAffinity
+
+    def pre_filter(self, pod: dict, nodes, state: CycleState) -> Status:
+        """SKIP_FILTER when the pod has neither nodeSelector nor required node affinity (upstream's PreFilter)."""
+        spec = pod.get("spec") or {}
+        required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution")
+        return SUCCESS if spec.get("nodeSelector") or required is not None else SKIP_FILTER
 
     def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS if the node matches the pod's nodeSelector and required affinity, else UnschedulableAndUnresolvable."""

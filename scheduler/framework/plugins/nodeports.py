@@ -8,7 +8,7 @@ that IP or 0.0.0.0.
 """
 from __future__ import annotations
 
-from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
+from scheduler.framework.interface import SKIP_FILTER, SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.types import NodeInfo, host_ports
 
 ERR_REASON = "node(s) didn't have free ports for the requested pod ports"
@@ -32,9 +32,9 @@ class NodePorts:
     name = "NodePorts"
 
     def pre_filter(self, pod: dict, nodes, state: CycleState) -> Status:
-        """Collect the pod's host ports once per cycle (upstream's PreFilter)."""
+        """Collect the pod's host ports once per cycle (upstream's PreFilter); SKIP_FILTER without any."""
         state[self.name] = host_ports(pod)
-        return SUCCESS
+        return SUCCESS if state[self.name] else SKIP_FILTER
 
     def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS unless a wanted host port is taken on the node (Unschedulable: freeing it would help)."""

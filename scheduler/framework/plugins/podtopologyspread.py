@@ -21,8 +21,8 @@ import math
 from typing import Sequence
 
 from kubeling.api import selectors
-from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SUCCESS, CycleState, Status,
-                                           unschedulable)
+from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SKIP_FILTER, SUCCESS, CycleState,
+                                           Status, unschedulable)
 from scheduler.framework.plugins.nodeaffinity import required_node_affinity_matches
 from scheduler.framework.types import NodeInfo
 
@@ -112,7 +112,7 @@ class PodTopologySpread:
         constraints = _constraints(pod, "DoNotSchedule")
         if not constraints:
             state[self.name] = None
-            return SUCCESS
+            return SKIP_FILTER
         st = _FilterState(constraints)
         ns = (pod.get("metadata") or {}).get("namespace") or "default"
         for info in nodes:
