@@ -20,7 +20,7 @@ from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework.plugins import default_filters, default_scores
-from scheduler.framework.plugins.defaultpreemption import Candidate
+from scheduler.framework.plugins.defaultpreemption import Candidate, PreemptionResult
 from scheduler.queue import (ASSIGNED_POD_ADD, ASSIGNED_POD_DELETE, ASSIGNED_POD_UPDATE, NODE_ADD, NODE_UPDATE,
                              QueuedPodInfo, SchedulingQueue, node_update_plugins)
 from scheduler.schedule_one import FitError, NodeSearch, post_filter, schedule_pod
@@ -154,7 +154,10 @@ class Scheduler:
             if leading is not None:
                 await leading.wait()
             while True:
-                await self.schedule_one()
+                try:
+                    await self.schedule_one()
+                except Exception:  # one pod's trouble must not end scheduling for all (upstream recovers too)
+                    log.exception("scheduling cycle failed")
                 # pop() does not suspend while activeQ has pods: yield so binding
                 # tasks and informers run between cycles (else bindings starve).
                 await asyncio.sleep(0)
@@ -186,7 +189,11 @@ class Scheduler:
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
             PREEMPTION_ATTEMPTS.inc()
-            result = post_filter(pod, snapshot, e, self.filters)
+            try:
+                result = post_filter(pod, snapshot, e, self.filters)
+            except Exception:  # a preemption bug must not stop the scheduler either
+                log.exception("preemption for pod %s failed", meta_key(pod))
+                result = PreemptionResult(None, "")
             ATTEMPT_DURATION.labels("unschedulable", self.scheduler_name).observe(time.monotonic() - start)
             log.info("unable to schedule pod %s: %s", meta_key(pod), e)
             pinfo.unschedulable_plugins = frozenset(e.unschedulable_plugins())
