@@ -3,6 +3,7 @@
     .venv/bin/python bench/etcd_compare.py                       # both kinds, full rows
     .venv/bin/python bench/etcd_compare.py --kinds etcd --quick  # one kind, short rows
     .venv/bin/python bench/etcd_compare.py --rss                 # also RSS after 100,000 keys
+    .venv/bin/python bench/etcd_compare.py --quick --repeat 3    # kinds alternate 3 times; median table
 
 Each kind runs as three member processes on loopback (tests/support.py's
 EtcdCluster, etcd's flags), data dirs under one temp dir on the same disk.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -205,9 +207,9 @@ async def bench_kind(cluster: support.EtcdCluster, *, quick: bool, rss: bool) ->
     return out
 
 
-def run_kind(kind: str, base: Path, *, quick: bool, rss: bool) -> dict | str:
+def run_kind(kind: str, base: Path, *, quick: bool, rss: bool, tag: str = "") -> dict | str:
     """Start a 3-member ``kind`` cluster under ``base``, bench it, stop it; a string says why it could not run."""
-    tmp = base / kind
+    tmp = base / f"{kind}{tag}"
     tmp.mkdir()
     cluster = support.EtcdCluster(tmp, kind, 3)
     try:
@@ -222,6 +224,31 @@ def run_kind(kind: str, base: Path, *, quick: bool, rss: bool) -> dict | str:
         return asyncio.run(bench_kind(cluster, quick=quick, rss=rss))
     finally:
         cluster.close()
+
+
+@dataclass
+class Median:
+    """Per-row medians over repeated runs (the rate and each quantile separately)."""
+
+    runs: list[Row]
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(r.rate for r in self.runs)
+
+    def pct(self, p: float) -> float:
+        return statistics.median(r.pct(p) for r in self.runs)
+
+
+def medians(runs: list[dict | str]) -> dict | str:
+    """One result per kind from its repeated runs (a string if none completed)."""
+    ok = [r for r in runs if isinstance(r, dict)]
+    if not ok:
+        return runs[-1]
+    out: dict = {name: Median([r[name] for r in ok]) for name in ok[0] if name != "rss"}
+    if "rss" in ok[0]:
+        out["rss"] = max(r["rss"] for r in ok)
+    return out
 
 
 def table(results: dict[str, dict | str]) -> str:
@@ -263,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default="etcd,etcdlite", help="comma-separated: etcd, etcdlite")
     ap.add_argument("--quick", action="store_true", help="2 s per row instead of 6 s")
     ap.add_argument("--rss", action="store_true", help="also load 100,000 keys and print the largest member RSS")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the kinds N times, alternating (a shared machine is noisy); "
+                         "prints each run and the per-row medians")
     args = ap.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     for k in kinds:
@@ -272,12 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     if "etcd" in kinds and not os.path.exists(support.ETCD):
         print("etcd_compare: /usr/bin/etcd not installed", file=sys.stderr)
         return 2
-    results: dict[str, dict | str] = {}
+    runs: dict[str, list[dict | str]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="etcd-compare-", dir="/var/tmp") as base:
-        for k in kinds:
-            print(f"benchmarking {k} (3 members)...", file=sys.stderr, flush=True)
-            results[k] = run_kind(k, Path(base), quick=args.quick, rss=args.rss)
-    print(table(results))
+        for n in range(max(1, args.repeat)):
+            for k in kinds:
+                print(f"benchmarking {k} (3 members), run {n + 1}...", file=sys.stderr, flush=True)
+                (Path(base) / k).mkdir(exist_ok=True)
+                runs[k].append(run_kind(k, Path(base) / k, quick=args.quick, rss=args.rss, tag=str(n)))
+            if args.repeat > 1:
+                print(f"run {n + 1}:\n" + table({k: runs[k][n] for k in kinds}), flush=True)
+    if args.repeat > 1:
+        print(f"median of {args.repeat} runs:")
+    print(table({k: medians(runs[k]) for k in kinds}))
     return 0
 
 
