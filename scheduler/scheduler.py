@@ -19,7 +19,7 @@ import prometheus_client
 from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
 from scheduler.cache import SchedulerCache
-from scheduler.framework.plugins import default_filters, default_scores
+from scheduler.framework.plugins import InterPodAffinity, default_filters, default_scores
 from scheduler.framework.plugins.defaultpreemption import Candidate, PreemptionResult
 from scheduler.queue import (ASSIGNED_POD_ADD, ASSIGNED_POD_DELETE, ASSIGNED_POD_UPDATE, NODE_ADD, NODE_UPDATE,
                              QueuedPodInfo, SchedulingQueue, node_update_plugins)
@@ -79,12 +79,21 @@ class Scheduler:
         self.recorder = EventRecorder(client, scheduler_name)
         self.node_informer = Informer(client, "nodes")
         self.pod_informer = Informer(client, "pods")
+        # Namespace labels, for pod (anti-)affinity terms with a namespaceSelector.
+        self.namespace_informer = Informer(client, "namespaces")
+        for plugin in [*self.filters, *self.scores]:
+            if isinstance(plugin, InterPodAffinity) and plugin.namespace_labels is None:
+                plugin.namespace_labels = self._namespace_labels
         self.node_informer.add_handlers(on_add=self._on_node_add, on_update=self._on_node_update,
                                         on_delete=self._on_node_delete)
         self.pod_informer.add_handlers(on_add=self._on_pod_add, on_update=self._on_pod_update,
                                        on_delete=self._on_pod_delete)
         self._binding_tasks: set[asyncio.Task] = set()
         self.ready = False
+
+    def _namespace_labels(self, namespace: str) -> dict | None:
+        ns = self.namespace_informer.lister.get(namespace)
+        return ((ns or {}).get("metadata") or {}).get("labels")
 
     def responsible_for(self, pod: dict) -> bool:
         """Pending, not being deleted, and addressed to this scheduler."""
@@ -144,10 +153,11 @@ class Scheduler:
         With ``leading`` (leader election), scheduling waits until it is set: a
         standby keeps warm caches, as upstream starts informers before electing."""
         tasks = [asyncio.ensure_future(self.node_informer.run()), asyncio.ensure_future(self.pod_informer.run()),
-                 asyncio.ensure_future(self.queue.run())]
+                 asyncio.ensure_future(self.namespace_informer.run()), asyncio.ensure_future(self.queue.run())]
         try:
             await self.node_informer.wait_synced()
             await self.pod_informer.wait_synced()
+            await self.namespace_informer.wait_synced()
             self.ready = True
             log.info("caches synced: %d nodes, %d pods", len(self.node_informer.store),
                      len(self.pod_informer.store))

@@ -144,3 +144,15 @@ DB = {"app": "db"}
 ])
 def test_inter_pod_affinity_score(incoming, placed, expected):
     assert scores(incoming, nodes3(**placed)) == expected
+
+
+def test_namespace_selector_uses_namespace_labels():
+    labels = {"prod-a": {"env": "prod"}, "prod-b": {"env": "prod"}, "dev": {"env": "dev"}}
+    incoming = labelled("p", WEB, anti=[term(WEB, namespaceSelector={"matchLabels": {"env": "prod"}})])
+    nodes = nodes3(n1=[labelled("x", WEB, namespace="prod-b")], n2=[labelled("y", WEB, namespace="dev")])
+    plugin = InterPodAffinity(namespace_labels=labels.get)
+    state = CycleState()
+    assert run_pre_filters(incoming, nodes, [plugin], state).ok
+    assert [plugin.filter(incoming, n, state).ok for n in nodes] == [False, True, True]
+    # Without namespace labels a non-empty namespaceSelector selects no namespace.
+    assert verdicts(incoming, nodes) == {"n1": "ok", "n2": "ok", "n3": "ok"}

@@ -21,7 +21,8 @@ to 0..100.
 Term namespaces: ``namespaces`` plus ``namespaceSelector`` (``{}`` = all);
 both absent = the namespace of the pod owning the term. A non-empty
 namespaceSelector needs namespace labels, looked up through the optional
-``namespace_labels`` callable; without it such a selector selects none.
+``namespace_labels`` callable (the scheduler passes its namespace lister);
+without it such a selector selects none.
 """
 from __future__ import annotations
 
