@@ -17,6 +17,7 @@ from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
 from controllers.controller_utils import BaseController
 from controllers.cronjob import CronJobController
+from controllers.daemonset import DaemonSetsController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.endpointslice import EndpointSliceController
@@ -34,10 +35,10 @@ from controllers.replicaset import ReplicaSetController, ReplicationManager
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "job", "cronjob", "ttl-after-finished",
-                   "endpoints", "endpointslice", "serviceaccount", "garbagecollector", "podgc", "namespace",
+ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "job", "cronjob",
+                   "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount", "garbagecollector", "podgc", "namespace",
                    "nodeipam", "nodelifecycle")
-WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "job": 3, "cronjob": 1,
+WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "job": 3, "cronjob": 1,
            "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3, "serviceaccount": 1, "garbagecollector": 5,
            "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
 
@@ -109,6 +110,9 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "replicationcontroller":
             out.append(ReplicationManager(client, inf("replicationcontrollers"), inf("pods"),
                                           recorder=EventRecorder(client, "replication-controller")))
+        elif name == "daemonset":
+            out.append(DaemonSetsController(client, inf("daemonsets"), inf("pods"), inf("nodes"),
+                                            recorder=EventRecorder(client, "daemonset-controller")))
         elif name == "job":
             out.append(JobController(client, inf("jobs"), inf("pods"),
                                      recorder=EventRecorder(client, "job-controller")))

@@ -689,3 +689,42 @@ async def test_delete_deployment_orphan_and_foreground(env):
         except ApiError as e:
             return e.code == 404 and not left
     await eventually(all_gone, timeout=30, what="the Deployment, its ReplicaSet and pods gone")
+
+
+async def test_daemonset_one_pod_per_node_rolls_and_follows_taints(env):
+    """A DaemonSet runs one pod on each of the 3 nodes (placed by the scheduler through the
+    metadata.name affinity), rolls a new image node by node, and leaves a node it no longer
+    tolerates."""
+    client, ns, _ = env
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                   "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "a", "image": "busybox:1.35"}]}}}}
+    await client.create("daemonsets", ds, namespace=ns)
+
+    async def placed(image, nodes=NODES):
+        pods = [p for p in (await client.list("pods", namespace=ns, label_selector="app=agent"))["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+        d = await client.get("daemonsets", "agent", namespace=ns)
+        st = d.get("status") or {}
+        ok = (sorted(p["spec"].get("nodeName") or "" for p in pods) == sorted(nodes)
+              and all(p["status"].get("phase") == "Running" and p["spec"]["containers"][0]["image"] == image
+                      for p in pods)
+              and st.get("numberReady") == len(nodes) and st.get("updatedNumberScheduled") == len(nodes)
+              and st.get("desiredNumberScheduled") == len(nodes))
+        return (pods, st) if ok else None
+
+    pods, st = await eventually(lambda: placed("busybox:1.35"), timeout=30, what="one Running pod per node")
+    assert st["numberMisscheduled"] == 0 and st["numberUnavailable"] == 0
+    await client.patch("daemonsets", "agent", {"spec": {"template": {"spec": {"containers": [
+        {"name": "a", "image": "busybox:1.36"}]}}}}, namespace=ns)
+    await eventually(lambda: placed("busybox:1.36"), timeout=40, what="the new image on every node")
+    tainted = NODES[2]
+    await client.patch("nodes", tainted, {"spec": {"taints": [{"key": "dedicated", "value": ns,
+                                                               "effect": "NoSchedule"}]}})
+    try:
+        await eventually(lambda: placed("busybox:1.36", NODES[:2]), timeout=30,
+                         what="the daemon pod gone from the tainted node")
+    finally:
+        await client.patch("nodes", tainted, {"spec": {"taints": None}})
+    await client.delete("daemonsets", "agent", namespace=ns, propagation_policy="Background")
