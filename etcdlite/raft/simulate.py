@@ -55,6 +55,12 @@ class SimNode:
     applied: int = 0
     sm_hash: str = ""
     restarts: int = 0
+    # async_leader_persist: a leader's writes not yet durable, oldest first,
+    # as (last entry index or 0, leader term, hard state or None); what is.
+    pending: list = field(default_factory=list)
+    durable_index: int = 0
+    durable_hs: pb.HardState | None = None
+    saved_term_vote: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Faults:
     propose: float = 0.15
     read: float = 0.03
     tick: float = 0.12
+    flush: float = 0.1  # with async_leader_persist: one pending leader write becomes durable
     burst: int = 4  # a delivery step delivers 1..burst messages
 
 
@@ -87,6 +94,10 @@ class Simulation:
     pre_vote: bool = True
     check_quorum: bool = True
     max_size_per_msg: int = 256  # 1 = one entry per MsgApp (reaches Figure 8 sooner)
+    # Leaders write their log in the background as etcdlite's server does
+    # (Config.async_leader_persist): writes complete at random steps, a crash
+    # loses those that did not, and a leader counts itself only once durable.
+    async_leader_persist: bool = False
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -118,6 +129,7 @@ class Simulation:
             id=i, peers=list(range(1, self.n + 1)), storage=sn.storage, election_tick=self.election_tick,
             heartbeat_tick=1, pre_vote=self.pre_vote, check_quorum=self.check_quorum,
             max_size_per_msg=self.max_size_per_msg, max_inflight_msgs=4,
+            async_leader_persist=self.async_leader_persist,
             rng=random.Random(self.seed * 7919 + i * 31 + sn.restarts)))
         sn.restarts += 1
 
@@ -160,6 +172,10 @@ class Simulation:
         elif (r := r - f.restart) < f.compact:
             if up:
                 self.compact(self.rng.choice(up))
+        elif self.async_leader_persist and (r := r - f.compact) < f.flush:
+            busy = [i for i in up if self.nodes[i].pending]
+            if busy:
+                self.flush(self.nodes[self.rng.choice(busy)], 1)
         else:
             for _ in range(self.rng.randint(1, f.burst)):
                 self.deliver_one()
@@ -192,9 +208,45 @@ class Simulation:
         self._start(new)
         return new
 
+    def flush(self, sn: SimNode, n: int | None = None) -> None:
+        """Make ``n`` (default all) of ``sn``'s pending writes durable, in order,
+        and report them to its node (the server's _on_saved)."""
+        done, sn.pending = (sn.pending, []) if n is None else (sn.pending[:n], sn.pending[n:])
+        for index, term, hs in done:
+            if index:
+                sn.durable_index = index
+            if hs is not None:
+                sn.durable_hs = hs
+        if sn.node is not None:
+            for index, term, _ in done:
+                if index:
+                    sn.node.persisted(index, term)
+
+    def _lose_unflushed(self, sn: SimNode) -> None:
+        # The storage keeps only what reached the disk: the snapshot, entries
+        # up to the last durable write, the last durable hard state.
+        st = sn.storage
+        snap = st.snapshot()
+        keep = max(sn.durable_index, snap.metadata.index)
+        ents = st.entries(st.first_index(), min(keep, st.last_index()) + 1) \
+            if keep >= st.first_index() else []
+        new = MemoryStorage()
+        if snap.metadata.index:
+            new.apply_snapshot(snap)
+        if ents:
+            new.append(ents)
+        hs = sn.durable_hs or pb.HardState()
+        new.set_hard_state(pb.HardState(term=hs.term, vote=hs.vote,
+                                        commit=max(min(hs.commit, new.last_index()),
+                                                   snap.metadata.index)))
+        sn.storage, sn.pending = new, []
+
     def crash(self, i: int) -> None:
         """Lose everything not persisted: the RawNode, its unstable entries,
-        and often the messages still in its send buffers."""
+        a leader's writes still in flight, and often the messages still in
+        its send buffers."""
+        if self.nodes[i].pending:
+            self._lose_unflushed(self.nodes[i])
         self.nodes[i].node = None
         if self.rng.random() < 0.5:
             self.queue = [m for m in self.queue if getattr(m, "from") != i]
@@ -251,6 +303,20 @@ class Simulation:
             self.trace += describe_ready(rd, indent="  ")
         st = sn.storage
         old_commit = st.hard_state.commit
+        fast = False
+        if self.async_leader_persist:
+            hs = rd.hard_state
+            fast = (rn.raft.state is StateType.LEADER and rd.snapshot is None
+                    and (hs is None or (hs.term, hs.vote) == sn.saved_term_vote))
+            if fast:
+                sn.pending.append((rd.entries[-1].Index if rd.entries else 0, rn.raft.term,
+                                   pb.HardState(term=hs.term, vote=hs.vote, commit=hs.commit)
+                                   if hs is not None else None))
+            else:
+                # Anyone else first waits for the writes still in flight.
+                self.flush(sn)
+                if hs is not None:
+                    sn.saved_term_vote = (hs.term, hs.vote)
         if rd.snapshot is not None:
             try:
                 st.apply_snapshot(rd.snapshot)
@@ -292,6 +358,10 @@ class Simulation:
                 self.fail(f"state machine safety: node {sn.id} applied a different "
                           f"entry or history at index {e.Index}")
         rn.advance(rd)
+        if self.async_leader_persist and not fast:
+            sn.durable_index = st.last_index()
+            sn.durable_hs = pb.HardState()
+            sn.durable_hs.CopyFrom(st.hard_state)
         if removed_self:
             # A removed member shuts down for good (etcd stops the server).
             sn.node = None
@@ -390,6 +460,10 @@ class Simulation:
         apply) until the network is quiet; mirrors rafttest's `stabilize`."""
         self.drain()
         for _ in range(max_rounds):
+            for i in self.ids:
+                if self.nodes[i].pending and self.nodes[i].node is not None:
+                    self.flush(self.nodes[i])
+            self.drain()
             if not self.queue:
                 return
             batch, self.queue = self.queue, []
