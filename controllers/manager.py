@@ -28,6 +28,7 @@ from controllers.nodeipam import NodeIpamController
 from controllers.nodelifecycle import (NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD,
                                       NodeLifecycleController)
 from controllers.podgc import TERMINATED_POD_GC_THRESHOLD, PodGCController
+from controllers.statefulset import StatefulSetController
 from controllers.serviceaccount import ServiceAccountsController
 from controllers.ttlafterfinished import TTLAfterFinishedController
 from controllers.replicaset import ReplicaSetController, ReplicationManager
@@ -35,12 +36,12 @@ from controllers.replicaset import ReplicaSetController, ReplicationManager
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
-ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "job", "cronjob",
-                   "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount", "garbagecollector", "podgc", "namespace",
-                   "nodeipam", "nodelifecycle")
-WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "job": 3, "cronjob": 1,
-           "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3, "serviceaccount": 1, "garbagecollector": 5,
-           "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
+ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
+                   "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
+                   "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
+WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
+           "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
+           "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
 
 
 class InformerFactory:
@@ -113,6 +114,9 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "daemonset":
             out.append(DaemonSetsController(client, inf("daemonsets"), inf("pods"), inf("nodes"),
                                             recorder=EventRecorder(client, "daemonset-controller")))
+        elif name == "statefulset":
+            out.append(StatefulSetController(client, inf("statefulsets"), inf("pods"),
+                                             recorder=EventRecorder(client, "statefulset-controller")))
         elif name == "job":
             out.append(JobController(client, inf("jobs"), inf("pods"),
                                      recorder=EventRecorder(client, "job-controller")))

@@ -728,3 +728,51 @@ async def test_daemonset_one_pod_per_node_rolls_and_follows_taints(env):
     finally:
         await client.patch("nodes", tainted, {"spec": {"taints": None}})
     await client.delete("daemonsets", "agent", namespace=ns, propagation_policy="Background")
+
+
+async def test_statefulset_ordered_names_rolling_update_and_scale_down(env):
+    """web-0, web-1, web-2 come up in order (each after the previous is Ready) with stable
+    hostnames; a new image replaces them from the highest ordinal down; scaling to 1 removes
+    web-2 then web-1."""
+    client, ns, _ = env
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+           "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                                 "spec": {"containers": [{"name": "d", "image": "busybox:1.35"}]}}}}
+    await client.create("statefulsets", sts, namespace=ns)
+    created_at: dict[str, str] = {}
+
+    async def members(image, names):
+        pods = [p for p in (await client.list("pods", namespace=ns, label_selector="app=db"))["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+        for p in pods:
+            created_at.setdefault(p["metadata"]["name"], p["metadata"]["creationTimestamp"])
+        d = await client.get("statefulsets", "db", namespace=ns)
+        st = d.get("status") or {}
+        ok = (sorted(p["metadata"]["name"] for p in pods) == names
+              and all(p["status"].get("phase") == "Running" and p["spec"]["containers"][0]["image"] == image
+                      for p in pods)
+              and st.get("readyReplicas") == len(names) and st.get("updatedReplicas") == len(names)
+              and st.get("currentRevision") == st.get("updateRevision"))
+        return (pods, st) if ok else None
+
+    pods, st = await eventually(lambda: members("busybox:1.35", ["db-0", "db-1", "db-2"]), timeout=40,
+                                what="db-0..2 Running")
+    assert created_at["db-0"] <= created_at["db-1"] <= created_at["db-2"]
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    assert by_name["db-1"]["spec"]["hostname"] == "db-1" and by_name["db-1"]["spec"]["subdomain"] == "db"
+    assert by_name["db-2"]["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "2"
+    first_revision = st["updateRevision"]
+    assert first_revision.startswith("db-")
+    await client.patch("statefulsets", "db", {"spec": {"template": {"spec": {"containers": [
+        {"name": "d", "image": "busybox:1.36"}]}}}}, namespace=ns)
+    pods, st = await eventually(lambda: members("busybox:1.36", ["db-0", "db-1", "db-2"]), timeout=60,
+                                what="the rolling update")
+    assert st["updateRevision"] != first_revision
+    events = (await client.list("events", namespace=ns, field_selector="involvedObject.name=db"))["items"]
+    assert {e["message"].split()[2] for e in events if "rolling update" in e["message"]} == {"db-0", "db-1", "db-2"}
+    new = {p["metadata"]["name"]: p["metadata"]["creationTimestamp"] for p in pods}
+    assert new["db-2"] <= new["db-1"] <= new["db-0"], new  # highest ordinal first
+    await client.patch("statefulsets", "db", {"spec": {"replicas": 1}}, namespace=ns)
+    await eventually(lambda: members("busybox:1.36", ["db-0"]), timeout=40, what="scale down to db-0")
+    await client.delete("statefulsets", "db", namespace=ns, propagation_policy="Background")
