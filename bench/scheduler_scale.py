@@ -65,6 +65,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 PROCS: support.ProcessGroup | None = None  # the run's processes, checked while waiting
+RESTART_ARGV: dict[str, list[str]] = {}    # components restarted when they exit 1 (lost leadership)
+RESTARTS: dict[str, int] = {}
 COMPONENTS = ("scheduler", "controller-manager", "apiserver", "hollow")
 
 
@@ -120,9 +122,18 @@ async def wait_until(what: str, fn, timeout: float, interval: float = 0.05, *, d
     while time.monotonic() < deadline:
         if fn():
             return time.monotonic()
-        for name, proc in PROCS.procs if PROCS else ():
-            if proc.poll() is not None:
-                raise SystemExit(f"{name} exited {proc.returncode} while waiting for {what}:\n{PROCS.log(name)}")
+        for name, proc in list(PROCS.procs) if PROCS else ():
+            if proc.poll() is None or proc is not PROCS.get(name):
+                continue
+            if proc.returncode == 1 and name in RESTART_ARGV and RESTARTS.get(name, 0) < 3:
+                # Lost its lease (e.g. the apiserver stalled past the renew deadline) and
+                # exited 1, as upstream does: restart it, as kubelet would a static pod.
+                RESTARTS[name] = RESTARTS.get(name, 0) + 1
+                print(f"{name} exited 1 ({PROCS.log(name, 300).strip().splitlines()[-1][:160]}); restarting",
+                      flush=True)
+                PROCS.spawn(name, RESTART_ARGV[name])
+                continue
+            raise SystemExit(f"{name} exited {proc.returncode} while waiting for {what}:\n{PROCS.log(name)}")
         await asyncio.sleep(interval)
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what} {detail()}")
 
@@ -143,9 +154,11 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
     try:
         await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         cm_port, hollow_port, sched_port = support.free_port(), support.free_port(), support.free_port()
-        cp.procs.spawn("controller-manager", [
+        RESTART_ARGV["controller-manager"] = [
             py, "-m", "controllers", "--kubeconfig", kc, "--secure-port", str(cm_port), "--allocate-node-cidrs",
-            "--cluster-cidr", "10.128.0.0/9", "--node-cidr-mask-size", "24"])
+            "--cluster-cidr", "10.128.0.0/9", "--node-cidr-mask-size", "24"]
+        RESTART_ARGV["scheduler"] = [py, "-m", "scheduler", "--kubeconfig", kc, "--secure-port", str(sched_port)]
+        cp.procs.spawn("controller-manager", RESTART_ARGV["controller-manager"])
         t0 = time.monotonic()
         cp.procs.spawn("hollow", [py, "-m", "kubelet.hollow", "--kubeconfig", kc, "--count", str(args.nodes),
                                   "--name-prefix", "hollow-", "--cpu", "32", "--memory", "128Gi", "--pods", "110",
@@ -167,7 +180,7 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         pids = {n: cp.procs.get(n).pid for n in ("controller-manager", "apiserver", "hollow", store)}
         cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
         t_start = time.monotonic()
-        cp.procs.spawn("scheduler", [py, "-m", "scheduler", "--kubeconfig", kc, "--secure-port", str(sched_port)])
+        cp.procs.spawn("scheduler", RESTART_ARGV["scheduler"])
         await wait_until(f"{args.pods} pods bound", lambda: all(n in tracker.bound for n in names),
                          120 + args.pods / 10)
         bound = [tracker.bound[n] for n in names]
@@ -230,6 +243,8 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         ]
         for name, value, target in rows:
             print(f"{name:<52} {value:>12}   {target}")
+        if RESTARTS:
+            print(f"restarts after lost leadership: {RESTARTS}")
         print(f"\n({args.nodes} hollow nodes, store {args.store}; figures from a shared, noisy machine)")
     finally:
         for t in tasks:
