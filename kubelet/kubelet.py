@@ -93,7 +93,7 @@ class Kubelet:
         self.node_status = NodeStatusManager(
             self.client, name=config.node_name, node_ip=config.node_ip, port=config.port,
             root_dir=config.root_dir, readiness=self._node_readiness,
-            interval=config.node_status_update_frequency)
+            interval=config.node_status_update_frequency, recorder=self.recorder.event)
         self.runtime_conditions: dict[str, tuple[bool, str]] = {}
         self.runtime_up = False
         self.network_ready = False

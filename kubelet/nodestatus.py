@@ -106,6 +106,28 @@ def node_status(*, info: dict, node_ip: str, hostname: str, port: int, runtime_v
     }
 
 
+# Condition type -> (event reason when "True", when "False"): the kubelet's node status events.
+_CONDITION_EVENTS = {"MemoryPressure": ("NodeHasInsufficientMemory", "NodeHasSufficientMemory"),
+                     "DiskPressure": ("NodeHasDiskPressure", "NodeHasNoDiskPressure"),
+                     "PIDPressure": ("NodeHasInsufficientPID", "NodeHasSufficientPID"),
+                     "Ready": ("NodeReady", "NodeNotReady")}
+
+
+def condition_events(old: dict | None, new: dict) -> list[str]:
+    """The event reasons for the conditions of ``new`` (a NodeStatus) whose status differs from
+    ``old``'s, in condition order (mirrors the nodestatus setters' recordEventFunc calls): a new
+    pressure condition counts as a change from Unknown, Ready only when it existed before."""
+    before = {c.get("type"): c.get("status") for c in (old or {}).get("conditions") or []}
+    out = []
+    for c in new.get("conditions") or []:
+        ctype, reasons = c.get("type"), _CONDITION_EVENTS.get(c.get("type"))
+        if not reasons or (ctype == "Ready" and ctype not in before):
+            continue
+        if c.get("status") != before.get(ctype, "Unknown"):
+            out.append(reasons[0] if c.get("status") == "True" else reasons[1])
+    return out
+
+
 def micro_time(ts: float) -> str:
     """MicroTime format of Lease renewTime: ``2024-05-01T12:00:00.123456Z``."""
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -120,8 +142,10 @@ class NodeStatusManager:
     """
 
     def __init__(self, client: Client, *, name: str, node_ip: str, port: int, root_dir: str,
-                 readiness: Callable[[], tuple[bool, str]], interval: float = 10.0):
+                 readiness: Callable[[], tuple[bool, str]], interval: float = 10.0,
+                 recorder: Callable[[dict, str, str, str], None] | None = None):
         self.client = client
+        self.recorder = recorder
         self.name = name
         self.node_ip = node_ip
         self.port = port
@@ -149,6 +173,8 @@ class NodeStatusManager:
         try:
             self.node = await self.client.create("nodes", node)
             log.info("registered node %s", self.name)
+            for reason in condition_events(None, node["status"]):
+                self._event(reason, f"Node {self.name} status is now: {reason}")
         except ApiError as e:
             if e.code != 409:
                 raise
@@ -159,16 +185,26 @@ class NodeStatusManager:
                 existing = await self.client.replace("nodes", existing)
             self.node = existing
             log.info("node %s already registered; updating it", self.name)
+        self._event("Starting", "Starting kubelet.")
         await self.update_status()
         return self.node
+
+    def _event(self, reason: str, message: str) -> None:
+        """An Event about this node; as upstream's nodeRef its uid is the node name."""
+        if self.recorder is not None:
+            ref = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.name, "uid": self.name}}
+            self.recorder(ref, "Normal", reason, message)
 
     async def update_status(self, *, attempts: int = 5) -> dict:
         """Read the Node, set a fresh status, write it (retry on 409). Raises ApiError."""
         for i in range(attempts):
             node = await self.client.get("nodes", self.name)
-            node["status"] = self._status(node.get("status"))
+            old = node.get("status")
+            node["status"] = self._status(old)
             try:
                 self.node = await self.client.replace_status("nodes", node)
+                for reason in condition_events(old, node["status"]):
+                    self._event(reason, f"Node {self.name} status is now: {reason}")
                 return self.node
             except ApiError as e:
                 if e.code != 409 or i == attempts - 1:

@@ -64,3 +64,19 @@ async def test_conflict_retried_on_fresh_object():
     sm = StatusManager(c)
     assert await sm.set_pod_status(POD, status("Running"))
     assert len(c.puts) == 2 and c.gets == 1
+
+
+def test_node_condition_events():
+    """Pressure conditions report their first status; Ready only its transitions (nodestatus setters)."""
+    from kubelet.nodestatus import condition_events
+
+    def st(**conds):
+        return {"conditions": [{"type": t, "status": v} for t, v in conds.items()]}
+    first = st(MemoryPressure="False", DiskPressure="False", PIDPressure="False", Ready="False")
+    assert condition_events(None, first) == ["NodeHasSufficientMemory", "NodeHasNoDiskPressure",
+                                             "NodeHasSufficientPID"]
+    ready = st(MemoryPressure="False", DiskPressure="False", PIDPressure="False", Ready="True")
+    assert condition_events(first, ready) == ["NodeReady"]
+    assert condition_events(ready, ready) == []
+    assert condition_events(ready, st(MemoryPressure="True", DiskPressure="False", PIDPressure="False",
+                                      Ready="False")) == ["NodeHasInsufficientMemory", "NodeNotReady"]
