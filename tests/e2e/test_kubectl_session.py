@@ -321,6 +321,21 @@ def test_describe(kc):
     eventually("describe pod shows the scheduler's and the kubelet's events", described)
 
 
+def test_describe_node(kc):
+    """describe node: Ready, the pod CIDR, the web pods, and the kubelet's node events."""
+    def described():
+        out = kc.run("describe", "node", NODE).stdout
+        assert re.search(r"^\s+Ready\s+True\s+.*KubeletReady", out, re.M), out
+        assert re.search(rf"^PodCIDR:\s+{re.escape(POD_CIDR)}$", out, re.M), out
+        assert len(re.findall(r"^\s+default\s+web-", out, re.M)) == 2, out
+        events = out[out.index("Events:"):]
+        for reason, message in (("Starting", "Starting kubelet."),
+                                ("NodeHasSufficientMemory", f"Node {NODE} status is now: NodeHasSufficientMemory"),
+                                ("NodeReady", f"Node {NODE} status is now: NodeReady")):
+            assert re.search(rf"Normal\s+{reason}\s+.*kubelet\s+{re.escape(message)}", events), events
+    eventually("describe node shows the kubelet's events", described)
+
+
 def test_describe_service_and_endpointslices(kc):
     """kubectl 1.32 describes a Service's endpoints from its EndpointSlices."""
     ips = sorted(p["status"]["podIP"] for p in kc.running_pods())
