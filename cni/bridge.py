@@ -27,6 +27,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from cni.invoke import exec_plugin
+from cni.ns import iproute_in
 from cni.skel import (ERR_INTERNAL, ERR_INVALID_NETCONF, ERR_IO, CmdArgs,
                       CNIError, plugin_main)
 
@@ -123,7 +124,7 @@ def cmd_add(args: CmdArgs) -> dict:
     is_gw = bool(conf.get("isGateway")) or is_default_gw
     host_if = host_veth_name(args.container_id, args.ifname)
 
-    with IPRoute(netns=netns, flags=0) as ns:
+    with iproute_in(netns) as ns:
         if ns.link_lookup(ifname=args.ifname):
             raise CNIError(ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists")
 
@@ -155,7 +156,7 @@ def cmd_add(args: CmdArgs) -> dict:
             raise CNIError(ERR_INTERNAL, "IPAM plugin returned missing IP config")
         ips = ipam_result["ips"]
         routes = list(ipam_result.get("routes") or [])
-        with IPRoute(netns=netns, flags=0) as ns:
+        with iproute_in(netns) as ns:
             cidx = ns.link_lookup(ifname=args.ifname)[0]
             for lo in ns.link_lookup(ifname="lo"):  # what the loopback plugin would do
                 ns.link("set", index=lo, state="up")
@@ -217,7 +218,7 @@ def cmd_del(args: CmdArgs) -> None:
     exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
                 netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
     if args.netns and os.path.exists(args.netns):
-        with contextlib.suppress(NetlinkError, OSError), IPRoute(netns=args.netns, flags=0) as ns:
+        with contextlib.suppress(NetlinkError, OSError, CNIError), iproute_in(args.netns) as ns:
             for idx in ns.link_lookup(ifname=args.ifname):
                 ns.link("del", index=idx)
     with IPRoute() as ipr:
@@ -244,7 +245,7 @@ def cmd_check(args: CmdArgs) -> None:
             raise CNIError(ERR_INTERNAL, f"bridge {bridge} does not exist")
         if not ipr.link_lookup(ifname=host_veth_name(args.container_id, args.ifname)):
             raise CNIError(ERR_INTERNAL, "host veth of the container does not exist")
-    with IPRoute(netns=netns, flags=0) as ns:
+    with iproute_in(netns) as ns:
         idx = ns.link_lookup(ifname=args.ifname)
         if not idx:
             raise CNIError(ERR_INTERNAL, f"interface {args.ifname} not found in {netns}")

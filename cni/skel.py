@@ -103,6 +103,30 @@ def parse_args(env: Mapping[str, str], stdin: bytes) -> CmdArgs:
 Handler = Callable[[CmdArgs], "dict | None"]
 
 
+def run_plugin(env: Mapping[str, str], stdin: bytes, *, add: Handler, delete: Handler, check: Handler,
+               about: str) -> tuple[int, bytes, bytes]:
+    """One plugin invocation without touching the process: (exit code, stdout, stderr).
+
+    The core of skel.PluginMain, shared by the executable (plugin_main) and the
+    per-node CNI server (cni.server), which answers for many invocations.
+    """
+    version = "1.0.0"
+    try:
+        if not env.get("CNI_COMMAND"):
+            return 1, b"", f"{about}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n".encode()
+        args = parse_args(env, stdin)
+        version = args.conf.get("cniVersion", version) or version
+        if args.command == "VERSION":
+            result = {"cniVersion": "1.0.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
+        else:
+            result = {"ADD": add, "DEL": delete, "CHECK": check}[args.command](args)
+        return 0, (json.dumps(result).encode() if result is not None else b""), b""
+    except CNIError as e:
+        return 1, json.dumps(e.to_json(version)).encode(), b""
+    except Exception as e:  # a plugin must answer in JSON even when it is wrong
+        return 1, json.dumps(CNIError(ERR_INTERNAL, f"internal error: {e!r}").to_json(version)).encode(), b""
+
+
 def plugin_main(*, add: Handler, delete: Handler, check: Handler, about: str) -> int:
     """Run one plugin invocation from the process environment (skel.PluginMain).
 
@@ -110,24 +134,10 @@ def plugin_main(*, add: Handler, delete: Handler, check: Handler, about: str) ->
     CNIError for failures. Returns the process exit code.
     """
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-    version = "1.0.0"
-    try:
-        if not os.environ.get("CNI_COMMAND"):
-            print(f"{about}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}",
-                  file=sys.stderr)
-            return 1
-        args = parse_args(os.environ, stdin)
-        version = args.conf.get("cniVersion", version) or version
-        if args.command == "VERSION":
-            result = {"cniVersion": "1.0.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
-        else:
-            result = {"ADD": add, "DEL": delete, "CHECK": check}[args.command](args)
-        if result is not None:
-            sys.stdout.write(json.dumps(result))
-        return 0
-    except CNIError as e:
-        sys.stdout.write(json.dumps(e.to_json(version)))
-        return 1
-    except Exception as e:  # a plugin must answer in JSON even when it is wrong
-        sys.stdout.write(json.dumps(CNIError(ERR_INTERNAL, f"internal error: {e!r}").to_json(version)))
-        return 1
+    rc, out, err = run_plugin(os.environ, stdin, add=add, delete=delete, check=check, about=about)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    if err:
+        sys.stderr.buffer.write(err)
+        sys.stderr.flush()
+    return rc

@@ -6,14 +6,21 @@ pod CIDR is turned into our ``10-kubeling.conflist``, and what was added is
 recorded in ``<state dir>/sandboxes/<id>.json`` ({"ip", "added", "result"}) so
 that a restarted shim still reports pod IPs and never ADDs a sandbox twice.
 Blocking work runs in threads; one asyncio lock per sandbox serialises ADD/DEL.
+
+CNIServerProcess keeps the per-node CNI server (``python -m cni.server``) running
+as a child, as Cilium's and Calico's agents serve their CNI binaries: the
+plugin executables are stubs that hand each invocation to it. It is a child
+process because pyroute2 must not be imported into the shim's event loop.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import sys
 
 from cni import libcni
 from cni.skel import CNIError
@@ -143,3 +150,76 @@ class NetworkPlugin:
                                         ifname=IFNAME, bin_dirs=self.bin_dirs, prev_result=rec.get("result"))
             rec["added"] = False
             self._write_record(sandbox_id, rec)
+
+
+class CNIServerProcess:
+    """Starts ``python -m cni.server`` for a CNI bin dir and restarts it when it exits.
+
+    ``socket_path`` lives in the shim's state dir (or /tmp when that path is too
+    long for a unix socket). The server writes the pointer file the stubs read;
+    without a running server the stubs run the plugins themselves, so a dead or
+    restarting server slows ADDs down but never fails them.
+    """
+
+    MAX_SOCKET_PATH = 100
+    BACKOFF_MAX = 30.0
+
+    def __init__(self, *, state_dir: str, bin_dir: str) -> None:
+        path = os.path.join(os.path.abspath(state_dir), "cni-server.sock")
+        if len(path) > self.MAX_SOCKET_PATH:
+            path = f"/tmp/kubeling-cni-{hashlib.sha1(path.encode()).hexdigest()[:12]}.sock"
+        self.socket_path = path
+        self.bin_dir = bin_dir
+        self.proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def argv(self) -> list[str]:
+        """The server's command line."""
+        return [sys.executable, "-m", "cni.server", "--socket", self.socket_path, "--bin-dir", self.bin_dir,
+                "--exit-with-parent"]
+
+    async def start(self) -> None:
+        """Start the server and its supervising task (returns at once; stubs fall back until it listens)."""
+        self._task = asyncio.create_task(self._supervise(), name="cni-server")
+
+    async def _supervise(self) -> None:
+        backoff = 1.0
+        root = os.path.dirname(os.path.dirname(os.path.abspath(libcni.__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        while not self._stopping:
+            started = asyncio.get_running_loop().time()
+            try:
+                self.proc = await asyncio.create_subprocess_exec(*self.argv(), env=env,
+                                                                 stdin=asyncio.subprocess.DEVNULL)
+            except OSError as e:
+                log.error("cannot start the CNI server: %s", e)
+            else:
+                log.info("CNI server pid %d on %s", self.proc.pid, self.socket_path)
+                code = await self.proc.wait()
+                if self._stopping:
+                    return
+                log.warning("CNI server exited with %s; restarting in %.0f s", code, backoff)
+            if asyncio.get_running_loop().time() - started > 60:
+                backoff = 1.0
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.BACKOFF_MAX)
+
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """SIGTERM the server (SIGKILL after ``timeout`` s) and stop supervising."""
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -21,7 +21,7 @@ from cni import install
 from kubelet.dockershim.docker_image import DockerImageService
 from kubelet.dockershim.docker_service import DockerService
 from kubelet.dockershim.logs import LogManager
-from kubelet.dockershim.network import NetworkPlugin
+from kubelet.dockershim.network import CNIServerProcess, NetworkPlugin
 from kubelet.dockershim.streaming import StreamingServer
 from proto.cri import api_pb2_grpc
 
@@ -56,12 +56,14 @@ def socket_path(listen: str) -> str:
     raise ValueError(f"--listen must be a unix socket address (unix:///path), got {listen!r}")
 
 
-def _ensure_cni_plugins(bin_dir: str) -> None:
-    """Install our plugin wrappers when the bin dir has neither bridge nor host-local."""
+def _ensure_cni_plugins(bin_dir: str) -> str:
+    """Install our plugin wrappers when the bin dir has neither bridge nor host-local
+    (or holds ours from an older release); returns the first bin dir if it holds ours, else ""."""
     first = bin_dir.split(os.pathsep)[0]
-    if not any(os.path.exists(os.path.join(first, p)) for p in install.PLUGINS):
+    if not any(os.path.exists(os.path.join(first, p)) for p in install.PLUGINS) or install.is_outdated(first):
         install.install(first)
         log.info("installed kubeling CNI plugins into %s", first)
+    return first if install.is_installed(first) else ""
 
 
 async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
@@ -71,7 +73,10 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(THREAD_POOL_SIZE, "dockershim"))
     os.makedirs(opts.state_dir, exist_ok=True)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    _ensure_cni_plugins(opts.cni_bin_dir)
+    ours = _ensure_cni_plugins(opts.cni_bin_dir)
+    cni_server = CNIServerProcess(state_dir=opts.state_dir, bin_dir=ours) if ours else None
+    if cni_server is not None:
+        await cni_server.start()
     client = docker.DockerClient(base_url=opts.docker_host, timeout=DOCKER_TIMEOUT, max_pool_size=THREAD_POOL_SIZE)
     log_client = docker.DockerClient(base_url=opts.docker_host, timeout=None, max_pool_size=THREAD_POOL_SIZE)
     network = NetworkPlugin(state_dir=opts.state_dir, cni_bin_dir=opts.cni_bin_dir,
@@ -100,5 +105,7 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     log.info("shutting down")
     await server.stop(grace=2)
     await streaming.stop()
+    if cni_server is not None:
+        await cni_server.stop()
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
