@@ -363,6 +363,11 @@ class RaftNode:
         # sends one MsgApp per follower for the lot instead of one per entry,
         # and followers persist and acknowledge it with one fsync.
         props, self._proposals = self._proposals, []
+        # A request that timed out while it waited for the batch before it
+        # (its caller already answered ErrTimeout) is not written at all.
+        props = [p for p in props if not p[1].cancelled()]
+        if not props:
+            return
         m = raftpb.Message(type=raftpb.MsgProp, entries=[raftpb.Entry(Data=p[0]) for p in props])
         setattr(m, "from", self.member_id)
         try:
@@ -462,6 +467,10 @@ class RaftNode:
             finally:
                 if pending is not None:
                     await pending
+            if rd.entries and self.is_leader:
+                # A leader here (one that just won with a new term or vote,
+                # e.g. a lone member) reports its now durable entries too.
+                self._persisted.append((rd.entries[-1].Index, self.term))
             if rd.entries:
                 self.storage.append(rd.entries)
             if rd.hard_state is not None:

@@ -116,3 +116,24 @@ async def test_snapshot_and_restart_from_it(tmp_path):
         assert (await s2.put(pb.PutRequest(key=b"z", value=b"x"))).header.revision == 57
     finally:
         await s2.stop()
+
+
+async def test_lone_member_commits_its_new_term_entry_without_a_write(tmp_path):
+    """A single member elects itself with a new term in one Ready (written
+    synchronously); its own copy of the new term's entry must still count, or
+    nothing in the log would commit (and entries left uncommitted at a
+    restart would stay unapplied) until the next client write."""
+    s = EtcdServer(cfg(tmp_path))
+    await s.start()
+    try:
+        for _ in range(100):
+            n = s.node
+            if n.last_index >= 1 and n.commit_index == n.applied_index == n.last_index:
+                break
+            await asyncio.sleep(0.02)
+        assert s.node.last_index >= 1
+        assert s.node.commit_index == s.node.applied_index == s.node.last_index
+        resp = await s.range(pb.RangeRequest(key=b"health"))
+        assert resp.count == 0
+    finally:
+        await s.stop()
