@@ -95,6 +95,28 @@ def _ip_key(ip: str) -> tuple:
         return (ip,)
 
 
+def services_for(service_lister, pod: dict) -> list[dict]:
+    """The Services (with a selector) in ``pod``'s namespace whose selector matches its labels
+    (getPodServiceMemberships)."""
+    labels = labels_of(pod)
+
+    def selects(svc: dict) -> bool:
+        sel = (svc.get("spec") or {}).get("selector")
+        return bool(sel) and selectors.selector_from_set(sel).matches(labels)
+    return service_lister.list(pod["metadata"].get("namespace"), match=selects)
+
+
+def services_to_update(service_lister, old: dict, new: dict) -> set[str]:
+    """Keys of the Services a pod update concerns: none for a resync (same resourceVersion), those
+    selecting the new pod, and those selecting the old one when its labels changed (GetServicesToUpdateOnPodChange)."""
+    if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
+        return set()
+    keys = {meta_key(s) for s in services_for(service_lister, new)}
+    if labels_of(old) != labels_of(new):
+        keys |= {meta_key(s) for s in services_for(service_lister, old)}
+    return keys
+
+
 class EndpointsController(BaseController):
     """Reconciles Endpoints with Services (with a selector) and their pods."""
 
@@ -112,25 +134,12 @@ class EndpointsController(BaseController):
                                   on_delete=self._pod_changed)
         endpoints_informer.add_handlers(on_delete=self.enqueue)
 
-    def _services_for(self, pod: dict) -> list[dict]:
-        labels = labels_of(pod)
-
-        def selects(svc: dict) -> bool:
-            sel = (svc.get("spec") or {}).get("selector")
-            return bool(sel) and selectors.selector_from_set(sel).matches(labels)
-        return self.service_lister.list(pod["metadata"].get("namespace"), match=selects)
-
     def _pod_changed(self, pod: dict) -> None:
-        for svc in self._services_for(pod):
+        for svc in services_for(self.service_lister, pod):
             self.enqueue(svc)
 
     def _update_pod(self, old: dict, new: dict) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return
-        keys = {meta_key(s) for s in self._services_for(new)}
-        if labels_of(old) != labels_of(new):
-            keys |= {meta_key(s) for s in self._services_for(old)}
-        for key in keys:
+        for key in services_to_update(self.service_lister, old, new):
             self.queue.add(key)
 
     async def on_synced(self) -> None:

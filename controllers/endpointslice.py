@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 
 from kubeling.api import selectors
-from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, split_key
+from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
 from controllers.controller_utils import BaseController, is_pod_ready, labels_of
-from controllers.endpoints import HEADLESS_LABEL, _ip_key, find_port
+from controllers.endpoints import HEADLESS_LABEL, _ip_key, find_port, services_for, services_to_update
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +112,12 @@ class EndpointSliceController(BaseController):
         slice_informer.add_handlers(on_update=lambda old, new: self._slice_changed(new),
                                     on_delete=self._slice_changed)
 
-    def _services_for(self, pod: dict) -> list[dict]:
-        labels = labels_of(pod)
-
-        def selects(svc: dict) -> bool:
-            sel = (svc.get("spec") or {}).get("selector")
-            return bool(sel) and selectors.selector_from_set(sel).matches(labels)
-        return self.service_lister.list(pod["metadata"].get("namespace"), match=selects)
-
     def _pod_changed(self, pod: dict) -> None:
-        for svc in self._services_for(pod):
+        for svc in services_for(self.service_lister, pod):
             self.enqueue(svc)
 
     def _update_pod(self, old: dict, new: dict) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return
-        keys = {meta_key(s) for s in self._services_for(new)}
-        if labels_of(old) != labels_of(new):
-            keys |= {meta_key(s) for s in self._services_for(old)}
-        for key in keys:
+        for key in services_to_update(self.service_lister, old, new):
             self.queue.add(key)
 
     def _slice_changed(self, es: dict) -> None:

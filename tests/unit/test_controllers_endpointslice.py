@@ -101,3 +101,15 @@ async def test_unmanaged_slices_are_left_alone_and_extra_managed_ones_go():
     client, c, _ = controller([], slices=[mine, theirs])
     await c.sync("default/web")
     assert client.calls == [("delete", "endpointslices", "web-x")]
+
+
+async def test_pod_updates_queue_the_services_selecting_old_and_new_labels():
+    other = {"metadata": {"name": "db", "namespace": "default", "uid": "db-uid"},
+             "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}}
+    _, c, _ = controller(services=(SERVICE, other))
+    old = {**pod("a", "10.0.0.1"), "metadata": {**pod("a", "10.0.0.1")["metadata"], "resourceVersion": "1"}}
+    new = {**old, "metadata": {**old["metadata"], "resourceVersion": "2", "labels": {"app": "db"}}}
+    c._update_pod(old, new)
+    assert {await c.queue.get(), await c.queue.get()} == {"default/web", "default/db"}
+    c._update_pod(new, new)  # a resync (same resourceVersion) queues nothing
+    assert len(c.queue) == 0
