@@ -4,6 +4,8 @@ Needs root (netns, links). Uses only the test bridge "kltest0", the subnet
 10.244.250.0/24 and a tmp dataDir; removes netns, bridge and veths in finally.
 Also checks that the reference plugins in /usr/lib/cni work with our
 configuration (our bridge + reference host-local, reference bridge + ours).
+Every test runs twice: the stubs running the plugins standalone (no server)
+and the stubs answered by a running ``python -m cni.server``, as on a node.
 """
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 
 import pytest
 
-from cni import install
+from cni import install, stub
 from cni.bridge import host_veth_name
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
@@ -43,13 +47,37 @@ def in_netns(ns: str, *cmd: str, timeout: float = 10) -> subprocess.CompletedPro
                           timeout=timeout, check=False)
 
 
-@pytest.fixture
-def env(tmp_path):
-    """A fresh netns, our plugins installed in tmp, and cleanup of everything made."""
+def start_server(bin_dir: str, sock: str) -> subprocess.Popen:
+    """``python -m cni.server`` for ``bin_dir``, returned once its pointer file is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "cni.server", "--socket", sock, "--bin-dir", bin_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while stub.server_socket_path(bin_dir) != sock:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc)
+            raise AssertionError(f"CNI server did not start: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture(params=["standalone", "server"])
+def env(tmp_path, request):
+    """A fresh netns, our plugins installed in tmp (answered by a CNI server or not), and cleanup."""
     ns = f"kltest-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
     bin_dir = tmp_path / "bin"
     install.install(str(bin_dir))
+    server = start_server(str(bin_dir), str(tmp_path / "cni.sock")) if request.param == "server" else None
     conf = {"cniVersion": "1.0.0", "name": "kltest", "type": "bridge", "bridge": BRIDGE,
             "isGateway": True, "hairpinMode": True, "mtu": 1450,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]],
@@ -58,6 +86,8 @@ def env(tmp_path):
         yield {"ns": ns, "netns": f"/var/run/netns/{ns}", "bin": str(bin_dir), "conf": conf,
                "leases": tmp_path / "ipam" / "kltest"}
     finally:
+        if server is not None:
+            stop_server(server)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
         for cid in ("c1", "c2", "ref1", "ref2"):
             subprocess.run(["ip", "link", "del", host_veth_name(cid, "eth0")], capture_output=True,
@@ -85,7 +115,7 @@ def test_add_check_del(env):
     assert "mtu 1450" in in_netns(env["ns"], "ip", "link", "show", "eth0").stdout
     with open(f"/sys/class/net/{host_veth_name('c1', 'eth0')}/brport/hairpin_mode") as f:
         assert f.read().strip() == "1"
-    ping = in_netns(env["ns"], "busybox", "ping", "-c", "1", "-W", "2", GATEWAY)
+    ping = in_netns(env["ns"], "busybox", "ping", "-c", "2", "-W", "5", GATEWAY)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert leases(env) == ["10.244.250.2"]
 
@@ -155,7 +185,7 @@ def test_reference_plugins_with_our_config(env):
     assert rc == 0, result
     ip2 = result["ips"][0]["address"]
     assert ip2.startswith("10.244.250.")
-    ping = in_netns(env["ns"], "busybox", "ping", "-c", "1", "-W", "2", GATEWAY)
+    ping = in_netns(env["ns"], "busybox", "ping", "-c", "2", "-W", "5", GATEWAY)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     rc, out = run_plugin(f"{REFERENCE_DIR}/bridge", "DEL", env["conf"], container_id="ref2",
                          netns=env["netns"], cni_path=f"{env['bin']}")
