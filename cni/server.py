@@ -27,6 +27,7 @@ import signal
 import socketserver
 import sys
 import threading
+import time
 
 from cni import bridge, host_local, invoke
 from cni.skel import run_plugin
@@ -81,7 +82,11 @@ class _Handler(socketserver.StreamRequestHandler):
                 raise ProtocolError("request too large")
             env = decode_env(_read_exact(self.rfile, envlen))
             stdin = _read_exact(self.rfile, stdinlen)
+            start = time.monotonic()
             rc, out, err = handle(plugin, env, stdin)
+            log.log(logging.WARNING if rc else logging.DEBUG, "%s %s %s -> rc %d in %.0f ms %s", plugin,
+                    env.get("CNI_COMMAND"), env.get("CNI_CONTAINERID"), rc, (time.monotonic() - start) * 1000,
+                    out[:300].decode(errors="replace") if rc else "")
         except ProtocolError as e:
             log.warning("bad request: %s", e)
             msg = str(e).replace("\\", "/").replace('"', "'")

@@ -34,6 +34,18 @@ MAX_REPLAY = 60000  # stdin replayed through a pipe on fallback must fit its buf
 class ProtocolError(Exception):
     """The peer sent something that is not a well-formed message."""
 
+    code = 999  # the CNI error code the stub prints
+
+
+class NoAnswer(ProtocolError):
+    """The server took the request but closed or timed out without answering (it died or is stuck).
+
+    Not retried in-process: the invocation may have run half way; the runtime
+    retries (spec code 11, "try again later").
+    """
+
+    code = 11
+
 
 def encode_request(plugin: str, env: dict, stdin: bytes) -> bytes:
     """The request bytes; ``env`` maps bytes or str to bytes or str, only CNI_* keys are sent."""
@@ -116,7 +128,8 @@ def forward(path: str, plugin: str, env: dict, read_stdin) -> tuple[int, bytes, 
 
     ``read_stdin()`` is called only once a connection is up, so that a caller
     falling back to the in-process plugin still has its stdin unread.
-    Raises ProtocolError when the server answered garbage.
+    Raises ProtocolError when the server answered garbage, NoAnswer when it
+    took the request and never answered.
     """
     if not path:
         return None
@@ -133,15 +146,18 @@ def forward(path: str, plugin: str, env: dict, read_stdin) -> tuple[int, bytes, 
         try:
             s.sendall(encode_request(plugin, env, stdin))
             s.shutdown(_socket.SHUT_WR)
+        except OSError:
+            return None  # the server went away before taking the request
+        try:
             while True:
                 b = s.recv(65536)
                 if not b:
                     break
                 chunks.append(b)
-        except OSError:
-            return None  # the server went away before answering
+        except OSError as e:
+            raise NoAnswer(f"no answer from the CNI server: {e}") from None
         if not chunks:
-            return None
+            raise NoAnswer("the CNI server closed the connection without an answer")
         return decode_response(b"".join(chunks))
     finally:
         s.close()
@@ -181,7 +197,8 @@ def main(argv: list[str]) -> int:
         answer = forward(server_socket_path(bin_dir), plugin, posix.environ, read_stdin)
     except ProtocolError as e:
         msg = str(e).replace("\\", "/").replace('"', "'")
-        sys.stdout.write('{"cniVersion": "1.0.0", "code": 999, "msg": "CNI server: %s", "details": ""}' % msg)
+        sys.stdout.write('{"cniVersion": "1.0.0", "code": %d, "msg": "CNI server: %s", "details": ""}'
+                         % (e.code, msg))
         return 1
     if answer is None:
         _exec_plugin(plugin, root, got[0] if got else None)

@@ -187,3 +187,25 @@ async def test_shim_supervises_the_server_process(tmp_path):
     finally:
         await sup.stop()
     assert sup.proc.returncode is not None and not pointer.exists()
+
+
+def test_a_server_that_takes_the_request_and_dies_gives_try_again_later(tmp_path):
+    """No in-process retry once the request was sent (it may have run half way): spec code 11."""
+    path = str(tmp_path / "mute.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+
+    def mute():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+    t = threading.Thread(target=mute, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(stub.NoAnswer) as e:
+            stub.forward(path, "bridge", {"CNI_COMMAND": "ADD"}, lambda: b"{}")
+        assert e.value.code == 11
+    finally:
+        t.join(10)
+        listener.close()
