@@ -32,6 +32,7 @@ from cni.skel import (ERR_INTERNAL, ERR_INVALID_NETCONF, ERR_IO, CmdArgs,
                       CNIError, plugin_main)
 
 DEFAULT_BRIDGE = "kubeling0"
+IFF_UP = 0x1
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
@@ -70,9 +71,11 @@ def _ensure_bridge(ipr: IPRoute, name: str, mtu: int) -> int:
     link = ipr.get_links(idx[0])[0]
     if link.get_attr("IFLA_LINKINFO") is not None and link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") != "bridge":
         raise CNIError(ERR_INTERNAL, f"{name} already exists but is not a bridge")
-    if mtu:
+    # Each netlink write takes the kernel's rtnl lock: skip the ones that change nothing.
+    if mtu and link.get_attr("IFLA_MTU") != mtu:
         ipr.link("set", index=idx[0], mtu=mtu)
-    ipr.link("set", index=idx[0], state="up")
+    if not link["flags"] & IFF_UP:
+        ipr.link("set", index=idx[0], state="up")
     return idx[0]
 
 
