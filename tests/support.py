@@ -80,6 +80,25 @@ def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: 
     return proc.returncode
 
 
+def stop_process_group(proc: subprocess.Popen, *, timeout: float = 10.0, close_pipes: bool = True) -> None:
+    """Stop ``proc`` started with ``start_new_session=True`` and everything in its process group
+    (e.g. kubectl, which runs a versioned kubectl as its child): SIGTERM, SIGKILL after ``timeout`` s.
+    Closes its pipes unless ``close_pipes`` is False (to read what is left)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    for f in (proc.stdout, proc.stderr) if close_pipes else ():
+        if f:
+            f.close()
+
+
 def tail(path: Path | str, chars: int = 3000) -> str:
     """The last ``chars`` characters of a log file ('' if it does not exist)."""
     try:
@@ -568,9 +587,21 @@ def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_
                     wait_for("node registration", lambda: http.get(f"/api/v1/nodes/{name}").status_code == 200, 60)
                 except AssertionError:
                     raise AssertionError("kubelet did not register\n" + n.logs()) from None
-                r = http.patch(f"/api/v1/nodes/{name}", json={"spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}},
-                               headers={"Content-Type": "application/merge-patch+json"})
-                assert r.status_code == 200, r.text
+                answers: list[str] = []
+
+                def set_pod_cidr() -> bool:
+                    r = http.patch(f"/api/v1/nodes/{name}",
+                                   json={"spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}},
+                                   headers={"Content-Type": "application/merge-patch+json"})
+                    answers.append(f"{r.status_code} {r.text[:300]}")
+                    return r.status_code == 200
+                # Retried as a client would: a store that just elected its leader may fail a first write.
+                try:
+                    wait_for("node podCIDR set", set_pod_cidr, 30, 0.5)
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; answers: {answers}") from None
+                if len(answers) > 1:
+                    print(f"node {name}: podCIDR patch needed {len(answers)} attempts: {answers[:-1]}")
                 yield n
     finally:
         for c in docker_client.containers.list(all=True, filters={"label": f"io.kubeling.node={name}"}):

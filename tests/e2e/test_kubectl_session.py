@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -96,7 +95,7 @@ class Session:
         return r
 
     def popen(self, *args: str) -> subprocess.Popen:
-        """kubectl ``args`` in its own process group, stdout piped line by line."""
+        """kubectl ``args`` in its own process group (stop it with support.stop_process_group)."""
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env, start_new_session=True)
 
@@ -112,23 +111,6 @@ class Session:
 
     def running_pods(self) -> list[dict]:
         return [p for p in self.pods() if p.get("status", {}).get("phase") == "Running"]
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop a kubectl started by ``Session.popen`` (its own process group), bounded."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    for f in (proc.stdout, proc.stderr):
-        if f:
-            f.close()
 
 
 class LineReader:
@@ -294,7 +276,7 @@ def test_get_watch_sees_a_change(kc):
         # The annotation bumps resourceVersion: a second web row appears.
         wait_for("a second web row", lambda: sum(ln.startswith("web ") for ln in reader.lines) >= 2, 15, 0.1)
     finally:
-        stop_group(proc)
+        support.stop_process_group(proc)
     # A watch with a server timeout ends by itself, exit code 0.
     r = kc.run("get", "pods", "-w", "--request-timeout=3s", timeout=30, rc=None)
     assert r.returncode == 0 and r.stdout.startswith("NAME"), kc.diag(r)
@@ -447,7 +429,7 @@ def test_logs_and_follow(kc):
             r = kc.run("logs", pod, rc=None)
             raise AssertionError(f"{e}\nlines={reader.lines}\nlogs now: {r.stdout!r}\n{kc.diag(r)}") from None
     finally:
-        stop_group(proc)
+        support.stop_process_group(proc)
 
 
 def test_exec(kc):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import uuid
@@ -144,15 +143,7 @@ def test_kubectl_logs_follow(cluster):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     t.join(15)
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    support.stop_process_group(proc, close_pipes=False)
     assert len(got) >= 4, (got, proc.stderr.read() if proc.stderr else "")
     nums = [int(line.split()[1]) for line in got]
     assert nums == sorted(nums) and nums[-1] - nums[0] >= 3, nums
