@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import prometheus_client
 
 from kubeling.api import selectors
-from kubeling.client import ApiError, Client, Informer, ShutDown, WorkQueue, meta_key
+from kubeling.client import ApiError, Client, Informer, ShutDown, WorkQueue, deep_copy, meta_key
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,20 @@ class ControllerExpectations:
 
 
 # -- owner references -------------------------------------------------------------------------
+async def write_status(client: Client, resource: str, obj: dict, status: dict) -> None:
+    """PUT ``status`` as ``obj``'s status subresource when it differs from the current one; an
+    object gone meanwhile (404) is fine, a 409 is raised for the work queue to retry."""
+    if status == (obj.get("status") or {}):
+        return
+    new = deep_copy(obj)
+    new["status"] = status
+    try:
+        await client.replace_status(resource, new)
+    except ApiError as e:
+        if e.code != 404:
+            raise
+
+
 def get_controller_of(obj: dict) -> dict | None:
     """The ownerReference with ``controller: true``, or None (metav1.GetControllerOf)."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:

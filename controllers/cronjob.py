@@ -31,7 +31,7 @@ from croniter import croniter
 from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from kubeling.duration import parse_duration
-from controllers.controller_utils import BaseController, controller_ref, get_controller_of, parse_time
+from controllers.controller_utils import BaseController, controller_ref, get_controller_of, parse_time, write_status
 from controllers.job import condition, is_finished
 
 log = logging.getLogger(__name__)
@@ -165,14 +165,7 @@ class CronJobController(BaseController):
         await self._clean_history(cj, jobs)
         if not status["active"]:
             del status["active"]
-        if status != (cj.get("status") or {}):
-            obj = deep_copy(cj)
-            obj["status"] = status
-            try:
-                await self.client.replace_status("cronjobs", obj)
-            except ApiError as e:
-                if e.code != 404:
-                    raise
+        await write_status(self.client, "cronjobs", cj, status)
         if requeue is not None:
             self.queue.add_after(key, max(0.1, requeue - self.clock() + 0.1))
 

@@ -26,7 +26,7 @@ from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, spl
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers.controller_utils import (BaseController, ControllerExpectations, claim_objects, controller_ref,
                                           is_pod_active, is_pod_available, is_pod_ready, labels_of, parse_time,
-                                          resolve_controller_ref)
+                                          resolve_controller_ref, write_status)
 from controllers.deployment_util import compute_hash, scaled_value
 from scheduler.framework.plugins.nodeaffinity import required_node_affinity_matches
 from scheduler.framework.plugins.tainttoleration import tolerates
@@ -305,12 +305,4 @@ class DaemonSetsController(BaseController):
                        "updatedNumberScheduled": updated, "numberAvailable": available,
                        "numberUnavailable": max(0, desired - available),
                        "observedGeneration": ds["metadata"].get("generation", 0)})
-        if status == (ds.get("status") or {}):
-            return
-        obj = deep_copy(ds)
-        obj["status"] = status
-        try:
-            await self.client.replace_status("daemonsets", obj)
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        await write_status(self.client, "daemonsets", ds, status)

@@ -16,7 +16,7 @@ from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, spl
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers import deployment_util as du
 from controllers.controller_utils import (BaseController, claim_objects, controller_ref, get_controller_of,
-                                          labels_of, resolve_controller_ref, selector_of)
+                                          labels_of, resolve_controller_ref, selector_of, write_status)
 
 log = logging.getLogger(__name__)
 
@@ -428,15 +428,7 @@ class DeploymentController(BaseController):
         await self._write_status(d, du.calculate_status(all_rss, new_rs, d))
 
     async def _write_status(self, d: dict, status: dict) -> None:
-        if status == (d.get("status") or {}):
-            return
-        obj = deep_copy(d)
-        obj["status"] = status
-        try:
-            await self.client.replace_status("deployments", obj)
-        except ApiError as e:
-            if e.code != 404:
-                raise
+        await write_status(self.client, "deployments", d, status)
 
 
 def _all(new_rs: dict | None, old_rss: list[dict]) -> list[dict]:

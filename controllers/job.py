@@ -31,7 +31,7 @@ from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, spl
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers.controller_utils import (BaseController, ControllerExpectations, claim_objects,
                                           controller_ref, get_controller_of, is_pod_ready, parse_time,
-                                          pod_delete_rank, resolve_controller_ref)
+                                          pod_delete_rank, resolve_controller_ref, write_status)
 from controllers.replicaset import BURST_REPLICAS, SLOW_START_INITIAL_BATCH, slow_start_batch
 
 log = logging.getLogger(__name__)
@@ -322,15 +322,7 @@ class JobController(BaseController):
 
     async def _update_status(self, job: dict, status: dict) -> None:
         """PUT the status when it changed (a 409 is retried by the queue)."""
-        if status == (job.get("status") or {}):
-            return
-        obj = deep_copy(job)
-        obj["status"] = status
-        try:
-            await self.client.replace_status("jobs", obj)
-        except ApiError as e:
-            if e.code != 404:
-                raise
+        await write_status(self.client, "jobs", job, status)
 
 
 def _past_backoff_limit_on_failure(job: dict, active: list[dict]) -> bool:

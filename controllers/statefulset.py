@@ -28,7 +28,7 @@ from typing import Callable
 from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from controllers.controller_utils import (BaseController, claim_objects, controller_ref, is_pod_available,
-                                          is_pod_ready, labels_of, resolve_controller_ref)
+                                          is_pod_ready, labels_of, resolve_controller_ref, write_status)
 from controllers.deployment_util import compute_hash
 
 log = logging.getLogger(__name__)
@@ -238,12 +238,4 @@ class StatefulSetController(BaseController):
                        "currentRevision": current_revision, "updateRevision": update_revision,
                        "observedGeneration": sts["metadata"].get("generation", 0),
                        "collisionCount": int(status.get("collisionCount") or 0)})
-        if status == (sts.get("status") or {}):
-            return
-        obj = deep_copy(sts)
-        obj["status"] = status
-        try:
-            await self.client.replace_status("statefulsets", obj)
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        await write_status(self.client, "statefulsets", sts, status)

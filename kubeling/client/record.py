@@ -21,6 +21,10 @@ NORMAL = "Normal"
 WARNING = "Warning"
 _REPEAT_WINDOW = 600.0
 _MAX_CACHE = 4096
+# client-go's broadcaster queues at most 1000 events and drops beyond; writes go out a few at a
+# time so a burst (a 1,000-replica rollout) cannot time out every other request of the component.
+MAX_QUEUED = 1000
+MAX_CONCURRENT_WRITES = 8
 
 
 def now_rfc3339() -> str:
@@ -51,9 +55,19 @@ class EventRecorder:
         self.host = host
         self._pending: set[asyncio.Task] = set()
         self._seen: dict[tuple, tuple[str, str, int, float]] = {}
+        self._writers: asyncio.Semaphore | None = None
+        self.dropped = 0
 
     def event(self, obj: dict, event_type: str, reason: str, message: str) -> None:
-        """Record an Event about ``obj`` (type ``Normal`` or ``Warning``) in the background."""
+        """Record an Event about ``obj`` (type ``Normal`` or ``Warning``) in the background; with
+        MAX_QUEUED writes already waiting the Event is dropped (counted in ``dropped``)."""
+        if len(self._pending) >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("event queue full (%d waiting): dropping events (%d so far)", MAX_QUEUED, self.dropped)
+            return
+        if self._writers is None:
+            self._writers = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
         task = asyncio.get_running_loop().create_task(self._write(obj, event_type, reason, message))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -64,6 +78,10 @@ class EventRecorder:
             await asyncio.wait(list(self._pending), timeout=timeout)
 
     async def _write(self, obj: dict, event_type: str, reason: str, message: str) -> None:
+        async with self._writers:
+            await self._write_one(obj, event_type, reason, message)
+
+    async def _write_one(self, obj: dict, event_type: str, reason: str, message: str) -> None:
         ref = object_reference(obj)
         namespace = ref.get("namespace", "default")
         key = (ref.get("uid") or ref.get("name"), event_type, reason, message)
@@ -95,4 +113,5 @@ class EventRecorder:
                 self._seen.clear()
             self._seen[key] = (name, namespace, 1, time.monotonic())
         except Exception as e:  # an Event is best effort: never fail the caller
-            log.warning("could not record event %s %s for %s: %s", reason, message, ref.get("name"), e)
+            log.warning("could not record event %s %s for %s: %s", reason, message, ref.get("name"),
+                        str(e) or type(e).__name__)

@@ -34,6 +34,7 @@ class WorkQueue:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cond = asyncio.Condition()
         self._shutting_down = False
+        self._wakers: set[asyncio.Task] = set()
         self.base_delay = base_delay
         self.max_delay = max_delay
 
@@ -50,11 +51,17 @@ class WorkQueue:
             self._queue.append(key)
             self._notify()
 
+    def _spawn(self, coro) -> None:
+        """Run ``coro`` in the background, holding a reference until it ends (the loop keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._wakers.add(task)
+        task.add_done_callback(self._wakers.discard)
+
     def _notify(self) -> None:
         async def wake():
             async with self._cond:
                 self._cond.notify()
-        asyncio.get_running_loop().create_task(wake())
+        self._spawn(wake())
 
     def add_after(self, key: str, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds; of two pending timers for it the one that fires first wins
@@ -123,4 +130,4 @@ class WorkQueue:
         async def wake_all():
             async with self._cond:
                 self._cond.notify_all()
-        asyncio.get_running_loop().create_task(wake_all())
+        self._spawn(wake_all())
