@@ -28,8 +28,7 @@ from controllers.controller_utils import (BaseController, ControllerExpectations
                                           is_pod_active, is_pod_available, is_pod_ready, labels_of, parse_time,
                                           resolve_controller_ref, write_status)
 from controllers.deployment_util import compute_hash, scaled_value
-from scheduler.framework.plugins.nodeaffinity import required_node_affinity_matches
-from scheduler.framework.plugins.tainttoleration import tolerates
+from kubeling.api.scheduling import required_node_affinity_matches, tolerates
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Callable
 from kubeling.client import ApiError, Client, Informer, deep_copy
 from kubeling.client.record import NORMAL, EventRecorder
 from controllers.controller_utils import BaseController, parse_time
-from scheduler.framework.plugins.tainttoleration import toleration_tolerates
+from kubeling.api.scheduling import toleration_tolerates
 
 log = logging.getLogger(__name__)
 

@@ -12,57 +12,12 @@ normalized so the best node gets 100.
 """
 from __future__ import annotations
 
-from kubeling.api import selectors
+from kubeling.api.scheduling import required_node_affinity_matches, term_matches
 from scheduler.framework.interface import (SKIP, SKIP_FILTER, SUCCESS, CycleState, Status, default_normalize_score,
                                            unschedulable)
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON_POD = "node(s) didn't match Pod's node affinity/selector"
-
-_OPS = {"In": selectors.IN, "NotIn": selectors.NOT_IN, "Exists": selectors.EXISTS,
-        "DoesNotExist": selectors.DOES_NOT_EXIST, "Gt": selectors.GREATER_THAN, "Lt": selectors.LESS_THAN}
-
-
-def _requirement_matches(expr: dict, labels: dict) -> bool:
-    op = _OPS.get(expr.get("operator", ""))
-    if op is None:
-        return False
-    values = tuple(str(v) for v in expr.get("values") or [])
-    if op in (selectors.GREATER_THAN, selectors.LESS_THAN):
-        if len(values) != 1:
-            return False
-        try:
-            int(values[0])
-        except ValueError:
-            return False
-    return selectors.Requirement(expr.get("key", ""), op, values).matches(labels)
-
-
-def term_matches(term: dict, node: dict) -> bool:
-    """Whether one NodeSelectorTerm matches ``node`` (matchFields knows metadata.name)."""
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    node_fields = {"metadata.name": (node.get("metadata") or {}).get("name", "")}
-    return (all(_requirement_matches(e, labels) for e in exprs)
-            and all(_requirement_matches(f, node_fields) for f in fields))
-
-
-def required_node_affinity_matches(pod: dict, node: dict) -> bool:
-    """nodeSelector and required node affinity of ``pod`` both accept ``node``."""
-    spec = pod.get("spec") or {}
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    for k, v in (spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is None:
-        return True
-    return any(term_matches(t or {}, node) for t in required.get("nodeSelectorTerms") or [])
-
 
 def _preferred(pod: dict) -> list:
     return ((((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})

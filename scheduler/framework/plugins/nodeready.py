@@ -9,8 +9,9 @@ as upstream's.
 """
 from __future__ import annotations
 
+from kubeling.api.scheduling import tolerates
 from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
-from scheduler.framework.plugins.tainttoleration import tolerates, untolerated_message
+from scheduler.framework.plugins.tainttoleration import untolerated_message
 from scheduler.framework.types import NodeInfo
 
 TAINT_NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}

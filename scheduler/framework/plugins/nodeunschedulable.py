@@ -5,8 +5,8 @@ Mirrors pkg/scheduler/framework/plugins/nodeunschedulable.
 """
 from __future__ import annotations
 
+from kubeling.api.scheduling import tolerates
 from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
-from scheduler.framework.plugins.tainttoleration import tolerates
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON = "node(s) were unschedulable"

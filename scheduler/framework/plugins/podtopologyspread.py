@@ -21,9 +21,9 @@ import math
 from typing import Sequence
 
 from kubeling.api import selectors
+from kubeling.api.scheduling import required_node_affinity_matches
 from scheduler.framework.interface import (ALL_NODES, MAX_NODE_SCORE, SKIP, SKIP_FILTER, SUCCESS, CycleState,
                                            Status, unschedulable)
-from scheduler.framework.plugins.nodeaffinity import required_node_affinity_matches
 from scheduler.framework.types import NodeInfo
 
 ERR_REASON_CONSTRAINTS_NOT_MATCH = "node(s) didn't match pod topology spread constraints"

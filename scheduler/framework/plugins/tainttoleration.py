@@ -3,37 +3,15 @@ tolerates every NoSchedule / NoExecute taint of the node, and prefers nodes
 with fewer PreferNoSchedule taints it does not tolerate.
 
 Mirrors pkg/scheduler/framework/plugins/tainttoleration and the helpers of
-k8s.io/api/core/v1 (Toleration.ToleratesTaint); the node-ready plugin reuses
-``tolerates`` for the taints it derives from the Ready condition.
+k8s.io/api/core/v1 (Toleration.ToleratesTaint), shared through kubeling/api/scheduling.py.
 """
 from __future__ import annotations
 
+from kubeling.api.scheduling import tolerates
 from scheduler.framework.interface import SUCCESS, CycleState, Status, default_normalize_score, unschedulable
 from scheduler.framework.types import NodeInfo
 
 FILTERED_EFFECTS = ("NoSchedule", "NoExecute")
-
-
-def toleration_tolerates(toleration: dict, taint: dict) -> bool:
-    """Whether one toleration matches one taint: effect (empty = any), key
-    (empty with Exists = any), operator Equal (default) compares values, Exists does not."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerates(tolerations: list | None, taint: dict) -> bool:
-    """Whether any of ``tolerations`` matches ``taint``."""
-    return any(toleration_tolerates(t, taint) for t in tolerations or [])
 
 
 def untolerated_message(taint: dict) -> str:
