@@ -248,6 +248,12 @@ async def claim_objects(client: Client, owner: dict, candidates: Iterable[dict],
 
 
 # -- pods ------------------------------------------------------------------------------------
+def rfc3339(t: float, tz: datetime.tzinfo = datetime.timezone.utc) -> str:
+    """``t`` (seconds since the epoch) as Kubernetes writes metav1.Time: whole seconds,
+    ``2024-01-02T03:04:05Z`` in UTC (an offset in another ``tz``)."""
+    return datetime.datetime.fromtimestamp(int(t), tz).isoformat().replace("+00:00", "Z")
+
+
 def parse_time(text: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 timestamp, or None."""
     if not text:

@@ -31,17 +31,14 @@ from croniter import croniter
 from kubeling.client import ApiError, Client, Informer, deep_copy, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
 from kubeling.duration import parse_duration
-from controllers.controller_utils import BaseController, controller_ref, get_controller_of, parse_time, write_status
+from controllers.controller_utils import (BaseController, controller_ref, get_controller_of, parse_time, rfc3339,
+                                          write_status)
 from controllers.job import condition, is_finished
 
 log = logging.getLogger(__name__)
 
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 MAX_MISSED = 100  # upstream warns (TooManyMissedTimes) past this many unmet schedule times
-
-
-def _rfc3339(t: float, tz: datetime.tzinfo = datetime.timezone.utc) -> str:
-    return datetime.datetime.fromtimestamp(t, tz).isoformat().replace("+00:00", "Z")
 
 
 def time_zone(cj: dict) -> datetime.tzinfo:
@@ -91,7 +88,7 @@ def job_from_template(cj: dict, scheduled: float, tz: datetime.tzinfo) -> dict:
     tmpl = (cj.get("spec") or {}).get("jobTemplate") or {}
     tmeta = tmpl.get("metadata") or {}
     annotations = dict(tmeta.get("annotations") or {})
-    annotations[SCHEDULED_TIMESTAMP] = _rfc3339(scheduled, tz)
+    annotations[SCHEDULED_TIMESTAMP] = rfc3339(scheduled, tz)
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": f"{cj['metadata']['name']}-{int(scheduled // 60)}",
                          "namespace": cj["metadata"].get("namespace"), "labels": dict(tmeta.get("labels") or {}),
@@ -187,7 +184,7 @@ class CronJobController(BaseController):
                                 "or check clock skew")
         if deadline is not None and scheduled < now - int(deadline):
             self.recorder.event(cj, WARNING, "MissSchedule",
-                                f"Missed scheduled time to start a job: {_rfc3339(scheduled, tz)}")
+                                f"Missed scheduled time to start a job: {rfc3339(scheduled, tz)}")
             return next_time
         policy = spec.get("concurrencyPolicy") or "Allow"
         if status["active"] and policy == "Forbid":
@@ -218,7 +215,7 @@ class CronJobController(BaseController):
                 return next_time  # someone else's Job holds the name: do not adopt it
         if created["metadata"].get("uid") not in {r.get("uid") for r in status["active"]} and not is_finished(created):
             status["active"].append(_ref(created))
-        status["lastScheduleTime"] = _rfc3339(scheduled)
+        status["lastScheduleTime"] = rfc3339(scheduled)
         return next_time
 
     async def _clean_history(self, cj: dict, jobs: list[dict]) -> None:

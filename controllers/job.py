@@ -22,16 +22,15 @@ the pre-1.26 "legacy tracking" did).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from typing import Callable
 
 from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key, split_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder
-from controllers.controller_utils import (BaseController, ControllerExpectations, claim_objects,
-                                          controller_ref, get_controller_of, is_pod_ready, parse_time,
-                                          pod_delete_rank, resolve_controller_ref, write_status)
+from controllers.controller_utils import (BaseController, ControllerExpectations, claim_objects, controller_ref,
+                                          get_controller_of, is_pod_ready, parse_time, pod_delete_rank,
+                                          resolve_controller_ref, rfc3339, write_status)
 from controllers.replicaset import BURST_REPLICAS, SLOW_START_INITIAL_BATCH, slow_start_batch
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,6 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 DEADLINE_MESSAGE = "Job was active longer than specified deadline"
 COMPLETE_MESSAGE = "Reached expected number of succeeded pods"
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _phase(pod: dict) -> str:
@@ -183,7 +178,7 @@ class JobController(BaseController):
         completions = spec.get("completions")
         suspended = bool(spec.get("suspend"))
         if not suspended and not status.get("startTime"):
-            status["startTime"] = _rfc3339(now)
+            status["startTime"] = rfc3339(now)
         requeue_after: float | None = None
 
         if indexed:
@@ -227,7 +222,7 @@ class JobController(BaseController):
             _set_condition(status, interim, True, now, reason=finished_reason, message=message)
             _set_condition(status, finished_type, True, now, reason=finished_reason, message=message)
             if finished_type == "Complete":
-                status["completionTime"] = _rfc3339(now)
+                status["completionTime"] = rfc3339(now)
                 self.recorder.event(job, NORMAL, "Completed", "Job completed")
             else:
                 self.recorder.event(job, WARNING, finished_reason, message)
@@ -346,11 +341,11 @@ def _set_condition(status: dict, ctype: str, value: bool, now: float, *, reason:
         if c.get("type") == ctype:
             if c.get("status") != want:
                 c.update({"status": want, "reason": reason, "message": message,
-                          "lastProbeTime": _rfc3339(now), "lastTransitionTime": _rfc3339(now)})
+                          "lastProbeTime": rfc3339(now), "lastTransitionTime": rfc3339(now)})
             return
     if value:
         conds.append({"type": ctype, "status": want, "reason": reason, "message": message,
-                      "lastProbeTime": _rfc3339(now), "lastTransitionTime": _rfc3339(now)})
+                      "lastProbeTime": rfc3339(now), "lastTransitionTime": rfc3339(now)})
     if not conds:
         del status["conditions"]
 

@@ -27,16 +27,15 @@ kube-controller-manager process:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from kubeling.api.scheduling import toleration_tolerates
 from kubeling.client import ApiError, Client, Informer, deep_copy
 from kubeling.client.record import NORMAL, EventRecorder
-from controllers.controller_utils import BaseController, parse_time
-from kubeling.api.scheduling import toleration_tolerates
+from controllers.controller_utils import BaseController, parse_time, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,6 @@ PROBED_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 NODE_MONITOR_PERIOD = 5.0
 NODE_MONITOR_GRACE_PERIOD = 40.0
 NODE_STARTUP_GRACE_PERIOD = 60.0
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def node_condition(node: dict, ctype: str) -> dict | None:
@@ -91,7 +86,7 @@ def reconcile_taints(node: dict, now: float) -> list[dict] | None:
         if (key, effect) not in have:
             taint = {"key": key, "effect": effect}
             if effect == "NoExecute":
-                taint["timeAdded"] = _rfc3339(now)
+                taint["timeAdded"] = rfc3339(now)
             kept.append(taint)
     return kept
 
@@ -224,7 +219,7 @@ class NodeLifecycleController(BaseController):
         status = deep_copy(node.get("status") or {})
         conds = status.setdefault("conditions", [])
         changed = False
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         for ctype in PROBED_CONDITIONS:
             c = next((c for c in conds if c.get("type") == ctype), None)
             if c is None:
@@ -258,7 +253,7 @@ class NodeLifecycleController(BaseController):
             ready = next((c for c in conds if c.get("type") == "Ready"), None)
             if ready is None or ready.get("status") == "False":
                 continue
-            new = [dict(c, status="False", lastTransitionTime=_rfc3339(self.clock())) if c.get("type") == "Ready"
+            new = [dict(c, status="False", lastTransitionTime=rfc3339(self.clock())) if c.get("type") == "Ready"
                    else c for c in conds]
             try:
                 await self.client.patch("pods", pod["metadata"]["name"], {"status": {"conditions": new}},
@@ -297,7 +292,7 @@ class NodeLifecycleController(BaseController):
         meta = pod["metadata"]
         ns, name = meta.get("namespace"), meta["name"]
         self.recorder.event(pod, NORMAL, "TaintManagerEviction", f"Marking for deletion Pod {ns}/{name}")
-        stamp = _rfc3339(self.clock())
+        stamp = rfc3339(self.clock())
         conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
         conds.append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
                       "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": stamp})

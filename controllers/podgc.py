@@ -19,7 +19,7 @@ import time
 from typing import Callable
 
 from kubeling.client import ApiError, Client, Informer
-from controllers.controller_utils import BaseController, parse_time
+from controllers.controller_utils import BaseController, parse_time, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class PodGCController(BaseController):
     async def _mark_disrupted(self, pod: dict, reason: str, message: str) -> None:
         conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
         conds.append({"type": "DisruptionTarget", "status": "True", "reason": reason, "message": message,
-                      "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                      "lastTransitionTime": rfc3339(time.time())})
         try:
             await self.client.patch("pods", pod["metadata"]["name"], {"status": {"conditions": conds}},
                                     namespace=pod["metadata"].get("namespace"), subresource="status")

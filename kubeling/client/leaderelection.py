@@ -28,6 +28,7 @@ import uuid
 from typing import Awaitable, Callable, Protocol
 
 from kubeling.client.record import NORMAL, EventRecorder
+from kubeling.duration import flag_duration
 from kubeling.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
@@ -354,11 +355,11 @@ def add_flags(parser: argparse.ArgumentParser, *, resource_name: str) -> None:
     """Add upstream's --leader-elect* flags (component-base options) to ``parser``."""
     parser.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True,
                         help="run leader election and act only while leading (default true)")
-    parser.add_argument("--leader-elect-lease-duration", type=_duration, default=DEFAULT_LEASE_DURATION,
+    parser.add_argument("--leader-elect-lease-duration", type=flag_duration, default=DEFAULT_LEASE_DURATION,
                         help="seconds a standby waits after the last observed renewal before taking over (15s)")
-    parser.add_argument("--leader-elect-renew-deadline", type=_duration, default=DEFAULT_RENEW_DEADLINE,
+    parser.add_argument("--leader-elect-renew-deadline", type=flag_duration, default=DEFAULT_RENEW_DEADLINE,
                         help="seconds the leader keeps retrying a renewal before it stops leading (10s)")
-    parser.add_argument("--leader-elect-retry-period", type=_duration, default=DEFAULT_RETRY_PERIOD,
+    parser.add_argument("--leader-elect-retry-period", type=flag_duration, default=DEFAULT_RETRY_PERIOD,
                         help="seconds between acquire/renew attempts (2s)")
     parser.add_argument("--leader-elect-resource-lock", default="leases", choices=["leases"],
                         help="lock object type (only leases)")
@@ -393,15 +394,3 @@ def _bool(text: str) -> bool:
     if low in ("0", "f", "false", "no", "n"):
         return False
     raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``15``, ``15s``, ``1.5s``, ``500ms`` or ``1m`` (Go duration subset)."""
-    t = text.strip().lower()
-    try:
-        for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-            if t.endswith(suffix):
-                return float(t[:-len(suffix)]) * mult
-        return float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 500ms)") from None
