@@ -222,11 +222,17 @@ def container_mounts(container: dict, volumes: dict[str, Volume]) -> list[pb.Mou
 
 class VolumeManager:
     """Sets up and tears down the volumes of the pods on this node; fetches the ConfigMaps and
-    Secrets they and their containers' environments reference (GET per sync)."""
+    Secrets they and their containers' environments reference.
 
-    def __init__(self, client: Client | None, root_dir: str):
+    Fetched objects are kept ``cache_ttl`` seconds (upstream's TTL-based manager), so one sync
+    that mounts a ConfigMap and also draws env from it, or a burst of pods sharing one, GETs it
+    once; a change still reaches running pods at the first sync after the TTL."""
+
+    def __init__(self, client: Client | None, root_dir: str, *, cache_ttl: float = 5.0):
         self.client = client
         self.root_dir = root_dir
+        self.cache_ttl = cache_ttl
+        self._cache: dict[tuple[str, str, str], tuple[float, dict | None]] = {}
 
     def pod_dir(self, uid: str) -> str:
         """``<root-dir>/pods/<uid>``."""
@@ -235,18 +241,27 @@ class VolumeManager:
     async def fetch(self, namespace: str, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
         """The referenced ConfigMaps/Secrets (None when absent). Raises ApiError for other failures."""
         out: dict[tuple[str, str], dict | None] = {}
+        now = time.monotonic()
         for plural, name in sorted(refs):
             if self.client is None:
                 out[(plural, name)] = None
                 continue
+            key = (namespace, plural, name)
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > now:
+                out[(plural, name)] = cached[1]
+                continue
             try:
                 obj = await self.client.get(plural, name, namespace=namespace)
                 obj.setdefault("kind", "Secret" if plural == "secrets" else "ConfigMap")
-                out[(plural, name)] = obj
             except ApiError as e:
                 if e.code != 404:
                     raise
-                out[(plural, name)] = None
+                obj = None
+            out[(plural, name)] = obj
+            if len(self._cache) > 4096:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            self._cache[key] = (now + self.cache_ttl, obj)
         return out
 
     async def setup_pod(self, pod: dict, *, pod_ip: str = "", node_ip: str = "") -> dict[str, Volume]:
