@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -25,7 +26,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="python -m apiserver", description="kubeling kube-apiserver")
     p.add_argument("--etcd-servers", required=True,
                    help="comma-separated etcd client URLs, e.g. http://127.0.0.1:2379")
-    p.add_argument("--bind-address", default="127.0.0.1")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="IP to listen on; kubeling also takes a comma-separated list (e.g. the loopback and a "
+                        "node underlay address) where upstream would bind 0.0.0.0")
     p.add_argument("--secure-port", type=int, default=6443)
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--advertise-address", default=None,
@@ -45,8 +48,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error("--secure-port must be between 1 and 65535")
     logging.basicConfig(level=logging.DEBUG if a.v >= 4 else logging.INFO if a.v >= 1 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    binds = [b.strip() for b in a.bind_address.split(",") if b.strip()]
+    for b in binds:
+        try:
+            ipaddress.ip_address(b)
+        except ValueError:
+            p.error(f"--bind-address: {b!r} is not an IP address")
+    if not binds:
+        p.error("--bind-address: empty")
     return Config(etcd_servers=[s.strip() for s in a.etcd_servers.split(",") if s.strip()],
-                  bind_address=a.bind_address, secure_port=a.secure_port,
+                  bind_address=binds[0], extra_bind_addresses=binds[1:], secure_port=a.secure_port,
                   service_cluster_ip_range=a.service_cluster_ip_range, advertise_address=a.advertise_address,
                   watch_cache_size=a.watch_cache_size,
                   default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
@@ -65,6 +76,17 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _listen(address: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``address:port`` (IPv4 or IPv6), as uvicorn would bind it."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the apiserver until SIGTERM/SIGINT."""
     config = parse_args(argv)
@@ -72,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     uv = _Server(uvicorn.Config(app, host=config.bind_address, port=config.secure_port, log_level="warning",
                                 timeout_graceful_shutdown=5, access_log=False))
     uv.apiserver = server
-    uv.run()
+    if config.extra_bind_addresses:
+        uv.run(sockets=[_listen(a, config.secure_port) for a in [config.bind_address, *config.extra_bind_addresses]])
+    else:
+        uv.run()
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from fastapi import FastAPI
@@ -45,6 +45,7 @@ class Config:
 
     etcd_servers: list[str]
     bind_address: str = "127.0.0.1"
+    extra_bind_addresses: list[str] = field(default_factory=list)  # kubeling: more addresses to listen on
     secure_port: int = 6443
     service_cluster_ip_range: str = "10.96.0.0/12"
     advertise_address: str | None = None
