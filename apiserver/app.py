@@ -23,7 +23,7 @@ from apiserver import errors, openapi
 from apiserver import exec as exec_routes
 from apiserver.admission import AdmissionChain
 from apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
-from apiserver.authn import InsecureAuthenticator
+from apiserver.authn import APISERVER_USER, InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
@@ -145,7 +145,7 @@ class APIServer:
 
     async def _ensure(self, store: Store, ns: str | None, obj: dict) -> None:
         try:
-            await store.create(ns, obj, user="system:apiserver")
+            await store.create(ns, obj, user=APISERVER_USER)
         except errors.StatusError as e:
             if e.code != 409:
                 raise

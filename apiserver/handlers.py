@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from apiserver import errors, fieldvalidation, printers
-from apiserver.authn import authenticate
+from apiserver.authn import UserInfo, authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.kubeletlocation import pod_container, pod_kubelet
 from apiserver.registry.store import Store, now_rfc3339, patch_function
@@ -192,7 +192,6 @@ class ResourceHandler:
         if store.info.namespaced and info.name is not None and ns is None:
             raise errors.path_not_found()
         dry_run = q.get("dryRun") == "All"
-        uname = user.name
         verb = info.verb
         if sub == "log":
             if verb != "get":
@@ -201,9 +200,9 @@ class ResourceHandler:
         if sub == "binding":
             if verb != "create":
                 raise errors.method_not_allowed(request.method, "pods/binding")
-            return await self.bind(store, ns, info.name, await read_json(request), user=uname)
+            return await self.bind(store, ns, info.name, await read_json(request), user=user)
         if sub == "scale":
-            return await self.scale(store, request, verb, ns, info.name, dry_run=dry_run, user=uname)
+            return await self.scale(store, request, verb, ns, info.name, dry_run=dry_run, user=user)
         if sub == "finalize" and verb != "update":
             raise errors.method_not_allowed(request.method, "namespaces/finalize")
         if sub in ("status", "finalize") and verb not in ("get", "update", "patch"):
@@ -235,17 +234,17 @@ class ResourceHandler:
             if info.name is not None:
                 raise errors.method_not_allowed(request.method, info.resource)
             body, warnings = self.check_fields(store, sub, q, await read_json(request))
-            return with_warnings(json_response(await store.create(ns, body, dry_run=dry_run, user=uname), 201),
+            return with_warnings(json_response(await store.create(ns, body, dry_run=dry_run, user=user), 201),
                                  warnings)
         if verb == "update":
             body, warnings = self.check_fields(store, sub, q, await read_json(request), operation="update")
-            obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=uname)
+            obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=user)
             return with_warnings(json_response(obj, 201 if created else 200), warnings)
         if verb == "patch":
             content_type = request.headers.get("content-type", "")
             body, warnings = self.check_fields(store, sub, q, await read_json(request), patch_type=content_type)
             return with_warnings(json_response(await store.patch(ns, info.name, content_type, body,
-                                                                 subresource=sub, dry_run=dry_run, user=uname)),
+                                                                 subresource=sub, dry_run=dry_run, user=user)),
                                  warnings)
         if verb in ("delete", "deletecollection"):
             options = await read_json(request, optional=True) or {}
@@ -266,8 +265,8 @@ class ResourceHandler:
             if verb == "deletecollection":
                 return json_response(await store.delete_collection(
                     ns, options, label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
-                    user=uname))
-            return json_response(await store.delete(ns, info.name, options, dry_run=dry_run, user=uname))
+                    user=user))
+            return json_response(await store.delete(ns, info.name, options, dry_run=dry_run, user=user))
         raise errors.method_not_allowed(request.method, info.resource)
 
     @staticmethod
@@ -341,7 +340,7 @@ class ResourceHandler:
 
     # ---------------------------------------------------------------- subresources
 
-    async def bind(self, store: Store, ns: str, name: str, body, *, user: str) -> Response:
+    async def bind(self, store: Store, ns: str, name: str, body, *, user: UserInfo) -> Response:
         """POST pods/NAME/binding: set spec.nodeName once, add the PodScheduled condition (201 Status Success)."""
         if not isinstance(body, dict) or not isinstance(body.get("target"), dict) or not body["target"].get("name"):
             raise errors.invalid("Binding", name, [errors.Cause("FieldValueRequired", "Required value", "target.name")])
@@ -374,7 +373,7 @@ class ResourceHandler:
                               "code": 201}, 201)
 
     async def scale(self, store: Store, request: Request, verb: str, ns: str, name: str, *, dry_run: bool,
-                    user: str) -> Response:
+                    user: UserInfo) -> Response:
         """GET/PUT/PATCH deployments|replicasets/NAME/scale as autoscaling/v1 Scale."""
         strategy = store.strategy
         if verb == "get":

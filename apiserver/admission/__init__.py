@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from apiserver.authn import UserInfo
+
 
 class Attributes(NamedTuple):
-    """What is being admitted: verb (create/update/delete), resource info, namespace, name, subresource, user."""
+    """What is being admitted: verb (create/update/delete), resource info, namespace, name, subresource, and
+    the requesting user as authenticated (apiserver.authn.UserInfo: name, groups, uid, extra; the
+    apiserver's own writes are authn.APISERVER_USER)."""
 
     operation: str
     resource: object
     namespace: str | None
     name: str
     subresource: str | None
-    user: str
+    user: UserInfo
 
 
 class Plugin(Protocol):

@@ -14,6 +14,7 @@ import copy
 import logging
 
 from apiserver import errors
+from apiserver.authn import APISERVER_USER
 from apiserver.registry.store import Store, now_rfc3339
 from apiserver.storage import etcd3
 
@@ -28,7 +29,7 @@ class NamespaceStore(Store):
     content_stores: list[Store] = []
     _tasks: set[asyncio.Task]
 
-    async def delete(self, ns, name, options=None, *, dry_run=False, user=""):
+    async def delete(self, ns, name, options=None, *, dry_run=False, user=APISERVER_USER):
         """Mark the namespace Terminating and start removing its content; returns the namespace (200)."""
         if name in IMMORTAL:
             raise errors.forbidden("namespaces", name, "this namespace may not be deleted")

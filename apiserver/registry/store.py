@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 from apiserver import errors
 from apiserver.admission import AdmissionChain, Attributes
+from apiserver.authn import APISERVER_USER, UserInfo
 from apiserver.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from apiserver.registry.rest import Strategy, required, validate_labels, validate_name
 from apiserver.storage import cacher as cachemod
@@ -262,7 +263,7 @@ class Store:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, ns: str | None, body, *, dry_run: bool = False, user: str = "") -> dict:
+    async def create(self, ns: str | None, body, *, dry_run: bool = False, user: UserInfo = APISERVER_USER) -> dict:
         """Create from a request body; returns the stored object (201 for the caller)."""
         obj = self._decode(body)
         meta = obj["metadata"]
@@ -334,7 +335,7 @@ class Store:
         return new
 
     async def update(self, ns: str | None, name: str, body, *, subresource: str | None = None,
-                     dry_run: bool = False, user: str = "") -> tuple[dict, bool]:
+                     dry_run: bool = False, user: UserInfo = APISERVER_USER) -> tuple[dict, bool]:
         """PUT: replace the object (or its status); returns (object, created).
 
         A body with metadata.resourceVersion must match the stored one
@@ -367,7 +368,7 @@ class Store:
         raise errors.optimistic_lock(self.info.resource, name, group=self.info.group)
 
     async def _write_update(self, kv: etcd3.KeyValue, mutate: Callable[[dict], dict], *, subresource: str | None,
-                            conditional: bool, dry_run: bool, user: str, raw: bool = False) -> dict | None:
+                            conditional: bool, dry_run: bool, user: UserInfo, raw: bool = False) -> dict | None:
         """One optimistic write; returns the result, or None to retry after a lost race."""
         old = kv.obj
         name = old["metadata"]["name"]
@@ -400,7 +401,7 @@ class Store:
             return None
 
     async def guaranteed_update(self, ns: str | None, name: str, mutate: Callable[[dict], dict], *,
-                                subresource: str | None = None, dry_run: bool = False, user: str = "",
+                                subresource: str | None = None, dry_run: bool = False, user: UserInfo = APISERVER_USER,
                                 raw: bool = False) -> dict:
         """Read-modify-write with retries on lost races (storage.GuaranteedUpdate).
 
@@ -419,7 +420,7 @@ class Store:
         raise errors.optimistic_lock(self.info.resource, name, group=self.info.group)
 
     async def patch(self, ns: str | None, name: str, content_type: str, patch, *, subresource: str | None = None,
-                    dry_run: bool = False, user: str = "") -> dict:
+                    dry_run: bool = False, user: UserInfo = APISERVER_USER) -> dict:
         """PATCH with a merge, JSON or strategic merge patch (415 for other types)."""
         apply = patch_function(content_type)
 
@@ -439,7 +440,7 @@ class Store:
     # ------------------------------------------------------------------ delete
 
     async def delete(self, ns: str | None, name: str, options: dict | None = None, *, dry_run: bool = False,
-                     user: str = "") -> dict:
+                     user: UserInfo = APISERVER_USER) -> dict:
         """DELETE with DeleteOptions; returns the object or a Status (200 for the caller).
 
         Objects with finalizers, and pods in graceful deletion, get
@@ -511,7 +512,7 @@ class Store:
 
     async def delete_collection(self, ns: str | None, options: dict | None = None, *,
                                 label_selector: str | None = None, field_selector: str | None = None,
-                                user: str = "") -> dict:
+                                user: UserInfo = APISERVER_USER) -> dict:
         """DELETE on the collection: delete every selected object; returns the list of what was deleted."""
         listed = await self.list(ns, label_selector=label_selector, field_selector=field_selector)
         deleted = []
