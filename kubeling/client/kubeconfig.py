@@ -7,10 +7,13 @@ switched on in one place without touching the components.
 """
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import dataclasses
 import os
 import pathlib
+import ssl
 import tempfile
 
 import yaml
@@ -35,27 +38,28 @@ class ClusterConfig:
     token: str | None = None
     insecure_skip_tls_verify: bool = False
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for an ``https://`` server (None for ``http://``): trusts
+        ``ca_file`` (else the system CAs), presents the client certificate if one is set,
+        and verifies nothing when ``insecure_skip_tls_verify``. Raises ssl.SSLError / OSError
+        on an unreadable or mismatched certificate or key."""
+        if not self.server.startswith("https"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file if not self.insecure_skip_tls_verify else None)
+        if self.insecure_skip_tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.client_cert_file and self.client_key_file:
+            ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return ctx
+
     def httpx_kwargs(self) -> dict:
-        """Keyword arguments for ``httpx.AsyncClient``: base_url, verify, cert, headers."""
+        """Keyword arguments for ``httpx.AsyncClient``: base_url, verify (an SSLContext for
+        https), headers (the bearer token)."""
         kwargs: dict = {"base_url": self.server}
-        if self.server.startswith("https"):
-            if self.insecure_skip_tls_verify:
-                kwargs["verify"] = False
-            elif self.ca_file:
-                import ssl
-
-                kwargs["verify"] = ssl.create_default_context(cafile=self.ca_file)
-            if self.client_cert_file and self.client_key_file:
-                ctx = kwargs.get("verify")
-                if not hasattr(ctx, "load_cert_chain"):
-                    import ssl
-
-                    ctx = ssl.create_default_context()
-                    if self.insecure_skip_tls_verify:
-                        ctx.check_hostname = False
-                        ctx.verify_mode = ssl.CERT_NONE
-                ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
-                kwargs["verify"] = ctx
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kwargs["verify"] = ctx
         if self.token:
             kwargs["headers"] = {"Authorization": f"Bearer {self.token}"}
         return kwargs
@@ -68,10 +72,33 @@ def _named(items: list | None, name: str, what: str) -> dict:
     raise KubeconfigError(f'{what} "{name}" not found in kubeconfig')
 
 
+def _b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+# Embedded (*-data) certificates and keys go to private temp files because
+# ssl.SSLContext.load_cert_chain reads only files; they are removed at exit.
+_TEMP_FILES: list[str] = []
+
+
+def _remove_temp_files() -> None:
+    for path in _TEMP_FILES:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+atexit.register(_remove_temp_files)
+
+
 def _data_file(data_b64: str) -> str:
+    try:
+        data = base64.b64decode(data_b64, validate=True)
+    except (ValueError, TypeError) as e:
+        raise KubeconfigError(f"kubeconfig: a *-data field is not valid base64: {e}") from None
     fd, path = tempfile.mkstemp(prefix="kubeling-kc-")
+    _TEMP_FILES.append(path)
     with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(data_b64))
+        f.write(data)
     return path
 
 
@@ -106,7 +133,10 @@ def load(path: str | os.PathLike, *, context: str | None = None) -> ClusterConfi
 
     token = user.get("token")
     if not token and user.get("tokenFile"):
-        token = (p.parent / user["tokenFile"]).read_text().strip()
+        try:
+            token = (p.parent / user["tokenFile"]).read_text().strip()
+        except OSError as e:
+            raise KubeconfigError(f"kubeconfig {p}: cannot read tokenFile: {e}") from None
     return ClusterConfig(
         server=cluster["server"].rstrip("/"),
         ca_file=file_of(cluster, "certificate-authority"),
@@ -119,15 +149,30 @@ def load(path: str | os.PathLike, *, context: str | None = None) -> ClusterConfi
 
 def write(path: str | os.PathLike, *, server: str, user: str, cluster: str = "kubeling",
           ca_file: str | None = None, client_cert_file: str | None = None,
-          client_key_file: str | None = None, token: str | None = None) -> None:
-    """Write a single-context kubeconfig (context ``<user>@<cluster>``), mode 0600."""
+          client_key_file: str | None = None, token: str | None = None,
+          ca_data: bytes | str | None = None, client_cert_data: bytes | str | None = None,
+          client_key_data: bytes | str | None = None, insecure_skip_tls_verify: bool = False) -> None:
+    """Write a single-context kubeconfig (context ``<user>@<cluster>``), mode 0600.
+
+    ``*_file`` arguments are written as paths (``certificate-authority``,
+    ``client-certificate``, ``client-key``); ``*_data`` arguments (PEM bytes or
+    text) are embedded base64-encoded as ``*-data``, as kubeadm writes admin.conf.
+    """
     cluster_entry: dict = {"server": server}
-    if ca_file:
+    if ca_data:
+        cluster_entry["certificate-authority-data"] = _b64(ca_data)
+    elif ca_file:
         cluster_entry["certificate-authority"] = ca_file
+    if insecure_skip_tls_verify:
+        cluster_entry["insecure-skip-tls-verify"] = True
     user_entry: dict = {}
-    if client_cert_file:
+    if client_cert_data:
+        user_entry["client-certificate-data"] = _b64(client_cert_data)
+    elif client_cert_file:
         user_entry["client-certificate"] = client_cert_file
-    if client_key_file:
+    if client_key_data:
+        user_entry["client-key-data"] = _b64(client_key_data)
+    elif client_key_file:
         user_entry["client-key"] = client_key_file
     if token:
         user_entry["token"] = token
