@@ -5,20 +5,33 @@ Example::
     python -m apiserver --etcd-servers http://127.0.0.1:2379 --bind-address 127.0.0.1 \\
         --secure-port 6443 --service-cluster-ip-range 10.96.0.0/12
 
-This milestone serves plain HTTP on --secure-port (TLS comes later). SIGTERM
-and SIGINT end every watch, then stop the server gracefully.
+With TLS, as kubeadm runs it (paths under .cluster/pki)::
+
+    python -m apiserver --etcd-servers https://127.0.0.1:2379 --etcd-cafile pki/etcd/ca.crt \
+        --etcd-certfile pki/apiserver-etcd-client.crt --etcd-keyfile pki/apiserver-etcd-client.key \
+        --tls-cert-file pki/apiserver.crt --tls-private-key-file pki/apiserver.key --client-ca-file pki/ca.crt \
+        --kubelet-client-certificate pki/apiserver-kubelet-client.crt \
+        --kubelet-client-key pki/apiserver-kubelet-client.key --kubelet-certificate-authority pki/ca.crt
+
+Without --tls-cert-file it serves plain HTTP on --secure-port (kubeling's default
+until the launcher switches over). SIGTERM and SIGINT end every watch, then stop
+the server gracefully.
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import os
 import socket
+import ssl
 import sys
 
 import uvicorn
 
 from apiserver.app import Config, build_app
+from apiserver.kubeletlocation import KubeletClientConfig
+from kubeling.pki import serving
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -38,8 +51,29 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="tolerationSeconds of the not-ready:NoExecute toleration added to every pod")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the unreachable:NoExecute toleration added to every pod")
+    p.add_argument("--tls-cert-file", default=None, help="serving certificate (PEM); HTTPS when given")
+    p.add_argument("--tls-private-key-file", default=None, help="key of --tls-cert-file")
+    p.add_argument("--client-ca-file", default=None,
+                   help="CA bundle client certificates are verified against (requested, optional)")
+    p.add_argument("--etcd-cafile", default=None, help="CA of the etcd servers' certificates")
+    p.add_argument("--etcd-certfile", default=None, help="client certificate presented to etcd")
+    p.add_argument("--etcd-keyfile", default=None, help="key of --etcd-certfile")
+    p.add_argument("--kubelet-client-certificate", default=None, help="client certificate presented to kubelets")
+    p.add_argument("--kubelet-client-key", default=None, help="key of --kubelet-client-certificate")
+    p.add_argument("--kubelet-certificate-authority", default=None, help="CA of the kubelets' serving certificates")
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     a = p.parse_args(argv)
+    for flag in ("tls_cert_file", "tls_private_key_file", "client_ca_file", "etcd_cafile", "etcd_certfile",
+                 "etcd_keyfile", "kubelet_client_certificate", "kubelet_client_key", "kubelet_certificate_authority"):
+        path = getattr(a, flag)
+        if path is not None and not os.path.isfile(path):
+            p.error(f"--{flag.replace('_', '-')}: {path}: no such file")
+    if bool(a.tls_cert_file) != bool(a.tls_private_key_file):
+        p.error("--tls-cert-file and --tls-private-key-file must be given together")
+    if bool(a.etcd_certfile) != bool(a.etcd_keyfile):
+        p.error("--etcd-certfile and --etcd-keyfile must be given together")
+    if bool(a.kubelet_client_certificate) != bool(a.kubelet_client_key):
+        p.error("--kubelet-client-certificate and --kubelet-client-key must be given together")
     try:
         ipaddress.ip_network(a.service_cluster_ip_range, strict=False)
     except ValueError as e:
@@ -61,7 +95,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   service_cluster_ip_range=a.service_cluster_ip_range, advertise_address=a.advertise_address,
                   watch_cache_size=a.watch_cache_size,
                   default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
-                  default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds)
+                  default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
+                  tls_cert_file=a.tls_cert_file, tls_private_key_file=a.tls_private_key_file,
+                  client_ca_file=a.client_ca_file, etcd_cafile=a.etcd_cafile, etcd_certfile=a.etcd_certfile,
+                  etcd_keyfile=a.etcd_keyfile,
+                  kubelet=KubeletClientConfig(client_certificate=a.kubelet_client_certificate,
+                                              client_key=a.kubelet_client_key,
+                                              certificate_authority=a.kubelet_certificate_authority))
 
 
 class _Server(uvicorn.Server):
@@ -90,9 +130,19 @@ def _listen(address: str, port: int) -> socket.socket:
 def main(argv: list[str] | None = None) -> int:
     """Run the apiserver until SIGTERM/SIGINT."""
     config = parse_args(argv)
-    app, server = build_app(config)
+    try:
+        tls = serving.uvicorn_tls_kwargs(cert_file=config.tls_cert_file, key_file=config.tls_private_key_file,
+                                         client_ca_file=config.client_ca_file)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        print(f"apiserver: cannot serve TLS: {e}", file=sys.stderr)
+        return 1
+    try:
+        app, server = build_app(config)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        print(f"apiserver: {e}", file=sys.stderr)
+        return 1
     uv = _Server(uvicorn.Config(app, host=config.bind_address, port=config.secure_port, log_level="warning",
-                                timeout_graceful_shutdown=5, access_log=False))
+                                timeout_graceful_shutdown=5, access_log=False, **tls))
     uv.apiserver = server
     if config.extra_bind_addresses:
         uv.run(sockets=[_listen(a, config.secure_port) for a in [config.bind_address, *config.extra_bind_addresses]])

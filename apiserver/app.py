@@ -14,7 +14,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-import httpx
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -27,6 +26,7 @@ from apiserver.authn import APISERVER_USER, InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
+from apiserver.kubeletlocation import KubeletClientConfig
 from apiserver import metrics_api
 from apiserver import registry
 from apiserver.registry import core, ipallocator
@@ -52,6 +52,16 @@ class Config:
     watch_cache_size: int = 1024
     default_not_ready_toleration_seconds: int = 300
     default_unreachable_toleration_seconds: int = 300
+    # HTTPS serving (file paths; without a certificate: plain HTTP, kubeling's default). With
+    # client_ca_file, verified client certificates reach the app as scope["extensions"]["tls"].
+    tls_cert_file: str | None = None
+    tls_private_key_file: str | None = None
+    client_ca_file: str | None = None
+    # TLS to etcd and to kubelets (file paths; None: plain connections, kubeling's default).
+    etcd_cafile: str | None = None
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
+    kubelet: KubeletClientConfig = field(default_factory=KubeletClientConfig)
 
 
 class APIServer:
@@ -59,7 +69,8 @@ class APIServer:
 
     def __init__(self, config: Config):
         self.config = config
-        self.etcd = etcd3.Etcd3Store(config.etcd_servers)
+        self.etcd = etcd3.Etcd3Store(config.etcd_servers, cafile=config.etcd_cafile, certfile=config.etcd_certfile,
+                                     keyfile=config.etcd_keyfile)
         self.ip_range = ipallocator.Range(config.service_cluster_ip_range)
         self.admission = AdmissionChain([DefaultTolerationSeconds(
             not_ready_seconds=config.default_not_ready_toleration_seconds,
@@ -79,7 +90,7 @@ class APIServer:
         address = config.advertise_address or config.bind_address
         self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS,
                                    server_address=f"{address}:{config.secure_port}")
-        self.kubelet_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        self.kubelet_client = config.kubelet.http_client()
         self.handler = ResourceHandler(self.stores, authenticators=[InsecureAuthenticator()],
                                        authorizer=AlwaysAllow(), kubelet_client=self.kubelet_client)
         self.metrics = metrics_api.MetricsAPI(self.stores, kubelet=self.kubelet_client,

@@ -36,8 +36,9 @@ PATH = "/api/v1/namespaces/{namespace}/pods/{name}/exec"
 PASSED_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 
 
-async def kubelet_exec_url(stores, namespace: str, name: str, query) -> str:
-    """``ws://NODE_IP:PORT/exec/NS/POD/CONTAINER?...`` for the pod's node; StatusError (404 unknown pod,
+async def kubelet_exec_url(stores, namespace: str, name: str, query, *, scheme: str = "ws") -> str:
+    """``ws://NODE_IP:PORT/exec/NS/POD/CONTAINER?...`` (``wss`` when ``scheme`` says so: kubelets
+    served over TLS) for the pod's node; StatusError (404 unknown pod,
     400 no container/node/address) otherwise. Same resolution as pods/log (handlers.pod_log)."""
     pod = await stores[("", "v1", "pods")].get(namespace, name)
     container = pod_container(pod, query.get("container"))
@@ -45,7 +46,7 @@ async def kubelet_exec_url(stores, namespace: str, name: str, query) -> str:
         raise errors.bad_request("you must specify at least one command for the container")
     where = await pod_kubelet(stores, pod)
     params = [(k, v) for k, v in query.multi_items() if k in PASSED_PARAMS]
-    return f"ws://{where}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
+    return f"{scheme}://{where}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
 
 
 async def authorize(handler, connection, namespace: str, name: str) -> None:
@@ -76,9 +77,12 @@ def install(app: FastAPI, server) -> None:
         error: errors.StatusError | None = None
         try:
             await authorize(server.handler, websocket, namespace, name)
-            url = await kubelet_exec_url(server.stores, namespace, name, websocket.query_params)
+            tls = getattr(server.kubelet_client, "ssl_context", None)
+            url = await kubelet_exec_url(server.stores, namespace, name, websocket.query_params,
+                                         scheme="wss" if tls is not None else "ws")
             up = await asyncio.wait_for(connect(url, subprotocols=[proto], max_size=MAX_FRAME, ping_interval=None,
-                                                proxy=None), CONNECT_TIMEOUT)
+                                                proxy=None, **({"ssl": tls} if tls is not None else {})),
+                                        CONNECT_TIMEOUT)
         except errors.StatusError as e:
             error = e
         except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError) as e:

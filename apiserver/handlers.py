@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from apiserver import errors, fieldvalidation, printers
 from apiserver.authn import UserInfo, authenticate
 from apiserver.authz import RequestAttributes
-from apiserver.kubeletlocation import pod_container, pod_kubelet
+from apiserver.kubeletlocation import kubelet_url, pod_container, pod_kubelet
 from apiserver.registry.store import Store, now_rfc3339, patch_function
 from apiserver.storage import codec
 
@@ -406,7 +406,7 @@ class ResourceHandler:
         where = await pod_kubelet(self.stores, pod)
         params = {k: q[k] for k in ("follow", "tailLines", "timestamps", "sinceSeconds", "sinceTime", "limitBytes",
                                     "previous") if k in q}
-        url = f"http://{where}/containerLogs/{ns}/{name}/{container}"
+        url = kubelet_url(self.kubelet, where, f"/containerLogs/{ns}/{name}/{container}")
         try:
             upstream = await self.kubelet.send(self.kubelet.build_request("GET", url, params=params), stream=True)
         except httpx.HTTPError as e:

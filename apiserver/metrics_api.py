@@ -21,7 +21,7 @@ from starlette.requests import Request
 from apiserver import errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
-from apiserver.kubeletlocation import kubelet_host_port
+from apiserver.kubeletlocation import kubelet_host_port, kubelet_url
 from apiserver.registry.rest import ResourceInfo
 from kubeling.api.resources import Resource
 
@@ -61,10 +61,11 @@ def memory_quantity(n: int) -> str:
     return str(n)
 
 
-def kubelet_base_url(node: dict) -> str | None:
-    """``http://IP:PORT`` of a node's kubelet, None without an address."""
+def kubelet_base_url(node: dict, client=None) -> str | None:
+    """``http(s)://IP:PORT`` of a node's kubelet (scheme from ``client``, see kubeletlocation.kubelet_url),
+    None without an address."""
     where = kubelet_host_port(node)
-    return f"http://{where}" if where else None
+    return kubelet_url(client, where) if where else None
 
 
 def _now() -> str:
@@ -124,7 +125,7 @@ class MetricsAPI:
 
     async def summary(self, node: dict) -> dict | None:
         """The node's kubelet Summary, None when it cannot be reached (logged)."""
-        base = kubelet_base_url(node)
+        base = kubelet_base_url(node, self.kubelet)
         if base is None:
             return None
         try:

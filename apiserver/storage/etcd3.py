@@ -196,11 +196,29 @@ class Etcd3Store:
     leader" during an election) is retried with backoff for up to
     ``timeout`` seconds (writes only when etcd cannot have applied them);
     then methods raise Unavailable.
+
+    TLS as kube-apiserver's --etcd-cafile / --etcd-certfile / --etcd-keyfile (file
+    paths): with ``https://`` endpoints or any of them, the channel is TLS, trusting
+    ``cafile`` (else the system CAs) and presenting ``certfile``/``keyfile`` as the
+    client certificate etcd's --client-cert-auth asks for. Raises OSError when a
+    file cannot be read.
     """
 
-    def __init__(self, endpoints: list[str], *, timeout: float = 10.0):
+    def __init__(self, endpoints: list[str], *, timeout: float = 10.0, cafile: str | None = None,
+                 certfile: str | None = None, keyfile: str | None = None):
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
+        if bool(certfile) != bool(keyfile):
+            raise ValueError("--etcd-certfile and --etcd-keyfile must be given together")
+        self._credentials = None
+        if cafile or certfile or any(e.startswith("https://") for e in endpoints):
+            def read(path):
+                with open(path, "rb") as f:
+                    return f.read()
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(cafile) if cafile else None,
+                private_key=read(keyfile) if keyfile else None,
+                certificate_chain=read(certfile) if certfile else None)
         self.endpoints = [_grpc_target(e) for e in endpoints]
         self.timeout = timeout
         self._index = 0
@@ -221,7 +239,10 @@ class Etcd3Store:
         ]
         if self._balanced:
             options.append(("grpc.lb_policy_name", "round_robin"))
-        self._channel = grpc.aio.insecure_channel(target, options=options)
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(target, self._credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
         self._kv = pb_grpc.KVStub(self._channel)
         self._watch = pb_grpc.WatchStub(self._channel)
 
