@@ -9,6 +9,11 @@ A 3-member cluster: the same with ``--initial-cluster
 n1=http://127.0.0.1:2380,n2=http://127.0.0.1:12380,n3=http://127.0.0.1:22380``
 and each member's own --name / ports / --data-dir (etcd's flags; see README).
 
+TLS as etcd: https:// URLs with --cert-file/--key-file/--trusted-ca-file/--client-cert-auth
+(clients) and --peer-cert-file/--peer-key-file/--peer-trusted-ca-file/--peer-client-cert-auth
+(peers), e.g. with kubeadm's files ``--cert-file pki/etcd/server.crt --key-file pki/etcd/server.key
+--trusted-ca-file pki/etcd/ca.crt --client-cert-auth``.
+
 SIGTERM / SIGINT stop the gRPC server, flush queued writes and close the WAL.
 Startup problems (bad flags, a corrupt WAL, a port in use) print one line and
 exit with status 1.
@@ -22,6 +27,7 @@ import sys
 
 from etcdlite import config
 from etcdlite.server.etcdserver import EtcdServer
+from etcdlite.tlsinfo import TLSError
 from etcdlite.v3rpc.grpc import build_server
 from etcdlite.wal.wal import WALCorruptError
 from kubeling import daemon
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.from_args(ns)
         _use_uvloop()
         daemon.run(lambda stop: serve(cfg, stop))
-    except (config.ConfigError, WALCorruptError, RuntimeError, OSError) as exc:
+    except (config.ConfigError, TLSError, WALCorruptError, RuntimeError, OSError) as exc:
         print(f"etcdlite: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
+from etcdlite.tlsinfo import TLSError, TLSInfo, is_https
+
 
 class ConfigError(Exception):
     """A flag value is invalid; the message names the flag."""
@@ -43,6 +45,11 @@ class ServerConfig:
     max_request_bytes: int = 1_572_864
     max_txn_ops: int = 128
     member_ids: dict[str, int] = field(default_factory=dict)
+    # TLS (etcd's --cert-file ... and --peer-cert-file ...); which listener uses it is
+    # decided by the URL scheme. listen_client_tls[i] says whether listen_client_urls[i] is https.
+    client_tls: TLSInfo = field(default_factory=TLSInfo)
+    peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
+    listen_client_tls: list[bool] = field(default_factory=list)
 
     @property
     def member_id(self) -> int:
@@ -79,8 +86,8 @@ def _urls(flag: str, value: str) -> list[str]:
 
 def _host_port(flag: str, url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ConfigError(f"--{flag}: {url!r}: only http:// URLs are supported (no TLS yet)")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"--{flag}: {url!r}: only http:// and https:// URLs are supported")
     if parts.port is None:
         raise ConfigError(f"--{flag}: {url!r} has no port")
     return parts.hostname, parts.port
@@ -116,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-bytes", type=int, default=1_572_864)
     p.add_argument("--max-txn-ops", type=int, default=128)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("--cert-file", default=None, help="client server TLS cert file (https:// client URLs)")
+    p.add_argument("--key-file", default=None, help="client server TLS key file")
+    p.add_argument("--trusted-ca-file", default=None, help="client server TLS trusted CA cert file")
+    p.add_argument("--client-cert-auth", action="store_true",
+                   help="refuse clients without a certificate signed by --trusted-ca-file")
+    p.add_argument("--peer-cert-file", default=None, help="peer server TLS cert file (https:// peer URLs)")
+    p.add_argument("--peer-key-file", default=None, help="peer server TLS key file")
+    p.add_argument("--peer-trusted-ca-file", default=None, help="peer server TLS trusted CA file")
+    p.add_argument("--peer-client-cert-auth", action="store_true",
+                   help="refuse peers without a certificate signed by --peer-trusted-ca-file")
     return p
 
 
@@ -133,13 +150,30 @@ def from_args(ns: argparse.Namespace) -> ServerConfig:
                           f"given --initial-advertise-peer-urls")
     if ns.election_timeout < 5 * ns.heartbeat_interval:
         raise ConfigError("--election-timeout must be at least 5 times --heartbeat-interval")
-    listen = [_host_port("listen-client-urls", u) for u in _urls("listen-client-urls", ns.listen_client_urls)]
+    client_urls = _urls("listen-client-urls", ns.listen_client_urls)
+    listen = [_host_port("listen-client-urls", u) for u in client_urls]
+    client_tls = TLSInfo(getattr(ns, "cert_file", None), getattr(ns, "key_file", None),
+                         getattr(ns, "trusted_ca_file", None), bool(getattr(ns, "client_cert_auth", False)))
+    peer_tls = TLSInfo(getattr(ns, "peer_cert_file", None), getattr(ns, "peer_key_file", None),
+                       getattr(ns, "peer_trusted_ca_file", None), bool(getattr(ns, "peer_client_cert_auth", False)),
+                       prefix="peer-")
+    try:
+        client_tls.validate()
+        peer_tls.validate()
+    except TLSError as e:
+        raise ConfigError(str(e)) from None
+    # etcd refuses an https:// listener without a certificate to serve.
+    if client_tls.empty and any(is_https(u) for u in client_urls):
+        raise ConfigError("--listen-client-urls: https:// URLs need --cert-file and --key-file")
+    peer_urls = _urls("listen-peer-urls", ns.listen_peer_urls)
+    if peer_tls.empty and any(is_https(u) for u in peer_urls):
+        raise ConfigError("--listen-peer-urls: https:// URLs need --peer-cert-file and --peer-key-file")
     cfg = ServerConfig(
         name=ns.name,
         data_dir=Path(ns.data_dir or f"{ns.name}.etcd"),
         listen_client_urls=listen,
         advertise_client_urls=_urls("advertise-client-urls", ns.advertise_client_urls),
-        listen_peer_urls=_urls("listen-peer-urls", ns.listen_peer_urls),
+        listen_peer_urls=peer_urls,
         initial_advertise_peer_urls=adv_peer,
         initial_cluster=initial,
         initial_cluster_token=ns.initial_cluster_token,
@@ -149,6 +183,9 @@ def from_args(ns: argparse.Namespace) -> ServerConfig:
         snapshot_count=ns.snapshot_count,
         max_request_bytes=ns.max_request_bytes,
         max_txn_ops=ns.max_txn_ops,
+        client_tls=client_tls,
+        peer_tls=peer_tls,
+        listen_client_tls=[is_https(u) for u in client_urls],
     )
     cfg.member_ids = {name: member_id(urls, cfg.initial_cluster_token)
                       for name, urls in initial.items()}

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from etcdlite.tlsinfo import TLSInfo, is_https
 from proto.etcdlite_peer import peer_pb2 as peerpb
 from proto.etcdlite_peer import peer_pb2_grpc
 from proto.raftpb import raft_pb2 as raftpb
@@ -103,7 +104,7 @@ class _Peer:
         self.stream = None
 
     def start(self) -> None:
-        self.channel = grpc.aio.insecure_channel(_target(self.urls[0]), options=_OPTIONS)
+        self.channel = self.t.dial(self.urls[0])
         self.stub = peer_pb2_grpc.PeerStub(self.channel)
         # The stream carries MessageBatch bytes we frame ourselves (see _encode).
         self._raw_stream = self.channel.stream_unary(
@@ -277,11 +278,15 @@ class Transport:
 
     ``peers`` maps the other members' IDs to their peer URLs; ``listen_urls``
     are this member's --listen-peer-urls; ``client_urls`` its advertised client
-    URLs, told to peers in the handshake. ``cb`` is a Callbacks.
+    URLs, told to peers in the handshake. ``cb`` is a Callbacks. ``tls`` (an
+    etcdlite.tlsinfo.TLSInfo, etcd's --peer-* flags) serves https:// listen URLs and
+    dials https:// peers with our peer certificate (mutual TLS when the other side
+    sets --peer-client-cert-auth).
     """
 
     def __init__(self, *, member_id: int, cluster_id: int, name: str, client_urls: list[str],
-                 listen_urls: list[str], peers: dict[int, list[str]], cb) -> None:
+                 listen_urls: list[str], peers: dict[int, list[str]], cb, tls: TLSInfo | None = None) -> None:
+        self.tls = tls or TLSInfo(prefix="peer-")
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.name = name
@@ -298,11 +303,21 @@ class Transport:
         self.server = grpc.aio.server(options=_OPTIONS)
         peer_pb2_grpc.add_PeerServicer_to_server(_Servicer(self), self.server)
         for url in self.listen_urls:
-            if not self.server.add_insecure_port(_target(url)):
+            if is_https(url):
+                bound = self.server.add_secure_port(_target(url), self.tls.server_credentials())
+            else:
+                bound = self.server.add_insecure_port(_target(url))
+            if not bound:
                 raise RuntimeError(f"cannot listen on peer URL {url}")
         await self.server.start()
         for p in self.peers.values():
             p.start()
+
+    def dial(self, url: str) -> grpc.aio.Channel:
+        """A channel to the peer at ``url``: TLS with our peer certificate for https://."""
+        if is_https(url):
+            return grpc.aio.secure_channel(_target(url), self.tls.channel_credentials(), options=_OPTIONS)
+        return grpc.aio.insecure_channel(_target(url), options=_OPTIONS)
 
     def send(self, messages) -> None:
         """Queue raftpb.Messages to their ``to`` members (never blocks)."""

@@ -141,7 +141,7 @@ class EtcdServer:
                 own = self.cfg.initial_advertise_peer_urls
                 others = [u for n, urls in self.cfg.initial_cluster.items() if n != self.cfg.name
                           for u in urls if u not in own]
-                self.cluster, self.member_id = fetch_from_peers(others, own)
+                self.cluster, self.member_id = fetch_from_peers(others, own, tls=self.cfg.peer_tls)
                 self.cluster.path = self.members_path
                 self.cluster_id = self.cluster.cluster_id
                 self.cluster.members[self.member_id].name = self.cfg.name
@@ -201,7 +201,7 @@ class EtcdServer:
         self.transport = Transport(
             member_id=self.member_id, cluster_id=self.cluster_id, name=self.cfg.name,
             client_urls=self.cfg.advertise_client_urls, listen_urls=self.cfg.listen_peer_urls,
-            peers=peers, cb=_TransportCallbacks(self))
+            peers=peers, cb=_TransportCallbacks(self), tls=self.cfg.peer_tls)
         await self.transport.start()
         self.node.attach_transport(self.transport)
 

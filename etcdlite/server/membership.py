@@ -135,12 +135,13 @@ class RaftCluster:
 
 
 def fetch_from_peers(peer_urls: list[str], own_peer_urls: list[str], *,
-                     timeout: float = 10.0) -> tuple[RaftCluster, int]:
+                     timeout: float = 10.0, tls=None) -> tuple[RaftCluster, int]:
     """Ask the members at ``peer_urls`` for the cluster (etcd GetClusterFromRemotePeers)
     and find ourselves by ``own_peer_urls``. Returns (cluster, our member ID).
 
     Raises JoinError when no peer answers within ``timeout`` seconds or when
-    we are not a member (``etcdctl member add`` must come first).
+    we are not a member (``etcdctl member add`` must come first). ``tls`` (a
+    TLSInfo, the --peer-* flags) is used for https:// peer URLs.
     """
     from etcdlite.rafthttp.transport import _target  # one place that turns URLs into targets
     deadline = time.monotonic() + timeout
@@ -148,7 +149,10 @@ def fetch_from_peers(peer_urls: list[str], own_peer_urls: list[str], *,
     while True:
         for url in peer_urls:
             try:
-                with grpc.insecure_channel(_target(url)) as ch:
+                channel = (grpc.secure_channel(_target(url), tls.channel_credentials())
+                           if tls is not None and url.lower().startswith("https://")
+                           else grpc.insecure_channel(_target(url)))
+                with channel as ch:
                     resp = peer_pb2_grpc.PeerStub(ch).Members(peerpb.MembersRequest(), timeout=2.0)
             except grpc.RpcError as exc:
                 errors.append(f"{url}: {exc.code().name}")

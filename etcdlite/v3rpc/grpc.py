@@ -45,9 +45,14 @@ def build_server(etcd: EtcdServer, *, progress_interval: float = PROGRESS_NOTIFY
     rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(etcd), server)
     rpc_pb2_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(etcd), server)
     ports = []
-    for host, port in etcd.cfg.listen_client_urls:
+    secure = etcd.cfg.listen_client_tls
+    for i, (host, port) in enumerate(etcd.cfg.listen_client_urls):
         addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        bound = server.add_insecure_port(addr)
+        if i < len(secure) and secure[i]:
+            # https:// URL: TLS with etcd's --cert-file/--key-file, client certs as --client-cert-auth says.
+            bound = server.add_secure_port(addr, etcd.cfg.client_tls.server_credentials())
+        else:
+            bound = server.add_insecure_port(addr)
         if not bound:
             raise RuntimeError(f"cannot listen on {addr}")
         ports.append(bound)
