@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 
@@ -41,9 +42,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cleanup-network", action="store_true",
                    help="remove the bridge and the safety routes, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--tls-cert-file", default=None, help="serving certificate of the kubelet API (HTTPS when given)")
+    p.add_argument("--tls-private-key-file", default=None, help="key of --tls-cert-file")
+    p.add_argument("--client-ca-file", default=None, help="CA that client certificates are verified against")
+    p.add_argument("--anonymous-auth", default="true", choices=["true", "false"],
+                   help="false: refuse requests without a verified client certificate (401)")
     args = p.parse_args(argv)
     if not args.cleanup_network and not args.kubeconfig:
         p.error("--kubeconfig is required")
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        p.error("--tls-cert-file and --tls-private-key-file must be given together")
+    for flag in ("tls_cert_file", "tls_private_key_file", "client_ca_file"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            p.error(f"--{flag.replace('_', '-')}: {path}: no such file")
+    if args.client_ca_file and not args.tls_cert_file:
+        p.error("--client-ca-file needs --tls-cert-file (client certificates are checked only over TLS)")
     return args
 
 
@@ -64,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from kubelet.kubelet import Kubelet, KubeletConfig
+    from kubelet.server import ServingTLS
     from kubeling.client import KubeconfigError
     cfg = KubeletConfig(
         kubeconfig=args.kubeconfig, node_name=(args.hostname_override or socket.gethostname()).lower(),
@@ -73,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         bridge_name=args.bridge_name, cluster_dns=[s for s in args.cluster_dns.split(",") if s],
         cluster_domain=args.cluster_domain, node_status_update_frequency=args.node_status_update_frequency,
         sync_frequency=args.sync_frequency, backoff_initial=args.crashloop_backoff_initial,
-        backoff_max=args.crashloop_backoff_max)
+        backoff_max=args.crashloop_backoff_max,
+        tls=ServingTLS(args.tls_cert_file, args.tls_private_key_file, client_ca_file=args.client_ca_file,
+                       anonymous_auth=args.anonymous_auth == "true") if args.tls_cert_file else None)
 
     async def run(stop):
         await Kubelet(cfg).run(stop)

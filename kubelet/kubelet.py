@@ -31,7 +31,7 @@ from kubelet.pleg import GenericPLEG, PodLifecycleEvent
 from kubelet.pod_status import TERMINAL_PHASES, generate_api_pod_status
 from kubelet.pod_workers import PodWorkers
 from kubelet.prober import ProbeManager
-from kubelet.server import build_app, serve
+from kubelet.server import ServingTLS, build_app, serve
 from kubelet.status_manager import StatusManager
 from kubelet.volumemanager import VolumeManager
 from kubeling import daemon
@@ -68,6 +68,7 @@ class KubeletConfig:
     pleg_period: float = 1.0
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
+    tls: ServingTLS | None = None  # HTTPS on ``port`` (kubelet's --tls-cert-file ...); None: plain HTTP
 
 
 class Kubelet:
@@ -198,7 +199,7 @@ class Kubelet:
         """Run until ``stop`` is set."""
         cfg = self.config
         app = build_app(self)
-        servers = [asyncio.ensure_future(serve(app, cfg.node_ip, cfg.port)),
+        servers = [asyncio.ensure_future(serve(app, cfg.node_ip, cfg.port, tls=cfg.tls)),
                    asyncio.ensure_future(daemon.serve_health(cfg.healthz_bind_address, cfg.healthz_port,
                                                              self.healthy))]
         try:

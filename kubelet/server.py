@@ -2,12 +2,19 @@
 
 The apiserver proxies ``GET pods/NAME/log`` here (to the node's
 daemonEndpoints.kubeletEndpoint.Port), and operators read /pods and
-/metrics directly. Plain HTTP for now. Mirrors pkg/kubelet/server/server.go
+/metrics directly. Mirrors pkg/kubelet/server/server.go
 (InstallDefaultHandlers, InstallDebuggingHandlers: getContainerLogs) and
 the log options of kubelet_pods.go GetContainerLogs.
+
+Served over HTTPS when --tls-cert-file/--tls-private-key-file are given (plain HTTP
+otherwise, kubeling's default); --client-ca-file verifies client certificates (the
+apiserver's apiserver-kubelet-client) and ``--anonymous-auth=false`` refuses requests
+without one with 401, as upstream's kubelet authenticator (x509 only; no webhook
+authorization: a verified certificate is allowed everything).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from typing import Protocol
@@ -20,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from kubelet.exec import install_exec_handlers
 from kubelet.logs import parse_timestamp, read_logs
 from kubelet.stats import SummaryProvider, resource_metrics
+from kubeling.pki import serving as tls_serving
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +197,45 @@ def install_stats_handlers(app: FastAPI, host) -> None:
         return PlainTextResponse(resource_metrics(s), media_type="text/plain; version=0.0.4")
 
 
-async def serve(app: FastAPI, host: str, port: int) -> None:
-    """Serve ``app`` on host:port until cancelled."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+@dataclasses.dataclass(frozen=True)
+class ServingTLS:
+    """The kubelet's serving TLS (file paths; kubelet's --tls-cert-file, --tls-private-key-file,
+    --client-ca-file, --anonymous-auth)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    anonymous_auth: bool = True
+
+
+class RequireClientCert:
+    """ASGI middleware: 401 for requests whose connection carried no verified client certificate
+    (upstream's kubelet with --anonymous-auth=false and only the x509 authenticator)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            tls = (scope.get("extensions") or {}).get("tls") or {}
+            if not tls.get("client_cert_chain"):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await PlainTextResponse("Unauthorized", status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def serve(app: FastAPI, host: str, port: int, *, tls: ServingTLS | None = None) -> None:
+    """Serve ``app`` on host:port until cancelled; HTTPS when ``tls`` is given."""
+    kwargs = {}
+    if tls is not None:
+        kwargs = tls_serving.uvicorn_tls_kwargs(cert_file=tls.cert_file, key_file=tls.key_file,
+                                                client_ca_file=tls.client_ca_file)
+        if not tls.anonymous_auth:
+            app = RequireClientCert(app)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", **kwargs)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # the daemon's run() owns signals
     await server.serve()
