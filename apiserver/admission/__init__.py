@@ -1,14 +1,16 @@
 """Admission: the hook between validation and storage where plugins may mutate or reject a write.
 
 Mirrors k8s.io/apiserver's ``pkg/admission`` (Attributes, a chain of
-MutationInterface/ValidationInterface plugins). This milestone runs an empty
-chain; plugins such as NamespaceLifecycle or ServiceAccount slot in here
-without touching the registry.
+MutationInterface/ValidationInterface plugins). The plugins live in this
+package under upstream's names; ``plugins.py`` is the registry of names,
+order and default set behind ``--enable-admission-plugins`` /
+``--disable-admission-plugins`` (pkg/kubeapiserver/options/plugins.go).
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+from apiserver import errors
 from apiserver.authn import UserInfo
 
 
@@ -23,6 +25,21 @@ class Attributes(NamedTuple):
     name: str
     subresource: str | None
     user: UserInfo
+
+
+def resource_name(attrs: Attributes) -> str:
+    """The plural resource name of the request (``pods``)."""
+    return getattr(attrs.resource, "resource", "") or ""
+
+
+def resource_group(attrs: Attributes) -> str:
+    """The API group of the request ("" for the core group)."""
+    return getattr(attrs.resource, "group", "") or ""
+
+
+def forbidden(attrs: Attributes, message: str) -> errors.StatusError:
+    """403 ``pods "x" is forbidden: <message>`` for the request's resource and name (admission.NewForbidden)."""
+    return errors.forbidden(resource_name(attrs), attrs.name, message, group=resource_group(attrs))
 
 
 class Plugin(Protocol):
