@@ -629,3 +629,52 @@ def start_scheduler_and_controllers(cp: ControlPlane, *, kubeconfig: Path | str 
     for name, url in urls.items():
         cp.procs.wait_ready(name, url=f"{url}/healthz", timeout=timeout)
     return urls
+
+
+# --------------------------------------------------------------------------- DNS
+
+class FakeResolver:
+    """A UDP DNS resolver on ``host`` (a free port) for tests of forwarding: A
+    queries for names in ``answers`` ({"example.org.": "192.0.2.77"}) get that
+    address, everything else NXDOMAIN. Runs in a thread; ``close()`` stops it.
+    ``seen`` lists the names asked. Never a real outside resolver."""
+
+    def __init__(self, answers: dict[str, str] | None = None, *, host: str = "127.0.0.1"):
+        import threading
+
+        self.answers = {k.lower(): v for k, v in (answers or {}).items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.2)
+        self.address = f"{host}:{self.sock.getsockname()[1]}"
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+                q = dns.message.from_wire(data)
+            except socket.timeout:
+                continue
+            except Exception:  # noqa: BLE001 - junk or a closed socket: ignore
+                continue
+            name = q.question[0].name.to_text().lower()
+            self.seen.append(name)
+            r = dns.message.make_response(q)
+            if name in self.answers and q.question[0].rdtype == 1:
+                r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", self.answers[name]))
+            elif name not in self.answers:
+                r.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(r.to_wire(), addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
