@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import dns.message
@@ -22,38 +20,6 @@ import pytest
 import support
 
 from kubeling.client import Client
-
-
-class FakeUpstream:
-    """A UDP resolver on 127.0.0.1 answering every A query with 192.0.2.77 (a thread; stopped by close())."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.seen: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self):
-        import dns.rrset
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            q = dns.message.from_wire(data)
-            self.seen.append(q.question[0].name.to_text())
-            r = dns.message.make_response(q)
-            r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.77"))
-            self.sock.sendto(r.to_wire(), addr)
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def query(addr, port, name, rdtype="A", *, tcp=False) -> dns.message.Message:
@@ -69,14 +35,14 @@ def addresses(msg: dns.message.Message) -> list[str]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dns")
-    upstream = FakeUpstream()
+    upstream = support.FakeResolver({"example.org.": "192.0.2.77"})
     try:
         with support.control_plane(tmp) as cp:
             addr = f"127.0.0.{random.randint(2, 250)}"
             port, health, metrics_port = support.free_port(), support.free_port(), support.free_port()
             cp.procs.spawn("dns", [sys.executable, "-m", "addons.dns", "--kubeconfig", str(cp.kubeconfig),
                                    "--bind-address", addr, "--port", str(port), "--cluster-domain", "cluster.local",
-                                   "--service-ip", "10.96.0.10", "--upstream", f"127.0.0.1:{upstream.port}",
+                                   "--service-ip", "10.96.0.10", "--upstream", upstream.address,
                                    "--health-port", str(health), "--metrics-port", str(metrics_port)])
             _wait_http(cp, f"http://{addr}:{health}/readyz")
             yield cp, addr, port, upstream, metrics_port
@@ -238,7 +204,7 @@ def test_restart_converges_and_bad_flags(objects, tmp_path):
     cp, addr, port, upstream, metrics_port = objects
     # a second server on the same port cannot bind: one readable line, non-zero exit
     r = subprocess.run([sys.executable, "-m", "addons.dns", "--kubeconfig", str(cp.kubeconfig),
-                        "--bind-address", addr, "--port", str(port), "--upstream", f"127.0.0.1:{upstream.port}",
+                        "--bind-address", addr, "--port", str(port), "--upstream", upstream.address,
                         "--health-port", "0", "--metrics-port", "0"],
                        capture_output=True, text=True, timeout=30, cwd=support.REPO)
     assert r.returncode != 0 and "cannot listen for DNS" in r.stderr and "Traceback" not in r.stderr
@@ -250,7 +216,7 @@ def test_restart_converges_and_bad_flags(objects, tmp_path):
     cp.procs.stop("dns")
     health = support.free_port()
     cp.procs.spawn("dns", [sys.executable, "-m", "addons.dns", "--kubeconfig", str(cp.kubeconfig),
-                           "--bind-address", addr, "--port", str(port), "--upstream", f"127.0.0.1:{upstream.port}",
+                           "--bind-address", addr, "--port", str(port), "--upstream", upstream.address,
                            "--health-port", str(health), "--metrics-port", str(metrics_port)])
     _wait_http(cp, f"http://{addr}:{health}/readyz")
     support.wait_for("registration logged", lambda: "EndpointSlice kube-system/kube-dns-kubeling unchanged"
