@@ -57,7 +57,12 @@ def parse_cidr(text: str) -> str:
     try:
         return str(ipaddress.IPv4Network(text, strict=False))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"invalid --cluster-cidr {text!r}: {e}") from None
+        raise argparse.ArgumentTypeError(f"invalid CIDR {text!r}: {e}") from None
+
+
+def parse_cidr_list(text: str) -> tuple[str, ...]:
+    """Comma-separated IPv4 CIDRs in canonical form; argparse.ArgumentTypeError on a bad one."""
+    return tuple(parse_cidr(c.strip()) for c in text.split(",") if c.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masquerade-all", action="store_true", help="SNAT all traffic sent to service IPs")
     p.add_argument("--allow-pod-egress", action="store_true",
                    help="forward pod traffic to addresses outside --cluster-cidr (default: rejected)")
+    p.add_argument("--pod-egress-cidrs", type=parse_cidr_list, default=(),
+                   help="comma-separated CIDRs outside --cluster-cidr that pods may still reach when egress "
+                        "is rejected, e.g. the node underlay 10.250.0.0/24 (kubeling)")
     p.add_argument("--iptables-masquerade-bit", type=int, default=14, choices=range(0, 32), metavar="0..31")
     p.add_argument("--cleanup", action="store_true", help="remove all our rules and chains, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -102,7 +110,8 @@ def rules_config(args: argparse.Namespace) -> RulesConfig:
     """The RulesConfig for the iptables rule builder from the parsed flags."""
     return RulesConfig(cluster_cidr=args.cluster_cidr, chain_prefix=args.chain_prefix,
                        masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all,
-                       pod_egress=args.allow_pod_egress)
+                       pod_egress=args.allow_pod_egress,
+                       pod_egress_cidrs=args.pod_egress_cidrs)
 
 
 async def check_iptables(iptables: Iptables) -> None:

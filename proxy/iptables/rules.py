@@ -38,6 +38,9 @@ class RulesConfig:
     kubeling's default (False) rejects such forwarded traffic so that nothing
     a pod sends leaves the machine (no upstream counterpart: upstream leaves
     egress to the node's masquerade and firewall).
+    ``pod_egress_cidrs``: destinations outside the cluster CIDR that stay on
+    this machine and pods may reach even so (the node underlay, where other
+    nodes and the cluster DNS live).
     """
 
     cluster_cidr: str | None = None
@@ -45,6 +48,7 @@ class RulesConfig:
     masquerade_bit: int = 14
     masquerade_all: bool = False
     pod_egress: bool = False
+    pod_egress_cidrs: tuple[str, ...] = ()
 
     @property
     def mark(self) -> str:
@@ -194,6 +198,9 @@ def render_rules(service_map: dict[ServicePortName, ServicePort], endpoints_map:
     filt.add(fwd, *_comment("kubernetes forwarding rules"), "-m", "mark", "--mark", f"{mark}/{mark}",
              "-j", "ACCEPT")
     if config.cluster_cidr and not config.pod_egress:
+        for cidr in config.pod_egress_cidrs:
+            filt.add(fwd, "-s", config.cluster_cidr, "-d", cidr,
+                     *_comment("kubeling: pod traffic to the node underlay"), "-j", "ACCEPT")
         filt.add(fwd, "-s", config.cluster_cidr, "!", "-d", config.cluster_cidr,
                  *_comment("kubeling: pod traffic stays on this machine"),
                  "-j", "REJECT", "--reject-with", "icmp-net-unreachable")

@@ -251,3 +251,12 @@ def test_pod_egress_is_rejected_unless_allowed():
     reject = '-s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "kubeling: pod traffic stays on this machine"'
     assert reject in render([], [])
     assert reject not in render([], [], RulesConfig(cluster_cidr="10.244.0.0/16", pod_egress=True))
+
+
+def test_pod_egress_cidrs_are_accepted_before_the_reject():
+    """The node underlay (other nodes, the cluster DNS) stays reachable for pods."""
+    text = render([], [], RulesConfig(cluster_cidr="10.244.0.0/16", pod_egress_cidrs=("10.250.0.0/24",)))
+    accept = '-A KUBE-FORWARD -s 10.244.0.0/16 -d 10.250.0.0/24 -m comment --comment ' \
+             '"kubeling: pod traffic to the node underlay" -j ACCEPT'
+    assert accept in text
+    assert text.index(accept) < text.index("kubeling: pod traffic stays on this machine")
