@@ -20,8 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from apiserver import errors, openapi
 from apiserver import exec as exec_routes
-from apiserver.admission import AdmissionChain
-from apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
+from apiserver.admission import AdmissionChain, plugins as admission_plugins
 from apiserver.authn import APISERVER_USER, InsecureAuthenticator
 from apiserver.authz import AlwaysAllow
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
@@ -52,6 +51,9 @@ class Config:
     watch_cache_size: int = 1024
     default_not_ready_toleration_seconds: int = 300
     default_unreachable_toleration_seconds: int = 300
+    enable_admission_plugins: list[str] = field(default_factory=list)
+    disable_admission_plugins: list[str] = field(default_factory=list)
+    mount_service_account_token: bool = False  # ServiceAccount admission adds the projected token volume
     # HTTPS serving (file paths; without a certificate: plain HTTP, kubeling's default). With
     # client_ca_file, verified client certificates reach the app as scope["extensions"]["tls"].
     tls_cert_file: str | None = None
@@ -72,9 +74,7 @@ class APIServer:
         self.etcd = etcd3.Etcd3Store(config.etcd_servers, cafile=config.etcd_cafile, certfile=config.etcd_certfile,
                                      keyfile=config.etcd_keyfile)
         self.ip_range = ipallocator.Range(config.service_cluster_ip_range)
-        self.admission = AdmissionChain([DefaultTolerationSeconds(
-            not_ready_seconds=config.default_not_ready_toleration_seconds,
-            unreachable_seconds=config.default_unreachable_toleration_seconds)])
+        self.admission = AdmissionChain()  # plugins below, once the stores they read exist
         self.ready = False
         self.stores: dict[tuple[str, str, str], Store] = {}
         namespaces = NamespaceStore(core.NamespaceStrategy(), self.etcd, namespace_getter=self.get_namespace,
@@ -87,6 +87,13 @@ class APIServer:
             self.stores[(i.group, i.version, i.resource)] = store
         self.namespaces = namespaces
         namespaces.content_stores = [s for s in self.stores.values() if s.info.namespaced]
+        self.admission.plugins = admission_plugins.build(
+            admission_plugins.enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins),
+            store=self.store, namespace_getter=self.get_namespace,
+            explicitly_enabled=frozenset(config.enable_admission_plugins),
+            not_ready_seconds=config.default_not_ready_toleration_seconds,
+            unreachable_seconds=config.default_unreachable_toleration_seconds,
+            mount_service_account_token=config.mount_service_account_token)
         address = config.advertise_address or config.bind_address
         self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS,
                                    server_address=f"{address}:{config.secure_port}")
