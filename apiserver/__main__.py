@@ -29,6 +29,7 @@ import sys
 
 import uvicorn
 
+from apiserver.admission.plugins import enabled_plugins, split_names
 from apiserver.app import Config, build_app
 from apiserver.kubeletlocation import KubeletClientConfig
 from kubeling.pki import serving
@@ -61,8 +62,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--kubelet-client-certificate", default=None, help="client certificate presented to kubelets")
     p.add_argument("--kubelet-client-key", default=None, help="key of --kubelet-client-certificate")
     p.add_argument("--kubelet-certificate-authority", default=None, help="CA of the kubelets' serving certificates")
+    p.add_argument("--enable-admission-plugins", default="",
+                   help="admission plugins to enable besides the default ones (comma-separated upstream names)")
+    p.add_argument("--disable-admission-plugins", default="",
+                   help="admission plugins to disable though on by default (comma-separated upstream names)")
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     a = p.parse_args(argv)
+    enable, disable = split_names(a.enable_admission_plugins), split_names(a.disable_admission_plugins)
+    try:
+        enabled_plugins(enable, disable)
+    except ValueError as e:
+        sys.exit(f"python -m apiserver: error: {e}")  # one line, no usage block
     for flag in ("tls_cert_file", "tls_private_key_file", "client_ca_file", "etcd_cafile", "etcd_certfile",
                  "etcd_keyfile", "kubelet_client_certificate", "kubelet_client_key", "kubelet_certificate_authority"):
         path = getattr(a, flag)
@@ -96,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   watch_cache_size=a.watch_cache_size,
                   default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
+                  enable_admission_plugins=enable, disable_admission_plugins=disable,
                   tls_cert_file=a.tls_cert_file, tls_private_key_file=a.tls_private_key_file,
                   client_ca_file=a.client_ca_file, etcd_cafile=a.etcd_cafile, etcd_certfile=a.etcd_certfile,
                   etcd_keyfile=a.etcd_keyfile,
