@@ -180,3 +180,22 @@ def test_parse_upstream(text, want):
 def test_parse_upstream_errors(text):
     with pytest.raises(ValueError):
         parse_upstream(text)
+
+
+def test_kube_dns_objects_feed_kube_proxy():
+    """The selector-less kube-dns Service and the Endpoints the server writes give kube-proxy
+    the DNAT 10.96.0.10:53/UDP and /TCP -> the server's address and port."""
+    from addons.dns.register import desired_endpoints, desired_endpointslice, desired_service
+    from proxy.serviceport import Endpoint, ServicePortName, build_endpoints_map, build_service_map
+
+    svc = desired_service(service_ip="10.96.0.10", port=53, metrics_port=9153)
+    assert "selector" not in svc["spec"]
+    services = build_service_map([svc])
+    endpoints = build_endpoints_map([desired_endpoints(address="10.250.0.1", port=53, metrics_port=9153)])
+    for proto, pname in (("UDP", "dns"), ("TCP", "dns-tcp")):
+        spn = ServicePortName("kube-system", "kube-dns", pname, proto)
+        assert services[spn].cluster_ip == "10.96.0.10" and services[spn].port == 53
+        assert endpoints[spn] == [Endpoint("10.250.0.1", 53)]
+    es = desired_endpointslice(address="10.250.0.1", port=53, metrics_port=9153)
+    assert es["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "kubeling-dns"
+    assert es["endpoints"][0]["conditions"]["ready"] is True
