@@ -92,6 +92,7 @@ class DNSServer:
         if result is None:
             return None, request
         reply = request.reply(ra=1, aa=1)
+        reply.header.ad = 0  # nothing here is DNSSEC-validated (dnslib copies the query's AD bit)
         reply.header.rcode = result.rcode
         for rr in result.answer:
             reply.add_answer(rr)
@@ -119,6 +120,7 @@ class DNSServer:
 
     def _error(self, request: DNSRecord, rcode: int, family: str, zone: str) -> CachedAnswer:
         reply = request.reply(ra=1, aa=0)
+        reply.header.ad = 0
         reply.header.rcode = rcode
         wire = reply.pack()[2:]
         qtype = request.questions[0].qtype if request.questions else 0
@@ -241,6 +243,12 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
     async def _forward(self, data: bytes, request: DNSRecord, addr, start: float) -> None:
         out = await self.server.answer_forwarded(data, request, "udp", self.family, start)
+        if len(out) > _udp_size(request):
+            # An answer fetched over TCP can exceed what the client takes over UDP: it asks again over TCP.
+            try:
+                out = _truncated(DNSRecord.parse(out))
+            except (DNSError, IndexError, ValueError, struct.error):
+                out = _truncated(request.reply())
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
