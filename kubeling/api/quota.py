@@ -279,3 +279,22 @@ def constraints(resource: str, group: str, names: Iterable[str], obj: dict) -> s
     if group == "" and resource == "pods":
         return pod_constraints(names, obj)
     return None
+
+
+def tracked_resources(names: Iterable[str]) -> set[tuple[str, str]]:
+    """The (group, plural) resources whose objects use any of the quota resource ``names``:
+    ``pods`` for compute names, ``services`` for ``services.*``, ``count/deployments.apps`` -> apps/deployments."""
+    out: set[tuple[str, str]] = set()
+    for n in names:
+        if n.startswith("count/"):
+            plural, _, group = n[len("count/"):].partition(".")
+            out.add((group, plural))
+        elif n in LEGACY_COUNTED:
+            out.add(("", n))
+        elif n.startswith("services."):
+            out.add(("", "services"))
+        elif n == "requests.storage" or ".storageclass.storage.k8s.io/" in n:
+            out.add(("", "persistentvolumeclaims"))
+        elif n in POD_COMPUTE or n.startswith(("requests.", "limits.")):
+            out.add(("", "pods"))
+    return out

@@ -1,0 +1,147 @@
+"""ResourceQuota, LimitRanger and NamespaceLifecycle admission against a real store, apiserver and
+controller-manager (resourcequota controller) as processes, driven over HTTP and with the real kubectl."""
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+
+import support
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quota")
+    with support.control_plane(tmp, "etcd") as cp:
+        port = support.free_port()
+        cp.procs.spawn("controller-manager", [
+            sys.executable, "-m", "controllers", "--kubeconfig", str(cp.kubeconfig), "--bind-address", "127.0.0.1",
+            "--secure-port", str(port), "--controllers", "resourcequota", "--leader-elect=false",
+            "--resource-quota-sync-period", "3s"])
+        cp.procs.wait_ready("controller-manager", url=f"http://127.0.0.1:{port}/healthz", timeout=30)
+        with httpx.Client(base_url=cp.server, timeout=10.0) as c:
+            yield cp, c
+
+
+def namespace(c: httpx.Client) -> str:
+    name = "q-" + uuid.uuid4().hex[:8]
+    r = c.post("/api/v1/namespaces", json={"metadata": {"name": name}})
+    assert r.status_code == 201, r.text
+    return name
+
+
+def pod(name: str, **resources) -> dict:
+    container = {"name": "app", "image": "busybox:1.35"}
+    if resources:
+        container["resources"] = resources
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [container]}}
+
+
+def quota_status(c: httpx.Client, ns: str, name: str) -> dict:
+    r = c.get(f"/api/v1/namespaces/{ns}/resourcequotas/{name}")
+    assert r.status_code == 200, r.text
+    return r.json().get("status") or {}
+
+
+def create_quota(c: httpx.Client, ns: str, name: str, hard: dict) -> None:
+    r = c.post(f"/api/v1/namespaces/{ns}/resourcequotas", json={"metadata": {"name": name}, "spec": {"hard": hard}})
+    assert r.status_code == 201, r.text
+    # admission enforces a quota once the controller has set status.hard and counted status.used
+    support.wait_for("quota counted", lambda: quota_status(c, ns, name).get("used", {}).keys() == hard.keys(),
+                     timeout=20)
+
+
+def test_third_pod_is_refused_and_deletes_give_the_slot_back(cluster):
+    cp, c = cluster
+    ns = namespace(c)
+    create_quota(c, ns, "q", {"pods": "2"})
+    for name in ("p1", "p2"):
+        r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod(name))
+        assert r.status_code == 201, r.text
+    r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("p3"))
+    assert r.status_code == 403
+    body = r.json()
+    assert (body["kind"], body["reason"]) == ("Status", "Forbidden")
+    assert body["message"] == 'pods "p3" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2'
+    out = subprocess.run([KUBECTL, "--kubeconfig", str(cp.kubeconfig), "-n", ns, "run", "p3",
+                          "--image", "busybox:1.35"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert 'Error from server (Forbidden): pods "p3" is forbidden: exceeded quota: q, requested: pods=1, ' \
+           'used: pods=2, limited: pods=2' in out.stderr
+    assert c.delete(f"/api/v1/namespaces/{ns}/pods/p1").status_code == 200
+    support.wait_for("used pods back to 1", lambda: quota_status(c, ns, "q")["used"] == {"pods": "1"}, timeout=20)
+    assert c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("p3")).status_code == 201
+    assert quota_status(c, ns, "q")["used"] == {"pods": "2"}
+
+
+def test_concurrent_creates_take_exactly_the_free_slots(cluster):
+    _, c = cluster
+    ns = namespace(c)
+    create_quota(c, ns, "q", {"pods": "3", "requests.cpu": "1"})
+
+    def create(i: int) -> int:
+        with httpx.Client(base_url=c.base_url, timeout=10.0) as own:
+            return own.post(f"/api/v1/namespaces/{ns}/pods",
+                            json=pod(f"c{i}", requests={"cpu": "100m"})).status_code
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(create, range(8)))
+    assert sorted(codes) == [201] * 3 + [403] * 5
+    assert quota_status(c, ns, "q")["used"] == {"pods": "3", "requests.cpu": "300m"}
+    # the controller's recount agrees with what admission charged
+    r = c.get(f"/api/v1/namespaces/{ns}/pods")
+    assert len(r.json()["items"]) == 3
+
+
+def test_compute_quota_needs_requests(cluster):
+    _, c = cluster
+    ns = namespace(c)
+    create_quota(c, ns, "compute", {"requests.memory": "1Gi"})
+    r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("bare"))
+    assert r.status_code == 403
+    assert r.json()["message"] == 'pods "bare" is forbidden: failed quota: compute: must specify requests.memory for: app'
+
+
+def test_limit_range_fills_default_requests_and_enforces_max(cluster):
+    _, c = cluster
+    ns = namespace(c)
+    r = c.post(f"/api/v1/namespaces/{ns}/limitranges", json={"metadata": {"name": "lr"}, "spec": {"limits": [
+        {"type": "Container", "default": {"cpu": "500m", "memory": "128Mi"},
+         "defaultRequest": {"cpu": "100m", "memory": "64Mi"}, "max": {"cpu": "1"}}]}})
+    assert r.status_code == 201, r.text
+    r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("defaults"))
+    assert r.status_code == 201, r.text
+    resources = r.json()["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
+    assert r.json()["metadata"]["annotations"]["kubernetes.io/limit-ranger"].startswith("LimitRanger plugin set: ")
+    r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("big", limits={"cpu": "2"}))
+    assert r.status_code == 403
+    assert r.json()["message"] == 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2'
+
+
+def test_namespace_lifecycle_refuses_creates_in_a_terminating_namespace(cluster):
+    _, c = cluster
+    ns = namespace(c)
+    # enough content that the namespace stays Terminating for a while after the DELETE returns
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: c.post(f"/api/v1/namespaces/{ns}/configmaps",
+                                               json={"metadata": {"name": f"cm{i}"}}).status_code, range(300)))
+    assert set(codes) == {201}
+    assert c.delete(f"/api/v1/namespaces/{ns}").status_code == 200
+    seen = []
+    for i in range(50):
+        r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod(f"late{i}"))
+        seen.append(r.status_code)
+        if r.status_code in (403, 404):
+            break
+    assert seen[-1] == 403, seen
+    assert r.json()["message"] == (f'pods "late{len(seen) - 1}" is forbidden: unable to create new content in '
+                                   f'namespace {ns} because it is being terminated')
+    support.wait_for("namespace gone", lambda: c.get(f"/api/v1/namespaces/{ns}").status_code == 404, timeout=30)
+    r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("after"))
+    assert (r.status_code, r.json()["message"]) == (404, f'namespaces "{ns}" not found')
