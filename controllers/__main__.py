@@ -18,6 +18,7 @@ from kubeling.duration import flag_duration
 from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
     enabled_controllers
 from controllers.podgc import TERMINATED_POD_GC_THRESHOLD
+from controllers.resourcequota import RESOURCE_QUOTA_SYNC_PERIOD
 from controllers.nodelifecycle import NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD
 
 log = logging.getLogger("controller-manager")
@@ -46,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="grace for a node that never posted status (1m0s)")
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=TERMINATED_POD_GC_THRESHOLD,
                    help="terminated pods kept before the oldest are deleted (<= 0: never)")
+    p.add_argument("--resource-quota-sync-period", type=flag_duration, default=RESOURCE_QUOTA_SYNC_PERIOD,
+                   help="how often every ResourceQuota's usage is recounted (5m0s)")
     leaderelection.add_flags(p, resource_name="kube-controller-manager")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                                             node_monitor_period=args.node_monitor_period,
                                             node_monitor_grace_period=args.node_monitor_grace_period,
                                             node_startup_grace_period=args.node_startup_grace_period,
-                                            terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
+                                            terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                                            resource_quota_sync_period=args.resource_quota_sync_period)
         except ValueError as e:
             log.error("%s", e)
             await client.close()

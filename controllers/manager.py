@@ -32,16 +32,18 @@ from controllers.statefulset import StatefulSetController
 from controllers.serviceaccount import ServiceAccountsController
 from controllers.ttlafterfinished import TTLAfterFinishedController
 from controllers.replicaset import ReplicaSetController, ReplicationManager
+from controllers.resourcequota import REPLENISHED, RESOURCE_QUOTA_SYNC_PERIOD, ResourceQuotaController
 
 log = logging.getLogger(__name__)
 
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
                    "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
-                   "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle")
+                   "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
            "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
-           "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2}
+           "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2,
+           "resourcequota": 2}
 
 
 class InformerFactory:
@@ -96,7 +98,8 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                       node_cidr_mask_size: int = 24, node_monitor_period: float = NODE_MONITOR_PERIOD,
                       node_monitor_grace_period: float = NODE_MONITOR_GRACE_PERIOD,
                       node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD,
-                      terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD) -> list[BaseController]:
+                      terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD,
+                      resource_quota_sync_period: float = RESOURCE_QUOTA_SYNC_PERIOD) -> list[BaseController]:
     """Construct the named controllers over ``factory``'s shared informers.
     Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
     inf: Callable[[str], Informer] = factory.informer
@@ -143,6 +146,9 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                                                monitor_period=node_monitor_period,
                                                grace_period=node_monitor_grace_period,
                                                startup_grace_period=node_startup_grace_period))
+        elif name == "resourcequota":
+            out.append(ResourceQuotaController(client, inf("resourcequotas"), {p: inf(p) for p in REPLENISHED},
+                                               sync_period=resource_quota_sync_period))
         elif name == "nodeipam":
             if not allocate_node_cidrs:
                 log.info("nodeipam: --allocate-node-cidrs not set, not allocating pod CIDRs")
