@@ -39,10 +39,12 @@ class CachedAnswer:
     """One encoded answer without its ID: ``udp`` (truncated with TC when it
     exceeds the client's UDP size), ``tcp`` (whole), and the metric observers."""
 
-    __slots__ = ("udp", "tcp", "udp_obs", "tcp_obs")
+    __slots__ = ("udp", "tcp", "udp_obs", "tcp_obs", "denial")
 
-    def __init__(self, udp: bytes, tcp: bytes, udp_obs: metrics.Observer, tcp_obs: metrics.Observer):
+    def __init__(self, udp: bytes, tcp: bytes, udp_obs: metrics.Observer, tcp_obs: metrics.Observer,
+                 denial: bool = False):
         self.udp, self.tcp, self.udp_obs, self.tcp_obs = udp, tcp, udp_obs, tcp_obs
+        self.denial = denial
 
 
 class DNSServer:
@@ -62,6 +64,11 @@ class DNSServer:
         self._tasks: set[asyncio.Task] = set()
         self.transports: list = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
+        # Counted at scrape time only, so the hot path stays a dict lookup.
+        metrics.CACHE_ENTRIES.labels(server, "denial").set_function(
+            lambda: sum(1 for e in list(self.cache.values()) if e.denial))
+        metrics.CACHE_ENTRIES.labels(server, "success").set_function(
+            lambda: sum(1 for e in list(self.cache.values()) if not e.denial))
 
     def clear_cache(self) -> None:
         """Drop every cached answer (called on each informer event)."""
@@ -110,7 +117,7 @@ class DNSServer:
                              self._observer("udp", family, q.qtype, result.rcode, result.zone, "kubernetes",
                                             cache_type),
                              self._observer("tcp", family, q.qtype, result.rcode, result.zone, "kubernetes",
-                                            cache_type))
+                                            cache_type), cache_type == "denial")
         if self.cache_size > 0:
             if len(self.cache) >= self.cache_size:
                 self.cache.pop(next(iter(self.cache)))  # oldest first: dicts keep insertion order
