@@ -31,6 +31,7 @@ import uvicorn
 
 from apiserver.admission.plugins import enabled_plugins, split_names
 from apiserver.app import Config, build_app
+from apiserver.authn import options as auth_options
 from apiserver.kubeletlocation import KubeletClientConfig
 from kubeling.pki import serving
 
@@ -66,8 +67,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="admission plugins to enable besides the default ones (comma-separated upstream names)")
     p.add_argument("--disable-admission-plugins", default="",
                    help="admission plugins to disable though on by default (comma-separated upstream names)")
+    auth_options.add_flags(p)
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     a = p.parse_args(argv)
+    try:
+        auth = auth_options.from_args(a)
+    except ValueError as e:
+        p.error(str(e))
     enable, disable = split_names(a.enable_admission_plugins), split_names(a.disable_admission_plugins)
     try:
         enabled_plugins(enable, disable)
@@ -110,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   tls_cert_file=a.tls_cert_file, tls_private_key_file=a.tls_private_key_file,
                   client_ca_file=a.client_ca_file, etcd_cafile=a.etcd_cafile, etcd_certfile=a.etcd_certfile,
                   etcd_keyfile=a.etcd_keyfile,
+                  auth=auth,
                   kubelet=KubeletClientConfig(client_certificate=a.kubelet_client_certificate,
                                               client_key=a.kubelet_client_key,
                                               certificate_authority=a.kubelet_certificate_authority))

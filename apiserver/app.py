@@ -21,14 +21,18 @@ from starlette.responses import PlainTextResponse, Response
 from apiserver import errors, openapi
 from apiserver import exec as exec_routes
 from apiserver.admission import AdmissionChain, plugins as admission_plugins
+from apiserver import bootstrappolicy
 from apiserver.authn import APISERVER_USER, InsecureAuthenticator
-from apiserver.authz import AlwaysAllow
+from apiserver.authn import options as auth_options
+from apiserver.authn.filter import AuthenticationFilter
+from apiserver.authn.options import AuthOptions
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
 from apiserver.kubeletlocation import KubeletClientConfig
 from apiserver import metrics_api
 from apiserver import registry
-from apiserver.registry import core, ipallocator
+from apiserver.registry import authorization, core, ipallocator
+from apiserver.registry.authentication import TokenRequestREST
 from apiserver.registry.namespace import NamespaceStore
 from apiserver.registry.store import Store
 from apiserver.storage import etcd3
@@ -64,6 +68,8 @@ class Config:
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
     kubelet: KubeletClientConfig = field(default_factory=KubeletClientConfig)
+    # Authentication / authorization flags (defaults: no authenticator, AlwaysAllow, as before).
+    auth: AuthOptions = field(default_factory=AuthOptions)
 
 
 class APIServer:
@@ -95,11 +101,16 @@ class APIServer:
             unreachable_seconds=config.default_unreachable_toleration_seconds,
             mount_service_account_token=config.mount_service_account_token)
         address = config.advertise_address or config.bind_address
-        self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS,
-                                   server_address=f"{address}:{config.secure_port}")
+        self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS
+                                   + authorization.RESOURCE_INFOS, server_address=f"{address}:{config.secure_port}")
         self.kubelet_client = config.kubelet.http_client()
-        self.handler = ResourceHandler(self.stores, authenticators=[InsecureAuthenticator()],
-                                       authorizer=AlwaysAllow(), kubelet_client=self.kubelet_client)
+        self.auth = auth_options.build(config.auth, client_ca_file=config.client_ca_file, store=self.store)
+        self.handler = ResourceHandler(self.stores, authenticators=[self.auth.authenticator or InsecureAuthenticator()],
+                                       authorizer=self.auth.authorizer, kubelet_client=self.kubelet_client)
+        self.handler.routes = authorization.routes(
+            authorizer=self.auth.authorizer, authenticator=self.auth.authenticator,
+            token_request=TokenRequestREST(self.auth.generator, self.store, audiences=self.auth.audiences,
+                                           max_expiration=self.auth.max_expiration))
         self.metrics = metrics_api.MetricsAPI(self.stores, kubelet=self.kubelet_client,
                                               authenticators=self.handler.authenticators,
                                               authorizer=self.handler.authorizer)
@@ -183,6 +194,10 @@ class APIServer:
                 "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": [{"addresses": [{"ip": address}],
                              "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]})
+        if "RBAC" in self.config.auth.authorization_modes:  # upstream's rbac/bootstrap-roles post-start hook
+            g = bootstrappolicy.GROUP
+            await bootstrappolicy.ensure({r: self.store(r, g) for r in ("clusterroles", "clusterrolebindings")},
+                                         user=APISERVER_USER)
 
 
 def build_app(config: Config) -> tuple[FastAPI, APIServer]:
@@ -274,6 +289,9 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
             return status_response(errors.internal(str(e) or type(e).__name__))
 
     app.add_middleware(ResourceFastPath, dispatch=dispatch)
+    if server.auth.authenticator is not None:  # outermost: every request is authenticated first
+        app.add_middleware(AuthenticationFilter, authenticator=server.auth.authenticator,
+                           authorizer=server.auth.authorizer)
     return app, server
 
 

@@ -20,7 +20,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from apiserver import errors, fieldvalidation, printers
+from apiserver import authz, errors, fieldvalidation, printers
 from apiserver.authn import UserInfo, authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.kubeletlocation import kubelet_url, pod_container, pod_kubelet
@@ -161,6 +161,7 @@ class ResourceHandler:
         self.authenticators = authenticators
         self.authorizer = authorizer
         self.kubelet = kubelet_client
+        self.routes: dict = {}  # (group, version, resource, subresource) -> async (request, info, user) -> Response
 
     def store_for(self, group: str, version: str, resource: str) -> Store:
         """The Store of a resource; 404 when not served."""
@@ -175,16 +176,21 @@ class ResourceHandler:
         info = parse_request_info(request.method, request.url.path, q)
         if info is None:
             raise errors.path_not_found()
-        store = self.store_for(info.group, info.version, info.resource)
-        if store.info.namespaced is False and info.namespace is not None:
-            raise errors.path_not_found()
         user = await authenticate(self.authenticators, request)
         if user is None:
             raise errors.StatusError(401, "Unauthorized", "Unauthorized")
-        allowed, why = await self.authorizer.authorize(user, RequestAttributes(
-            info.verb, info.group, info.resource, info.subresource, info.namespace, info.name))
-        if not allowed:
-            raise errors.forbidden(info.resource, info.name or "", why or "access denied", group=info.group)
+        # Authorized before the resource is looked up, as upstream's WithAuthorization filter; a namespace's
+        # own path is "in" that namespace (RequestInfoFactory), so a RoleBinding there can grant reading it.
+        ns_attr = info.name if info.group == "" and info.resource == "namespaces" and info.namespace is None \
+            else info.namespace
+        await authz.check(self.authorizer, user, RequestAttributes(
+            info.verb, info.group, info.resource, info.subresource, ns_attr, info.name, request.url.path))
+        route = self.routes.get((info.group, info.version, info.resource, info.subresource))
+        if route is not None:  # create-only auth resources and serviceaccounts/token (registry/authorization.py)
+            return await route(request, info, user)
+        store = self.store_for(info.group, info.version, info.resource)
+        if store.info.namespaced is False and info.namespace is not None:
+            raise errors.path_not_found()
         sub = info.subresource
         if sub is not None and sub not in store.info.subresources:
             raise errors.path_not_found()

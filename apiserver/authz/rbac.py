@@ -1,0 +1,241 @@
+"""The RBAC authorizer: Roles, ClusterRoles and their bindings decide what a user may do.
+
+Mirrors plugin/pkg/auth/authorizer/rbac (``RBACAuthorizer``, ``RuleAllows``,
+``VerbMatches`` / ``APIGroupMatches`` / ``ResourceMatches`` /
+``ResourceNameMatches`` / ``NonResourceURLMatches``) and
+pkg/registry/rbac/validation's ``DefaultRuleResolver`` (ClusterRoleBindings
+first, then the RoleBindings of the request's namespace; a binding's subject
+applies by User name, Group membership or ServiceAccount identity).
+
+The policy comes from the apiserver's watch caches (``CachedPolicy``), so a
+new RoleBinding is enforced as soon as the cache has seen it; the subject
+index is rebuilt only when a binding changes (the caches' revisions).
+RBAC never denies: a request no rule allows gets "no opinion", and the next
+authorizer (or the 403) decides. Aggregated ClusterRoles are not resolved.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+from apiserver.authn import UserInfo
+from apiserver.authz import RequestAttributes
+
+GROUP = "rbac.authorization.k8s.io"
+SA_PREFIX = "system:serviceaccount:"
+
+
+# ---------------------------------------------------------------- rule matching (rbac/validation)
+
+
+def verb_matches(rule: dict, verb: str) -> bool:
+    """A rule's verbs hold ``verb`` or ``*``."""
+    verbs = rule.get("verbs") or ()
+    return "*" in verbs or verb in verbs
+
+
+def api_group_matches(rule: dict, group: str) -> bool:
+    """A rule's apiGroups hold ``group`` (``""`` is the core group) or ``*``."""
+    groups = rule.get("apiGroups") or ()
+    return "*" in groups or group in groups
+
+
+def resource_matches(rule: dict, combined: str, subresource: str | None) -> bool:
+    """A rule's resources hold ``*``, the combined ``pods/log`` form, or ``*/log`` for any resource's subresource."""
+    for r in rule.get("resources") or ():
+        if r == "*" or r == combined:
+            return True
+        if subresource and r == f"*/{subresource}":
+            return True
+    return False
+
+
+def resource_name_matches(rule: dict, name: str | None) -> bool:
+    """No resourceNames means every name; otherwise the request must name one of them (so list/create,
+    which carry no name, never match a rule with resourceNames)."""
+    names = rule.get("resourceNames") or ()
+    return not names or (bool(name) and name in names)
+
+
+def non_resource_url_matches(rule: dict, path: str) -> bool:
+    """A rule's nonResourceURLs hold ``*``, ``path`` itself, or a ``prefix*`` that ``path`` starts with."""
+    for u in rule.get("nonResourceURLs") or ():
+        if u == "*" or u == path or (u.endswith("*") and path.startswith(u[:-1])):
+            return True
+    return False
+
+
+def rule_allows(attrs: RequestAttributes, rule: dict) -> bool:
+    """Whether one PolicyRule allows ``attrs`` (resource or non-resource request)."""
+    if not isinstance(rule, dict) or not verb_matches(rule, attrs.verb):
+        return False
+    if attrs.resource_request:
+        combined = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
+        return api_group_matches(rule, attrs.group) and resource_matches(rule, combined, attrs.subresource) \
+            and resource_name_matches(rule, attrs.name)
+    return non_resource_url_matches(rule, attrs.path)
+
+
+def applies_to(subject: dict, user: UserInfo, binding_namespace: str) -> bool:
+    """Whether one binding subject names ``user`` (appliesToUser): User by name, Group by membership,
+    ServiceAccount as ``system:serviceaccount:NS:NAME`` (NS defaults to the binding's namespace)."""
+    if not isinstance(subject, dict):
+        return False
+    kind = subject.get("kind")
+    if kind == "User":
+        return user.name == subject.get("name")
+    if kind == "Group":
+        return subject.get("name") in user.groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_namespace
+        return bool(ns) and user.name == f"{SA_PREFIX}{ns}:{subject.get('name')}"
+    return False
+
+
+# ---------------------------------------------------------------- where the policy comes from
+
+
+class Policy(Protocol):
+    """The RBAC objects the resolver reads (the watch caches, or a fixed list in tests)."""
+
+    def cluster_role_bindings(self) -> Iterable[dict]:
+        """Every ClusterRoleBinding."""
+
+    def role_bindings(self, namespace: str) -> Iterable[dict]:
+        """The RoleBindings of ``namespace``."""
+
+    def cluster_role(self, name: str) -> dict | None:
+        """One ClusterRole by name, None if absent."""
+
+    def role(self, namespace: str, name: str) -> dict | None:
+        """One Role, None if absent."""
+
+
+class StaticPolicy:
+    """A Policy over a fixed list of RBAC objects (each with ``kind`` and ``metadata``); for tests and the
+    bootstrap policy's own checks."""
+
+    def __init__(self, objects: Iterable[dict]):
+        self.by_kind: dict[str, list[dict]] = {}
+        for o in objects:
+            self.by_kind.setdefault(o.get("kind", ""), []).append(o)
+
+    def _named(self, kind: str, namespace: str | None, name: str) -> dict | None:
+        for o in self.by_kind.get(kind, ()):
+            m = o.get("metadata") or {}
+            if m.get("name") == name and (namespace is None or m.get("namespace") == namespace):
+                return o
+        return None
+
+    def cluster_role_bindings(self) -> Iterable[dict]:
+        """Every ClusterRoleBinding of the list."""
+        return self.by_kind.get("ClusterRoleBinding", [])
+
+    def role_bindings(self, namespace: str) -> Iterable[dict]:
+        """The list's RoleBindings in ``namespace``."""
+        return [o for o in self.by_kind.get("RoleBinding", []) if (o.get("metadata") or {}).get("namespace") ==
+                namespace]
+
+    def cluster_role(self, name: str) -> dict | None:
+        """The list's ClusterRole ``name``."""
+        return self._named("ClusterRole", None, name)
+
+    def role(self, namespace: str, name: str) -> dict | None:
+        """The list's Role ``namespace/name``."""
+        return self._named("Role", namespace, name)
+
+
+class CachedPolicy:
+    """A Policy over the apiserver's four RBAC Stores (their watch caches' current items).
+
+    ``stores`` maps resource name (roles, rolebindings, clusterroles,
+    clusterrolebindings) to the apiserver Store serving it.
+    """
+
+    def __init__(self, stores: dict):
+        self.stores = stores
+
+    def _items(self, resource: str) -> dict:
+        return self.stores[resource].cacher.items
+
+    def cluster_role_bindings(self) -> Iterable[dict]:
+        """Every ClusterRoleBinding the cache holds."""
+        return list(self._items("clusterrolebindings").values())
+
+    def role_bindings(self, namespace: str) -> Iterable[dict]:
+        """The cached RoleBindings whose key is under ``namespace``."""
+        prefix = self.stores["rolebindings"].info.prefix(namespace)
+        return [o for k, o in list(self._items("rolebindings").items()) if k.startswith(prefix)]
+
+    def cluster_role(self, name: str) -> dict | None:
+        """The cached ClusterRole ``name``."""
+        return self._items("clusterroles").get(self.stores["clusterroles"].info.key(None, name))
+
+    def role(self, namespace: str, name: str) -> dict | None:
+        """The cached Role ``namespace/name``."""
+        return self._items("roles").get(self.stores["roles"].info.key(namespace, name))
+
+
+# ---------------------------------------------------------------- the authorizer
+
+
+class RBACAuthorizer:
+    """``--authorization-mode=RBAC``: allowed when a rule of a role bound to the user (or one of its
+    groups, or its ServiceAccount) matches; otherwise no opinion with upstream's ``RBAC: ...`` reason
+    when a referenced role is missing."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def _role_rules(self, ref: dict, namespace: str) -> tuple[list, str]:
+        """(rules, error) of a binding's roleRef (error names a missing role, as GetRoleReferenceRules)."""
+        if not isinstance(ref, dict):
+            return [], ""
+        kind, name = ref.get("kind"), ref.get("name", "")
+        if kind == "ClusterRole":
+            role = self.policy.cluster_role(name)
+            if role is None:
+                return [], f'clusterrole.rbac.authorization.k8s.io "{name}" not found'
+        elif kind == "Role" and namespace:
+            role = self.policy.role(namespace, name)
+            if role is None:
+                return [], f'role.rbac.authorization.k8s.io "{name}" not found'
+        else:
+            return [], ""
+        rules = role.get("rules")
+        return (rules if isinstance(rules, list) else []), ""
+
+    def _bindings(self, namespace: str | None) -> Iterable[tuple[dict, str]]:
+        for b in self.policy.cluster_role_bindings():
+            yield b, ""
+        if namespace:
+            for b in self.policy.role_bindings(namespace):
+                yield b, namespace
+
+    def rules_for(self, user: UserInfo, namespace: str | None) -> tuple[list[dict], list[str]]:
+        """Every rule that applies to ``user`` in ``namespace`` (cluster-wide ones included) and the errors
+        met (missing roles): the RulesFor of upstream's resolver, used by SelfSubjectRulesReview."""
+        rules, errs = [], []
+        for b, ns in self._bindings(namespace):
+            if not any(applies_to(s, user, ns) for s in b.get("subjects") or () if isinstance(s, dict)):
+                continue
+            rs, err = self._role_rules(b.get("roleRef"), ns)
+            rules.extend(r for r in rs if isinstance(r, dict))
+            if err:
+                errs.append(err)
+        return rules, errs
+
+    async def authorize(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]:
+        """``(True, "")`` when some bound rule allows ``attrs``; else ``(False, "RBAC: <missing roles>")``
+        or ``(False, "")`` (upstream's VisitRulesFor stops at the first allowing rule)."""
+        errs = []
+        for b, ns in self._bindings(attrs.namespace):
+            subjects = b.get("subjects")
+            if not isinstance(subjects, list) or not any(applies_to(s, user, ns) for s in subjects):
+                continue
+            rules, err = self._role_rules(b.get("roleRef"), ns)
+            if err:
+                errs.append(err)
+            for r in rules:
+                if rule_allows(attrs, r):
+                    return True, ""
+        return False, ("RBAC: [" + ", ".join(errs) + "]" if len(errs) > 1 else f"RBAC: {errs[0]}") if errs else ""
