@@ -18,7 +18,7 @@ import pytest
 import support
 from kubeling import pki
 from kubeling.client import Client
-from kubeling.pki import certs
+from kubeling.pki import certs, flags
 
 KUBECTL = "/usr/bin/kubectl"
 NODE = "tlsnode"
@@ -41,21 +41,12 @@ def cluster(tmp_path_factory):
             "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
             "--listen-peer-urls", f"https://127.0.0.1:{peer_port}",
             "--initial-cluster", f"default=https://127.0.0.1:{peer_port}",
-            "--cert-file", str(p / "etcd/server.crt"), "--key-file", str(p / "etcd/server.key"),
-            "--trusted-ca-file", str(p / "etcd/ca.crt"), "--client-cert-auth",
-            "--peer-cert-file", str(p / "etcd/peer.crt"), "--peer-key-file", str(p / "etcd/peer.key"),
-            "--peer-trusted-ca-file", str(p / "etcd/ca.crt"), "--peer-client-cert-auth"])
+            *flags.etcd_flags(p)])
         procs.wait_ready("etcdlite", port=etcd_port)
         procs.spawn("apiserver", [
             sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
             "--secure-port", str(api_port),
-            "--etcd-cafile", str(p / "etcd/ca.crt"), "--etcd-certfile", str(p / "apiserver-etcd-client.crt"),
-            "--etcd-keyfile", str(p / "apiserver-etcd-client.key"),
-            "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
-            "--client-ca-file", str(p / "ca.crt"),
-            "--kubelet-client-certificate", str(p / "apiserver-kubelet-client.crt"),
-            "--kubelet-client-key", str(p / "apiserver-kubelet-client.key"),
-            "--kubelet-certificate-authority", str(p / "ca.crt")])
+            *flags.apiserver_flags(p)])
         ca = ssl.create_default_context(cafile=str(p / "ca.crt"))
 
         def ready() -> bool:
@@ -71,11 +62,9 @@ def cluster(tmp_path_factory):
             "--hostname-override", NODE, "--node-ip", "127.0.0.1",
             "--container-runtime-endpoint", f"unix://{tmp}/no-runtime.sock", "--root-dir", str(tmp / "node"),
             "--port", str(kubelet_port), "--healthz-port", str(healthz_port), "--bridge-name", "kltls0",
-            "--tls-cert-file", str(p / f"nodes/{NODE}/kubelet.crt"),
-            "--tls-private-key-file", str(p / f"nodes/{NODE}/kubelet.key"),
-            "--client-ca-file", str(p / "ca.crt"), "--anonymous-auth", "false"])
+            *flags.kubelet_flags(p, NODE)])
         procs.wait_ready("kubelet", port=kubelet_port)
-        yield {"tmp": tmp, "pki": p, "server": server, "ca": ca, "procs": procs, "kubelet_port": kubelet_port,
+        yield {"etcd": etcd_url, "tmp": tmp, "pki": p, "server": server, "ca": ca, "procs": procs, "kubelet_port": kubelet_port,
                "healthz_port": healthz_port, "admin": tmp / "admin.kubeconfig"}
 
 
@@ -169,3 +158,11 @@ async def test_apiserver_reaches_the_kubelet_over_mtls(cluster):
             assert "not found on this node" in str(e.value), str(e.value)
         finally:
             await c.delete("pods", "tls-log", namespace="default")
+
+
+@pytest.mark.skipif(not os.path.exists(support.ETCDCTL), reason="etcdctl 3.4 is not installed")
+def test_etcdctl_with_the_healthcheck_client_reads_what_the_apiserver_wrote(cluster):
+    """The apiserver wrote through mutual TLS: etcdctl with kubeadm's healthcheck-client cert sees its keys."""
+    r = support.etcdctl(cluster["etcd"], *flags.etcdctl_flags(cluster["pki"]), "get", "/registry/namespaces/",
+                        "--prefix", "--keys-only")
+    assert "/registry/namespaces/kube-system" in r.stdout.split()
