@@ -199,3 +199,19 @@ def test_kube_dns_objects_feed_kube_proxy():
     es = desired_endpointslice(address="10.250.0.1", port=53, metrics_port=9153)
     assert es["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "kubeling-dns"
     assert es["endpoints"][0]["conditions"]["ready"] is True
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--bind-address", "nope"], "--bind-address"),
+    (["--service-ip", "10.96.0"], "--service-ip"),
+    (["--port", "0"], "--port"),
+    (["--port", "70000"], "--port"),
+    (["--cluster-domain", "a..b"], "--cluster-domain"),
+    (["--upstream", "127.0.0.1:x"], "--upstream"),
+])
+def test_bad_flags_are_one_line(argv, needle):
+    from addons.dns.__main__ import UsageError, parse_args, validate
+    args = parse_args(["--kubeconfig", "k", "--upstream", "127.0.0.1:53", *argv])
+    with pytest.raises(UsageError) as e:
+        validate(args)
+    assert needle in str(e.value) and "\n" not in str(e.value)
