@@ -166,3 +166,19 @@ def test_etcdctl_with_the_healthcheck_client_reads_what_the_apiserver_wrote(clus
     r = support.etcdctl(cluster["etcd"], *flags.etcdctl_flags(cluster["pki"]), "get", "/registry/namespaces/",
                         "--prefix", "--keys-only")
     assert "/registry/namespaces/kube-system" in r.stdout.split()
+
+
+async def test_watch_streams_over_https(cluster):
+    """A watch (what every informer runs on) streams events over TLS: a ConfigMap created after the
+    watch started arrives as ADDED."""
+    import asyncio
+    async with Client.from_kubeconfig(cluster["admin"]) as c:
+        rv = (await c.list("configmaps", namespace="default"))["metadata"]["resourceVersion"]
+        events = c.watch("configmaps", namespace="default", resource_version=rv, timeout_seconds=20)
+        await c.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tls-watch"}},
+                       namespace="default")
+        async with asyncio.timeout(15):
+            async for kind, obj in events:
+                if kind == "ADDED" and obj["metadata"]["name"] == "tls-watch":
+                    break
+        await events.aclose()
