@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 venv: deps $(VENV)/.installed
 
 up: venv
-	@$(PY) -m deploy up
+	@$(PY) -m deploy up $(if $(NODES),--nodes $(NODES))
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m deploy down; fi

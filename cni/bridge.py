@@ -146,7 +146,10 @@ def cmd_add(args: CmdArgs) -> dict:
         host_idx = ipr.link_lookup(ifname=host_if)[0]
         ipr.link("set", index=host_idx, master=bridge_idx, state="up")
         if conf.get("hairpinMode"):
-            _set_sysctl(f"/sys/class/net/{host_if}/brport/hairpin_mode", "1")
+            # Over netlink (IFLA_BRPORT_MODE), not /sys/class/net/*/brport: sysfs shows the
+            # links of the netns it was mounted in, which is not ours when the plugin runs
+            # in a node netns entered with setns (nsenter) only.
+            ipr.brport("set", index=host_idx, mode=1)
         host_mac = ipr.get_links(host_idx)[0].get_attr("IFLA_ADDRESS")
         bridge_mac = ipr.get_links(bridge_idx)[0].get_attr("IFLA_ADDRESS")
 

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import host
-from deploy.cluster import NODE, Cluster, LaunchError
+from kubeling import config
+from deploy.cluster import Cluster, LaunchError
 
 console = Console(highlight=False, width=max(100, Console().width))
 
@@ -33,14 +34,20 @@ def cmd_up(cluster: Cluster) -> int:
     started_at = time.time()
     cmd_prepare(cluster)
     cluster.write_state()
+    with console.status("node network"):
+        cluster.setup_network()
+    if cluster.netns_mode:
+        console.print(f"[green]✓[/] underlay {config.UNDERLAY_BRIDGE} {config.UNDERLAY_CIDR}: "
+                      + ", ".join(f"{n.name} {n.ip} (netns kl-{n.name})" for n in cluster.nodes))
     for comp in cluster.components():
         with console.status(f"starting {comp.name}"):
             started, secs = cluster.start_component(comp)
         console.print(f"[green]✓[/] {comp.name:<26} {'healthy' if started else 'already running'}"
                       f"{f' ({secs:.1f}s)' if started else ''}")
-    with console.status(f"waiting for node {NODE} to be Ready"):
+    names = ", ".join(n.name for n in cluster.nodes)
+    with console.status(f"waiting for {names} to be Ready"):
         secs = cluster.wait_node_ready(since=started_at)
-    console.print(f"[green]✓[/] node {NODE} Ready ({secs:.1f}s)")
+    console.print(f"[green]✓[/] {names} Ready ({secs:.1f}s)")
     kc = cluster.home / "admin.kubeconfig"
     console.print(f"\nCluster up in {time.monotonic() - t0:.1f}s. State: {cluster.home}\n"
                   f"  .venv/bin/kubeling apply -f deploy/examples/web.yaml\n"
@@ -100,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m deploy {up,down,status,prepare,unprepare,clean}``; returns the exit code (1 on a launch error)."""
     parser = argparse.ArgumentParser(prog="python -m deploy", description="kubeling local cluster launcher")
     parser.add_argument("command", choices=["up", "down", "status", "prepare", "unprepare", "clean"])
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="number of nodes (default: $NODES, else the last `up`'s, else 1); "
+                             "with 2 or more each node gets its own network namespace")
     args = parser.parse_args(argv)
-    cluster = Cluster()
+    try:
+        cluster = Cluster(nodes=args.nodes)
+    except ValueError as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
     try:
         return {"up": cmd_up, "down": cmd_down, "status": cmd_status, "prepare": cmd_prepare,
                 "unprepare": cmd_unprepare, "clean": cmd_clean}[args.command](cluster)

@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import ipaddress
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -21,13 +22,14 @@ from typing import Callable
 
 import httpx
 
-from deploy import host, procs
+from deploy import host, procs, underlay
 from kubeling import config
 from kubeling.client import kubeconfig
 
 PY = sys.executable
 NODE = "node1"
 NODE_IP = "127.0.0.1"
+LAYOUT_FILE = "cluster.json"  # remembers NODES so that `make down` / `make status` need no flag
 
 
 class LaunchError(Exception):
@@ -43,6 +45,21 @@ class Component:
     healthy: Callable[[], bool]
     expect: str  # substring of its command line, to recognise it by pid
     timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One node of the local cluster: its name, address, state dir and whether it
+    runs in its own network namespace (``kl-<name>``) or in the host's."""
+
+    name: str
+    ip: str
+    dir: pathlib.Path
+    netns: bool
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the node's netns (unchanged for the host-namespace node)."""
+        return [*underlay.nsenter(self.name), *argv] if self.netns else argv
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
@@ -86,30 +103,76 @@ def _cri_ok(sock: pathlib.Path) -> Callable[[], bool]:
     return check
 
 
-class Cluster:
-    """A single-node local cluster whose state lives under ``home``."""
+def _env_nodes() -> int:
+    """``$NODES`` as an int (0 when unset or empty). Raises ValueError on a non-number."""
+    text = os.environ.get("NODES", "").strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"NODES must be a number, not {text!r}") from None
 
-    def __init__(self, home: pathlib.Path | None = None):
+
+def _dns_available() -> bool:
+    """True once the cluster DNS addon (addons.dns) is part of the tree."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("addons.dns.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class Cluster:
+    """A local cluster whose state lives under ``home``.
+
+    ``nodes`` (default: ``$NODES``, else what the last ``up`` recorded, else 1):
+    with one node, ``node1`` runs in the host's network namespace at 127.0.0.1;
+    with more, every node runs in its own netns on the underlay bridge
+    (``deploy.underlay``), at 10.250.0.11, .12, ... Raises ValueError on a bad count.
+    """
+
+    def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None):
         self.home = home or config.home()
         self.logs = self.home / "logs"
         self.run = self.home / "run"
-        self.node_dir = self.home / "nodes" / NODE
+        count = nodes or _env_nodes() or self._recorded_nodes() or 1
+        if not 1 <= count <= 50:
+            raise ValueError(f"NODES must be between 1 and 50, not {count}")
+        self.netns_mode = count > 1
+        if self.netns_mode:
+            self.nodes = [Node(f"node{i}", config.underlay_ip(i), self.home / "nodes" / f"node{i}", True)
+                          for i in range(1, count + 1)]
+        else:
+            self.nodes = [Node(NODE, NODE_IP, self.home / "nodes" / NODE, False)]
+        self.node_dir = self.nodes[0].dir
         self.server = f"http://127.0.0.1:{config.APISERVER_PORT}"
+        # What nodes dial: the host's underlay address once nodes live in their own netns.
+        self.node_server = (f"http://{config.UNDERLAY_HOST_IP}:{config.APISERVER_PORT}" if self.netns_mode
+                            else self.server)
+
+    def _recorded_nodes(self) -> int:
+        try:
+            return int(json.loads((self.home / LAYOUT_FILE).read_text()).get("nodes", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     # -- layout -----------------------------------------------------------------
     def components(self) -> list[Component]:
-        """The processes in start order."""
-        h, nd = self.home, self.node_dir
+        """The processes in start order: control plane, cluster DNS, then each node's."""
+        h = self.home
         etcd_client = f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}"
         etcd_peer = f"http://127.0.0.1:{config.ETCD_PEER_PORT}"
-        sock = nd / "cri.sock"
-        return [
+        comps = [
             Component("etcdlite", [PY, "-m", "etcdlite", "--name", "default", "--data-dir", str(h / "etcd" / "default"),
                                    "--listen-client-urls", etcd_client, "--advertise-client-urls", etcd_client,
                                    "--listen-peer-urls", etcd_peer, "--initial-cluster", f"default={etcd_peer}"],
                       _etcd_ok(f"127.0.0.1:{config.ETCD_CLIENT_PORT}"), "-m etcdlite"),
             Component("kube-apiserver", [PY, "-m", "apiserver", "--etcd-servers", etcd_client,
-                                         "--bind-address", "127.0.0.1", "--secure-port", str(config.APISERVER_PORT),
+                                         "--bind-address", f"127.0.0.1,{config.UNDERLAY_HOST_IP}",
+                                         "--advertise-address", config.UNDERLAY_HOST_IP,
+                                         "--secure-port", str(config.APISERVER_PORT),
                                          "--service-cluster-ip-range", config.SERVICE_CIDR],
                       _http_ok(f"{self.server}/readyz"), "-m apiserver"),
             Component("kube-controller-manager", [
@@ -122,40 +185,92 @@ class Cluster:
             Component("kube-scheduler", [PY, "-m", "scheduler", "--kubeconfig", str(h / "scheduler.kubeconfig"),
                                          "--bind-address", "127.0.0.1", "--secure-port", str(config.SCHEDULER_PORT)],
                       _http_ok(f"http://127.0.0.1:{config.SCHEDULER_PORT}/healthz"), "-m scheduler"),
-            Component(f"cri-shim-{NODE}", [PY, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
-                                           "--node-name", NODE, "--state-dir", str(nd / "shim"),
-                                           "--cni-bin-dir", str(nd / "cni" / "bin"),
-                                           "--cni-conf-dir", str(nd / "cni" / "net.d")],
-                      _cri_ok(sock), "-m kubelet.dockershim"),
-            Component(f"kubelet-{NODE}", [PY, "-m", "kubelet", "--kubeconfig", str(nd / "kubelet.kubeconfig"),
-                                          "--hostname-override", NODE, "--node-ip", NODE_IP,
-                                          "--container-runtime-endpoint", f"unix://{sock}", "--root-dir", str(nd),
-                                          "--port", str(config.KUBELET_PORT),
-                                          "--healthz-port", str(config.KUBELET_HEALTHZ_PORT),
-                                          "--cluster-cidr", config.CLUSTER_CIDR,
-                                          "--service-cluster-ip-range", config.SERVICE_CIDR],
-                      _http_ok(f"http://127.0.0.1:{config.KUBELET_HEALTHZ_PORT}/healthz"), "-m kubelet "),
-            Component(f"kube-proxy-{NODE}", [PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
-                                             "--hostname-override", NODE, "--cluster-cidr", config.CLUSTER_CIDR,
-                                             "--healthz-bind-address", f"127.0.0.1:{config.PROXY_HEALTHZ_PORT}",
-                                             "--metrics-bind-address", f"127.0.0.1:{config.PROXY_METRICS_PORT}"],
-                      _http_ok(f"http://127.0.0.1:{config.PROXY_HEALTHZ_PORT}/healthz"), "-m proxy"),
         ]
+        if _dns_available():
+            comps.append(Component("cluster-dns", [
+                PY, "-m", "addons.dns", "--kubeconfig", str(h / "cluster-dns.kubeconfig"),
+                "--bind-address", config.UNDERLAY_HOST_IP, "--port", "53",
+                "--cluster-domain", config.CLUSTER_DOMAIN, "--service-ip", config.CLUSTER_DNS_IP,
+                "--health-port", str(config.DNS_HEALTH_PORT), "--metrics-port", str(config.DNS_METRICS_PORT)],
+                _http_ok(f"http://{config.UNDERLAY_HOST_IP}:{config.DNS_HEALTH_PORT}/healthz"), "-m addons.dns"))
+        if self.netns_mode:
+            comps.append(Component("hostgw-host", [
+                PY, "-m", "cni.hostgw", "--kubeconfig", str(h / "hostgw.kubeconfig"),
+                "--healthz-bind-address", f"127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}"],
+                _http_ok(f"http://127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}/healthz"), "-m cni.hostgw"))
+        for node in self.nodes:
+            comps.extend(self.node_components(node))
+        return comps
+
+    def node_components(self, node: Node) -> list[Component]:
+        """CRI shim, kubelet, kube-proxy (and, in netns mode, the host-gw route controller) of ``node``."""
+        nd, n, ip = node.dir, node.name, node.ip
+        sock = nd / "cri.sock"
+        dns = ["--cluster-dns", config.CLUSTER_DNS_IP, "--cluster-domain", config.CLUSTER_DOMAIN] \
+            if _dns_available() else []
+        comps = [
+            Component(f"cri-shim-{n}", node.wrap([PY, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
+                                                  "--node-name", n, "--state-dir", str(nd / "shim"),
+                                                  "--cni-bin-dir", str(nd / "cni" / "bin"),
+                                                  "--cni-conf-dir", str(nd / "cni" / "net.d")]),
+                      _cri_ok(sock), "-m kubelet.dockershim"),
+            Component(f"kubelet-{n}", node.wrap([PY, "-m", "kubelet", "--kubeconfig", str(nd / "kubelet.kubeconfig"),
+                                                 "--hostname-override", n, "--node-ip", ip,
+                                                 "--container-runtime-endpoint", f"unix://{sock}",
+                                                 "--root-dir", str(nd), "--port", str(config.KUBELET_PORT),
+                                                 "--healthz-bind-address", ip,
+                                                 "--healthz-port", str(config.KUBELET_HEALTHZ_PORT),
+                                                 "--cluster-cidr", config.CLUSTER_CIDR,
+                                                 "--service-cluster-ip-range", config.SERVICE_CIDR, *dns]),
+                      _http_ok(f"http://{ip}:{config.KUBELET_HEALTHZ_PORT}/healthz"), "-m kubelet "),
+            Component(f"kube-proxy-{n}", node.wrap([
+                PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
+                "--hostname-override", n, "--cluster-cidr", config.CLUSTER_CIDR,
+                "--pod-egress-cidrs", config.UNDERLAY_CIDR,
+                "--healthz-bind-address", f"{ip}:{config.PROXY_HEALTHZ_PORT}",
+                "--metrics-bind-address", f"{ip}:{config.PROXY_METRICS_PORT}"]),
+                _http_ok(f"http://{ip}:{config.PROXY_HEALTHZ_PORT}/healthz"), "-m proxy"),
+        ]
+        if node.netns:
+            comps.append(Component(f"hostgw-{n}", node.wrap([
+                PY, "-m", "cni.hostgw", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"), "--node-name", n,
+                "--healthz-bind-address", f"{ip}:{config.HOSTGW_HEALTHZ_PORT}"]),
+                _http_ok(f"http://{ip}:{config.HOSTGW_HEALTHZ_PORT}/healthz"), "-m cni.hostgw"))
+        return comps
 
     def write_state(self) -> None:
-        """Create the state directories and one kubeconfig per identity (idempotent)."""
-        for d in (self.logs, self.run, self.home / "etcd", self.node_dir / "cni" / "bin",
-                  self.node_dir / "cni" / "net.d", self.node_dir / "shim", self.node_dir / "pods"):
+        """Create the state directories and one kubeconfig per identity (idempotent);
+        record the node count for later ``down``/``status``."""
+        for d in (self.logs, self.run, self.home / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
+        (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes)}) + "\n")
         kubeconfig.write(self.home / "admin.kubeconfig", server=self.server, user="kubernetes-admin")
         kubeconfig.write(self.home / "scheduler.kubeconfig", server=self.server, user="system:kube-scheduler")
         kubeconfig.write(self.home / "controller-manager.kubeconfig", server=self.server,
                          user="system:kube-controller-manager")
-        kubeconfig.write(self.node_dir / "kubelet.kubeconfig", server=self.server, user=f"system:node:{NODE}")
-        kubeconfig.write(self.node_dir / "kube-proxy.kubeconfig", server=self.server, user="system:kube-proxy")
+        kubeconfig.write(self.home / "cluster-dns.kubeconfig", server=self.server,
+                         user="system:serviceaccount:kube-system:coredns")
+        kubeconfig.write(self.home / "hostgw.kubeconfig", server=self.server, user="system:kube-proxy")
         from cni.install import install
 
-        install(str(self.node_dir / "cni" / "bin"), python=PY)
+        for node in self.nodes:
+            for d in (node.dir / "cni" / "bin", node.dir / "cni" / "net.d", node.dir / "shim", node.dir / "pods"):
+                d.mkdir(parents=True, exist_ok=True)
+            kubeconfig.write(node.dir / "kubelet.kubeconfig", server=self.node_server,
+                             user=f"system:node:{node.name}")
+            kubeconfig.write(node.dir / "kube-proxy.kubeconfig", server=self.node_server, user="system:kube-proxy")
+            install(str(node.dir / "cni" / "bin"), python=PY)
+
+    def setup_network(self) -> None:
+        """The underlay bridge on the host and, in netns mode, one netns per node
+        (``deploy.underlay``). Idempotent; raises LaunchError on netlink failures."""
+        try:
+            underlay.ensure_host(safety_routes=self.netns_mode)
+            for node in self.nodes:
+                if node.netns:
+                    underlay.ensure_node(node.name, node.ip)
+        except (OSError, RuntimeError) as e:
+            raise LaunchError(f"node network: {e}") from e
 
     # -- lifecycle --------------------------------------------------------------
     def pid_of(self, comp: Component) -> int:
@@ -194,24 +309,31 @@ class Cluster:
         return f"  log: {path}\n" + "\n".join("  | " + line for line in tail)
 
     def wait_node_ready(self, *, since: float, timeout: float = 60) -> float:
-        """Wait until Node ``node1`` reports Ready True in a heartbeat sent at or
-        after ``since`` (a Unix time: a Ready status left in the store by an
-        earlier run does not count); returns seconds waited."""
+        """Wait until every node reports Ready True in a heartbeat sent at or after
+        ``since`` (a Unix time: a Ready status left in the store by an earlier run
+        does not count); returns seconds waited. Raises LaunchError naming the first node not Ready."""
         t0 = time.monotonic()
         since_stamp = datetime.datetime.fromtimestamp(int(since) - 1, datetime.timezone.utc)
-        while time.monotonic() - t0 < timeout:
-            try:
-                node = httpx.get(f"{self.server}/api/v1/nodes/{NODE}", timeout=2).json()
-                for c in node.get("status", {}).get("conditions", []):
-                    if c.get("type") != "Ready" or c.get("status") != "True":
-                        continue
+        waiting = [n.name for n in self.nodes]
+        while waiting and time.monotonic() - t0 < timeout:
+            waiting = [n for n in waiting if not self._ready_since(n, since_stamp)]
+            if waiting:
+                time.sleep(0.3)
+        if waiting:
+            raise LaunchError(f"node {waiting[0]} not Ready after {timeout:.0f}s\n"
+                              f"{self.log_tail(f'kubelet-{waiting[0]}')}")
+        return time.monotonic() - t0
+
+    def _ready_since(self, name: str, since: datetime.datetime) -> bool:
+        try:
+            node = httpx.get(f"{self.server}/api/v1/nodes/{name}", timeout=2).json()
+            for c in node.get("status", {}).get("conditions", []):
+                if c.get("type") == "Ready" and c.get("status") == "True":
                     beat = datetime.datetime.fromisoformat(c.get("lastHeartbeatTime", "").replace("Z", "+00:00"))
-                    if beat >= since_stamp:
-                        return time.monotonic() - t0
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.3)
-        raise LaunchError(f"node {NODE} not Ready after {timeout:.0f}s\n{self.log_tail(f'kubelet-{NODE}')}")
+                    return beat >= since
+        except (httpx.HTTPError, ValueError):
+            pass
+        return False
 
     def prepare_host(self) -> None:
         """Start dockerd if needed and build the local images."""
@@ -228,20 +350,26 @@ class Cluster:
                 done.append(f"stopped {comp.name} (pid {pid})")
             (self.run / f"{comp.name}.pid").unlink(missing_ok=True)
         if host.docker_ok():
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.kubeling.node={NODE}"],
-                                 capture_output=True, text=True, timeout=60).stdout.split()
+            ids = []
+            for node in self.nodes:
+                ids += subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.kubeling.node={node.name}"],
+                                      capture_output=True, text=True, timeout=60).stdout.split()
             if ids:
                 subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120)
                 done.append(f"removed {len(ids)} containers")
-        r = subprocess.run([PY, "-m", "proxy", "--cleanup"], capture_output=True, text=True, timeout=60)
-        if r.returncode == 0:
-            done.append("removed kube-proxy iptables rules")
-        else:
-            done.append(f"kube-proxy --cleanup failed: {(r.stderr or r.stdout).strip()[-200:]}")
-        done.extend(teardown_node_network())
+        if not self.netns_mode:
+            r = subprocess.run([PY, "-m", "proxy", "--cleanup"], capture_output=True, text=True, timeout=60)
+            if r.returncode == 0:
+                done.append("removed kube-proxy iptables rules")
+            else:
+                done.append(f"kube-proxy --cleanup failed: {(r.stderr or r.stdout).strip()[-200:]}")
+            done.extend(teardown_node_network())
+        # A node netns takes its bridge, routes and kube-proxy rules with it.
+        done.extend(underlay.teardown([n.name for n in self.nodes if n.netns]))
         # Containers are gone, so are their addresses: forget the IPAM leases.
-        for d in ("ipam", "sandboxes"):
-            shutil.rmtree(self.node_dir / "shim" / d, ignore_errors=True)
+        for node in self.nodes:
+            for d in ("ipam", "sandboxes"):
+                shutil.rmtree(node.dir / "shim" / d, ignore_errors=True)
         if host.stop_dockerd(self.run):
             done.append("stopped dockerd (started by kubeling)")
         return done

@@ -24,8 +24,29 @@ KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
 PROXY_HEALTHZ_PORT = 10256
 PROXY_METRICS_PORT = 10249
+HOSTGW_HEALTHZ_PORT = 10252
+DNS_HEALTH_PORT = 8080
+DNS_METRICS_PORT = 9153
 BRIDGE_NAME = "kubeling0"
+# The node underlay of a local cluster: a bridge in the host's network
+# namespace joining the node netns of ``make up NODES=N`` (N >= 2). The host
+# (control plane, cluster DNS) holds the first address, node i the (10+i)th.
+UNDERLAY_BRIDGE = "kl-underlay"
+UNDERLAY_CIDR = "10.250.0.0/24"
+UNDERLAY_HOST_IP = "10.250.0.1"
+CLUSTER_DNS_IP = "10.96.0.10"
+CLUSTER_DOMAIN = "cluster.local"
 BUSYBOX_IMAGE = "busybox:1.35"
+
+
+def underlay_ip(index: int) -> str:
+    """Underlay address of node ``index`` (1-based): ``10.250.0.11`` for node1. Raises ValueError past the /24."""
+    import ipaddress
+
+    net = ipaddress.ip_network(UNDERLAY_CIDR)
+    if not 1 <= index <= net.num_addresses - 12:
+        raise ValueError(f"node index {index} out of range for {UNDERLAY_CIDR}")
+    return str(net.network_address + 10 + index)
 
 
 def home() -> pathlib.Path:

@@ -13,7 +13,7 @@ import binascii
 import copy
 
 from apiserver import errors
-from apiserver.registry import ipallocator
+from apiserver.registry import ipallocator, portallocator
 from apiserver.registry.rest import (STATUS_VERBS, ResourceInfo, Strategy, duplicate, forbidden_field,
                                      invalid_value, not_supported, required, validate_labels,
                                      validate_name)
@@ -240,15 +240,16 @@ class NodeStrategy(Strategy):
 
 
 class ServiceStrategy(Strategy):
-    """Services: defaulting, port validation, ClusterIP allocation/release through reservation keys."""
+    """Services: defaulting, port validation, ClusterIP and NodePort allocation/release through reservation keys."""
 
     info = core("services", "services/specs", categories=("all",),
                 subresources={"status": ("Service", "", "v1", STATUS_VERBS)})
     name_kind = "dns1035"
     return_deleted_object = True
 
-    def __init__(self, ip_range: ipallocator.Range):
+    def __init__(self, ip_range: ipallocator.Range, port_range: portallocator.PortRange | None = None):
         self.ip_range = ip_range
+        self.port_range = port_range or portallocator.PortRange()
 
     def default(self, obj: dict) -> None:
         """Default type ClusterIP, sessionAffinity, IP families, traffic policies and port fields;
@@ -279,11 +280,20 @@ class ServiceStrategy(Strategy):
         obj["status"] = {"loadBalancer": {}}
 
     def prepare_for_update(self, new: dict, old: dict) -> None:
-        """Keep the old status, and the allocated clusterIP(s) when the update leaves them empty."""
+        """Keep the old status, and the allocated clusterIP(s) and nodePorts when the update leaves them empty
+        (upstream's patchAllocatedValues: a nodePort is kept for the same port number and protocol)."""
         super().prepare_for_update(new, old)
         ns, os_ = new.setdefault("spec", {}), old.get("spec") or {}
         if isinstance(ns, dict) and not ns.get("clusterIP") and not ns.get("clusterIPs") and os_.get("clusterIP"):
             ns["clusterIP"], ns["clusterIPs"] = os_["clusterIP"], list(os_.get("clusterIPs") or [os_["clusterIP"]])
+        if isinstance(ns, dict) and ns.get("type") in ("NodePort", "LoadBalancer"):
+            had = {(p.get("port"), p.get("protocol", "TCP")): p["nodePort"]
+                   for p in os_.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")}
+            for p in ns.get("ports") or []:
+                if isinstance(p, dict) and not p.get("nodePort"):
+                    kept = had.get((p.get("port"), p.get("protocol", "TCP")))
+                    if kept:
+                        p["nodePort"] = kept
 
     def validate(self, obj: dict) -> list:
         """Causes why the service is invalid: type, ports (names, numbers, protocols), clusterIP(s), selector."""
@@ -331,10 +341,20 @@ class ServiceStrategy(Strategy):
         return out
 
     async def before_create(self, store, obj: dict, ctx: dict):
-        """Allocate the clusterIP (requested or next free in the range) and return the etcd3.ExtraOps reserving it
-        atomically with the create; None for headless/ExternalName. Raises StatusError 422 for a bad requested IP,
-        500 when the range is full (mirrors the service REST allocator).
+        """Allocate the clusterIP (requested or next free in the range) and, for NodePort and
+        LoadBalancer services, each port's nodePort; returns the etcd3.ExtraOps reserving them
+        atomically with the create (None when nothing is allocated). Raises StatusError 422 for a
+        bad requested IP or port, 500 when a range is full (mirrors the service REST allocators).
         """
+        extra = await self._allocate_ip(store, obj, ctx)
+        ports = await self._allocate_node_ports(store, obj, ctx)
+        if ports is None:
+            return extra
+        if extra is None:
+            return ports
+        return etcd3.ExtraOps(absent=extra.absent + ports.absent, puts={**extra.puts, **ports.puts})
+
+    async def _allocate_ip(self, store, obj: dict, ctx: dict):
         spec = obj["spec"]
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
             if spec.get("clusterIP") == "None":
@@ -362,8 +382,57 @@ class ServiceStrategy(Strategy):
         key = ipallocator.reservation_key(ip)
         return etcd3.ExtraOps(absent=[key], puts={key: f"{meta['namespace']}/{meta['name']}".encode()})
 
+    async def _allocate_node_ports(self, store, obj: dict, ctx: dict):
+        spec = obj["spec"]
+        if spec.get("type") not in ("NodePort", "LoadBalancer"):
+            return None
+        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        requested = ctx.setdefault("requested_ports", {})
+        picked = ctx.setdefault("picked", set())
+        causes = []
+        for i, p in enumerate(ports):
+            np = p.get("nodePort")
+            if np and i not in picked:
+                try:
+                    if not isinstance(np, int):
+                        raise portallocator.AllocationError("must be an integer")
+                    self.port_range.check(np)
+                except portallocator.AllocationError as e:
+                    causes.append(invalid_value(f"spec.ports[{i}].nodePort", np, str(e)))
+                requested[np] = i
+        if causes:
+            raise errors.invalid("Service", obj["metadata"]["name"], causes)
+        if any(not p.get("nodePort") for p in ports):
+            taken = portallocator.taken_from_keys(await store.etcd.keys(portallocator.RESERVATION_PREFIX))
+            taken |= ctx.setdefault("tried_ports", set()) | {p["nodePort"] for p in ports if p.get("nodePort")}
+            for i, p in enumerate(ports):
+                if not p.get("nodePort"):
+                    try:
+                        p["nodePort"] = self.port_range.pick(taken)
+                    except portallocator.AllocationError as e:
+                        raise errors.StatusError(500, "InternalError",
+                                                 f"Internal error occurred: failed to allocate a nodePort: {e}") from None
+                    taken.add(p["nodePort"])
+                    ctx["tried_ports"].add(p["nodePort"])
+                    picked.add(i)
+        meta = obj["metadata"]
+        keys = sorted({portallocator.reservation_key(p["nodePort"]) for p in ports})
+        return etcd3.ExtraOps(absent=keys, puts={k: f"{meta['namespace']}/{meta['name']}".encode() for k in keys})
+
     def on_create_compare_failed(self, obj: dict, key: str, ctx: dict) -> None:
-        """The IP reservation was taken meanwhile: 422 for a requested IP, else clear it so the retry picks another."""
+        """A reservation was taken meanwhile: 422 for a requested IP or node port, else clear the
+        picked value so the retry picks another."""
+        if key.startswith(portallocator.RESERVATION_PREFIX):
+            port = int(key[len(portallocator.RESERVATION_PREFIX):])
+            if port in ctx.get("requested_ports", {}):
+                i = ctx["requested_ports"][port]
+                raise errors.invalid("Service", obj["metadata"]["name"], [invalid_value(
+                    f"spec.ports[{i}].nodePort", port, "provided port is already allocated")])
+            for i, p in enumerate(obj["spec"].get("ports") or []):
+                if i in ctx.get("picked", set()):
+                    p.pop("nodePort", None)
+            ctx["picked"].clear()
+            return
         ip = obj["spec"]["clusterIP"]
         if ctx.get("requested"):
             raise errors.invalid("Service", obj["metadata"]["name"], [invalid_value(
@@ -372,9 +441,12 @@ class ServiceStrategy(Strategy):
         obj["spec"].pop("clusterIPs", None)
 
     def delete_extras(self, obj: dict):
-        """etcd3.ExtraOps releasing the service's clusterIP reservations on delete, or None if it has none."""
-        ips = [ip for ip in ((obj.get("spec") or {}).get("clusterIPs") or []) if ip and ip != "None"]
-        return etcd3.ExtraOps(deletes=[ipallocator.reservation_key(ip) for ip in ips]) if ips else None
+        """etcd3.ExtraOps releasing the service's clusterIP and nodePort reservations on delete, or None."""
+        spec = obj.get("spec") or {}
+        keys = [ipallocator.reservation_key(ip) for ip in (spec.get("clusterIPs") or []) if ip and ip != "None"]
+        keys += sorted({portallocator.reservation_key(p["nodePort"]) for p in spec.get("ports") or []
+                        if isinstance(p, dict) and isinstance(p.get("nodePort"), int)})
+        return etcd3.ExtraOps(deletes=keys) if keys else None
 
 
 # ---------------------------------------------------------------- endpoints, events, configmaps, secrets

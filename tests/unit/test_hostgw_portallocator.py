@@ -1,0 +1,66 @@
+"""Pure pieces of cluster networking: host-gw's desired routes, the NodePort range, the launcher's node layout."""
+import random
+
+import pytest
+
+from apiserver.registry import portallocator
+from cni.hostgw import desired_routes, node_address
+from kubeling import config
+
+
+def node(name, cidr, ip):
+    return {"metadata": {"name": name}, "spec": {"podCIDR": cidr} if cidr else {},
+            "status": {"addresses": [{"type": "Hostname", "address": name}] +
+                       ([{"type": "InternalIP", "address": ip}] if ip else [])}}
+
+
+def test_desired_routes_one_per_other_node_via_its_internal_ip():
+    nodes = [node("node1", "10.244.0.0/24", "10.250.0.11"), node("node2", "10.244.1.0/24", "10.250.0.12"),
+             node("node3", "10.244.2.0/24", "10.250.0.13"),
+             node("nocidr", None, "10.250.0.14"), node("noip", "10.244.4.0/24", None),
+             node("bad", "10.244.5.0/33", "10.250.0.15")]
+    assert desired_routes(nodes, self_name="node1") == {"10.244.1.0/24": "10.250.0.12",
+                                                       "10.244.2.0/24": "10.250.0.13"}
+    # A host that is not a node routes to every node.
+    assert set(desired_routes(nodes, self_name="")) == {"10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"}
+    assert node_address(node("x", None, None)) is None
+
+
+def test_port_range_check_and_pick():
+    r = portallocator.PortRange("30000-30002", rng=random.Random(1))
+    r.check(30000)
+    r.check(30002)
+    with pytest.raises(portallocator.AllocationError, match="valid range. The range of valid ports is 30000-30002"):
+        r.check(30003)
+    assert r.pick({30000, 30001}) == 30002
+    with pytest.raises(portallocator.AllocationError, match="range is full"):
+        r.pick({30000, 30001, 30002})
+    with pytest.raises(ValueError):
+        portallocator.PortRange("5-x")
+    keys = [portallocator.reservation_key(p) for p in (30000, 31000)] + [portallocator.RESERVATION_PREFIX + "junk"]
+    assert portallocator.taken_from_keys(keys) == {30000, 31000}
+
+
+def test_underlay_addresses():
+    assert config.underlay_ip(1) == "10.250.0.11" and config.underlay_ip(3) == "10.250.0.13"
+    with pytest.raises(ValueError):
+        config.underlay_ip(0)
+
+
+def test_cluster_layout_single_and_netns(tmp_path, monkeypatch):
+    from deploy.cluster import Cluster
+
+    monkeypatch.delenv("NODES", raising=False)
+    one = Cluster(tmp_path)
+    assert [(n.name, n.ip, n.netns) for n in one.nodes] == [("node1", "127.0.0.1", False)]
+    three = Cluster(tmp_path, nodes=3)
+    assert [(n.name, n.ip, n.netns) for n in three.nodes] == [
+        ("node1", "10.250.0.11", True), ("node2", "10.250.0.12", True), ("node3", "10.250.0.13", True)]
+    names = [c.name for c in three.components()]
+    assert names.count("kubelet-node3") == 1 and "hostgw-node2" in names and "hostgw-host" in names
+    kubelet = next(c for c in three.components() if c.name == "kubelet-node2")
+    assert kubelet.argv[:3] == ["nsenter", "--net=/run/netns/kl-node2", "--"]
+    assert "--node-ip" in kubelet.argv and "10.250.0.12" in kubelet.argv
+    monkeypatch.setenv("NODES", "x")
+    with pytest.raises(ValueError, match="NODES must be a number"):
+        Cluster(tmp_path)
