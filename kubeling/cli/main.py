@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Awaitable, Callable
 
-from kubeling.cli import apply, delete, describe, get, info, logs
+from kubeling.cli import apply, delete, describe, get, info, logs, secrets
 from kubeling.cli.errors import CLIError, error_line
 from kubeling.cli.factory import Factory
 
@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["name", "wide"], help="name: plural.group only")
     p.add_argument("--no-headers", action="store_true", help="no table header")
     p.set_defaults(func=info.api_resources, args=[])
+
+    p = sub.add_parser("secrets", parents=[common], help="operations on all Secrets")
+    p.add_argument("action", choices=["reencrypt"],
+                   help="reencrypt: rewrite every Secret (all namespaces, or -n) under the current encryption key")
+    p.set_defaults(func=secrets.reencrypt, args=[])
     return parser
 
 
@@ -138,7 +143,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for word in extras:
         if word.startswith("-") and word != "-":
             raise CLIError(f"unknown flag: {word.split('=', 1)[0]}")
-        if not hasattr(args, "args") or args.command in ("apply", "version", "cluster-info", "api-resources"):
+        if not hasattr(args, "args") or args.command in ("apply", "version", "cluster-info", "api-resources",
+                                                          "secrets"):
             raise CLIError(f'unknown command "{word}" for "kubeling {args.command}"')
         args.args.append(word)
     return args
