@@ -23,6 +23,7 @@ from typing import AsyncIterator
 import grpc
 
 from apiserver.storage import codec
+from apiserver.storage.encryption import StorageTransformers, TransformError
 from proto.etcdserverpb import rpc_pb2 as pb
 from proto.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from proto.mvccpb import kv_pb2
@@ -74,6 +75,7 @@ class KeyValue:
     obj: dict
     mod_revision: int
     create_revision: int
+    stale: bool = False  # read with a key other than the current write key (encryption at rest)
 
 
 class Event:
@@ -86,17 +88,17 @@ class Event:
     is read (the watch cache usually still holds that state itself).
     """
 
-    __slots__ = ("type", "key", "obj", "revision", "created", "_prev", "_prev_kv")
+    __slots__ = ("type", "key", "obj", "revision", "created", "_prev", "_prev_kv", "_transformers")
 
     def __init__(self, type: str, key: str, obj: dict, prev: dict | None, revision: int, created: bool = False,
-                 *, prev_kv: kv_pb2.KeyValue | None = None):
+                 *, prev_kv: kv_pb2.KeyValue | None = None, transformers: StorageTransformers | None = None):
         self.type, self.key, self.obj, self.revision, self.created = type, key, obj, revision, created
-        self._prev, self._prev_kv = prev, prev_kv
+        self._prev, self._prev_kv, self._transformers = prev, prev_kv, transformers
 
     @property
     def prev(self) -> dict | None:
         if self._prev is None and self._prev_kv is not None:
-            self._prev, self._prev_kv = decode(self._prev_kv), None
+            self._prev, self._prev_kv = decode(self._prev_kv, transformers=self._transformers), None
         return self._prev
 
     def __repr__(self) -> str:
@@ -126,19 +128,43 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\x00"
 
 
-def decode(kv: kv_pb2.KeyValue, *, revision: int | None = None) -> dict:
+def plaintext(kv: kv_pb2.KeyValue, transformers: StorageTransformers | None) -> tuple[bytes, bool]:
+    """(object bytes, stale) of a stored value: decrypted when its resource is encrypted at rest.
+
+    Raises encryption.TransformError naming the key when it cannot be decrypted."""
+    t = transformers.for_key(kv.key.decode()) if transformers is not None else None
+    if t is None:
+        return kv.value, False
+    try:
+        return t.from_storage(kv.value, kv.key)
+    except TransformError as e:
+        raise TransformError(f'unable to transform key "{kv.key.decode()}": {e}') from None
+
+
+def decode(kv: kv_pb2.KeyValue, *, revision: int | None = None,
+           transformers: StorageTransformers | None = None) -> dict:
     """Object JSON of a stored KeyValue with resourceVersion set to ``revision`` (default its mod_revision)."""
-    obj = codec.loads(kv.value)
+    return decode_stale(kv, revision=revision, transformers=transformers)[0]
+
+
+def decode_stale(kv: kv_pb2.KeyValue, *, revision: int | None = None,
+                 transformers: StorageTransformers | None = None) -> tuple[dict, bool]:
+    """``decode`` and whether the value was stored under an old encryption key (see ``plaintext``)."""
+    data, stale = plaintext(kv, transformers)
+    obj = codec.loads(data)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision if revision is not None else kv.mod_revision)
-    return obj
+    return obj, stale
 
 
-def encode(obj: dict) -> bytes:
-    """Value bytes of an object: its JSON without metadata.resourceVersion (the revision carries it)."""
+def encode(obj: dict, *, key: str = "", transformers: StorageTransformers | None = None) -> bytes:
+    """Value bytes of an object: its JSON without metadata.resourceVersion (the revision carries it),
+    encrypted with the current write key when ``key``'s resource is encrypted at rest."""
     meta = obj.get("metadata") or {}
     if "resourceVersion" in meta:
         obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return codec.dumps(obj)
+    data = codec.dumps(obj)
+    t = transformers.for_key(key) if transformers is not None else None
+    return t.to_storage(data, key.encode()) if t is not None else data
 
 
 def _grpc_target(endpoint: str) -> str:
@@ -205,7 +231,9 @@ class Etcd3Store:
     """
 
     def __init__(self, endpoints: list[str], *, timeout: float = 10.0, cafile: str | None = None,
-                 certfile: str | None = None, keyfile: str | None = None):
+                 certfile: str | None = None, keyfile: str | None = None,
+                 transformers: StorageTransformers | None = None):
+        self.transformers = transformers  # encryption at rest (--encryption-provider-config), None: plaintext
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
         if bool(certfile) != bool(keyfile):
@@ -226,6 +254,16 @@ class Etcd3Store:
         self._kv: pb_grpc.KVStub | None = None
         self._watch: pb_grpc.WatchStub | None = None
         self._target, self._balanced = channel_target(self.endpoints)
+        self._tls_name: str | None = None
+        if self._credentials is not None and self._balanced:
+            # One balanced channel has one authority, so TLS checks every member's certificate
+            # against one name: fine when all members share a host (a loopback cluster), else
+            # dial members one at a time so each is checked against its own address.
+            hosts = {t.rpartition(":")[0] for t in self.endpoints}
+            if len(hosts) == 1:
+                self._tls_name = hosts.pop()
+            else:
+                self._target, self._balanced = self.endpoints[0], False
 
     def _connect(self) -> None:
         target = self._target if self._balanced else self.endpoints[self._index % len(self.endpoints)]
@@ -239,6 +277,8 @@ class Etcd3Store:
         ]
         if self._balanced:
             options.append(("grpc.lb_policy_name", "round_robin"))
+        if self._tls_name:
+            options.append(("grpc.ssl_target_name_override", self._tls_name))
         if self._credentials is not None:
             self._channel = grpc.aio.secure_channel(target, self._credentials, options=options)
         else:
@@ -304,7 +344,7 @@ class Etcd3Store:
         if not resp.kvs:
             return None
         kv = resp.kvs[0]
-        return KeyValue(key, decode(kv), kv.mod_revision, kv.create_revision)
+        return self._key_value(kv)
 
     async def list(self, prefix: str, *, page: int = 1000) -> tuple[list[KeyValue], int]:
         """Every object under ``prefix`` in key order, and the store revision they were read at.
@@ -320,10 +360,14 @@ class Etcd3Store:
             if not revision:
                 revision = resp.header.revision
             for kv in resp.kvs:
-                out.append(KeyValue(kv.key.decode(), decode(kv), kv.mod_revision, kv.create_revision))
+                out.append(self._key_value(kv))
             if not resp.more or not resp.kvs:
                 return out, revision
             start = resp.kvs[-1].key + b"\x00"
+
+    def _key_value(self, kv: kv_pb2.KeyValue) -> KeyValue:
+        obj, stale = decode_stale(kv, transformers=self.transformers)
+        return KeyValue(kv.key.decode(), obj, kv.mod_revision, kv.create_revision, stale)
 
     async def keys(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (keys_only Range), e.g. the ClusterIP reservations."""
@@ -364,7 +408,7 @@ class Etcd3Store:
         compares, ops = self._extra(extra)
         compares.insert(0, pb.Compare(key=key.encode(), target=pb.Compare.CREATE,
                                       result=pb.Compare.EQUAL, create_revision=0))
-        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj))))
+        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj, key=key, transformers=self.transformers))))
         resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
         if not resp.succeeded:
             if await self.get_raw_exists(key):
@@ -383,7 +427,7 @@ class Etcd3Store:
         compares, ops = self._extra(extra)
         compares.insert(0, pb.Compare(key=key.encode(), target=pb.Compare.MOD,
                                       result=pb.Compare.EQUAL, mod_revision=expected_revision))
-        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj))))
+        ops.insert(0, pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=encode(obj, key=key, transformers=self.transformers))))
         resp = await self._call("Txn", pb.TxnRequest(compare=compares, success=ops))
         if not resp.succeeded:
             await self._explain_failure(key, extra)
@@ -456,6 +500,7 @@ class WatchStream:
     async def __aiter__(self) -> AsyncIterator[list[Event]]:
         self._call = self.store.watch_stub.Watch()
         p = self.prefix.encode()
+        tf = self.store.transformers
         try:
             await self._call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
                 key=p, range_end=prefix_end(p), start_revision=self.start_revision, prev_kv=True)))
@@ -476,12 +521,14 @@ class WatchStream:
                     if ev.type == kv_pb2.Event.DELETE:
                         if not ev.HasField("prev_kv") or not ev.prev_kv.value:
                             continue
-                        batch.append(Event("DELETE", key, decode(ev.prev_kv, revision=kv.mod_revision), None,
+                        batch.append(Event("DELETE", key, decode(ev.prev_kv, revision=kv.mod_revision,
+                                                                 transformers=tf), None,
                                            kv.mod_revision))
                     else:
                         prev_kv = ev.prev_kv if ev.HasField("prev_kv") and ev.prev_kv.value else None
-                        batch.append(Event("PUT", key, decode(kv), None, kv.mod_revision,
-                                           created=kv.create_revision == kv.mod_revision, prev_kv=prev_kv))
+                        batch.append(Event("PUT", key, decode(kv, transformers=tf), None, kv.mod_revision,
+                                           created=kv.create_revision == kv.mod_revision, prev_kv=prev_kv,
+                                           transformers=tf))
                     self.revision = max(self.revision, kv.mod_revision)
                 if not resp.events:
                     self.revision = max(self.revision, resp.header.revision)
