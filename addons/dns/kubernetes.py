@@ -6,7 +6,9 @@ turn implements the Kubernetes DNS-Based Service Discovery specification
 (kubernetes/dns docs/specification.md, schema 1.1.0):
 
 - ``<svc>.<ns>.svc.<zone>``: A (AAAA) = the cluster IP(s); for a headless
-  Service (clusterIP None) the ready endpoint addresses; ExternalName -> CNAME.
+  Service (clusterIP None) the ready endpoint addresses; ExternalName -> CNAME,
+  followed (the target's records appended: resolved here when in the zone,
+  asked upstream by the server otherwise), as CoreDNS's backend lookup does.
 - ``<hostname>.<svc>.<ns>.svc.<zone>``: A of one endpoint of a headless
   Service; the hostname is the endpoint's ``hostname`` or, as CoreDNS makes it
   up, its address with dashes (``10-244-1-5``).
@@ -52,6 +54,7 @@ class Answer:
     authority: list[RR]
     additional: list[RR]
     zone: str
+    chase: str | None = None  # an out-of-zone CNAME target (FQDN) whose records the server appends
 
 
 def dashed_ip(ip: str) -> str:
@@ -159,16 +162,30 @@ class Kubernetes:
         n = len(self._zone_labels)
         return len(labels) >= n and labels[-n:] == self._zone_labels
 
-    def resolve(self, qname: str, qtype: int) -> Answer | None:
+    def resolve(self, qname: str, qtype: int, *, _depth: int = 0) -> Answer | None:
         """Answer ``qname`` (text, any case, trailing dot optional) for ``qtype``
         (dnslib QTYPE value). None means "not ours": the caller forwards it
-        (names outside the zone, and PTR of addresses no Service owns)."""
+        (names outside the zone, and PTR of addresses no Service owns).
+
+        An ExternalName's CNAME is followed as CoreDNS's backend lookup does:
+        a target in the zone is resolved here and its records appended; a
+        target outside is left in ``Answer.chase`` for the server to ask upstream."""
         name = qname.rstrip(".").lower()
         labels = name.split(".") if name else []
         n = len(self._zone_labels)
         if len(labels) >= n and labels[-n:] == self._zone_labels:
             records = self._zone_records(labels[:-n])
-            return self._answer(qname, qtype, records, self.zone_fqdn)
+            ans = self._answer(qname, qtype, records, self.zone_fqdn)
+            if ans.answer and ans.answer[0].rtype == QTYPE.CNAME and qtype not in (QTYPE.CNAME, QTYPE.ANY):
+                target = str(ans.answer[0].rdata.label)
+                if not self.is_authoritative(target):
+                    ans.chase = target
+                elif _depth < 8:  # bounded: ExternalNames may point at each other
+                    inner = self.resolve(target, qtype, _depth=_depth + 1)
+                    if inner is not None:
+                        ans.answer += inner.answer
+                        ans.chase = inner.chase
+            return ans
         if name.endswith("." + REVERSE_ZONE):
             records = self._reverse_records(labels[:-2])
             if records is None:

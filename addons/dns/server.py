@@ -47,6 +47,15 @@ class CachedAnswer:
         self.denial = denial
 
 
+class Pending:
+    """An answer of the plugin that needs an upstream lookup first (``result.chase``)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result):
+        self.result = result
+
+
 class DNSServer:
     """Answers wire queries: cluster names from ``plugin`` (cached), the rest via ``forwarder``.
 
@@ -81,10 +90,11 @@ class DNSServer:
         return metrics.observer(self.server, zone, proto, family, QTYPE.get(qtype, "other"),
                                 RCODE.get(rcode, str(rcode)), plugin, cache_type)
 
-    def answer_local(self, data: bytes, family: str) -> tuple[CachedAnswer | None, DNSRecord | None]:
+    def answer_local(self, data: bytes, family: str) -> tuple[CachedAnswer | Pending | None, DNSRecord | None]:
         """Resolve a query that missed the cache. Returns (answer, request): an answer
-        (cached when it came from the plugin) or (None, request) when the query must
-        be forwarded; (None, None) for bytes that are not a DNS query (dropped)."""
+        (cached when it came from the plugin), (Pending, request) when an ExternalName
+        must be followed upstream (``answer_chased``), (None, request) when the query must
+        be forwarded, (None, None) for bytes that are not a DNS query (dropped)."""
         try:
             request = DNSRecord.parse(data)
         except (DNSError, IndexError, ValueError, struct.error):
@@ -98,6 +108,25 @@ class DNSServer:
         result = self.plugin.resolve(str(q.qname), q.qtype)
         if result is None:
             return None, request
+        if result.chase:
+            return Pending(result), request  # an ExternalName to follow upstream: not cacheable
+        udp, tcp = self._encode(request, result)
+        cache_type = "denial" if result.rcode == RCODE.NXDOMAIN or not result.answer else "success"
+        entry = CachedAnswer(udp[2:], tcp[2:],
+                             self._observer("udp", family, q.qtype, result.rcode, result.zone, "kubernetes",
+                                            cache_type),
+                             self._observer("tcp", family, q.qtype, result.rcode, result.zone, "kubernetes",
+                                            cache_type), cache_type == "denial")
+        if self.cache_size > 0:
+            if len(self.cache) >= self.cache_size:
+                self.cache.pop(next(iter(self.cache)))  # oldest first: dicts keep insertion order
+            self.cache[data[2:]] = entry
+            metrics.CACHE_MISSES.labels(self.server).inc()
+        return entry, request
+
+    @staticmethod
+    def _encode(request: DNSRecord, result) -> tuple[bytes, bytes]:
+        """(UDP wire, TCP wire) of the reply carrying ``result`` (an Answer)."""
         reply = request.reply(ra=1, aa=1)
         reply.header.ad = 0  # nothing here is DNSSEC-validated (dnslib copies the query's AD bit)
         reply.header.rcode = result.rcode
@@ -111,19 +140,23 @@ class DNSServer:
         if limit > UDP_DEFAULT_SIZE:
             reply.add_ar(EDNS0(udp_len=limit))
         tcp = reply.pack()
-        udp = tcp if len(tcp) <= limit else _truncated(reply)
-        cache_type = "denial" if result.rcode == RCODE.NXDOMAIN or not result.answer else "success"
-        entry = CachedAnswer(udp[2:], tcp[2:],
-                             self._observer("udp", family, q.qtype, result.rcode, result.zone, "kubernetes",
-                                            cache_type),
-                             self._observer("tcp", family, q.qtype, result.rcode, result.zone, "kubernetes",
-                                            cache_type), cache_type == "denial")
-        if self.cache_size > 0:
-            if len(self.cache) >= self.cache_size:
-                self.cache.pop(next(iter(self.cache)))  # oldest first: dicts keep insertion order
-            self.cache[data[2:]] = entry
-            metrics.CACHE_MISSES.labels(self.server).inc()
-        return entry, request
+        return (tcp if len(tcp) <= limit else _truncated(reply)), tcp
+
+    async def answer_chased(self, request: DNSRecord, pending: "Pending", proto: str, family: str,
+                            start: float) -> bytes:
+        """The ExternalName's CNAME plus the target's records from upstream (the CNAME
+        alone when the upstream fails), as CoreDNS's kubernetes plugin answers."""
+        result = pending.result
+        q = request.questions[0]
+        upstream = await self.forwarder.forward(DNSRecord.question(result.chase, QTYPE.get(q.qtype)).pack())
+        if upstream is not None:
+            try:
+                result.answer = result.answer + DNSRecord.parse(upstream).rr
+            except (DNSError, IndexError, ValueError, struct.error):
+                pass
+        udp, tcp = self._encode(request, result)
+        self._observer(proto, family, q.qtype, result.rcode, result.zone, "kubernetes").observe(start)
+        return udp if proto == "udp" else tcp
 
     def _error(self, request: DNSRecord, rcode: int, family: str, zone: str) -> CachedAnswer:
         reply = request.reply(ra=1, aa=0)
@@ -209,7 +242,9 @@ class DNSServer:
                     entry.tcp_obs.observe(start, hit=True)
                 else:
                     entry, request = self.answer_local(data, family)
-                    if entry is not None:
+                    if isinstance(entry, Pending):
+                        out = await self.answer_chased(request, entry, "tcp", family, start)
+                    elif entry is not None:
                         out = data[:2] + entry.tcp
                         entry.tcp_obs.observe(start)
                     elif request is not None:
@@ -242,14 +277,20 @@ class _UDPProtocol(asyncio.DatagramProtocol):
             entry.udp_obs.observe(start, hit=True)
             return
         entry, request = server.answer_local(data, self.family)
-        if entry is not None:
+        if isinstance(entry, Pending):
+            server.spawn(self._forward(data, request, addr, start, entry))
+        elif entry is not None:
             self.transport.sendto(data[:2] + entry.udp, addr)
             entry.udp_obs.observe(start)
         elif request is not None:
             server.spawn(self._forward(data, request, addr, start))
 
-    async def _forward(self, data: bytes, request: DNSRecord, addr, start: float) -> None:
-        out = await self.server.answer_forwarded(data, request, "udp", self.family, start)
+    async def _forward(self, data: bytes, request: DNSRecord, addr, start: float,
+                       pending: Pending | None = None) -> None:
+        if pending is not None:
+            out = await self.server.answer_chased(request, pending, "udp", self.family, start)
+        else:
+            out = await self.server.answer_forwarded(data, request, "udp", self.family, start)
         if len(out) > _udp_size(request):
             # An answer fetched over TCP can exceed what the client takes over UDP: it asks again over TCP.
             try:

@@ -132,6 +132,8 @@ def test_externalname_pod_nxdomain_tcp(objects):
     _, addr, port, _, _ = objects
     m = _wait_name(addr, port, "ext.default.svc.cluster.local.", "CNAME")
     assert addresses(m) == ["example.org."]
+    a = query(addr, port, "ext.default.svc.cluster.local.")  # CNAME + the target's A from the upstream
+    assert addresses(a) == ["192.0.2.77", "example.org."]
     assert addresses(query(addr, port, "10-244-7-9.default.pod.cluster.local.")) == ["10.244.7.9"]
     nx = query(addr, port, "missing.default.svc.cluster.local.")
     assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == dns.rdatatype.SOA

@@ -95,6 +95,20 @@ def test_srv_headless_targets_each_endpoint(k):
 def test_external_name_is_cname(k):
     ans = k.resolve("ext.default.svc.cluster.local", QTYPE.A)
     assert ans.answer[0].rtype == QTYPE.CNAME and str(ans.answer[0].rdata) == "example.org."
+    assert ans.chase == "example.org."  # the server asks upstream for the target's A records
+    assert k.resolve("ext.default.svc.cluster.local", QTYPE.CNAME).chase is None
+
+
+def test_external_name_into_the_zone_is_followed_here(k):
+    k.upsert_service({"metadata": {"name": "alias", "namespace": "default"},
+                      "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}})
+    ans = k.resolve("alias.default.svc.cluster.local", QTYPE.A)
+    assert [(rr.rtype, str(rr.rdata)) for rr in ans.answer] == [
+        (QTYPE.CNAME, "web.default.svc.cluster.local."), (QTYPE.A, "10.96.0.20")]
+    assert ans.chase is None
+    k.upsert_service({"metadata": {"name": "loop", "namespace": "default"},
+                      "spec": {"type": "ExternalName", "externalName": "loop.default.svc.cluster.local"}})
+    assert len(k.resolve("loop.default.svc.cluster.local", QTYPE.A).answer) == 9  # bounded
 
 
 def test_pod_a_insecure(k):

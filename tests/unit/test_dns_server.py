@@ -151,3 +151,13 @@ async def test_junk_gets_formerr(dns):
     finally:
         t.close()
     assert out[:2] == b"\x12\x34" and out[3] & 0x0F == RCODE.FORMERR and out[2] & 0x80
+
+
+async def test_external_name_target_asked_upstream(dns):
+    k, server, port, upstream = dns
+    k.upsert_service({"metadata": {"name": "ext", "namespace": "default"},
+                      "spec": {"type": "ExternalName", "externalName": "example.org"}})
+    for tcp in (False, True):
+        a = await ask(port, "ext.default.svc.cluster.local", tcp=tcp)
+        assert [(rr.rtype, str(rr.rdata)) for rr in a.rr] == [(QTYPE.CNAME, "example.org."), (QTYPE.A, "192.0.2.99")]
+    assert "example.org." in upstream.seen and server.cache == {}
