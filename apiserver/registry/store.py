@@ -380,8 +380,8 @@ class Store:
             new = self._finish_update(new, old, subresource=subresource)
             await self.admission.admit(Attributes("update", self.info, old["metadata"].get("namespace"), name,
                                                   subresource, user), new, old)
-        if new == old:
-            return old  # no-op updates do not write (and so do not wake watchers)
+        if new == old and not kv.stale:
+            return old  # no-op updates do not write (and so do not wake watchers), unless under an old key
         if dry_run:
             return new
         nmeta = new["metadata"]
