@@ -35,7 +35,7 @@ from apiserver.registry import authorization, core, ipallocator
 from apiserver.registry.authentication import TokenRequestREST
 from apiserver.registry.namespace import NamespaceStore
 from apiserver.registry.store import Store
-from apiserver.storage import etcd3
+from apiserver.storage import encryption, etcd3
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Config:
     enable_admission_plugins: list[str] = field(default_factory=list)
     disable_admission_plugins: list[str] = field(default_factory=list)
     mount_service_account_token: bool = False  # ServiceAccount admission adds the projected token volume
+    encryption_provider_config: str | None = None  # EncryptionConfiguration file: encryption at rest
     # HTTPS serving (file paths; without a certificate: plain HTTP, kubeling's default). With
     # client_ca_file, verified client certificates reach the app as scope["extensions"]["tls"].
     tls_cert_file: str | None = None
@@ -93,6 +94,10 @@ class APIServer:
             self.stores[(i.group, i.version, i.resource)] = store
         self.namespaces = namespaces
         namespaces.content_stores = [s for s in self.stores.values() if s.info.namespaced]
+        if config.encryption_provider_config:
+            self.etcd.transformers = encryption.StorageTransformers(
+                encryption.EncryptionConfig.load(config.encryption_provider_config),
+                [(s.info.group, s.info.resource, s.info.prefix()) for s in self.stores.values()])
         self.admission.plugins = admission_plugins.build(
             admission_plugins.enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins),
             store=self.store, namespace_getter=self.get_namespace,
