@@ -30,6 +30,7 @@ import sys
 import uvicorn
 
 from apiserver.admission.plugins import enabled_plugins, split_names
+from apiserver.storage.encryption import EncryptionConfig, EncryptionConfigError
 from apiserver.app import Config, build_app
 from apiserver.authn import options as auth_options
 from apiserver.kubeletlocation import KubeletClientConfig
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--disable-admission-plugins", default="",
                    help="admission plugins to disable though on by default (comma-separated upstream names)")
     auth_options.add_flags(p)
+    p.add_argument("--encryption-provider-config", default=None,
+                   help="EncryptionConfiguration file (apiserver.config.k8s.io/v1): resources encrypted at rest")
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     a = p.parse_args(argv)
     try:
@@ -79,6 +82,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         enabled_plugins(enable, disable)
     except ValueError as e:
         sys.exit(f"python -m apiserver: error: {e}")  # one line, no usage block
+    if a.encryption_provider_config:
+        try:
+            EncryptionConfig.load(a.encryption_provider_config)
+        except EncryptionConfigError as e:
+            sys.exit(f"python -m apiserver: error: --encryption-provider-config: {e}")
     for flag in ("tls_cert_file", "tls_private_key_file", "client_ca_file", "etcd_cafile", "etcd_certfile",
                  "etcd_keyfile", "kubelet_client_certificate", "kubelet_client_key", "kubelet_certificate_authority"):
         path = getattr(a, flag)
@@ -113,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
                   enable_admission_plugins=enable, disable_admission_plugins=disable,
+                  encryption_provider_config=a.encryption_provider_config,
                   tls_cert_file=a.tls_cert_file, tls_private_key_file=a.tls_private_key_file,
                   client_ca_file=a.client_ca_file, etcd_cafile=a.etcd_cafile, etcd_certfile=a.etcd_certfile,
                   etcd_keyfile=a.etcd_keyfile,
