@@ -210,6 +210,12 @@ def test_kube_dns_objects_feed_kube_proxy():
         spn = ServicePortName("kube-system", "kube-dns", pname, proto)
         assert services[spn].cluster_ip == "10.96.0.10" and services[spn].port == 53
         assert endpoints[spn] == [Endpoint("10.250.0.1", 53)]
+    from proxy.iptables.rules import RulesConfig, render_rules
+    text = render_rules(services, endpoints, RulesConfig(cluster_cidr="10.244.0.0/16"))
+    for proto in ("udp", "tcp"):
+        assert any(f"-p {proto}" in line and "--to-destination 10.250.0.1:53" in line for line in text.splitlines())
+        assert any("-d 10.96.0.10 " in line and f"-p {proto}" in line and "--dport 53" in line
+                   for line in text.splitlines())
     es = desired_endpointslice(address="10.250.0.1", port=53, metrics_port=9153)
     assert es["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "kubeling-dns"
     assert es["endpoints"][0]["conditions"]["ready"] is True
