@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Awaitable, Callable
 
-from kubeling.cli import apply, delete, describe, get, info, logs, secrets
+from kubeling.cli import apply, auth, delete, describe, get, info, logs, secrets
 from kubeling.cli.errors import CLIError, error_line
 from kubeling.cli.factory import Factory
 
@@ -125,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=["name", "wide"], help="name: plural.group only")
     p.add_argument("--no-headers", action="store_true", help="no table header")
     p.set_defaults(func=info.api_resources, args=[])
+
+    p = sub.add_parser("auth", parents=[common], help="inspect authorization: can-i VERB TYPE[/NAME], whoami")
+    p.add_argument("action", choices=["can-i", "whoami"])
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="can-i: in any namespace")
+    p.add_argument("--subresource", help="can-i: the subresource, e.g. log")
+    p.add_argument("-q", "--quiet", action="store_true", help="can-i: no output, only the exit code")
+    p.add_argument("-o", "--output", help="whoami: yaml or json")
+    p.set_defaults(func=auth.run, args=[])
 
     p = sub.add_parser("secrets", parents=[common], help="operations on all Secrets")
     p.add_argument("action", choices=["reencrypt"],
