@@ -23,7 +23,7 @@ from kubeling.client import Client, Informer, KubeconfigError
 from addons.dns import metrics
 from addons.dns.forward import Forwarder, parse_upstream, resolv_conf_nameservers
 from addons.dns.kubernetes import DEFAULT_TTL, Kubernetes
-from addons.dns.register import register_until_done
+from addons.dns import register
 from addons.dns.server import DEFAULT_CACHE_SIZE, DNSServer
 
 log = logging.getLogger("addons.dns")
@@ -122,28 +122,33 @@ async def dns_main(args: argparse.Namespace, upstreams: list[tuple[str, int]], s
     services = Informer(client, "services")
     slices = Informer(client, "endpointslices")
 
-    def counted(kind: str, fn):
+    reregister = asyncio.Event()
+
+    def counted(kind: str, fn, *, ours: str | None = None):
         child = metrics.KUBERNETES_EVENTS.labels(kind)
 
         def handler(*objs: dict) -> None:
             child.inc()
             fn(objs[-1])
+            meta = objs[-1].get("metadata") or {}
+            if ours and meta.get("name") == ours and meta.get("namespace") == register.NAMESPACE:
+                reregister.set()
         return handler
 
     services.add_handlers(on_add=counted("Service", plugin.upsert_service),
                           on_update=counted("Service", plugin.upsert_service),
-                          on_delete=counted("Service", plugin.remove_service))
+                          on_delete=counted("Service", plugin.remove_service, ours=register.NAME))
     slices.add_handlers(on_add=counted("EndpointSlice", plugin.upsert_endpointslice),
                         on_update=counted("EndpointSlice", plugin.upsert_endpointslice),
-                        on_delete=counted("EndpointSlice", plugin.remove_endpointslice))
+                        on_delete=counted("EndpointSlice", plugin.remove_endpointslice, ours=register.SLICE_NAME))
 
     def healthy() -> bool:
         return services.has_synced and slices.has_synced
 
     tasks = [services.run(), slices.run()]
     if not args.no_register:
-        tasks.append(register_until_done(client, service_ip=args.service_ip, address=host, port=args.port,
-                                         metrics_port=args.metrics_port or 9153))
+        tasks.append(register.keep_registered(client, reregister, service_ip=args.service_ip, address=host,
+                                              port=args.port, metrics_port=args.metrics_port or 9153))
     for p in http_ports:
         tasks.append(daemon.serve_health(host, p, healthy))
     log.info("cluster DNS for %s on %s:%d (udp+tcp), upstreams %s", plugin.zone, host, args.port,

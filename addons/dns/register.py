@@ -10,7 +10,8 @@ reads to DNAT the cluster IP) and as an EndpointSlice managed by
 ``kubeling-dns`` (which kubectl reads). Each object is created if absent and
 replaced if it differs, so a restart with other flags converges; the
 Service's clusterIP is immutable, so a Service holding another IP is left
-with a warning.
+with a warning. The objects are checked again every minute and at once when
+the kube-dns Service or its slice is deleted.
 """
 from __future__ import annotations
 
@@ -138,3 +139,16 @@ async def register_until_done(client: Client, *, retry_delay: float = 1.0, max_d
             log.warning("registering %s/%s failed, retrying in %.0fs: %s", NAMESPACE, NAME, delay, e)
             await asyncio.sleep(delay)
             delay = min(max_delay, delay * 2)
+
+
+async def keep_registered(client: Client, trigger: asyncio.Event, *, period: float = 60.0, **kwargs) -> None:
+    """``register_until_done`` now, then again every ``period`` s or as soon as ``trigger``
+    is set (the informers set it when the kube-dns Service or slice is deleted), so the
+    objects come back like a Deployment's would. Runs until cancelled."""
+    while True:
+        trigger.clear()
+        await register_until_done(client, **kwargs)
+        try:
+            await asyncio.wait_for(trigger.wait(), period)
+        except asyncio.TimeoutError:
+            pass

@@ -195,6 +195,24 @@ def test_kube_dns_objects_registered(objects):
     assert "coredns_dns_requests_total" in text and "coredns_dns_request_duration_seconds_bucket" in text
 
 
+def test_kube_dns_objects_come_back_after_delete(objects):
+    cp = objects[0]
+
+    async def delete():
+        async with Client.from_kubeconfig(cp.kubeconfig) as c:
+            await c.delete("endpointslices", "kube-dns-kubeling", namespace="kube-system")
+            await c.delete("services", "kube-dns", namespace="kube-system")
+
+    async def get():
+        async with Client.from_kubeconfig(cp.kubeconfig) as c:
+            svc = await c.get("services", "kube-dns", namespace="kube-system")
+            await c.get("endpointslices", "kube-dns-kubeling", namespace="kube-system")
+            return svc
+    run(delete())
+    svc = support.wait_for("kube-dns back", lambda: _try(lambda: run(get())), 15, 0.2)
+    assert svc["spec"]["clusterIP"] == "10.96.0.10"
+
+
 def _try(fn):
     try:
         return fn()
