@@ -20,7 +20,8 @@ turn implements the Kubernetes DNS-Based Service Discovery specification
   addresses; other addresses fall through to the forwarder (``fallthrough in-addr.arpa``).
 - ``dns-version.<zone>`` TXT "1.1.0"; the zone apex has SOA and NS.
 - A name that exists with other types -> NOERROR, no answers, SOA in authority
-  (NODATA); a name in the zone that does not exist -> NXDOMAIN with the SOA.
+  (NODATA); a name in the zone that does not exist -> NXDOMAIN with the SOA
+  (so is a headless Service without ready endpoints, as in CoreDNS).
 
 All comparisons are case-insensitive; answers carry the question's own
 spelling. TTL 5 s (CoreDNS's default ``ttl``). The object caches here are fed
@@ -275,8 +276,9 @@ class Kubernetes:
                 extra = [(fqdn, t, rd) for t, rd in records]
             return records + srv, extra
         eps = self._endpoints(ns, name, spec)
-        records = [(t, _rdata(t, ip)) for ip, t, _, _ in eps]
-        return records, []
+        if not eps:
+            return None  # CoreDNS: a headless service without ready endpoints is a name error (errNoItems)
+        return [(t, _rdata(t, ip)) for ip, t, _, _ in eps], []
 
     def _srv(self, port_label: str, proto_label: str, svc: dict, spec: dict, fqdn: str, ns: str, name: str):
         if spec.get("type") == "ExternalName" or not (port_label.startswith("_") and proto_label.startswith("_")):
