@@ -1,0 +1,297 @@
+"""Cluster networking end to end (issue 7's acceptance test): three nodes in
+network namespaces on one machine, real Docker, real iptables, real kubectl.
+
+`python -m deploy up --nodes 3` (what `make up NODES=3` runs) starts a whole
+cluster in a temporary state directory: each node is a netns on the underlay
+bridge with its own kubelet, CRI shim, kube-proxy and host-gw route
+controller; the cluster DNS runs on the host at the underlay address behind
+the kube-dns Service. A Deployment spread over the three nodes is reached
+pod to pod across nodes (no NAT), by service name through the cluster DNS,
+and through a NodePort at every node's address. `deploy down` runs in any
+case and the last test checks it left nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kubeling import config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+NODES = ["node1", "node2", "node3"]
+
+pytestmark = pytest.mark.e2e
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - name: web
+        image: busybox:1.35
+        command: ["sh", "-c", "echo hello from $(hostname) > /www/index.html; exec httpd -f -v -p 80 -h /www"]
+        readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+"""
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait(what: str, fn, timeout: float, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def in_netns(node: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net=/run/netns/kl-{node}", "--", *argv], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def host_state() -> dict:
+    """What of kubeling's shows on the host: netns, links, routes, iptables chains."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    chains = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {
+        "netns": sorted(n.split()[0] for n in netns.splitlines() if n.startswith("kl-node")),
+        "links": sorted(m for m in re.findall(r"^\d+: ([^:@]+)", links, re.M)
+                        if m.startswith(("kl-", config.BRIDGE_NAME))),
+        "routes": [r for r in routes.splitlines() if "proto 76" in r or "10.244.0.0/16" in r
+                   or r.startswith(("unreachable 10.96.0.0/12", "10.250.0.0/24"))],
+        "chains": sorted(set(re.findall(r"^:(KUBE-[A-Z0-9-]+)", chains, re.M))),
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("e2e tests need root (network namespaces, iptables)")
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
+        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
+    for port in (2379, 6443):
+        if _port_busy(port):
+            pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
+    before = host_state()
+    if before["netns"] or any(link.startswith("kl-underlay") for link in before["links"]):
+        pytest.fail(f"a multi-node kubeling cluster already exists on this host: {before}")
+    home = tmp_path_factory.mktemp("cluster3")
+    env = {**os.environ, "KUBELING_HOME": str(home)}
+    state = {"home": home, "env": env, "before": before, "down": None}
+    try:
+        up = subprocess.run([sys.executable, "-m", "deploy", "up", "--nodes", "3"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=240)
+        assert up.returncode == 0, f"deploy up --nodes 3 failed:\n{up.stdout}\n{up.stderr}"
+        yield state
+    finally:
+        state["down"] = subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=env,
+                                       capture_output=True, text=True, timeout=240)
+
+
+def kubectl(cluster, *args: str, timeout: float = 90, check: bool = True, stdin: str | None = None):
+    kc = str(cluster["home"] / "admin.kubeconfig")
+    r = subprocess.run(["kubectl", "--kubeconfig", kc, *args], capture_output=True, text=True, timeout=timeout,
+                       input=stdin, env={**cluster["env"], "HOME": str(cluster["home"])})
+    if check:
+        assert r.returncode == 0, f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def ready_pods(cluster, n: int) -> list[dict] | None:
+    items = json.loads(kubectl(cluster, "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+    pods = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                    for c in p.get("status", {}).get("conditions", []))]
+    return ready if len(pods) == n and len(ready) == n else None
+
+
+@pytest.fixture(scope="module")
+def web(cluster):
+    kubectl(cluster, "apply", "-f", "-", stdin=WEB)
+    pods = _wait("3 web pods Ready", lambda: ready_pods(cluster, 3), 120)
+    by_node = {p["spec"]["nodeName"]: p for p in pods}
+    return {"pods": pods, "by_node": by_node}
+
+
+def exec_in(cluster, pod: dict, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return kubectl(cluster, "exec", pod["metadata"]["name"], "--", *argv, check=check)
+
+
+def test_nodes_ready_in_their_own_netns_with_underlay_addresses(cluster):
+    nodes = json.loads(kubectl(cluster, "get", "nodes", "-o", "json").stdout)["items"]
+    got = {n["metadata"]["name"]: [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
+           for n in nodes}
+    assert got == {"node1": ["10.250.0.11"], "node2": ["10.250.0.12"], "node3": ["10.250.0.13"]}
+    cidrs = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in nodes}
+    assert len(set(cidrs.values())) == 3
+    # host-gw: node1 routes the other nodes' pod CIDRs via their underlay addresses.
+    routes = in_netns("node1", "ip", "route").stdout
+    for other in ("node2", "node3"):
+        assert f"{cidrs[other]} via {got[other][0]} dev eth0 proto 76" in routes, routes
+    assert f"{cidrs['node1']} dev {config.BRIDGE_NAME}" in routes
+
+
+def test_deployment_spreads_and_pods_talk_across_nodes_without_nat(cluster, web):
+    assert sorted(web["by_node"]) == NODES, "one web pod per node (topology spread over kubernetes.io/hostname)"
+    client, server = web["by_node"]["node1"], web["by_node"]["node3"]
+    out = exec_in(cluster, client, "timeout", "5", "wget", "-qO-", f"http://{server['status']['podIP']}/").stdout
+    assert out.strip() == f"hello from {server['metadata']['name']}"
+    # The server saw the client's pod IP as the source: no NAT between pods.
+    logs = kubectl(cluster, "logs", server["metadata"]["name"]).stdout
+    assert f"{client['status']['podIP']}]" in logs, logs
+    # Nodes and the host reach every pod too.
+    for pod in web["pods"]:
+        r = subprocess.run(["curl", "-s", "--max-time", "3", f"http://{pod['status']['podIP']}/"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.stdout.strip() == f"hello from {pod['metadata']['name']}"
+
+
+def test_service_names_resolve_through_cluster_dns(cluster, web):
+    client = web["by_node"]["node1"]
+    resolv = exec_in(cluster, client, "cat", "/etc/resolv.conf").stdout
+    assert f"nameserver {config.CLUSTER_DNS_IP}" in resolv and "search default.svc.cluster.local" in resolv
+    names = {p["metadata"]["name"] for p in web["pods"]}
+    for url in ("http://web.default.svc.cluster.local/", "http://web/"):
+        out = exec_in(cluster, client, "timeout", "5", "wget", "-qO-", url).stdout.strip()
+        assert out.startswith("hello from ") and out.split()[-1] in names, (url, out)
+    svc_ip = json.loads(kubectl(cluster, "get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    out = exec_in(cluster, client, "nslookup", "web.default.svc.cluster.local", check=False).stdout
+    assert f"Address: {svc_ip}" in out, out
+    # A headless service's name resolves to its pods' IPs.
+    out = exec_in(cluster, client, "nslookup", "web-headless.default.svc.cluster.local", check=False).stdout
+    assert {p["status"]["podIP"] for p in web["pods"]} <= set(re.findall(r"Address: (\S+)", out)), out
+    # A missing service is NXDOMAIN.
+    r = exec_in(cluster, client, "nslookup", "missing.default.svc.cluster.local", check=False)
+    assert r.returncode != 0 and "NXDOMAIN" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_nodeport_answers_at_every_node_address(cluster, web):
+    svc = json.loads(kubectl(cluster, "get", "svc", "web-np", "-o", "json").stdout)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= node_port <= 32767
+    names = {p["metadata"]["name"] for p in web["pods"]}
+    for i in range(1, 4):
+        url = f"http://{config.underlay_ip(i)}:{node_port}/"
+
+        def get(url=url):
+            r = subprocess.run(["curl", "-s", "--max-time", "2", url], capture_output=True, text=True, timeout=10)
+            return r.stdout.strip() if r.stdout.strip().split()[-1:] and r.stdout.split()[-1] in names else None
+        _wait(f"NodePort {url}", get, 10)
+
+
+def service_backends(node: str, service: str) -> set[str]:
+    """The DNAT targets kube-proxy programmed in ``node``'s netns for ``service``."""
+    rules = in_netns(node, "iptables-save", "-t", "nat").stdout
+    return set(re.findall(rf'--comment "{re.escape(service)}" .*-j DNAT .*--to-destination (\S+)', rules))
+
+
+def test_scaling_changes_backends_on_every_node_within_2s(cluster, web):
+    kubectl(cluster, "scale", "deployment/web", "--replicas=5")
+    pods = _wait("5 web pods Ready", lambda: ready_pods(cluster, 5), 120, interval=0.1)
+    t_ready = time.monotonic()
+    want = {f"{p['status']['podIP']}:80" for p in pods}
+
+    def programmed():
+        return all(service_backends(n, "default/web") == want for n in NODES)
+    _wait("every node's kube-proxy to DNAT to the 5 pods", programmed, 10, interval=0.1)
+    took = time.monotonic() - t_ready
+    print(f"\n[networking] 5 pods Ready -> backends on all 3 nodes in {took:.2f}s")
+    assert took < 2.0, f"backends changed {took:.2f}s after the pods were Ready (want < 2 s)"
+    kubectl(cluster, "scale", "deployment/web", "--replicas=3")
+    pods = _wait("back to 3 web pods", lambda: ready_pods(cluster, 3), 120)
+    want = {f"{p['status']['podIP']}:80" for p in pods}
+    _wait("backends back to 3", lambda: all(service_backends(n, "default/web") == want for n in NODES), 10)
+
+
+def our_rules(node: str) -> list[str]:
+    """node's KUBE-* rules and chains, counters dropped, in a stable order."""
+    out = []
+    for line in in_netns(node, "iptables-save").stdout.splitlines():
+        if line.startswith("#") or "KUBE-" not in line:
+            continue
+        out.append(re.sub(r"\[\d+:\d+\]", "", line))
+    return sorted(out)
+
+
+def test_kube_proxy_kill_9_and_restart_keeps_the_same_rules(cluster, web):
+    before = our_rules("node1")
+    assert any("default/web" in r for r in before)
+    pidfile = cluster["home"] / "run" / "kube-proxy-node1.pid"
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGKILL)
+    _wait("kube-proxy gone", lambda: not pathlib.Path(f"/proc/{pid}").exists()
+          or "Z" in pathlib.Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3], 10)
+    assert our_rules("node1") == before, "the rules stay while no proxy runs"
+    up = subprocess.run([sys.executable, "-m", "deploy", "up"], cwd=REPO, env=cluster["env"],
+                        capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert int(pidfile.read_text()) != pid
+    time.sleep(2.5)  # past one min-sync-period, so the new proxy has rewritten its ruleset
+    assert our_rules("node1") == before
+    svc_ip = json.loads(kubectl(cluster, "get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    r = in_netns("node1", "curl", "-s", "--max-time", "3", f"http://{svc_ip}/")
+    assert r.stdout.startswith("hello from "), r.stdout + r.stderr
+
+
+def test_zz_down_leaves_nothing_behind(cluster):
+    down = subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=cluster["env"],
+                          capture_output=True, text=True, timeout=240)
+    assert down.returncode == 0, down.stdout + down.stderr
+    after = host_state()
+    assert after["netns"] == [] and after["links"] == [] and after["routes"] == [], after
+    assert after["chains"] == cluster["before"]["chains"], after
+    for node in NODES:
+        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.kubeling.node={node}"],
+                              capture_output=True, text=True, timeout=60).stdout.split()
+        assert left == [], f"containers of {node} left: {left}"
