@@ -22,7 +22,7 @@ import logging
 import struct
 import time
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSError, DNSHeader, DNSQuestion, DNSRecord
 
 from addons.dns import metrics
 from addons.dns.forward import Forwarder
@@ -148,7 +148,7 @@ class DNSServer:
         alone when the upstream fails), as CoreDNS's kubernetes plugin answers."""
         result = pending.result
         q = request.questions[0]
-        upstream = await self.forwarder.forward(DNSRecord.question(result.chase, QTYPE.get(q.qtype)).pack())
+        upstream = await self.forwarder.forward(DNSRecord(q=DNSQuestion(result.chase, q.qtype)).pack())
         if upstream is not None:
             try:
                 result.answer = result.answer + DNSRecord.parse(upstream).rr
