@@ -58,9 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def validate(args: argparse.Namespace) -> list[tuple[str, int]]:
     """Check flag values; returns the upstreams. Raises UsageError."""
     try:
-        ipaddress.ip_address(args.bind_address)
+        bind = ipaddress.ip_address(args.bind_address)
     except ValueError:
         raise UsageError(f"--bind-address {args.bind_address!r} is not an IP address") from None
+    if bind.is_unspecified and not args.no_register:
+        raise UsageError(f"--bind-address {bind} cannot be the kube-dns endpoint: give the address "
+                         "kube-proxy should send 10.96.0.10:53 to (or --no-register)")
     try:
         ipaddress.ip_address(args.service_ip)
     except ValueError:

@@ -223,6 +223,7 @@ def test_kube_dns_objects_feed_kube_proxy():
 
 @pytest.mark.parametrize("argv,needle", [
     (["--bind-address", "nope"], "--bind-address"),
+    (["--bind-address", "0.0.0.0"], "--bind-address"),
     (["--service-ip", "10.96.0"], "--service-ip"),
     (["--port", "0"], "--port"),
     (["--port", "70000"], "--port"),
