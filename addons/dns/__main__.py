@@ -63,7 +63,7 @@ def validate(args: argparse.Namespace) -> list[tuple[str, int]]:
         raise UsageError(f"--bind-address {args.bind_address!r} is not an IP address") from None
     if bind.is_unspecified and not args.no_register:
         raise UsageError(f"--bind-address {bind} cannot be the kube-dns endpoint: give the address "
-                         "kube-proxy should send 10.96.0.10:53 to (or --no-register)")
+                         f"kube-proxy should send {args.service_ip}:53 to (or --no-register)")
     try:
         ipaddress.ip_address(args.service_ip)
     except ValueError:
