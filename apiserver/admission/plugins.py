@@ -17,6 +17,7 @@ from apiserver.admission.defaulttolerationseconds import DefaultTolerationSecond
 from apiserver.admission.limitranger import LimitRanger
 from apiserver.admission.namespacelifecycle import NamespaceLifecycle
 from apiserver.admission.noderestriction import NodeRestriction
+from apiserver.admission.podsecurity import PodSecurity
 from apiserver.admission.resourcequota import ResourceQuota
 from apiserver.admission.serviceaccount import ServiceAccount
 from apiserver.authn import APISERVER_USER
@@ -41,7 +42,7 @@ UPSTREAM_DEFAULT_ON = frozenset({
     "ClusterTrustBundleAttest", "CertificateSubjectRestriction", "DefaultIngressClass",
     "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
 })
-IMPLEMENTED = frozenset({"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction",
+IMPLEMENTED = frozenset({"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
                          "DefaultTolerationSeconds", "ResourceQuota"})
 DEFAULT_ENABLED = tuple(n for n in ALL_ORDERED_PLUGINS if n in UPSTREAM_DEFAULT_ON and n in IMPLEMENTED)
 
@@ -131,6 +132,7 @@ def build(names: list[str], *, store: Callable[[str], object],
         "ServiceAccount": lambda: ServiceAccount(CachedLister(store("serviceaccounts")).get, mount_token=mount_service_account_token,
                                                  require_service_account="ServiceAccount" in explicitly_enabled),
         "NodeRestriction": NodeRestriction,
+        "PodSecurity": lambda: PodSecurity(namespace_getter),
         "DefaultTolerationSeconds": lambda: DefaultTolerationSeconds(not_ready_seconds=not_ready_seconds,
                                                                      unreachable_seconds=unreachable_seconds),
         "ResourceQuota": lambda: ResourceQuota(QuotaStoreAccess(store("resourcequotas"))),

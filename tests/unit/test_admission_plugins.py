@@ -37,7 +37,7 @@ def refused(plugin, obj, **kw) -> errors.StatusError:
 
 
 def test_default_set_is_upstreams_default_limited_to_what_we_implement():
-    assert plugins.DEFAULT_ENABLED == ("NamespaceLifecycle", "LimitRanger", "ServiceAccount",
+    assert plugins.DEFAULT_ENABLED == ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity",
                                        "DefaultTolerationSeconds", "ResourceQuota")
     assert plugins.enabled_plugins([], []) == list(plugins.DEFAULT_ENABLED)
 
@@ -45,7 +45,8 @@ def test_default_set_is_upstreams_default_limited_to_what_we_implement():
 def test_flags_combine_in_upstream_order():
     """The chain runs in upstream's order whatever the order of the flag."""
     assert plugins.enabled_plugins(["ResourceQuota", "NodeRestriction"], ["LimitRanger", "PodNodeSelector"]) == [
-        "NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "DefaultTolerationSeconds", "ResourceQuota"]
+        "NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "PodSecurity", "DefaultTolerationSeconds",
+        "ResourceQuota"]
 
 
 @pytest.mark.parametrize("enable,disable,message", [
@@ -227,3 +228,50 @@ def test_node_restriction_nodes():
     # a user merely named like a node, without the group, is not a node identity
     admit(plugin, {}, resource="nodes", ns=None, name="n2", op="update", old={},
           user=UserInfo("system:node:n1", ("system:authenticated",)))
+
+
+# ------------------------------------------------------------------ PodSecurity
+
+
+def pod_security(labels: dict):
+    from apiserver.admission.podsecurity import PodSecurity
+
+    async def get(name):
+        return {"metadata": {"name": name, "labels": labels}}
+    return PodSecurity(get)
+
+
+def test_pod_security_restricted_message_as_upstream():
+    e = refused(pod_security({"pod-security.kubernetes.io/enforce": "restricted"}),
+                {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}, name="nginx")
+    assert e.code == 403
+    assert e.message == (
+        'pods "nginx" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false '
+        '(container "nginx" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities '
+        '(container "nginx" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or '
+        'container "nginx" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "nginx" '
+        'must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")')
+
+
+def test_pod_security_restricted_compliant_pod_passes():
+    ok = {"spec": {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                   "containers": [{"name": "app", "securityContext": {
+                       "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
+    admit(pod_security({"pod-security.kubernetes.io/enforce": "restricted"}), ok)
+
+
+def test_pod_security_baseline_and_privileged():
+    bad = {"spec": {"hostNetwork": True, "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+                    "containers": [{"name": "a", "securityContext": {"privileged": True,
+                                                                      "capabilities": {"add": ["NET_ADMIN"]}},
+                                    "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}
+    e = refused(pod_security({"pod-security.kubernetes.io/enforce": "baseline",
+                              "pod-security.kubernetes.io/enforce-version": "v1.32"}), bad)
+    assert e.message == (
+        'pods "p" is forbidden: violates PodSecurity "baseline:v1.32": non-default capabilities (container "a" '
+        'must not include "NET_ADMIN" in securityContext.capabilities.add), host namespaces (hostNetwork=true), '
+        'hostPath volumes (volume "root"), hostPort (container "a" uses hostPort 8080), privileged (container "a" '
+        'must not set securityContext.privileged=true)')
+    admit(pod_security({"pod-security.kubernetes.io/enforce": "privileged"}), bad)
+    admit(pod_security({}), bad)  # no label: privileged, as upstream's default
+    admit(pod_security({"pod-security.kubernetes.io/enforce": "baseline"}), pod(None))
