@@ -104,13 +104,19 @@ def cmd_clean(cluster: Cluster) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deploy {up,down,status,prepare,unprepare,clean}``; returns the exit code (1 on a launch error)."""
+    """``python -m deploy {up,down,status,prepare,unprepare,clean}`` (and ``units ...`` for VMs, see
+    deploy.units); returns the exit code (1 on a launch error)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["units"]:
+        from deploy import units
+
+        return units.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m deploy", description="kubeling local cluster launcher")
     parser.add_argument("command", choices=["up", "down", "status", "prepare", "unprepare", "clean"])
     parser.add_argument("--nodes", type=int, default=None,
                         help="number of nodes (default: $NODES, else the last `up`'s, else 1); "
                              "with 2 or more each node gets its own network namespace")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     try:
         cluster = Cluster(nodes=args.nodes)
     except ValueError as e:

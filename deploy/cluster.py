@@ -56,6 +56,7 @@ class Node:
     ip: str
     dir: pathlib.Path
     netns: bool
+    hostgw: bool = False  # runs the host-gw route controller (several nodes on one L2 segment)
 
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the node's netns (unchanged for the host-namespace node)."""
@@ -114,16 +115,6 @@ def _env_nodes() -> int:
         raise ValueError(f"NODES must be a number, not {text!r}") from None
 
 
-def _dns_available() -> bool:
-    """True once the cluster DNS addon (addons.dns) is part of the tree."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("addons.dns.__main__") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 class Cluster:
     """A local cluster whose state lives under ``home``.
 
@@ -133,24 +124,34 @@ class Cluster:
     (``deploy.underlay``), at 10.250.0.11, .12, ... Raises ValueError on a bad count.
     """
 
-    def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None):
+    def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None,
+                 node_list: list[Node] | None = None, control_plane_ip: str = config.UNDERLAY_HOST_IP,
+                 node_cidr: str = config.UNDERLAY_CIDR):
         self.home = home or config.home()
         self.logs = self.home / "logs"
         self.run = self.home / "run"
-        count = nodes or _env_nodes() or self._recorded_nodes() or 1
-        if not 1 <= count <= 50:
-            raise ValueError(f"NODES must be between 1 and 50, not {count}")
-        self.netns_mode = count > 1
-        if self.netns_mode:
-            self.nodes = [Node(f"node{i}", config.underlay_ip(i), self.home / "nodes" / f"node{i}", True)
-                          for i in range(1, count + 1)]
+        # The control plane's address on the nodes' network: apiserver, cluster DNS.
+        self.control_plane_ip = control_plane_ip
+        self.node_cidr = node_cidr
+        if node_list is not None:  # a layout given whole (deploy.units for VMs)
+            self.nodes = node_list
         else:
-            self.nodes = [Node(NODE, NODE_IP, self.home / "nodes" / NODE, False)]
-        self.node_dir = self.nodes[0].dir
+            count = nodes or _env_nodes() or self._recorded_nodes() or 1
+            if not 1 <= count <= 50:
+                raise ValueError(f"NODES must be between 1 and 50, not {count}")
+            if count > 1:
+                self.nodes = [Node(f"node{i}", config.underlay_ip(i), self.home / "nodes" / f"node{i}", True, True)
+                              for i in range(1, count + 1)]
+            else:
+                self.nodes = [Node(NODE, NODE_IP, self.home / "nodes" / NODE, False)]
+        self.netns_mode = any(n.netns for n in self.nodes)
+        # The control-plane host needs routes to the pods (DNS replies) unless it is the one node.
+        self.host_routes = self.netns_mode or not self.nodes
+        self.node_dir = self.nodes[0].dir if self.nodes else self.home / "nodes" / NODE
         self.server = f"http://127.0.0.1:{config.APISERVER_PORT}"
-        # What nodes dial: the host's underlay address once nodes live in their own netns.
-        self.node_server = (f"http://{config.UNDERLAY_HOST_IP}:{config.APISERVER_PORT}" if self.netns_mode
-                            else self.server)
+        # What nodes dial: the control plane's address when they do not share its loopback.
+        self.node_server = (self.server if all(n.ip == NODE_IP for n in self.nodes)
+                            else f"http://{control_plane_ip}:{config.APISERVER_PORT}")
 
     def _recorded_nodes(self) -> int:
         try:
@@ -161,7 +162,12 @@ class Cluster:
     # -- layout -----------------------------------------------------------------
     def components(self) -> list[Component]:
         """The processes in start order: control plane, cluster DNS, then each node's."""
-        h = self.home
+        return self.control_plane_components() + [c for node in self.nodes for c in self.node_components(node)]
+
+    def control_plane_components(self) -> list[Component]:
+        """etcdlite, apiserver, controller-manager, scheduler, cluster DNS (and, with nodes in
+        their own netns, the host's host-gw route controller)."""
+        h, cp = self.home, self.control_plane_ip
         etcd_client = f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}"
         etcd_peer = f"http://127.0.0.1:{config.ETCD_PEER_PORT}"
         comps = [
@@ -170,8 +176,8 @@ class Cluster:
                                    "--listen-peer-urls", etcd_peer, "--initial-cluster", f"default={etcd_peer}"],
                       _etcd_ok(f"127.0.0.1:{config.ETCD_CLIENT_PORT}"), "-m etcdlite"),
             Component("kube-apiserver", [PY, "-m", "apiserver", "--etcd-servers", etcd_client,
-                                         "--bind-address", f"127.0.0.1,{config.UNDERLAY_HOST_IP}",
-                                         "--advertise-address", config.UNDERLAY_HOST_IP,
+                                         "--bind-address", f"127.0.0.1,{cp}",
+                                         "--advertise-address", cp,
                                          "--secure-port", str(config.APISERVER_PORT),
                                          "--service-cluster-ip-range", config.SERVICE_CIDR],
                       _http_ok(f"{self.server}/readyz"), "-m apiserver"),
@@ -186,28 +192,24 @@ class Cluster:
                                          "--bind-address", "127.0.0.1", "--secure-port", str(config.SCHEDULER_PORT)],
                       _http_ok(f"http://127.0.0.1:{config.SCHEDULER_PORT}/healthz"), "-m scheduler"),
         ]
-        if _dns_available():
-            comps.append(Component("cluster-dns", [
-                PY, "-m", "addons.dns", "--kubeconfig", str(h / "cluster-dns.kubeconfig"),
-                "--bind-address", config.UNDERLAY_HOST_IP, "--port", "53",
-                "--cluster-domain", config.CLUSTER_DOMAIN, "--service-ip", config.CLUSTER_DNS_IP,
-                "--health-port", str(config.DNS_HEALTH_PORT), "--metrics-port", str(config.DNS_METRICS_PORT)],
-                _http_ok(f"http://{config.UNDERLAY_HOST_IP}:{config.DNS_HEALTH_PORT}/healthz"), "-m addons.dns"))
-        if self.netns_mode:
+        comps.append(Component("cluster-dns", [
+            PY, "-m", "addons.dns", "--kubeconfig", str(h / "cluster-dns.kubeconfig"),
+            "--bind-address", cp, "--port", "53",
+            "--cluster-domain", config.CLUSTER_DOMAIN, "--service-ip", config.CLUSTER_DNS_IP,
+            "--health-port", str(config.DNS_HEALTH_PORT), "--metrics-port", str(config.DNS_METRICS_PORT)],
+            _http_ok(f"http://{cp}:{config.DNS_HEALTH_PORT}/healthz"), "-m addons.dns"))
+        if self.host_routes:
             comps.append(Component("hostgw-host", [
                 PY, "-m", "cni.hostgw", "--kubeconfig", str(h / "hostgw.kubeconfig"),
                 "--healthz-bind-address", f"127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}"],
                 _http_ok(f"http://127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}/healthz"), "-m cni.hostgw"))
-        for node in self.nodes:
-            comps.extend(self.node_components(node))
         return comps
 
     def node_components(self, node: Node) -> list[Component]:
         """CRI shim, kubelet, kube-proxy (and, in netns mode, the host-gw route controller) of ``node``."""
         nd, n, ip = node.dir, node.name, node.ip
         sock = nd / "cri.sock"
-        dns = ["--cluster-dns", config.CLUSTER_DNS_IP, "--cluster-domain", config.CLUSTER_DOMAIN] \
-            if _dns_available() else []
+        dns = ["--cluster-dns", config.CLUSTER_DNS_IP, "--cluster-domain", config.CLUSTER_DOMAIN]
         comps = [
             Component(f"cri-shim-{n}", node.wrap([PY, "-m", "kubelet.dockershim", "--listen", f"unix://{sock}",
                                                   "--node-name", n, "--state-dir", str(nd / "shim"),
@@ -226,12 +228,12 @@ class Cluster:
             Component(f"kube-proxy-{n}", node.wrap([
                 PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
                 "--hostname-override", n, "--cluster-cidr", config.CLUSTER_CIDR,
-                "--pod-egress-cidrs", config.UNDERLAY_CIDR,
+                "--pod-egress-cidrs", self.node_cidr,
                 "--healthz-bind-address", f"{ip}:{config.PROXY_HEALTHZ_PORT}",
                 "--metrics-bind-address", f"{ip}:{config.PROXY_METRICS_PORT}"]),
                 _http_ok(f"http://{ip}:{config.PROXY_HEALTHZ_PORT}/healthz"), "-m proxy"),
         ]
-        if node.netns:
+        if node.hostgw:
             comps.append(Component(f"hostgw-{n}", node.wrap([
                 PY, "-m", "cni.hostgw", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"), "--node-name", n,
                 "--healthz-bind-address", f"{ip}:{config.HOSTGW_HEALTHZ_PORT}"]),

@@ -64,3 +64,27 @@ def test_cluster_layout_single_and_netns(tmp_path, monkeypatch):
     monkeypatch.setenv("NODES", "x")
     with pytest.raises(ValueError, match="NODES must be a number"):
         Cluster(tmp_path)
+
+
+def test_vm_units_run_the_launchers_command_lines(tmp_path):
+    from deploy import units
+
+    worker = units.vm_cluster("worker", home=tmp_path / "h", address="10.0.0.11", control_plane="10.0.0.10",
+                              node_cidr="10.0.0.0/24", name="worker1")
+    paths = units.write_units(worker, tmp_path / "u")
+    names = sorted(p.name for p in paths)
+    assert names == ["kubeling-cri-shim-worker1.service", "kubeling-hostgw-worker1.service",
+                     "kubeling-kube-proxy-worker1.service", "kubeling-kubelet-worker1.service"]
+    kubelet = (tmp_path / "u" / "kubeling-kubelet-worker1.service").read_text()
+    assert "Restart=always" in kubelet and "--node-ip 10.0.0.11" in kubelet
+    assert "After=network-online.target docker.service kubeling-cri-shim-worker1.service" in kubelet
+    assert worker.node_server == "http://10.0.0.10:6443"
+    proxy = (tmp_path / "u" / "kubeling-kube-proxy-worker1.service").read_text()
+    assert "--pod-egress-cidrs 10.0.0.0/24" in proxy
+    cp = units.vm_cluster("control-plane", home=tmp_path / "c", address="10.0.0.10", control_plane="10.0.0.10",
+                          node_cidr="10.0.0.0/24")
+    cp_names = {c.name for c in cp.control_plane_components()}
+    assert {"etcdlite", "kube-apiserver", "cluster-dns", "hostgw-host"} <= cp_names
+    with pytest.raises(ValueError):
+        units.vm_cluster("worker", home=tmp_path, address="10.0.0.11", control_plane="10.0.0.10",
+                         node_cidr="10.0.0.0/24")
