@@ -22,8 +22,8 @@ from apiserver.authn import MASTERS, UserInfo
 from apiserver.authz import AlwaysAllow, RequestAttributes, Union, non_resource
 from apiserver.authz.node import NodeAuthorizer, node_name
 from apiserver.authz.rbac import RBACAuthorizer
-from apiserver.handlers import json_response, read_json
-from apiserver.registry import authentication
+from apiserver.handlers import json_response, read_body, read_json
+from apiserver.registry import authentication, authproto
 from apiserver.registry.rest import ResourceInfo
 from kubeling.api.resources import Resource
 
@@ -42,6 +42,17 @@ RESOURCE_INFOS = [
 ] + authentication.RESOURCE_INFOS
 
 Route = Callable[[Request, object, UserInfo], Awaitable[Response]]
+
+
+async def read_review(request: Request, kind: str, *, optional: bool = False):
+    """The body of a review: JSON / YAML as any create, or the protobuf kubectl's typed clients send."""
+    ct = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ct == authproto.MEDIA_TYPE:
+        raw = await read_body(request)
+        if not raw and optional:
+            return None
+        return authproto.decode(raw, kind)
+    return await read_json(request, optional=optional)
 
 
 def _field(kind: str, path: str, msg: str) -> errors.StatusError:
@@ -130,12 +141,12 @@ def routes(*, authorizer, authenticator, token_request: authentication.TokenRequ
         return route
 
     async def ssar(request, info, user):
-        review = _review(await read_json(request), "SelfSubjectAccessReview")
+        review = _review(await read_review(request, "SelfSubjectAccessReview"), "SelfSubjectAccessReview")
         attrs = attributes("SelfSubjectAccessReview", review["spec"])
         return {**review, "status": await _decide(authorizer, user, attrs)}
 
     async def sar(request, info, user, *, kind="SubjectAccessReview", namespace=None):
-        review = _review(await read_json(request), kind)
+        review = _review(await read_review(request, kind), kind)
         spec = review["spec"]
         if not spec.get("user") and not spec.get("groups"):
             raise _field(kind, "spec.user", "at least one of user or group must be specified")
@@ -158,7 +169,7 @@ def routes(*, authorizer, authenticator, token_request: authentication.TokenRequ
         return await sar(request, info, user, kind="LocalSubjectAccessReview", namespace=info.namespace)
 
     async def ssrr(request, info, user):
-        review = _review(await read_json(request), "SelfSubjectRulesReview")
+        review = _review(await read_review(request, "SelfSubjectRulesReview"), "SelfSubjectRulesReview")
         ns = review["spec"].get("namespace") or ""
         res, nonres, incomplete, errs = rules_for(authorizer, user, ns)
         status: dict = {"resourceRules": res, "nonResourceRules": nonres, "incomplete": incomplete}
@@ -167,15 +178,16 @@ def routes(*, authorizer, authenticator, token_request: authentication.TokenRequ
         return {**review, "status": status}
 
     async def token_review(request, info, user):
-        return await authentication.token_review(authenticator, await read_json(request))
+        return await authentication.token_review(authenticator, await read_review(request, "TokenReview"))
 
     async def self_subject_review(request, info, user):
-        return authentication.self_subject_review(user, await read_json(request, optional=True))
+        return authentication.self_subject_review(user, await read_review(request, "SelfSubjectReview",
+                                                                             optional=True))
 
     async def token(request, info, user):
         if info.namespace is None or info.name is None:
             raise errors.path_not_found()
-        return await token_request.create(info.namespace, info.name, await read_json(request))
+        return await token_request.create(info.namespace, info.name, await read_review(request, "TokenRequest"))
 
     a, n = GROUP, authentication.GROUP
     return {(a, VERSION, "selfsubjectaccessreviews", None): create_only(ssar),
