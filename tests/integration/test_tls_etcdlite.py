@@ -5,6 +5,7 @@ Real etcdlite processes on free ports, the real etcdctl 3.4, certificates from k
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -12,6 +13,7 @@ import grpc
 import pytest
 
 import support
+from apiserver.storage import etcd3
 from kubeling import pki
 from kubeling.pki import certs
 from proto.etcdlite_peer import peer_pb2 as peerpb
@@ -129,6 +131,18 @@ def test_three_members_over_peer_mtls(pki_dir, tmp_path):
                                 "--consistency=s", check=False)
             return r.stdout.strip() == "over-mtls"
         support.wait_for("write replicated to n3", on_n3, 15)
+
+        # The apiserver's store client balances over all three https:// members with its etcd client cert.
+        async def through_store():
+            store = etcd3.Etcd3Store(list(eps.values()), cafile=str(pki_dir / "etcd/ca.crt"),
+                                     certfile=str(pki_dir / "apiserver-etcd-client.crt"),
+                                     keyfile=str(pki_dir / "apiserver-etcd-client.key"))
+            try:
+                await store.create("/registry/tls/balanced", {"kind": "Test"})
+                return (await store.get("/registry/tls/balanced")).obj["kind"], store._balanced
+            finally:
+                await store.close()
+        assert asyncio.run(through_store()) == ("Test", True)
 
         # The peer listener: a TLS caller without a client certificate is refused in the handshake.
         creds = grpc.ssl_channel_credentials(root_certificates=(pki_dir / "etcd/ca.crt").read_bytes())
