@@ -109,9 +109,9 @@ async def dns_main(args: argparse.Namespace, upstreams: list[tuple[str, int]], s
         raise UsageError(f"--kubeconfig {args.kubeconfig}: {e}") from None
     server: DNSServer | None = None
 
-    def changed() -> None:
+    def changed(keys: list[tuple[str, str]]) -> None:
         if server is not None:
-            server.clear_cache()
+            server.invalidate(keys)
 
     plugin = Kubernetes(zone=args.cluster_domain, ttl=args.ttl, dns_ip=args.service_ip, on_change=changed)
     server = DNSServer(plugin, Forwarder(upstreams), server=f"dns://{host}:{args.port}",

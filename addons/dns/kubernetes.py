@@ -56,6 +56,9 @@ class Answer:
     additional: list[RR]
     zone: str
     chase: str | None = None  # an out-of-zone CNAME target (FQDN) whose records the server appends
+    # What the answer depends on, for the server's cache: ("svc", ns, name), ("ns", ns), ("ptr",),
+    # ("global",) (anything may change it) or ("static",) (no object changes it).
+    deps: tuple = ("static",)
 
 
 def dashed_ip(ip: str) -> str:
@@ -80,13 +83,14 @@ class Kubernetes:
 
     ``zone`` is the cluster domain (``cluster.local``), ``ttl`` seconds on every
     record, ``dns_ip`` the address answered for ``ns.dns.<zone>`` (the Service
-    IP), ``on_change()`` is called after every object change (the server
-    drops its response cache then). Mirrors CoreDNS's ``Kubernetes`` plugin
+    IP), ``on_change(keys)`` is called after every object change with the
+    (namespace, service) keys it touched (the server drops the cached answers
+    that depend on them, see ``Answer.deps``). Mirrors CoreDNS's ``Kubernetes`` plugin
     struct with its dnsController caches.
     """
 
     def __init__(self, *, zone: str = "cluster.local", ttl: int = DEFAULT_TTL, dns_ip: str | None = None,
-                 on_change: Callable[[], None] | None = None):
+                 on_change: Callable[[list[tuple[str, str]]], None] | None = None):
         self.zone = zone.strip(".").lower()
         if not self.zone:
             raise ValueError("cluster domain must not be empty")
@@ -104,12 +108,12 @@ class Kubernetes:
 
     # ------------------------------------------------------------------ caches
 
-    def _changed(self) -> None:
+    def _changed(self, *keys: tuple[str, str]) -> None:
         self._reverse = None
         # CoreDNS's SOA serial is the time of the last change it saw.
         self.serial = max(self.serial + 1, int(time.time()))
         if self.on_change is not None:
-            self.on_change()
+            self.on_change([k for k in keys if k is not None])
 
     def upsert_service(self, svc: dict) -> None:
         """Add or replace a Service (informer on_add / on_update)."""
@@ -118,7 +122,7 @@ class Kubernetes:
         if key not in self.services:
             self._namespaces[key[0]] += 1
         self.services[key] = svc
-        self._changed()
+        self._changed(key)
 
     def remove_service(self, svc: dict) -> None:
         """Forget a deleted Service (informer on_delete)."""
@@ -128,32 +132,33 @@ class Kubernetes:
             self._namespaces[key[0]] -= 1
             if self._namespaces[key[0]] <= 0:
                 del self._namespaces[key[0]]
-        self._changed()
+        self._changed(key)
 
     def upsert_endpointslice(self, es: dict) -> None:
         """Add or replace an EndpointSlice, filed under its ``kubernetes.io/service-name`` label."""
         meta = es.get("metadata") or {}
         ns, name = meta.get("namespace") or "default", meta.get("name", "")
-        self._drop_slice(ns, name)
+        old = self._drop_slice(ns, name)
         service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
         if service:
             self.slices.setdefault((ns, service), {})[name] = es
             self._slice_owner[(ns, name)] = (ns, service)
-        self._changed()
+        self._changed(old, (ns, service) if service else None)
 
     def remove_endpointslice(self, es: dict) -> None:
         """Forget a deleted EndpointSlice."""
         meta = es.get("metadata") or {}
-        self._drop_slice(meta.get("namespace") or "default", meta.get("name", ""))
-        self._changed()
+        self._changed(self._drop_slice(meta.get("namespace") or "default", meta.get("name", "")))
 
-    def _drop_slice(self, ns: str, name: str) -> None:
+    def _drop_slice(self, ns: str, name: str) -> tuple[str, str] | None:
+        """Unfile slice ``ns/name``; returns the (ns, service) it was filed under."""
         owner = self._slice_owner.pop((ns, name), None)
         if owner is not None:
             group = self.slices.get(owner, {})
             group.pop(name, None)
             if not group:
                 self.slices.pop(owner, None)
+        return owner
 
     # ------------------------------------------------------------------ lookups
 
@@ -175,13 +180,16 @@ class Kubernetes:
         labels = name.split(".") if name else []
         n = len(self._zone_labels)
         if len(labels) >= n and labels[-n:] == self._zone_labels:
-            records = self._zone_records(labels[:-n])
+            rel = labels[:-n]
+            records = self._zone_records(rel)
             ans = self._answer(qname, qtype, records, self.zone_fqdn)
+            ans.deps = _deps(rel)
             if ans.answer and ans.answer[0].rtype == QTYPE.CNAME and qtype not in (QTYPE.CNAME, QTYPE.ANY):
                 target = str(ans.answer[0].rdata.label)
                 if not self.is_authoritative(target):
                     ans.chase = target
                 elif _depth < 8:  # bounded: ExternalNames may point at each other
+                    ans.deps = ("global",)
                     inner = self.resolve(target, qtype, _depth=_depth + 1)
                     if inner is not None:
                         ans.answer += inner.answer
@@ -191,7 +199,9 @@ class Kubernetes:
             records = self._reverse_records(labels[:-2])
             if records is None:
                 return None  # fallthrough in-addr.arpa
-            return self._answer(qname, qtype, records, REVERSE_ZONE + ".")
+            ans = self._answer(qname, qtype, records, REVERSE_ZONE + ".")
+            ans.deps = ("ptr",)
+            return ans
         return None
 
     def soa(self, zone: str | None = None) -> RR:
@@ -361,6 +371,18 @@ class Kubernetes:
                         rev.setdefault(ip, []).append(f"{host}.{fqdn}")
             self._reverse = rev
         return self._reverse
+
+
+def _deps(rel: list[str]) -> tuple:
+    """What the records of zone-relative labels ``rel`` depend on (see Answer.deps)."""
+    if rel and rel[-1] == "svc":
+        if len(rel) >= 3:
+            return ("svc", rel[-2], rel[-3])
+        if len(rel) == 2:
+            return ("ns", rel[0])
+    if len(rel) == 2 and rel[-1] == "pod":
+        return ("ns", rel[0])
+    return ("static",)
 
 
 def _rtype(ip: str) -> int:

@@ -4,8 +4,14 @@ The server plays CoreDNS's dnsserver + plugin chain (kubernetes, then
 forward) with a cache in front. Unlike CoreDNS's cache plugin (keyed by
 name/type, TTL-bound), this cache is keyed by the query's bytes after the
 2-byte ID (flags, question, EDNS record: everything that shapes the answer),
-holds the encoded answer, and is emptied on every informer event, so an
-answer is never staler than the caches the plugin reads. A hit costs one
+holds the encoded answer, and is invalidated by informer events, so an
+answer is never staler than the caches the plugin reads. Invalidation is
+scoped: an event for Service or EndpointSlice of ``ns/name`` drops the
+answers for names under ``name.ns.svc`` (positive and negative), those for
+``ns.svc`` / ``ns.pod``, every PTR answer and every answer that followed an
+in-zone CNAME; answers no object can change (pod names, names outside
+``svc``) stay, SOA serial included. So endpoint churn in one Service does not
+empty the cache of every other name. A hit costs one
 dict lookup and one ``sendto`` of ``id + cached bytes``; only misses parse
 with dnslib. Forwarded answers are not cached (the upstream's TTLs are
 the upstream's business).
@@ -70,6 +76,7 @@ class DNSServer:
         self.server = server
         self.cache_size = cache_size
         self.cache: dict[bytes, CachedAnswer] = {}
+        self.groups: dict[tuple, list[bytes]] = {}  # Answer.deps -> cache keys depending on it
         self._tasks: set[asyncio.Task] = set()
         self.transports: list = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -80,8 +87,20 @@ class DNSServer:
             lambda: sum(1 for e in list(self.cache.values()) if not e.denial))
 
     def clear_cache(self) -> None:
-        """Drop every cached answer (called on each informer event)."""
+        """Drop every cached answer."""
         self.cache.clear()
+        self.groups.clear()
+
+    def invalidate(self, keys: list[tuple[str, str]]) -> None:
+        """Drop the cached answers that may change with Services ``keys`` [(namespace, name)]
+        (the plugin's ``on_change``); see the module docstring for the scope."""
+        doomed = [("ptr",), ("global",)]
+        for ns, name in keys:
+            doomed += [("svc", ns, name), ("ns", ns)]
+        cache = self.cache
+        for dep in doomed:
+            for key in self.groups.pop(dep, ()):
+                cache.pop(key, None)
 
     # ------------------------------------------------------------------ answering
 
@@ -119,8 +138,10 @@ class DNSServer:
                                             cache_type), cache_type == "denial")
         if self.cache_size > 0:
             if len(self.cache) >= self.cache_size:
-                self.cache.pop(next(iter(self.cache)))  # oldest first: dicts keep insertion order
-            self.cache[data[2:]] = entry
+                self.clear_cache()  # full (a flood of distinct names): start over, keeps groups bounded
+            key = data[2:]
+            self.cache[key] = entry
+            self.groups.setdefault(result.deps, []).append(key)
             metrics.CACHE_MISSES.labels(self.server).inc()
         return entry, request
 

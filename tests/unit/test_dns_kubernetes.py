@@ -33,7 +33,7 @@ def ep(ip, *, ready=True, hostname=None):
 @pytest.fixture
 def k():
     changes = []
-    k = Kubernetes(zone="cluster.local", dns_ip="10.96.0.10", on_change=lambda: changes.append(1))
+    k = Kubernetes(zone="cluster.local", dns_ip="10.96.0.10", on_change=changes.append)
     k.changes = changes
     k.upsert_service(svc("web"))
     k.upsert_service(svc("db", ip="None", ports=(("pg", 5432, "TCP"),)))
@@ -236,3 +236,16 @@ def test_bad_flags_are_one_line(argv, needle):
     with pytest.raises(UsageError) as e:
         validate(args)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_answer_dependencies(k):
+    assert k.resolve("web.default.svc.cluster.local", QTYPE.A).deps == ("svc", "default", "web")
+    assert k.resolve("_pg._tcp.db.default.svc.cluster.local", QTYPE.SRV).deps == ("svc", "default", "db")
+    assert k.resolve("web.other.default.svc.cluster.local", QTYPE.A).deps == ("svc", "default", "other")
+    assert k.resolve("default.svc.cluster.local", QTYPE.A).deps == ("ns", "default")
+    assert k.resolve("1-2-3-4.default.pod.cluster.local", QTYPE.A).deps == ("static",)
+    assert k.resolve("web.cluster.local", QTYPE.A).deps == ("static",)
+    assert k.resolve("20.0.96.10.in-addr.arpa", QTYPE.PTR).deps == ("ptr",)
+    k.changes.clear()
+    k.upsert_endpointslice(slice_("db-abc", "db", endpoints=[]))
+    assert k.changes == [[("default", "db"), ("default", "db")]]

@@ -75,7 +75,7 @@ async def dns():
     upstream = FakeUpstream()
     up_t, _ = await loop.create_datagram_endpoint(lambda: upstream, local_addr=("127.0.0.1", up_port))
     server = None
-    k = Kubernetes(on_change=lambda: server and server.clear_cache())
+    k = Kubernetes(on_change=lambda keys: server and server.invalidate(keys))
     server = DNSServer(k, Forwarder([("127.0.0.1", up_port)], timeout=0.5))
     port = _free_udp_port()
     await server.start("127.0.0.1", port)
@@ -161,3 +161,26 @@ async def test_external_name_target_asked_upstream(dns):
         a = await ask(port, "ext.default.svc.cluster.local", tcp=tcp)
         assert [(rr.rtype, str(rr.rdata)) for rr in a.rr] == [(QTYPE.CNAME, "example.org."), (QTYPE.A, "192.0.2.99")]
     assert "example.org." in upstream.seen and server.cache == {}
+
+
+async def test_invalidation_is_scoped_to_the_changed_service(dns):
+    k, server, port, _ = dns
+    k.upsert_service({"metadata": {"name": "other", "namespace": "default"},
+                      "spec": {"clusterIP": "10.96.0.30", "ports": [{"name": "http", "port": 80}]}})
+    for name in ("web.default.svc.cluster.local", "other.default.svc.cluster.local",
+                 "web2.default.svc.cluster.local", "10-244-0-1.default.pod.cluster.local"):
+        await ask(port, name)
+    await ask(port, "20.0.96.10.in-addr.arpa", "PTR")
+    assert len(server.cache) == 5
+    # endpoints of "other" change: web's answer, the pod answer and web2's NXDOMAIN stay
+    k.upsert_endpointslice({"metadata": {"name": "other-1", "namespace": "default",
+                                         "labels": {"kubernetes.io/service-name": "other"}},
+                            "addressType": "IPv4", "endpoints": [], "ports": []})
+    names = {bytes(key) for key in server.cache}
+    assert len(server.cache) == 3 and not any(b"other" in key for key in names)
+    # web2 appears: its cached NXDOMAIN goes and the next answer is positive
+    k.upsert_service({"metadata": {"name": "web2", "namespace": "default"},
+                      "spec": {"clusterIP": "10.96.0.40", "ports": [{"name": "http", "port": 80}]}})
+    assert len(server.cache) == 2
+    a = await ask(port, "web2.default.svc.cluster.local")
+    assert a.header.rcode == RCODE.NOERROR and str(a.a.rdata) == "10.96.0.40"
