@@ -182,3 +182,20 @@ async def test_watch_streams_over_https(cluster):
                 if kind == "ADDED" and obj["metadata"]["name"] == "tls-watch":
                     break
         await events.aclose()
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
+@pytest.mark.parametrize("kubeconfig,user,group", [
+    pytest.param("admin.kubeconfig", "kubernetes-admin", "system:masters", id="admin"),
+    pytest.param(f"nodes/{NODE}/kubelet.kubeconfig", f"system:node:{NODE}", "system:nodes", id="node"),
+])
+def test_client_cert_subject_reaches_authentication(cluster, kubeconfig, user, group):
+    """kubectl auth whoami: the client certificate travelled through the TLS handshake and the ASGI TLS
+    extension to the x509 authenticator (CN -> user, O -> groups)."""
+    import json
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    r = subprocess.run([KUBECTL, "--kubeconfig", str(cluster["tmp"] / kubeconfig), "auth", "whoami", "-o", "json"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)["status"]["userInfo"]
+    assert info["username"] == user and group in info["groups"]
