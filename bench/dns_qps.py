@@ -14,10 +14,14 @@ expansion of a name from another namespace (``svc-i.bench.bench.svc.cluster.loca
 NXDOMAIN), the rest ``svc-i.bench.svc.cluster.local`` (an A answer).
 
     .venv/bin/python bench/dns_qps.py [--services 1000] [--queries 50000] [--concurrency 32]
-                                      [--duration 30] [--nx-ratio 0.2] [--compare-cache] [--no-reference]
+                                      [--duration 30] [--nx-ratio 0.2] [--compare-cache] [--churn 20]
+                                      [--no-reference]
 
 ``--compare-cache`` runs the load twice, with the answer cache and with
-``--cache-size 0`` (the server parses and encodes every answer). The
+``--cache-size 0`` (the server parses and encodes every answer).
+``--churn R`` adds a run during which R EndpointSlices a second are patched
+through the apiserver (endpoint churn, as rolling pods cause): each event
+drops the cached answers of its Service only. The
 reference row is a minimal asyncio UDP responder sending one canned answer
 (no parsing, no lookup): the ceiling of this harness and of asyncio on this
 machine. No CoreDNS binary exists on this machine, so there is no CoreDNS
@@ -37,6 +41,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -165,7 +170,9 @@ class PodNetns:
         self.name = f"kl-dnsb-{tag}"
         self.bridge = f"kl-dnsb-{tag}"
         self.veth = f"kl-dnsb-{tag}h"
-        octet = random.randint(2, 250)
+        # A 10.250.X.0/24 no route on the host uses yet (10.250.0.1 is the cluster DNS's own address).
+        routes = _sh("ip", "-4", "route", "show", "table", "all", check=False).stdout
+        octet = next((o for o in random.sample(range(100, 250), 150) if f"10.250.{o}." not in routes), 251)
         self.server_ip, self.pod_ip = f"10.250.{octet}.1", f"10.250.{octet}.2"
 
     def __enter__(self) -> "PodNetns":
@@ -222,6 +229,25 @@ async def _create_objects(kubeconfig: Path, n: int, *, parallel: int = 16) -> fl
     return time.perf_counter() - start
 
 
+def _churn(kubeconfig: Path, n: int, rate: float, stop: threading.Event, counter: list[int]) -> None:
+    """Patch ``rate`` random EndpointSlices a second (a new endpoint address) until ``stop``."""
+    from kubeling.client import Client
+
+    async def main() -> None:
+        rng = random.Random(3)
+        async with Client.from_kubeconfig(kubeconfig) as c:
+            next_at = time.monotonic()
+            while not stop.is_set():
+                i = rng.randrange(n)
+                eps = [{"addresses": [f"10.245.{rng.randrange(250)}.{rng.randrange(1, 250)}"],
+                        "conditions": {"ready": True}}]
+                await c.patch("endpointslices", f"svc-{i}-1", {"endpoints": eps}, namespace=NAMESPACE)
+                counter[0] += 1
+                next_at += 1.0 / rate
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    asyncio.run(main())
+
+
 def _run_generator(netns: PodNetns | None, server: str, names_file: Path, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--generate", server, "--names", str(names_file),
            "--queries", str(args.queries), "--concurrency", str(args.concurrency), "--duration", str(args.duration)]
@@ -236,7 +262,7 @@ def _run_generator(netns: PodNetns | None, server: str, names_file: Path, args) 
 def _row(label: str, res: dict, cpu: float | None) -> str:
     m = res["mix"]
     cores = f"{cpu / res['elapsed']:.2f}" if cpu is not None else "-"
-    return (f"{label:<28} {res['answered']:>8} {res['qps']:>9.0f} {res['p50_ms']:>8.2f} {res['p99_ms']:>8.2f} "
+    return (f"{label:<44} {res['answered']:>8} {res['qps']:>9.0f} {res['p50_ms']:>8.2f} {res['p99_ms']:>8.2f} "
             f"{cores:>6}  answer={m['answer']} nxdomain={m['nxdomain']} nodata={m['nodata']} "
             f"other={m['other']} timeout={m['timeout']}")
 
@@ -270,11 +296,13 @@ def drive(args) -> None:
                 names_file.write_text(json.dumps(names))
                 print(f"load generator: {where}; {args.queries} queries max, {args.concurrency} in flight, "
                       f"{args.duration:.0f}s limit, {args.nx_ratio:.0%} NXDOMAIN names, over UDP")
-                print(f"{'server':<28} {'answered':>8} {'qps':>9} {'p50 ms':>8} {'p99 ms':>8} {'cores':>6}  mix")
-                variants = [("addons.dns (answer cache)", [])]
+                print(f"{'server':<44} {'answered':>8} {'qps':>9} {'p50 ms':>8} {'p99 ms':>8} {'cores':>6}  mix")
+                variants = [("addons.dns (answer cache)", [], 0.0)]
+                if args.churn:
+                    variants.append((f"addons.dns (churn {args.churn:g}/s)", [], args.churn))
                 if args.compare_cache:
-                    variants.append(("addons.dns (--cache-size 0)", ["--cache-size", "0"]))
-                for label, extra in variants:
+                    variants.append(("addons.dns (--cache-size 0)", ["--cache-size", "0"], 0.0))
+                for label, extra, churn in variants:
                     port, health = support.free_port(), support.free_port()
                     name = f"dns{len(extra)}"
                     proc = cp.procs.spawn(name, [sys.executable, "-m", "addons.dns", "--kubeconfig",
@@ -286,9 +314,22 @@ def drive(args) -> None:
                     support.wait_for("dns ready", lambda: proc.poll() is None and httpx.get(
                         url, timeout=1, trust_env=False).status_code == 200, 60, 0.2,
                         errors=(OSError, httpx.HTTPError))
+                    stop, done = threading.Event(), [0]
+                    churner = None
+                    if churn:
+                        churner = threading.Thread(target=_churn, args=(cp.kubeconfig, args.services, churn,
+                                                                        stop, done), daemon=True)
+                        churner.start()
                     cpu0 = _cpu_seconds(proc.pid)
-                    res = _run_generator(netns_cm, f"{server_ip}:{port}", names_file, args)
+                    try:
+                        res = _run_generator(netns_cm, f"{server_ip}:{port}", names_file, args)
+                    finally:
+                        stop.set()
+                        if churner is not None:
+                            churner.join(10)
                     cpu = _cpu_seconds(proc.pid) - cpu0
+                    if churn:
+                        label += f" [{done[0] / res['elapsed']:.0f} patches/s seen]"
                     print(_row(label, res, cpu), flush=True)
                     cp.procs.stop(name)
                 if not args.no_reference:
@@ -317,6 +358,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="time limit per run, seconds")
     ap.add_argument("--nx-ratio", type=float, default=0.2)
     ap.add_argument("--compare-cache", action="store_true", help="also run with --cache-size 0")
+    ap.add_argument("--churn", type=float, default=0.0, help="also run while patching this many slices/s")
     ap.add_argument("--no-reference", action="store_true", help="skip the canned-responder reference row")
     ap.add_argument("--generate", metavar="HOST:PORT", help=argparse.SUPPRESS)
     ap.add_argument("--names", help=argparse.SUPPRESS)
