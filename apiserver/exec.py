@@ -22,7 +22,7 @@ from starlette.responses import Response
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from apiserver import errors
+from apiserver import authz, errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.handlers import status_response
@@ -55,10 +55,7 @@ async def authorize(handler, connection, namespace: str, name: str) -> None:
     user = await authenticate(handler.authenticators, connection)
     if user is None:
         raise errors.StatusError(401, "Unauthorized", "Unauthorized")
-    allowed, why = await handler.authorizer.authorize(user, RequestAttributes(
-        "create", "", "pods", "exec", namespace, name))
-    if not allowed:
-        raise errors.forbidden("pods", name, why or "access denied", group="")
+    await authz.check(handler.authorizer, user, RequestAttributes("create", "", "pods", "exec", namespace, name))
 
 
 def install(app: FastAPI, server) -> None:

@@ -18,7 +18,7 @@ import logging
 import httpx
 from starlette.requests import Request
 
-from apiserver import errors
+from apiserver import authz, errors
 from apiserver.authn import authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.kubeletlocation import kubelet_host_port, kubelet_url
@@ -153,9 +153,7 @@ class MetricsAPI:
         if user is None:
             raise errors.StatusError(401, "Unauthorized", "Unauthorized")
         verb = "get" if name else "list"
-        allowed, why = await self.authorizer.authorize(user, RequestAttributes(verb, GROUP, resource, None, ns, name))
-        if not allowed:
-            raise errors.forbidden(resource, name or "", why or "access denied", group=GROUP)
+        await authz.check(self.authorizer, user, RequestAttributes(verb, GROUP, resource, None, ns, name))
         selector = request.query_params.get("labelSelector")
         if resource == "nodes":
             return await self.nodes(name, label_selector=selector)
