@@ -115,7 +115,7 @@ class APIServer:
         self.handler.routes = authorization.routes(
             authorizer=self.auth.authorizer, authenticator=self.auth.authenticator,
             token_request=TokenRequestREST(self.auth.generator, self.store, audiences=self.auth.audiences,
-                                           max_expiration=self.auth.max_expiration))
+                                           max_expiration=self.auth.max_expiration, admission=self.admission))
         self.metrics = metrics_api.MetricsAPI(self.stores, kubelet=self.kubelet_client,
                                               authenticators=self.handler.authenticators,
                                               authorizer=self.handler.authorizer)

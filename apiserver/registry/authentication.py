@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime
 
 from apiserver import errors
-from apiserver.authn import AuthenticationError, UserInfo
+from apiserver.admission import Attributes
+from apiserver.authn import APISERVER_USER, AuthenticationError, UserInfo
 from apiserver.registry.rest import ResourceInfo
 from kubeling.api.resources import Resource
 
@@ -55,15 +56,18 @@ class TokenRequestREST:
     Store lookup; ``audiences`` the default audiences; ``max_expiration`` seconds (0: no cap).
     """
 
-    def __init__(self, generator, store, *, audiences: list[str], max_expiration: float = 0):
+    def __init__(self, generator, store, *, audiences: list[str], max_expiration: float = 0, admission=None):
         self.generator = generator
         self.store = store
         self.audiences = list(audiences)
         self.max_expiration = max_expiration
+        self.admission = admission
 
-    async def create(self, namespace: str, name: str, body) -> dict:
+    async def create(self, namespace: str, name: str, body, *, user: UserInfo = APISERVER_USER) -> dict:
         """The TokenRequest with ``status.token`` / ``status.expirationTimestamp``; 404 for a missing
-        ServiceAccount or bound object, 422 for bad spec fields, 409 for a stale bound uid."""
+        ServiceAccount or bound object, 422 for bad spec fields, 409 for a stale bound uid. The request
+        passes the admission chain first as ``create`` of ``serviceaccounts/token`` (the object is the
+        TokenRequest, so NodeRestriction can check a node binds tokens to its own pods only)."""
         if self.generator is None:
             raise errors.StatusError(405, "MethodNotAllowed", "token creation is not enabled on this server "
                                      "(--service-account-signing-key-file)")
@@ -94,7 +98,12 @@ class TokenRequestREST:
             raise errors.invalid("TokenRequest", name, causes, group=GROUP)
         if self.max_expiration and exp > self.max_expiration:
             exp = int(self.max_expiration)
-        sa = await self.store("serviceaccounts").get(namespace, name)
+        sa_store = self.store("serviceaccounts")
+        sa = await sa_store.get(namespace, name)
+        req["spec"] = {**spec, "audiences": audiences, "expirationSeconds": exp}
+        if self.admission is not None:
+            await self.admission.admit(Attributes("create", sa_store.info, namespace, name, "token", user), req, None)
+        ref = req["spec"].get("boundObjectRef")
         bound: dict = {}
         if ref is not None:
             kind = ref["kind"]

@@ -187,7 +187,8 @@ def routes(*, authorizer, authenticator, token_request: authentication.TokenRequ
     async def token(request, info, user):
         if info.namespace is None or info.name is None:
             raise errors.path_not_found()
-        return await token_request.create(info.namespace, info.name, await read_review(request, "TokenRequest"))
+        return await token_request.create(info.namespace, info.name, await read_review(request, "TokenRequest"),
+                                          user=user)
 
     a, n = GROUP, authentication.GROUP
     return {(a, VERSION, "selfsubjectaccessreviews", None): create_only(ssar),
