@@ -375,7 +375,9 @@ class Kubernetes:
 
 def _deps(rel: list[str]) -> tuple:
     """What the records of zone-relative labels ``rel`` depend on (see Answer.deps)."""
-    if rel and rel[-1] == "svc":
+    if not rel:
+        return ("global",)  # the apex SOA carries the serial, which every change moves
+    if rel[-1] == "svc":
         if len(rel) >= 3:
             return ("svc", rel[-2], rel[-3])
         if len(rel) == 2:

@@ -245,6 +245,7 @@ def test_answer_dependencies(k):
     assert k.resolve("default.svc.cluster.local", QTYPE.A).deps == ("ns", "default")
     assert k.resolve("1-2-3-4.default.pod.cluster.local", QTYPE.A).deps == ("static",)
     assert k.resolve("web.cluster.local", QTYPE.A).deps == ("static",)
+    assert k.resolve("cluster.local", QTYPE.SOA).deps == ("global",)
     assert k.resolve("20.0.96.10.in-addr.arpa", QTYPE.PTR).deps == ("ptr",)
     k.changes.clear()
     k.upsert_endpointslice(slice_("db-abc", "db", endpoints=[]))
