@@ -185,5 +185,5 @@ def build_authorizer(modes: list[str], store):
                 "roles", "rolebindings", "clusterroles", "clusterrolebindings")})))
         elif m == "Node":
             pods = store("pods")
-            members.append(NodeAuthorizer(Graph(lambda: pods.cacher.items)))
+            members.append(NodeAuthorizer(Graph(lambda: pods.cacher.items, revision=lambda: pods.cacher.revision)))
     return Union(members)

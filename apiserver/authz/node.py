@@ -95,11 +95,14 @@ class Graph:
     """(namespace, resource, name) -> the nodes whose bound pods reference it (the node authorizer's graph).
 
     ``pods`` returns the current ``{key: pod}`` mapping (the pods watch
-    cache's items); ``refresh()`` folds in what changed since the last call.
+    cache's items); ``refresh()`` folds in what changed since the last call,
+    and does nothing while ``revision()`` (the cache's revision) is unchanged.
     """
 
-    def __init__(self, pods: Callable[[], dict]):
+    def __init__(self, pods: Callable[[], dict], *, revision: Callable[[], int] | None = None):
         self.pods = pods
+        self.revision = revision  # the pods cache's revision: unchanged -> nothing to fold in
+        self._revision: int | None = None
         self._seen: dict[str, tuple[dict, str | None, str, frozenset]] = {}  # the pod object itself, not its id: ids are reused
         self.edges: dict[tuple[str, str, str], dict[str, int]] = {}
 
@@ -115,6 +118,11 @@ class Graph:
 
     def refresh(self) -> None:
         """Bring the edges up to date with the pods (only changed or removed pods are recomputed)."""
+        if self.revision is not None:
+            rev = self.revision()
+            if rev == self._revision:
+                return
+            self._revision = rev
         current = self.pods()
         for key in [k for k in self._seen if k not in current]:
             _, node, ns, refs = self._seen.pop(key)

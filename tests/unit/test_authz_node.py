@@ -92,3 +92,18 @@ async def test_own_lease_and_node_rules():
     assert (await auth.authorize(N1, a("create", "events")))[0]
     assert not (await auth.authorize(N1, a("create", "deployments", group="apps")))[0]
     assert await auth.authorize(UserInfo("jane"), a("get", "pods", "web")) == (False, "")
+
+
+def test_graph_skips_work_while_the_revision_stands():
+    """With a revision function, an unchanged revision means no walk over the pods at all."""
+    calls = []
+    state = {"rev": 1, "pods": {"/registry/pods/a/web": web()}}
+
+    def pods():
+        calls.append(1)
+        return state["pods"]
+    g = Graph(pods, revision=lambda: state["rev"])
+    assert g.has_edge("n1", "a", "secrets", "vol") and g.has_edge("n1", "a", "secrets", "vol")
+    assert len(calls) == 1
+    state["pods"], state["rev"] = {}, 2
+    assert not g.has_edge("n1", "a", "secrets", "vol") and len(calls) == 2
