@@ -12,6 +12,7 @@ import random
 import ssl
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -365,3 +366,42 @@ async def test_fuzz_authn_authz_paths_never_5xx(cluster):
     assert sum(codes.values()) + transport_errors == 2000
     assert transport_errors < 200, (transport_errors, codes)
     assert "Traceback" not in procs.log("tls", 500_000) and "Traceback" not in procs.log("noanon", 500_000)
+
+
+async def test_official_python_client_with_a_service_account_token(cluster):
+    """The official kubernetes Python client with a TokenRequest token and the cluster CA: the SA bound to
+    view lists pods in its namespace and gets 403 (ApiException) creating one."""
+    kubernetes = pytest.importorskip("kubernetes")
+    await admin_apply(cluster, [ns("py"), {"apiVersion": "v1", "kind": "ServiceAccount",
+                                           "metadata": {"name": "app", "namespace": "py"}}, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "app-view", "namespace": "py"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "py"}]}])
+    async with Client.from_kubeconfig(kc(cluster, "admin")) as admin:
+        token = (await admin.request("POST", "/api/v1/namespaces/py/serviceaccounts/app/token",
+                                     body={"spec": {}}))["status"]["token"]
+    conf = kubernetes.client.Configuration(host=cluster["tls"], api_key={"authorization": f"Bearer {token}"})
+    conf.ssl_ca_cert = str(cluster["pki"] / "ca.crt")
+
+    def use() -> tuple[int, int]:
+        with kubernetes.client.ApiClient(conf) as api:
+            core = kubernetes.client.CoreV1Api(api)
+            listed = None
+            for _ in range(50):
+                try:
+                    listed = core.list_namespaced_pod("py")
+                    break
+                except kubernetes.client.ApiException as e:
+                    if e.status != 403:
+                        raise
+                    time.sleep(0.1)
+            try:
+                core.create_namespaced_pod("py", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+                                                  "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}})
+                code = 201
+            except kubernetes.client.ApiException as e:
+                code = e.status
+            return len(listed.items) if listed is not None else -1, code
+    n, code = await asyncio.to_thread(use)
+    assert n == 0 and code == 403
