@@ -8,10 +8,12 @@ authenticator (static token file, ServiceAccount JWTs, bootstrap tokens),
 user last when ``--anonymous-auth`` is on. A credential that is presented and
 wrong is a 401 even when anonymous requests are allowed (union.NewFailOnError).
 
-The filter then authorizes non-resource requests (``/healthz``, ``/version``,
-discovery, ``/openapi``) as upstream's WithAuthorization; resource requests
-are authorized by the resource handlers, which know the resource's
-RequestInfo (apiserver/handlers.py, exec.py, metrics_api.py).
+Impersonation headers (``kubectl --as``) are honoured next
+(apiserver/authn/impersonation.py). The filter then authorizes non-resource
+requests (``/healthz``, ``/version``, discovery, ``/openapi``) as upstream's
+WithAuthorization; resource requests are authorized by the resource
+handlers, which know the resource's RequestInfo (apiserver/handlers.py,
+exec.py, metrics_api.py).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from starlette.requests import HTTPConnection
 from apiserver import errors
 from apiserver.authn import (ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS, SCOPE_KEY, AuthenticationError,
                              UserInfo)
+from apiserver.authn import impersonation
 from apiserver.authz import check, non_resource
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,8 @@ class AuthenticationFilter:
                 user = None
             if user is None:
                 raise errors.StatusError(401, "Unauthorized", "Unauthorized")
+            if impersonation.requested(conn):
+                user = await impersonation.impersonate(conn, user, self.authorizer)
             scope[SCOPE_KEY] = user
             path = scope.get("path") or "/"
             if scope["type"] == "http" and not is_resource_path(path):

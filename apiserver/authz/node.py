@@ -103,7 +103,8 @@ class Graph:
         self.pods = pods
         self.revision = revision  # the pods cache's revision: unchanged -> nothing to fold in
         self._revision: int | None = None
-        self._seen: dict[str, tuple[dict, str | None, str, frozenset]] = {}  # the pod object itself, not its id: ids are reused
+        # key -> (the pod object itself, not its id: ids are reused; node; namespace; references)
+        self._seen: dict[str, tuple[dict, str | None, str, frozenset]] = {}
         self.edges: dict[tuple[str, str, str], dict[str, int]] = {}
 
     def _link(self, node: str, ns: str, refs: Iterable, delta: int) -> None:

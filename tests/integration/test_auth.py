@@ -152,10 +152,12 @@ def test_no_credentials_and_public_paths(cluster):
 
 async def test_node_reads_only_its_pods_secrets(cluster):
     """n1's token reads the secret of a pod bound to n1 and gets 403 for the secret of n2's pod."""
-    secret = lambda name: {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "a"},  # noqa: E731
-                           "stringData": {"k": "v"}}
-    env = lambda s: [{"name": "c", "image": "busybox:1.35", "env": [  # noqa: E731
-        {"name": "X", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}]}]
+    def secret(name):
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "a"},
+                "stringData": {"k": "v"}}
+    def env(s):
+        return [{"name": "c", "image": "busybox:1.35", "env": [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}]}]
     await admin_apply(cluster, [ns("a"), secret("s1"), secret("s2"), pod("p1", "a", "n1", containers=env("s1")),
                                 pod("p2", "a", "n2", containers=env("s2"))])
     async with Client.from_kubeconfig(kc(cluster, "n1")) as n1:
@@ -405,3 +407,26 @@ async def test_official_python_client_with_a_service_account_token(cluster):
             return len(listed.items) if listed is not None else -1, code
     n, code = await asyncio.to_thread(use)
     assert n == 0 and code == 403
+
+
+async def test_impersonation(cluster):
+    """kubectl --as: the admin may act as jane (and then gets jane's 403); jane may not act as anyone."""
+    await test_view_in_one_namespace(cluster)
+    async with httpx.AsyncClient(base_url=cluster["plain"], trust_env=False) as h:
+        admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+        r = await h.get("/api/v1/namespaces/a/pods", headers={**admin, "Impersonate-User": "jane"})
+        assert r.status_code == 200, r.text
+        r = await h.get("/api/v1/namespaces/b/pods", headers={**admin, "Impersonate-User": "jane"})
+        assert r.status_code == 403 and 'User "jane" cannot list' in r.json()["message"]
+        r = await h.get("/api/v1/namespaces/b/pods", headers={"Authorization": f"Bearer {TOKENS['jane']}",
+                                                              "Impersonate-User": "token-admin",
+                                                              "Impersonate-Group": "system:masters"})
+        assert r.status_code == 403 and r.json()["message"] == (
+            'users "token-admin" is forbidden: User "jane" cannot impersonate resource "users" in API group "" at '
+            'the cluster scope')
+        r = await h.get("/api/v1/namespaces/b/pods", headers={**admin, "Impersonate-Group": "x"})
+        assert r.status_code == 400
+    if os.path.exists(KUBECTL):
+        r = subprocess.run([KUBECTL, "--kubeconfig", kc(cluster, "admin"), "auth", "can-i", "list", "pods", "-n", "b",
+                            "--as", "jane"], capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout.strip()) == (1, "no"), r.stderr
