@@ -41,6 +41,18 @@ def _host_port(server: str) -> str:
     return f"{url.hostname}:{port}"
 
 
+def _tls_failure(err: BaseException) -> str | None:
+    """The ssl error behind a failed connection (unknown CA, bad certificate ...), else None."""
+    import ssl
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLError):
+            return getattr(err, "verify_message", None) or err.reason or str(err)
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def error_line(err: BaseException, *, server: str | None = None) -> str:
     """The single stderr line for any error the CLI expects to meet.
 
@@ -54,6 +66,9 @@ def error_line(err: BaseException, *, server: str | None = None) -> str:
         return server_error_line(err)
     if isinstance(err, KubeconfigError):
         return f"error: {err}"
+    if isinstance(err, httpx.ConnectError) and _tls_failure(err):
+        # kubectl: "Unable to connect to the server: tls: failed to verify certificate: x509: ..."
+        return f"Unable to connect to the server: TLS handshake failed: {_tls_failure(err)}"
     if isinstance(err, httpx.ConnectError):
         host = _host_port(server) if server else "localhost:8080"
         return f"The connection to the server {host} was refused - did you specify the right host or port?"

@@ -17,7 +17,7 @@ import pytest
 
 import support
 from kubeling import pki
-from kubeling.client import Client
+from kubeling.client import ApiError, Client
 from kubeling.pki import certs, flags
 
 KUBECTL = "/usr/bin/kubectl"
@@ -137,18 +137,25 @@ def test_kubelet_https_requires_a_cluster_client_cert(cluster):
     assert h.status_code in (200, 503)  # 503 while it has no container runtime; it answers plain HTTP
 
 
+async def ensure_node(c: Client, kubelet_port: int) -> None:
+    """The Node the kubelet would register (it cannot here: no runtime) with its address and port."""
+    try:
+        node = await c.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    except ApiError as e:
+        if e.code != 409:
+            raise
+        node = await c.get("nodes", NODE)
+    node["status"] = {**(node.get("status") or {}),
+                      "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                      "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}
+    await c.replace_status("nodes", node)
+
+
 async def test_apiserver_reaches_the_kubelet_over_mtls(cluster):
     """pods/NAME/log goes apiserver -> kubelet over HTTPS with apiserver-kubelet-client: the kubelet's own
     answer (pod not on this node) comes back, not a TLS error nor the kubelet's 401."""
     async with Client.from_kubeconfig(cluster["admin"]) as c:
-        try:
-            node = await c.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
-        except Exception:  # noqa: BLE001 - the kubelet may not have registered it (no runtime), or did
-            node = await c.get("nodes", NODE)
-        node["status"] = {**(node.get("status") or {}),
-                          "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                          "daemonEndpoints": {"kubeletEndpoint": {"Port": cluster["kubelet_port"]}}}
-        await c.replace_status("nodes", node)
+        await ensure_node(c, cluster["kubelet_port"])
         await c.create("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tls-log"},
                                 "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox:1.35"}]}},
                        namespace="default")
@@ -199,3 +206,39 @@ def test_client_cert_subject_reaches_authentication(cluster, kubeconfig, user, g
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)["status"]["userInfo"]
     assert info["username"] == user and group in info["groups"]
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
+async def test_exec_relayed_to_the_kubelet_over_wss(cluster):
+    """kubectl exec: kubectl -> apiserver (HTTPS websocket) -> kubelet (wss with apiserver-kubelet-client);
+    the kubelet's own refusal (the pod is not on it: no runtime here) reaches kubectl."""
+    import asyncio
+    async with Client.from_kubeconfig(cluster["admin"]) as c:
+        await ensure_node(c, cluster["kubelet_port"])
+        await c.create("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tls-exec"},
+                                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox:1.35"}]}},
+                       namespace="default")
+        try:
+            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            proc = await asyncio.create_subprocess_exec(
+                KUBECTL, "--kubeconfig", str(cluster["admin"]), "exec", "tls-exec", "--", "echo", "hi",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode != 0
+            assert "not found on this node" in err.decode(), err.decode()
+        finally:
+            await c.delete("pods", "tls-exec", namespace="default")
+
+
+def test_cli_with_the_wrong_ca_prints_one_line(cluster, tmp_path):
+    """kubeling with a kubeconfig trusting another CA: a readable one-line error, no traceback."""
+    p = cluster["pki"]
+    from kubeling.client import kubeconfig
+    kc = tmp_path / "wrong-ca.kubeconfig"
+    kubeconfig.write(kc, server=cluster["server"], user="kubernetes-admin", ca_data=(p / "etcd/ca.crt").read_bytes(),
+                     client_cert_data=(p / "admin.crt").read_bytes(), client_key_data=(p / "admin.key").read_bytes())
+    cli = [sys.executable, "-c", "import sys; from kubeling.cli.main import main; sys.exit(main())"]
+    r = subprocess.run([*cli, "--kubeconfig", str(kc), "get", "ns"], capture_output=True, text=True, timeout=30,
+                       cwd=support.REPO)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "certificate" in r.stderr.lower(), r.stderr
