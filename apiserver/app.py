@@ -23,6 +23,7 @@ from apiserver import exec as exec_routes
 from apiserver.admission import AdmissionChain, plugins as admission_plugins
 from apiserver import bootstrappolicy
 from apiserver.authn import APISERVER_USER, InsecureAuthenticator
+from apiserver.authn import oidc
 from apiserver.authn import options as auth_options
 from apiserver.authn.filter import AuthenticationFilter
 from apiserver.authn.options import AuthOptions
@@ -233,6 +234,8 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
 
     for path in ("/healthz", "/livez", "/readyz"):
         app.add_api_route(path, health, methods=["GET"])
+    if server.auth.public_keys and config.auth.service_account_issuers:  # ServiceAccountIssuerDiscovery
+        oidc.install(app, config.auth.service_account_issuers[0], server.auth.public_keys)
 
     spec = openapi.OpenAPIV3([s.info for s in server.stores.values()])
 

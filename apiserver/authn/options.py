@@ -116,13 +116,14 @@ def from_args(a: argparse.Namespace) -> AuthOptions:
 @dataclass
 class Built:
     """What ``build`` returns: the request authenticator (None: legacy all-allowed), the authorizer,
-    the token generator (None without a signing key), the default audiences, the node graph."""
+    the token generator (None without a signing key), the default audiences and token cap, the keys."""
 
     authenticator: RequestAuthenticator | None
     authorizer: object
     generator: serviceaccount.TokenGenerator | None
     audiences: list[str]
     max_expiration: float
+    public_keys: list = field(default_factory=list)  # ServiceAccount verification keys (issuer discovery)
 
 
 def build(opts: AuthOptions, *, client_ca_file: str | None, store) -> Built:
@@ -149,14 +150,14 @@ def build(opts: AuthOptions, *, client_ca_file: str | None, store) -> Built:
         generator = serviceaccount.TokenGenerator(
             serviceaccount.load_private_key(opts.service_account_signing_key_file), opts.service_account_issuers[0])
     authenticator = None
+    key_files = opts.service_account_key_files or (
+        [opts.service_account_signing_key_file] if opts.service_account_signing_key_file else [])
+    keys = [k for f in key_files for k in serviceaccount.load_public_keys(f)]
     if opts.authentication_configured(client_ca_file):
         tokens: list = []
         if opts.token_auth_file:
             tokens.append(tokenfile.TokenFileAuthenticator.from_file(opts.token_auth_file))
-        key_files = opts.service_account_key_files or (
-            [opts.service_account_signing_key_file] if opts.service_account_signing_key_file else [])
-        if key_files:
-            keys = [k for f in key_files for k in serviceaccount.load_public_keys(f)]
+        if keys:
             tokens.append(serviceaccount.ServiceAccountAuthenticator(
                 keys, opts.service_account_issuers, api_audiences=audiences,
                 get=get if opts.service_account_lookup else None))
@@ -165,7 +166,7 @@ def build(opts: AuthOptions, *, client_ca_file: str | None, store) -> Built:
         cert = x509.X509Authenticator(x509.load_ca_bundle(client_ca_file)) if client_ca_file else None
         authenticator = RequestAuthenticator(x509=cert, tokens=tokens, anonymous=opts.anonymous_auth)
     return Built(authenticator, build_authorizer(opts.authorization_modes, store), generator, audiences,
-                 opts.service_account_max_token_expiration)
+                 opts.service_account_max_token_expiration, keys)
 
 
 def build_authorizer(modes: list[str], store):

@@ -6,6 +6,7 @@ kubectl, the scheduler and controller-manager under their own identities, and a 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -430,3 +431,22 @@ async def test_impersonation(cluster):
         r = subprocess.run([KUBECTL, "--kubeconfig", kc(cluster, "admin"), "auth", "can-i", "list", "pods", "-n", "b",
                             "--as", "jane"], capture_output=True, text=True, timeout=30)
         assert (r.returncode, r.stdout.strip()) == (1, "no"), r.stderr
+
+
+async def test_service_account_issuer_discovery(cluster):
+    """A ServiceAccount reads the OIDC discovery document and the JWKS holding its token's kid; anonymous
+    requests get 403."""
+    await admin_apply(cluster, [ns("a"), {"apiVersion": "v1", "kind": "ServiceAccount",
+                                          "metadata": {"name": "bot", "namespace": "a"}}])
+    async with Client.from_kubeconfig(kc(cluster, "admin")) as admin:
+        token = (await admin.request("POST", "/api/v1/namespaces/a/serviceaccounts/bot/token",
+                                     body={"spec": {}}))["status"]["token"]
+    kid = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+    async with httpx.AsyncClient(base_url=cluster["tls"], verify=cluster["ca"], trust_env=False) as h:
+        auth = {"Authorization": f"Bearer {token}"}
+        conf = await h.get("/.well-known/openid-configuration", headers=auth)
+        assert conf.status_code == 200 and conf.json()["issuer"] == ISSUER
+        assert conf.json()["jwks_uri"] == ISSUER + "/openid/v1/jwks"
+        jwks = await h.get("/openid/v1/jwks", headers=auth)
+        assert jwks.status_code == 200 and kid in [k["kid"] for k in jwks.json()["keys"]]
+        assert (await h.get("/openid/v1/jwks")).status_code == 403
