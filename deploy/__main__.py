@@ -36,6 +36,7 @@ def cmd_up(cluster: Cluster) -> int:
     cluster.write_state()
     with console.status("node network"):
         cluster.setup_network()
+    cluster.supervise()
     if cluster.netns_mode:
         console.print(f"[green]✓[/] underlay {config.UNDERLAY_BRIDGE} {config.UNDERLAY_CIDR}: "
                       + ", ".join(f"{n.name} {n.ip} (netns kl-{n.name})" for n in cluster.nodes))
@@ -66,25 +67,24 @@ def cmd_down(cluster: Cluster) -> int:
 
 
 def cmd_status(cluster: Cluster) -> int:
-    """``make status``: print each component's PID, health, uptime and log; returns 1 unless all are healthy."""
-    table = Table("COMPONENT", "PID", "HEALTH", "UPTIME", "LOG")
+    """``make status``: each component's state under supervisord, PID, health, uptime, restarts and log;
+    returns 1 unless all are healthy."""
+    table = Table("COMPONENT", "STATE", "PID", "HEALTH", "UPTIME", "RESTARTS", "LOG")
     all_ok = True
     now = time.time()
+    restarts = cluster.supervisor.restarts()
     for comp in cluster.components():
-        pid = cluster.pid_of(comp)
+        info = cluster.supervisor.info(comp.name)
+        state = info.get("statename", "-")
+        pid = int(info.get("pid") or 0) if state == "RUNNING" else 0
         healthy = bool(pid) and comp.healthy()
         all_ok &= healthy
-        uptime = "-"
-        if pid:
-            try:
-                uptime = f"{now - (cluster.run / f'{comp.name}.pid').stat().st_mtime:.0f}s"
-            except OSError:
-                pass
-        table.add_row(comp.name, str(pid or "-"),
+        uptime = f"{now - info['start']:.0f}s" if pid and info.get("start") else "-"
+        table.add_row(comp.name, state, str(pid or "-"),
                       "[green]healthy[/]" if healthy else ("[red]unhealthy[/]" if pid else "[red]stopped[/]"),
-                      uptime, f"{comp.name}.log")
+                      uptime, str(restarts.get(comp.name, 0)), f"{comp.name}.log")
     console.print(table)
-    console.print(f"logs: {cluster.logs}/", soft_wrap=True)
+    console.print(f"logs: {cluster.logs}/ (supervisord: {cluster.supervisor.log})", soft_wrap=True)
     return 0 if all_ok else 1
 
 

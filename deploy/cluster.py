@@ -22,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from deploy import host, procs, underlay
+from deploy import host, procs, supervise, underlay
 from kubeling import config
 from kubeling.client import kubeconfig
 
@@ -275,28 +275,40 @@ class Cluster:
             raise LaunchError(f"node network: {e}") from e
 
     # -- lifecycle --------------------------------------------------------------
+    @property
+    def supervisor(self) -> supervise.Supervisor:
+        """The supervisord that runs this cluster's processes."""
+        return supervise.Supervisor(self.home)
+
+    def supervise(self) -> None:
+        """Start supervisord with every component's program (or load changes into the running one).
+        Raises LaunchError."""
+        try:
+            self.supervisor.ensure([(c.name, c.argv) for c in self.components()])
+        except supervise.SupervisorError as e:
+            raise LaunchError(str(e)) from e
+
     def pid_of(self, comp: Component) -> int:
-        """Pid of ``comp`` if it runs (checked against its command line), else 0."""
-        pid = procs.read_pid(self.run / f"{comp.name}.pid")
-        return pid if procs.alive(pid, comp.expect) else 0
+        """Pid of ``comp`` while supervisord reports it RUNNING, else 0."""
+        info = self.supervisor.info(comp.name)
+        return int(info.get("pid") or 0) if info.get("statename") == "RUNNING" else 0
 
     def start_component(self, comp: Component) -> tuple[bool, float]:
-        """Start ``comp`` unless it already runs healthy; wait for health.
+        """Start ``comp`` under supervisord unless it already runs healthy; wait for health.
         Returns (started, seconds). Raises LaunchError with its log's tail."""
         t0 = time.monotonic()
-        pid = self.pid_of(comp)
-        if pid and comp.healthy():
+        if self.pid_of(comp) and comp.healthy():
             return False, 0.0
-        proc = None
-        if not pid:
-            proc = procs.start(comp.name, comp.argv, log_dir=self.logs, run_dir=self.run)
+        try:
+            self.supervisor.start(comp.name)
+        except supervise.SupervisorError as e:
+            raise LaunchError(f"{e}\n{self.log_tail(comp.name)}") from e
         deadline = t0 + comp.timeout
         while time.monotonic() < deadline:
-            # Right after fork the child may not show its new command line yet:
-            # a process we just started is judged by its Popen.
-            if (proc.poll() is not None) if proc else not procs.alive(pid, comp.expect):
-                raise LaunchError(f"{comp.name} exited during start-up\n{self.log_tail(comp.name)}")
-            if comp.healthy():
+            state = self.supervisor.info(comp.name).get("statename")
+            if state in ("FATAL", "EXITED", "BACKOFF"):
+                raise LaunchError(f"{comp.name} exited during start-up ({state})\n{self.log_tail(comp.name)}")
+            if state == "RUNNING" and comp.healthy():
                 return True, time.monotonic() - t0
             time.sleep(0.2)
         raise LaunchError(f"{comp.name} not healthy after {comp.timeout:.0f}s\n{self.log_tail(comp.name)}")
@@ -345,8 +357,11 @@ class Cluster:
     def down(self) -> list[str]:
         """Stop every process and remove what kubeling created on the host.
         Returns a list of what was done (for printing). Cluster state on disk is kept."""
-        done = []
-        for comp in reversed(self.components()):
+        try:
+            done = self.supervisor.shutdown()
+        except supervise.SupervisorError as e:
+            done = [str(e)]
+        for comp in reversed(self.components()):  # processes of a launcher before supervision
             pid = procs.read_pid(self.run / f"{comp.name}.pid")
             if procs.stop_pid(pid, expect=comp.expect, timeout=15):
                 done.append(f"stopped {comp.name} (pid {pid})")
