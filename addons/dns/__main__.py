@@ -114,6 +114,7 @@ async def dns_main(args: argparse.Namespace, upstreams: list[tuple[str, int]], s
             server.invalidate(keys)
 
     plugin = Kubernetes(zone=args.cluster_domain, ttl=args.ttl, dns_ip=args.service_ip, on_change=changed)
+    plugin.synced = False
     server = DNSServer(plugin, Forwarder(upstreams), server=f"dns://{host}:{args.port}",
                        cache_size=args.cache_size)
     try:
@@ -148,7 +149,15 @@ async def dns_main(args: argparse.Namespace, upstreams: list[tuple[str, int]], s
     def healthy() -> bool:
         return services.has_synced and slices.has_synced
 
-    tasks = [services.run(), slices.run()]
+    async def mark_synced() -> None:
+        await services.wait_synced()
+        await slices.wait_synced()
+        plugin.synced = True
+        server.clear_cache()
+        log.info("informers synced: %d services, %d services with endpoint slices",
+                 len(plugin.services), len(plugin.slices))
+
+    tasks = [services.run(), slices.run(), mark_synced()]
     if not args.no_register:
         tasks.append(register.keep_registered(client, reregister, service_ip=args.service_ip, address=host,
                                               port=args.port, metrics_port=args.metrics_port or 9153))

@@ -105,6 +105,9 @@ class Kubernetes:
         self._namespaces: Counter = Counter()                         # services per namespace
         self._reverse: dict[str, list[str]] | None = None             # IP -> PTR targets, built lazily
         self.serial = int(time.time())
+        # False until the informers have listed: names of the zone get SERVFAIL (clients retry)
+        # rather than an NXDOMAIN they would cache, as CoreDNS holds queries until its API sync.
+        self.synced = True
 
     # ------------------------------------------------------------------ caches
 
@@ -180,6 +183,8 @@ class Kubernetes:
         labels = name.split(".") if name else []
         n = len(self._zone_labels)
         if len(labels) >= n and labels[-n:] == self._zone_labels:
+            if not self.synced:
+                return Answer(RCODE.SERVFAIL, [], [], [], self.zone_fqdn, deps=("global",))
             rel = labels[:-n]
             records = self._zone_records(rel)
             ans = self._answer(qname, qtype, records, self.zone_fqdn)

@@ -136,7 +136,7 @@ class DNSServer:
                                             cache_type),
                              self._observer("tcp", family, q.qtype, result.rcode, result.zone, "kubernetes",
                                             cache_type), cache_type == "denial")
-        if self.cache_size > 0:
+        if self.cache_size > 0 and result.rcode != RCODE.SERVFAIL:
             if len(self.cache) >= self.cache_size:
                 self.clear_cache()  # full (a flood of distinct names): start over, keeps groups bounded
             key = data[2:]

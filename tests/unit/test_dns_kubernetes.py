@@ -250,3 +250,11 @@ def test_answer_dependencies(k):
     k.changes.clear()
     k.upsert_endpointslice(slice_("db-abc", "db", endpoints=[]))
     assert k.changes == [[("default", "db"), ("default", "db")]]
+
+
+def test_servfail_until_synced(k):
+    k.synced = False
+    assert k.resolve("web.default.svc.cluster.local", QTYPE.A).rcode == RCODE.SERVFAIL
+    assert k.resolve("example.org", QTYPE.A) is None
+    k.synced = True
+    assert k.resolve("web.default.svc.cluster.local", QTYPE.A).rcode == RCODE.NOERROR

@@ -77,8 +77,14 @@ async def dns():
     server = None
     k = Kubernetes(on_change=lambda keys: server and server.invalidate(keys))
     server = DNSServer(k, Forwarder([("127.0.0.1", up_port)], timeout=0.5))
-    port = _free_udp_port()
-    await server.start("127.0.0.1", port)
+    for attempt in range(20):  # the UDP port may be taken for TCP (other tests run at once): try another
+        port = _free_udp_port()
+        try:
+            await server.start("127.0.0.1", port)
+            break
+        except OSError:
+            if attempt == 19:
+                raise
     k.upsert_service({"metadata": {"name": "web", "namespace": "default"},
                       "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}})
     try:
