@@ -30,7 +30,7 @@ from apiserver.authn.options import AuthOptions
 from apiserver.discovery import VERSION, Discovery, aggregated_content_type, negotiate_aggregated
 from apiserver.handlers import ResourceHandler, json_response, status_response
 from apiserver.kubeletlocation import KubeletClientConfig
-from apiserver import metrics_api
+from apiserver import metrics, metrics_api
 from apiserver import registry
 from apiserver.registry import authorization, core, ipallocator
 from apiserver.registry.authentication import TokenRequestREST
@@ -262,6 +262,7 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
         return Response(data, media_type="application/json", headers=headers)
 
     exec_routes.install(app, server)  # pods/exec websockets; before the catch-all
+    metrics.install(app, server)  # GET /metrics; before the catch-all
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def dispatch(request: Request, path: str) -> Response:
@@ -300,6 +301,7 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
     if server.auth.authenticator is not None:  # outermost: every request is authenticated first
         app.add_middleware(AuthenticationFilter, authenticator=server.auth.authenticator,
                            authorizer=server.auth.authorizer)
+    app.add_middleware(metrics.RequestMetrics)  # outermost: every answer is counted
     return app, server
 
 
