@@ -17,11 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class Conntrack:
-    """Runs ``conntrack -D`` as an asyncio subprocess; a no-op when the tool is absent."""
+    """Runs ``conntrack -D`` as an asyncio subprocess; a no-op when the tool is absent.
 
-    def __init__(self, *, binary: str = "conntrack", timeout: float = 10.0):
+    ``netns``: run it inside that named network namespace (``ip netns exec``),
+    for tests; None is the current namespace.
+    """
+
+    def __init__(self, *, binary: str = "conntrack", timeout: float = 10.0, netns: str | None = None):
         self.path = shutil.which(binary)
         self.timeout = timeout
+        self.netns = netns
         self._warned = False
 
     @property
@@ -35,8 +40,9 @@ class Conntrack:
                 log.warning("conntrack tool not found: stale UDP conntrack entries are not flushed")
                 self._warned = True
             return
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         proc = await asyncio.create_subprocess_exec(
-            self.path, "-D", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            *prefix, self.path, "-D", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
             _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
         except asyncio.TimeoutError:
@@ -55,3 +61,11 @@ class Conntrack:
     async def clear_entries_for_nat(self, origin: str, dest: str, protocol: str = "udp") -> None:
         """Delete flows to ``origin`` (service IP) that were DNATed to ``dest`` (an endpoint IP)."""
         await self._delete("--orig-dst", origin, "--dst-nat", dest, "-p", protocol.lower())
+
+    async def clear_entries_for_port(self, port: int, protocol: str = "udp") -> None:
+        """Delete flows to destination port ``port`` (a node port)."""
+        await self._delete("-p", protocol.lower(), "--dport", str(port))
+
+    async def clear_entries_for_port_nat(self, port: int, dest: str, protocol: str = "udp") -> None:
+        """Delete flows to node port ``port`` that were DNATed to ``dest`` (an endpoint IP)."""
+        await self._delete("-p", protocol.lower(), "--dport", str(port), "--dst-nat", dest)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import re
 import sys
 
@@ -21,6 +22,7 @@ from proxy.bounded_frequency_runner import BoundedFrequencyRunner
 from proxy.iptables.proxier import Proxier, cleanup_leftovers
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables, IptablesError
+from proxy.nodeport_addresses import NodePortAddresses
 
 log = logging.getLogger("proxy")
 
@@ -65,6 +67,27 @@ def parse_cidr_list(text: str) -> tuple[str, ...]:
     return tuple(parse_cidr(c.strip()) for c in text.split(",") if c.strip())
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, as Go's strconv.ParseBool); argparse.ArgumentTypeError otherwise."""
+    value = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (want true or false)")
+    return value
+
+
+IPVS_PROC = "/proc/net/ip_vs"
+
+
+def check_proxy_mode(mode: str, *, ipvs_proc: str = IPVS_PROC) -> str | None:
+    """None if ``mode`` can run here, else the one-line reason it cannot."""
+    if mode != "ipvs":
+        return None
+    if not os.path.exists(ipvs_proc):
+        return (f"--proxy-mode=ipvs: this kernel has no IPVS ({ipvs_proc} is missing and it loads no modules); "
+                "use --proxy-mode=iptables")
+    return "--proxy-mode=ipvs: kubeling implements only the iptables mode; use --proxy-mode=iptables"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The kube-proxy style argument parser (durations like ``1s``/``30s`` become float seconds)."""
     p = argparse.ArgumentParser(prog="python -m proxy", description="kubeling kube-proxy (iptables mode)")
@@ -83,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated CIDRs outside --cluster-cidr that pods may still reach when egress "
                         "is rejected, e.g. the node underlay 10.250.0.0/24 (kubeling)")
     p.add_argument("--iptables-masquerade-bit", type=int, default=14, choices=range(0, 32), metavar="0..31")
+    p.add_argument("--proxy-mode", default="iptables", choices=("iptables", "ipvs"),
+                   help="iptables (default); ipvs only where the kernel has IPVS")
+    p.add_argument("--nodeport-addresses", type=parse_cidr_list, default=(),
+                   help="comma-separated CIDRs: node ports answer only on the node's addresses inside them "
+                        "(default: every local address)")
+    p.add_argument("--iptables-localhost-nodeports", type=parse_bool, default=True, metavar="true|false",
+                   help="answer node ports on 127.0.0.0/8 too (needs net.ipv4.conf.all.route_localnet=1, "
+                        "which kubeling does not set); false refuses them")
     p.add_argument("--cleanup", action="store_true", help="remove all our rules and chains, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
     # Tests run a proxy beside a real cluster's without touching its KUBE-* chains.
@@ -111,7 +142,8 @@ def rules_config(args: argparse.Namespace) -> RulesConfig:
     return RulesConfig(cluster_cidr=args.cluster_cidr, chain_prefix=args.chain_prefix,
                        masquerade_bit=args.iptables_masquerade_bit, masquerade_all=args.masquerade_all,
                        pod_egress=args.allow_pod_egress,
-                       pod_egress_cidrs=args.pod_egress_cidrs)
+                       pod_egress_cidrs=args.pod_egress_cidrs,
+                       localhost_nodeports=args.iptables_localhost_nodeports)
 
 
 async def check_iptables(iptables: Iptables) -> None:
@@ -129,8 +161,11 @@ async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
     services_selector, endpoints_selector = label_selectors(args.service_proxy_name)
     services = Informer(client, "services", label_selector=services_selector)
     endpoints = Informer(client, "endpoints", label_selector=endpoints_selector)
+    nodeport_addresses = NodePortAddresses(args.nodeport_addresses)
     proxier = Proxier(list_services=services.lister.list, list_endpoints=endpoints.lister.list,
-                      config=rules_config(args), iptables=iptables, jump_check_period=args.sync_period)
+                      config=rules_config(args), iptables=iptables, jump_check_period=args.sync_period,
+                      full_sync_period=args.sync_period,
+                      node_ips=None if nodeport_addresses.match_all else nodeport_addresses.node_ips)
     runner = BoundedFrequencyRunner("sync-proxy-rules", proxier.sync_proxy_rules,
                                     min_interval=args.min_sync_period, max_interval=args.sync_period)
 
@@ -177,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kube-proxy: cleanup failed: {e}", file=sys.stderr)
             return 1
         return 0 if ok else 1
+    problem = check_proxy_mode(args.proxy_mode)
+    if problem:
+        print(f"kube-proxy: {problem}", file=sys.stderr)
+        return 1
     if not args.kubeconfig:
         print("kube-proxy: --kubeconfig is required", file=sys.stderr)
         return 2

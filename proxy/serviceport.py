@@ -129,24 +129,32 @@ def build_service_map(services: Iterable[dict]) -> dict[ServicePortName, Service
     return out
 
 
-def build_endpoints_map(endpoints: Iterable[dict]) -> EndpointsMap:
-    """Ready endpoints per service port, from v1 Endpoints objects.
+def endpoints_ports(endpoints: dict) -> EndpointsMap:
+    """Ready endpoints per service port of ONE v1 Endpoints object.
 
     An Endpoints object has the Service's name; each subset's ports carry the
-    Service port's *name* and the resolved target port, so the ServicePortName
-    is (namespace, object name, port name, protocol). ``notReadyAddresses`` are
-    left out, as upstream does for cluster traffic. Lists come sorted by IP
-    then port, without duplicates.
+    Service port's *name* and the resolved target port (the endpoints
+    controller resolved named target ports against the pods), so the
+    ServicePortName is (namespace, object name, port name, protocol).
+    ``notReadyAddresses`` are left out, as upstream does for cluster traffic.
+    Lists come sorted by IP then port, without duplicates.
     """
+    meta = endpoints.get("metadata", {})
+    ns, name = meta.get("namespace", "default"), meta.get("name", "")
     out: dict[ServicePortName, set[Endpoint]] = {}
-    for ep in endpoints:
-        meta = ep.get("metadata", {})
-        ns, name = meta.get("namespace", "default"), meta.get("name", "")
-        for subset in ep.get("subsets") or []:
-            ips = [a.get("ip") for a in subset.get("addresses") or [] if _ipv4(a.get("ip"))]
-            for port in subset.get("ports") or []:
-                if not isinstance(port.get("port"), int):
-                    continue
-                spn = ServicePortName(ns, name, port.get("name") or "", port.get("protocol") or "TCP")
-                out.setdefault(spn, set()).update(Endpoint(ip, port["port"]) for ip in ips)
+    for subset in endpoints.get("subsets") or []:
+        ips = [a.get("ip") for a in subset.get("addresses") or [] if _ipv4(a.get("ip"))]
+        for port in subset.get("ports") or []:
+            if not isinstance(port.get("port"), int):
+                continue
+            spn = ServicePortName(ns, name, port.get("name") or "", port.get("protocol") or "TCP")
+            out.setdefault(spn, set()).update(Endpoint(ip, port["port"]) for ip in ips)
     return {k: sorted(v, key=Endpoint.sort_key) for k, v in out.items()}
+
+
+def build_endpoints_map(endpoints: Iterable[dict]) -> EndpointsMap:
+    """Ready endpoints per service port of every v1 Endpoints object (see endpoints_ports)."""
+    out: EndpointsMap = {}
+    for ep in endpoints:
+        out.update(endpoints_ports(ep))
+    return out

@@ -1,29 +1,79 @@
 """The iptables proxier: turns the current Services and Endpoints into kernel rules.
 
-One ``sync_proxy_rules()`` reads the whole desired state from its sources,
-renders it (proxy.iptables.rules) and applies it with ONE
-``iptables-restore --noflush`` call, then makes sure the built-in chains
-jump to ours and flushes stale UDP conntrack entries. Rules left behind by a
-crashed earlier proxy are simply overwritten by the first sync (our chains
-are re-declared, stale hashed chains deleted). ``cleanup_leftovers`` removes
-everything. Mirrors upstream's pkg/proxy/iptables/proxier.go (Proxier,
-syncProxyRules, CleanupLeftovers).
+One ``sync_proxy_rules()`` reads the desired state from its sources, renders
+it (proxy.iptables.rules) and applies it with ONE ``iptables-restore
+--noflush`` call, then makes sure the built-in chains jump to ours and
+flushes stale UDP conntrack entries.
+
+Syncs are full or partial, as upstream 1.28's MinimizeIPTablesRestore: a
+full sync (the first one, one after a failure, and one per
+``full_sync_period``) lists the chains in the kernel with iptables-save and
+rewrites every chain we own, which also replaces whatever a crashed earlier
+proxy left behind; a partial sync rewrites the fixed chains and only the
+chains of service ports whose rules changed, and deletes the chains the
+previous sync had and this one no longer wants. Parsing and rendering are
+cached per object and per service port, so a sync after one endpoint change
+costs little more than the restore of what changed.
+
+``cleanup_leftovers`` removes everything. Mirrors upstream's
+pkg/proxy/iptables/proxier.go (Proxier, syncProxyRules, CleanupLeftovers).
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Collection, Iterable, NamedTuple
 
 from proxy import metrics
 from proxy.conntrack import Conntrack
-from proxy.iptables.rules import JUMP_RULES, RulesConfig, render_cleanup, render_rules
+from proxy.iptables.rules import (JUMP_RULES, RulesConfig, ServicePortRules, assemble, render_cleanup,
+                                  service_port_rules)
 from proxy.iptables.runner import Iptables, IptablesError
-from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName, build_endpoints_map, build_service_map
+from proxy.serviceport import (EndpointsMap, ServicePort, ServicePortName, endpoints_ports, service_ports)
 
 log = logging.getLogger(__name__)
 
 TABLES = ("filter", "nat")
+
+
+class SyncStats(NamedTuple):
+    """What one sync did: ``full`` or partial, how many service ports exist and
+    how many had their chains ``written``, the restore input's ``lines`` and
+    ``bytes``, seconds spent building the text (``render_seconds``: maps,
+    rendering, assembling) and in iptables-restore (``restore_seconds``), and
+    ``done_at`` (time.monotonic() when iptables-restore returned)."""
+
+    full: bool
+    service_ports: int
+    written: int
+    lines: int
+    bytes: int
+    render_seconds: float
+    restore_seconds: float
+    done_at: float
+
+
+class _ObjectCache:
+    """Parsed form of each API object, reparsed only when the object changes.
+
+    Informers replace an object on every update and never mutate it, so the
+    identity of the dict (kept alive here) tells whether it changed.
+    """
+
+    def __init__(self, parse: Callable[[dict], object]):
+        self.parse = parse
+        self.items: dict[tuple[str, str], tuple[dict, object]] = {}
+
+    def update(self, objects: Iterable[dict]) -> list:
+        """Parsed forms of ``objects`` (the cache then holds exactly these)."""
+        fresh = {}
+        for obj in objects:
+            meta = obj.get("metadata", {})
+            key = (meta.get("namespace", "default"), meta.get("name", ""))
+            old = self.items.get(key)
+            fresh[key] = old if old is not None and old[0] is obj else (obj, self.parse(obj))
+        self.items = fresh
+        return [parsed for _, parsed in fresh.values()]
 
 
 class Proxier:
@@ -31,63 +81,107 @@ class Proxier:
 
     ``list_services`` / ``list_endpoints``: callables returning the current
     Service and v1 Endpoints dicts (informer listers in the daemon, plain
-    lists in tests). ``config``: node-level settings (cluster CIDR, chain
+    lists in tests and the benchmark; replace an object to change it, never
+    mutate it in place). ``config``: node-level settings (cluster CIDR, chain
     prefix, masquerade bit). ``iptables`` / ``conntrack``: the tool runners
     (injectable for tests). ``jump_check_period``: seconds between checks
     (``iptables -C``, one process per jump) that the built-in chains still jump
-    to ours; upstream likewise re-ensures them only on its periodic full syncs.
-    ``sync_proxy_rules`` raises IptablesError when the restore fails; the
-    caller (BoundedFrequencyRunner) retries.
+    to ours; upstream likewise re-ensures them only on its periodic syncs.
+    ``full_sync_period``: seconds between full syncs (upstream: --sync-period);
+    ``minimize`` False makes every sync full. ``node_ips``: async callable
+    giving the addresses node ports answer on (NodePortAddresses.node_ips for
+    --nodeport-addresses), None for all local addresses. ``sync_proxy_rules`` raises IptablesError when the
+    restore fails; the caller (BoundedFrequencyRunner) retries, with a full sync.
     """
 
     def __init__(self, *, list_services: Callable[[], Iterable[dict]],
                  list_endpoints: Callable[[], Iterable[dict]], config: RulesConfig,
                  iptables: Iptables | None = None, conntrack: Conntrack | None = None,
-                 jump_check_period: float = 30.0):
+                 jump_check_period: float = 30.0, full_sync_period: float = 30.0, minimize: bool = True,
+                 node_ips: Callable[[], Awaitable[Collection[str]]] | None = None):
         self.list_services = list_services
         self.list_endpoints = list_endpoints
         self.config = config
         self.iptables = iptables or Iptables()
         self.conntrack = conntrack or Conntrack()
         self.last_synced: float | None = None  # wall clock of the last successful sync
+        self.last_stats: SyncStats | None = None
         self.jump_check_period = jump_check_period
+        self.full_sync_period = full_sync_period
+        self.minimize = minimize
+        self.node_ips = node_ips
         self._jumps_checked_at: float | None = None
+        self._last_full: float | None = None
+        self._services = _ObjectCache(service_ports)
+        self._endpoints = _ObjectCache(endpoints_ports)
         self._applied_services: dict[ServicePortName, ServicePort] = {}
         self._applied_endpoints: EndpointsMap = {}
+        self._applied_rules: dict[ServicePortName, ServicePortRules] = {}
+        self._applied_chains: frozenset[str] = frozenset()
+        self._applied_node_ips: Collection[str] | None = None
 
     @property
     def healthy(self) -> bool:
         """True once a sync has succeeded (what /healthz reports)."""
         return self.last_synced is not None
 
-    async def sync_proxy_rules(self) -> None:
-        """Render and apply the full ruleset (one iptables-restore), then ensure the
-        jumps from built-in chains and flush stale UDP conntrack entries."""
+    def force_full_sync(self) -> None:
+        """Make the next sync a full one (upstream's needFullSync)."""
+        self._last_full = None
+
+    async def sync_proxy_rules(self) -> SyncStats:
+        """Render and apply the ruleset (one iptables-restore), then ensure the jumps
+        from built-in chains and flush stale UDP conntrack entries. Returns what it did."""
         start = time.monotonic()
-        service_map = build_service_map(self.list_services())
-        endpoints_map = build_endpoints_map(self.list_endpoints())
-        existing = {"nat": await self.iptables.list_chains("nat")}
-        text = render_rules(service_map, endpoints_map, self.config, existing_chains=existing)
+        full = (not self.minimize or self._last_full is None
+                or start - self._last_full >= self.full_sync_period)
+        service_map: dict[ServicePortName, ServicePort] = {}
+        for ports in self._services.update(self.list_services()):
+            service_map.update((sp.name, sp) for sp in ports)
+        endpoints_map: EndpointsMap = {}
+        for eps in self._endpoints.update(self.list_endpoints()):
+            endpoints_map.update(eps)
+        node_ips = sorted(await self.node_ips()) if self.node_ips is not None else None
+        render_start = time.monotonic()
+        if full:
+            existing = {"nat": await self.iptables.list_chains("nat")}
+            render_start = time.monotonic()  # the iptables-save is neither render nor restore
+        else:
+            existing = {"nat": self._applied_chains}
+        rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
+        write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
+        ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write)
+        restore_start = time.monotonic()
         try:
-            await self.iptables.restore(text)
+            await self.iptables.restore(ruleset.text)
         except IptablesError as e:
             metrics.IPTABLES_RESTORE_FAILURES.inc()
             self._jumps_checked_at = None
-            log.error("iptables-restore failed: %s\n--- rules ---\n%s", e.stderr, _numbered(text))
+            self.force_full_sync()
+            log.error("iptables-restore failed: %s\n--- rules ---\n%s", e.stderr, _numbered(ruleset.text))
             raise
+        done = time.monotonic()
+        if full:
+            self._last_full = start
         if self._jumps_checked_at is None or start - self._jumps_checked_at >= self.jump_check_period:
             await self.ensure_jump_rules()
             self._jumps_checked_at = start
         await self._clear_stale_conntrack(service_map, endpoints_map)
         self._applied_services, self._applied_endpoints = service_map, endpoints_map
+        self._applied_rules, self._applied_chains = rules, ruleset.chains
         self.last_synced = time.time()
+        stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
+                          restore_start - render_start, done - restore_start, done)
+        self.last_stats = stats
         elapsed = time.monotonic() - start
         metrics.SYNC_PROXY_RULES_LATENCY.observe(elapsed)
         metrics.SYNC_PROXY_RULES_LAST_TIMESTAMP.set(self.last_synced)
         for table in TABLES:
-            metrics.IPTABLES_RULES.labels(table).set(_count_rules(text, table))
-        log.info("synced %d service ports, %d with endpoints, in %.3fs", len(service_map),
-                 sum(1 for k in service_map if endpoints_map.get(k)), elapsed)
+            metrics.IPTABLES_RULES.labels(table).set(ruleset.count_rules(table))
+        log.info("%s sync: %d service ports (%d with endpoints), %d rewritten, %d lines, in %.3fs",
+                 "full" if full else "partial", len(service_map),
+                 sum(1 for k in service_map if endpoints_map.get(k)), ruleset.written, stats.lines, elapsed)
+        return stats
 
     async def ensure_jump_rules(self) -> None:
         """Add each jump from a built-in chain to ours unless present (-C, then -I)."""
@@ -96,20 +190,30 @@ class Proxier:
 
     async def _clear_stale_conntrack(self, service_map: dict[ServicePortName, ServicePort],
                                      endpoints_map: EndpointsMap) -> None:
-        # Upstream's deleteUDPEndpointConnections: flows DNATed to a removed
-        # endpoint, and flows to a service IP that had no endpoint before
-        # (those were rejected, and the reject is cached in conntrack).
+        # Upstream's deleteUDPEndpointConnections and the DeletedUDPClusterIPs
+        # cleanup: flows DNATed to a removed endpoint (by cluster IP and by node
+        # port), flows to a service IP or node port that had no endpoint before
+        # (those were rejected, and the reject is cached in conntrack), and
+        # flows to the cluster IP of a removed UDP service.
+        first = self.last_synced is None
         for spn, old_sp in self._applied_services.items():
             if spn.protocol != "UDP":
                 continue
+            new_sp = service_map.get(spn)
             new_ips = {ep.ip for ep in endpoints_map.get(spn, [])}
             for ep in self._applied_endpoints.get(spn, []):
                 if ep.ip not in new_ips:
                     await self.conntrack.clear_entries_for_nat(old_sp.cluster_ip, ep.ip, "udp")
+                    if old_sp.node_port:
+                        await self.conntrack.clear_entries_for_port_nat(old_sp.node_port, ep.ip, "udp")
+            if new_sp is None or new_sp.cluster_ip != old_sp.cluster_ip:
+                await self.conntrack.clear_entries_for_ip(old_sp.cluster_ip, "udp")
         for spn, sp in service_map.items():
-            if (spn.protocol == "UDP" and endpoints_map.get(spn)
-                    and not self._applied_endpoints.get(spn) and self.last_synced is not None):
-                await self.conntrack.clear_entries_for_ip(sp.cluster_ip, "udp")
+            if spn.protocol != "UDP" or first or not endpoints_map.get(spn) or self._applied_endpoints.get(spn):
+                continue
+            await self.conntrack.clear_entries_for_ip(sp.cluster_ip, "udp")
+            if sp.node_port:
+                await self.conntrack.clear_entries_for_port(sp.node_port, "udp")
 
 
 async def cleanup_leftovers(config: RulesConfig, *, iptables: Iptables | None = None) -> bool:
@@ -136,16 +240,6 @@ async def cleanup_leftovers(config: RulesConfig, *, iptables: Iptables | None = 
         log.error("deleting chains: %s", e.stderr)
         ok = False
     return ok
-
-
-def _count_rules(text: str, table: str) -> int:
-    count, current = 0, None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            current = line[1:]
-        elif line.startswith("-A ") and current == table:
-            count += 1
-    return count
 
 
 def _numbered(text: str, limit: int = 400) -> str:

@@ -1,12 +1,19 @@
 """The iptables ruleset kube-proxy programs, rendered as ``iptables-restore`` text.
 
-``render_rules`` is a pure function: service ports + endpoints + config (+ the
-chains that exist now, to delete stale ones) -> the text of one
-``iptables-restore --noflush`` call that rewrites every chain we own and
+Rendering is pure: service ports + endpoints + config -> the text of one
+``iptables-restore --noflush`` call that rewrites the chains we own and
 nothing else. Keeping it pure is what lets the unit tests compare it with
 golden text. Mirrors the rule layout of upstream's
 pkg/proxy/iptables/proxier.go (syncProxyRules) and its chain naming
 (servicePortChainName, servicePortEndpointChainName).
+
+It is done in two steps so that a sync after a small change stays small, as
+upstream 1.28's MinimizeIPTablesRestore: ``service_port_rules`` renders each
+service port's rules once and reuses the previous rendering when the port
+and its endpoints are unchanged; ``assemble`` writes the fixed chains in
+full, and the per-service chains either all (a full sync) or only those of
+the service ports named in ``write`` (a partial sync; with ``--noflush`` the
+others stay as they are in the kernel).
 
 Chains are named ``<prefix>-...`` with prefix ``KUBE`` by default; tests use
 another prefix so they never touch a running cluster's chains.
@@ -16,12 +23,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from typing import Iterable, NamedTuple
+from typing import Collection, Iterable, Mapping, NamedTuple
 
 from proxy.serviceport import Endpoint, EndpointsMap, ServicePort, ServicePortName
 
 # The chain-name kinds that carry a hash and come and go with services.
 HASHED_KINDS = ("SVC", "SEP", "EXT")
+# Upstream's largeClusterEndpointsThreshold: above this many endpoints the
+# per-endpoint rules lose their comments, which makes iptables-restore faster.
+LARGE_CLUSTER_ENDPOINTS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +51,9 @@ class RulesConfig:
     ``pod_egress_cidrs``: destinations outside the cluster CIDR that stay on
     this machine and pods may reach even so (the node underlay, where other
     nodes and the cluster DNS live).
+    ``localhost_nodeports``: whether node ports answer on 127.0.0.0/8 (upstream's
+    ``--iptables-localhost-nodeports``; needs ``route_localnet``, which the
+    daemon sets). When False the jump to KUBE-NODEPORTS excludes loopback.
     """
 
     cluster_cidr: str | None = None
@@ -49,6 +62,7 @@ class RulesConfig:
     masquerade_all: bool = False
     pod_egress: bool = False
     pod_egress_cidrs: tuple[str, ...] = ()
+    localhost_nodeports: bool = True
 
     @property
     def mark(self) -> str:
@@ -124,13 +138,13 @@ def is_owned_chain(config: RulesConfig, chain: str) -> bool:
     return any(chain.startswith(config.chain(kind + "-")) for kind in HASHED_KINDS)
 
 
-def _comment(text: str) -> list[str]:
-    return ["-m", "comment", "--comment", f'"{text}"' if " " in text else text]
+def _comment(text: str) -> str:
+    return f'-m comment --comment "{text}"' if " " in text else f"-m comment --comment {text}"
 
 
-def _proto(protocol: str) -> list[str]:
+def _proto(protocol: str) -> str:
     p = protocol.lower()
-    return ["-m", p, "-p", p]
+    return f"-m {p} -p {p}"
 
 
 def probability(n: int) -> str:
@@ -138,158 +152,227 @@ def probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
-class _Table:
-    """Chain declarations and rules of one table, written in restore order."""
+class ServicePortRules(NamedTuple):
+    """The rendered rules of one service port (each entry one restore line).
 
-    def __init__(self, name: str):
-        self.name = name
-        self.chains: list[str] = []
-        self.rules: list[str] = []
-        self.deletes: list[str] = []
-
-    def declare(self, chain: str) -> None:
-        """Declare ``chain`` in this table (``:CHAIN - [0:0]``, which also flushes it on restore)."""
-        self.chains.append(chain)
-
-    def add(self, chain: str, *args: str) -> None:
-        """Append the rule ``-A chain args...`` (each arg one already-quoted iptables token)."""
-        self.rules.append(" ".join(["-A", chain, *args]))
-
-    def text(self) -> str:
-        """This table as an iptables-restore block: ``*table``, chains, rules, ``-X`` deletes, ``COMMIT``."""
-        lines = [f"*{self.name}"]
-        lines += [f":{c} - [0:0]" for c in self.chains]
-        lines += self.rules
-        lines += [f"-X {c}" for c in self.deletes]
-        lines.append("COMMIT")
-        return "\n".join(lines) + "\n"
-
-
-def render_rules(service_map: dict[ServicePortName, ServicePort], endpoints_map: EndpointsMap,
-                 config: RulesConfig, *,
-                 existing_chains: dict[str, Iterable[str]] | None = None) -> str:
-    """The ``iptables-restore --noflush`` input for the whole proxy state.
-
-    ``service_map``/``endpoints_map`` come from proxy.serviceport;
-    ``existing_chains`` maps table name -> chain names present now (from
-    ``iptables-save``): owned hashed chains that are no longer wanted are
-    declared (flushed) and deleted with ``-X``. Output is deterministic for
-    equal inputs (service ports sorted by name and protocol, endpoints by IP).
+    ``key`` is what they were rendered from (the ServicePort, its endpoints and
+    the large-cluster switch): equal keys give equal rules, so a rendering is
+    reused while its key stays the same. ``chains`` are the nat chains the
+    port owns (SVC, EXT, SEPs; none without endpoints), ``chain_rules`` their
+    rules; the other fields are its lines in the shared chains.
     """
-    filt, nat = _Table("filter"), _Table("nat")
-    for table in (filt, nat):
-        for c in BASE_CHAINS[table.name]:
-            table.declare(config.chain(c))
-    mark = config.mark
-    svcs_chain, nodeports_chain = config.chain("SERVICES"), config.chain("NODEPORTS")
-    masq_chain = config.chain("MARK-MASQ")
 
-    # nat: SNAT of marked traffic, and the marking chain.
-    post = config.chain("POSTROUTING")
-    nat.add(post, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN")
-    nat.add(post, "-j", "MARK", "--xor-mark", mark)
-    nat.add(post, *_comment("kubernetes service traffic requiring SNAT"),
-            "-j", "MASQUERADE", "--random-fully")
-    nat.add(masq_chain, "-j", "MARK", "--set-xmark", f"{mark}/{mark}")
+    key: tuple
+    chains: tuple[str, ...]
+    chain_rules: tuple[str, ...]
+    nat_services: tuple[str, ...]
+    nat_nodeports: tuple[str, ...]
+    filter_services: tuple[str, ...]
+    filter_external: tuple[str, ...]
 
-    # filter: forwarding of pod and marked service traffic.
-    fwd = config.chain("FORWARD")
-    filt.add(fwd, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
-    filt.add(fwd, *_comment("kubernetes forwarding rules"), "-m", "mark", "--mark", f"{mark}/{mark}",
-             "-j", "ACCEPT")
-    if config.cluster_cidr and not config.pod_egress:
-        for cidr in config.pod_egress_cidrs:
-            filt.add(fwd, "-s", config.cluster_cidr, "-d", cidr,
-                     *_comment("kubeling: pod traffic to the node underlay"), "-j", "ACCEPT")
-        filt.add(fwd, "-s", config.cluster_cidr, "!", "-d", config.cluster_cidr,
-                 *_comment("kubeling: pod traffic stays on this machine"),
-                 "-j", "REJECT", "--reject-with", "icmp-net-unreachable")
-    if config.cluster_cidr:
-        filt.add(fwd, "-s", config.cluster_cidr, *_comment("kubernetes forwarding pod source rule"),
-                 "-j", "ACCEPT")
-        filt.add(fwd, "-d", config.cluster_cidr, *_comment("kubernetes forwarding pod destination rule"),
-                 "-j", "ACCEPT")
-    filt.add(fwd, *_comment("kubernetes forwarding conntrack rule"),
-             "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")
 
-    active: set[str] = set()
-    for spn in sorted(service_map, key=lambda s: (str(s), s.protocol)):
-        sp = service_map[spn]
-        name = str(spn)
+def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfig, *,
+                        large_cluster: bool = False) -> ServicePortRules:
+    """Rules for one service port with endpoints ``eps`` (sorted, ready).
+
+    ``large_cluster`` drops the comments of the per-endpoint rules (upstream's
+    largeClusterMode). Mirrors the per-service part of upstream's syncProxyRules.
+    """
+    spn = sp.name
+    name = str(spn)
+    key = (sp, tuple(eps), large_cluster)
+    proto = _proto(sp.protocol)
+    dst = f"{proto} -d {sp.cluster_ip} --dport {sp.port}"
+    if not eps:
+        reject = "-j REJECT --reject-with icmp-port-unreachable"
+        fsvc = (f"-A {config.chain('SERVICES')} {_comment(name + ' has no endpoints')} {dst} {reject}",)
+        fext = ((f"-A {config.chain('EXTERNAL-SERVICES')} {_comment(name + ' has no endpoints')} "
+                 f"-m addrtype --dst-type LOCAL {proto} --dport {sp.node_port} {reject}",)
+                if sp.node_port else ())
+        return ServicePortRules(key, (), (), (), (), fsvc, fext)
+
+    masq = config.chain("MARK-MASQ")
+    svc = service_chain(config, spn)
+    chains, rules = [svc], []
+    nat_services = (f"-A {config.chain('SERVICES')} {_comment(name + ' cluster IP')} {dst} -j {svc}",)
+    if config.masquerade_all:
+        rules.append(f"-A {svc} {_comment(name + ' cluster IP')} {dst} -j {masq}")
+    elif config.cluster_cidr:
+        rules.append(f"-A {svc} {_comment(name + ' cluster IP')} {dst} ! -s {config.cluster_cidr} -j {masq}")
+    nat_nodeports: tuple[str, ...] = ()
+    ext_rules = []
+    if sp.node_port:
+        ext = external_chain(config, spn)
+        chains.append(ext)
+        nat_nodeports = (f"-A {config.chain('NODEPORTS')} {_comment(name)} {proto} --dport {sp.node_port} "
+                         f"-j {ext}",)
+        ext_rules = [f"-A {ext} {_comment(f'masquerade traffic for {name} external destinations')} -j {masq}",
+                     f"-A {ext} -j {svc}"]
+
+    seps = [endpoint_chain(config, spn, ep) for ep in eps]
+    chains += seps
+
+    def comment(text: str) -> str:
+        return "" if large_cluster else _comment(text) + " "
+
+    if sp.affinity_timeout:
+        for ep, sep in zip(eps, seps):
+            rules.append(f"-A {svc} {comment(f'{name} -> {ep}')}-m recent --name {sep} --rcheck "
+                         f"--seconds {sp.affinity_timeout} --reap -j {sep}")
+    n = len(eps)
+    for i, (ep, sep) in enumerate(zip(eps, seps)):
+        stat = "" if i == n - 1 else f"-m statistic --mode random --probability {probability(n - i)} "
+        rules.append(f"-A {svc} {comment(f'{name} -> {ep}')}{stat}-j {sep}")
+    rules += ext_rules
+    recent_set = "-m recent --name {} --set " if sp.affinity_timeout else ""
+    for ep, sep in zip(eps, seps):
+        rules.append(f"-A {sep} {comment(name)}-s {ep.ip} -j {masq}")
+        rules.append(f"-A {sep} {comment(name)}{recent_set.format(sep)}{proto} -j DNAT --to-destination {ep}")
+    return ServicePortRules(key, tuple(chains), tuple(rules), nat_services, nat_nodeports, (), ())
+
+
+def service_port_rules(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,
+                       config: RulesConfig, *, previous: Mapping[ServicePortName, ServicePortRules] | None = None,
+                       large_cluster: bool | None = None) -> dict[ServicePortName, ServicePortRules]:
+    """Rules of every service port, reusing ``previous`` renderings whose key is unchanged
+    (the very same object comes back, so ``new[spn] is previous[spn]`` means "unchanged").
+
+    ``large_cluster`` None: decided from the endpoint count, as upstream.
+    """
+    if large_cluster is None:
+        large_cluster = sum(len(v) for v in endpoints_map.values()) > LARGE_CLUSTER_ENDPOINTS
+    previous = previous or {}
+    out = {}
+    for spn, sp in service_map.items():
         eps = endpoints_map.get(spn, [])
-        dst = [*_proto(sp.protocol), "-d", sp.cluster_ip, "--dport", str(sp.port)]
-        if not eps:
-            filt.add(svcs_chain, *_comment(f"{name} has no endpoints"), *dst,
-                     "-j", "REJECT", "--reject-with", "icmp-port-unreachable")
-            if sp.node_port:
-                filt.add(config.chain("EXTERNAL-SERVICES"), *_comment(f"{name} has no endpoints"),
-                         "-m", "addrtype", "--dst-type", "LOCAL", *_proto(sp.protocol),
-                         "--dport", str(sp.node_port), "-j", "REJECT", "--reject-with",
-                         "icmp-port-unreachable")
-            continue
+        old = previous.get(spn)
+        if old is not None and old.key[2] == large_cluster and old.key[0] == sp and old.key[1] == tuple(eps):
+            out[spn] = old
+        else:
+            out[spn] = render_service_port(sp, eps, config, large_cluster=large_cluster)
+    return out
 
-        svc_chain = service_chain(config, spn)
-        nat.declare(svc_chain)
-        active.add(svc_chain)
-        nat.add(svcs_chain, *_comment(f"{name} cluster IP"), *dst, "-j", svc_chain)
-        if config.masquerade_all:
-            nat.add(svc_chain, *_comment(f"{name} cluster IP"), *dst, "-j", masq_chain)
-        elif config.cluster_cidr:
-            nat.add(svc_chain, *_comment(f"{name} cluster IP"), *dst, "!", "-s", config.cluster_cidr,
-                    "-j", masq_chain)
-        if sp.node_port:
-            ext_chain = external_chain(config, spn)
-            nat.declare(ext_chain)
-            active.add(ext_chain)
-            nat.add(nodeports_chain, *_comment(name), *_proto(sp.protocol), "--dport", str(sp.node_port),
-                    "-j", ext_chain)
-            nat.add(ext_chain, *_comment(f"masquerade traffic for {name} external destinations"),
-                    "-j", masq_chain)
-            nat.add(ext_chain, "-j", svc_chain)
 
-        sep_chains = [endpoint_chain(config, spn, ep) for ep in eps]
-        if sp.affinity_timeout:
-            for ep, sep in zip(eps, sep_chains):
-                nat.add(svc_chain, *_comment(f"{name} -> {ep}"), "-m", "recent", "--name", sep,
-                        "--rcheck", "--seconds", str(sp.affinity_timeout), "--reap", "-j", sep)
-        n = len(eps)
-        for i, (ep, sep) in enumerate(zip(eps, sep_chains)):
-            stat = ([] if i == n - 1 else
-                    ["-m", "statistic", "--mode", "random", "--probability", probability(n - i)])
-            nat.add(svc_chain, *_comment(f"{name} -> {ep}"), *stat, "-j", sep)
-        for ep, sep in zip(eps, sep_chains):
-            nat.declare(sep)
-            active.add(sep)
-            nat.add(sep, *_comment(name), "-s", ep.ip, "-j", masq_chain)
-            recent = ["-m", "recent", "--name", sep, "--set"] if sp.affinity_timeout else []
-            nat.add(sep, *_comment(name), *recent, *_proto(sp.protocol), "-j", "DNAT",
-                    "--to-destination", str(ep))
+class Ruleset(NamedTuple):
+    """One restore input: ``text``, the owned nat ``chains`` active after it, and
+    how many service ports had their chains written (``written``)."""
 
-    nat.add(svcs_chain, *_comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain"),
-            "-m", "addrtype", "--dst-type", "LOCAL", "-j", nodeports_chain)
+    text: str
+    chains: frozenset[str]
+    written: int
+
+    def count_rules(self, table: str) -> int:
+        """Number of ``-A`` lines for ``table`` in ``text``."""
+        body = self.text.split(f"*{table}\n", 1)[1].split("\nCOMMIT\n", 1)[0]
+        return body.count("\n-A ") + body.startswith("-A ")
+
+
+def _base_rules(config: RulesConfig) -> tuple[list[str], list[str]]:
+    """(filter KUBE-FORWARD rules, nat KUBE-POSTROUTING + KUBE-MARK-MASQ rules)."""
+    mark = config.mark
+    post, fwd = config.chain("POSTROUTING"), config.chain("FORWARD")
+    nat = [f"-A {post} -m mark ! --mark {mark}/{mark} -j RETURN",
+           f"-A {post} -j MARK --xor-mark {mark}",
+           f"-A {post} {_comment('kubernetes service traffic requiring SNAT')} -j MASQUERADE --random-fully",
+           f"-A {config.chain('MARK-MASQ')} -j MARK --set-xmark {mark}/{mark}"]
+    filt = [f"-A {fwd} -m conntrack --ctstate INVALID -j DROP",
+            f"-A {fwd} {_comment('kubernetes forwarding rules')} -m mark --mark {mark}/{mark} -j ACCEPT"]
+    cidr = config.cluster_cidr
+    if cidr and not config.pod_egress:
+        for dest in config.pod_egress_cidrs:
+            filt.append(f"-A {fwd} -s {cidr} -d {dest} {_comment('kubeling: pod traffic to the node underlay')} "
+                        "-j ACCEPT")
+        filt.append(f"-A {fwd} -s {cidr} ! -d {cidr} {_comment('kubeling: pod traffic stays on this machine')} "
+                    "-j REJECT --reject-with icmp-net-unreachable")
+    if cidr:
+        filt.append(f"-A {fwd} -s {cidr} {_comment('kubernetes forwarding pod source rule')} -j ACCEPT")
+        filt.append(f"-A {fwd} -d {cidr} {_comment('kubernetes forwarding pod destination rule')} -j ACCEPT")
+    filt.append(f"-A {fwd} {_comment('kubernetes forwarding conntrack rule')} "
+                "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    return filt, nat
+
+
+_NODEPORTS_COMMENT = _comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
+
+
+def _nodeports_jumps(config: RulesConfig, node_ips: Collection[str] | None) -> list[str]:
+    # Upstream: "-m addrtype --dst-type LOCAL" when --nodeport-addresses matches
+    # everything, else one "-d <ip>" rule per node IP in those CIDRs.
+    head, target = f"-A {config.chain('SERVICES')} {_NODEPORTS_COMMENT}", f"-j {config.chain('NODEPORTS')}"
+    if node_ips is None:
+        local = "" if config.localhost_nodeports else " ! -d 127.0.0.0/8"
+        return [f"{head} -m addrtype --dst-type LOCAL{local} {target}"]
+    return [f"{head} -d {ip} {target}" for ip in node_ips
+            if config.localhost_nodeports or not ip.startswith("127.")]
+
+
+def assemble(rules: Mapping[ServicePortName, ServicePortRules], config: RulesConfig, *,
+             existing_chains: Mapping[str, Iterable[str]] | None = None,
+             node_ips: Collection[str] | None = None,
+             write: Collection[ServicePortName] | None = None) -> Ruleset:
+    """The ``iptables-restore --noflush`` input for ``rules`` (from service_port_rules).
+
+    The fixed chains are always rewritten in full. ``write`` None is a full
+    sync: every service port's chains are declared and written; otherwise
+    only those of the service ports in ``write`` (the others are left as the
+    kernel has them). ``existing_chains`` maps table -> chain names that exist
+    now (from iptables-save, or the previous sync's ``chains``): owned hashed
+    chains that are no longer wanted are declared (flushed) and deleted with
+    ``-X``. ``node_ips``: the addresses node ports answer on (upstream's
+    --nodeport-addresses), None for every local address. Output is
+    deterministic (service ports sorted by name and protocol).
+    """
+    filt_fwd, nat_base = _base_rules(config)
+    order = sorted(rules, key=lambda s: (str(s), s.protocol))
+    filt_chains = [config.chain(c) for c in BASE_CHAINS["filter"]]
+    nat_chains = [config.chain(c) for c in BASE_CHAINS["nat"]]
+    filt_rules: list[str] = []
+    filt_ext: list[str] = []
+    nat_services: list[str] = []
+    nat_nodeports: list[str] = []
+    chain_rules: list[str] = []
+    active: set[str] = set()
+    written = 0
+    write_set = None if write is None else set(write)
+    for spn in order:
+        r = rules[spn]
+        filt_rules += r.filter_services
+        filt_ext += r.filter_external
+        nat_services += r.nat_services
+        nat_nodeports += r.nat_nodeports
+        active.update(r.chains)
+        if r.chains and (write_set is None or spn in write_set):
+            nat_chains += r.chains
+            chain_rules += r.chain_rules
+            written += 1
+    nat_services += _nodeports_jumps(config, node_ips)
 
     # Stale hashed chains: declaring them flushes them, so the -X can succeed
     # once nothing jumps to them any more (KUBE-SERVICES is rewritten above).
-    for table in (filt, nat):
-        existing = (existing_chains or {}).get(table.name, ())
-        declared = set(table.chains)
-        for chain in sorted(existing):
-            if chain not in declared and chain not in active and is_owned_chain(config, chain):
-                table.declare(chain)
-                table.deletes.append(chain)
-    return filt.text() + nat.text()
+    stale = sorted(c for c in (existing_chains or {}).get("nat", ())
+                   if c not in active and is_owned_chain(config, c) and c not in nat_chains)
+    nat_chains += stale
+    lines = ["*filter", *(f":{c} - [0:0]" for c in filt_chains), *filt_fwd, *filt_rules, *filt_ext, "COMMIT",
+             "*nat", *(f":{c} - [0:0]" for c in nat_chains), *nat_base, *nat_services, *nat_nodeports,
+             *chain_rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
+    base = {config.chain(c) for c in BASE_CHAINS["nat"]}
+    return Ruleset("\n".join(lines), frozenset(active | base), written)
 
 
-def render_cleanup(config: RulesConfig, existing_chains: dict[str, Iterable[str]]) -> str:
+def render_rules(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,
+                 config: RulesConfig, *, existing_chains: Mapping[str, Iterable[str]] | None = None,
+                 node_ips: Collection[str] | None = None, large_cluster: bool | None = None) -> str:
+    """The full-sync restore text for the whole proxy state (service_port_rules + assemble)."""
+    rules = service_port_rules(service_map, endpoints_map, config, large_cluster=large_cluster)
+    return assemble(rules, config, existing_chains=existing_chains, node_ips=node_ips).text
+
+
+def render_cleanup(config: RulesConfig, existing_chains: Mapping[str, Iterable[str]]) -> str:
     """Restore text that flushes and deletes every owned chain in ``existing_chains``
     (upstream's CleanupLeftovers). Jumps from built-in chains must be gone first."""
     out = []
     for table in ("filter", "nat"):
         owned = sorted(c for c in existing_chains.get(table, ()) if is_owned_chain(config, c))
         if owned:
-            t = _Table(table)
-            for c in owned:
-                t.declare(c)
-            t.deletes = owned
-            out.append(t.text())
-    return "".join(out)
+            out += [f"*{table}", *(f":{c} - [0:0]" for c in owned), *(f"-X {c}" for c in owned), "COMMIT"]
+    return "\n".join(out) + "\n" if out else ""

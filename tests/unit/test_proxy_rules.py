@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.iptables.rules import (RulesConfig, endpoint_chain, is_owned_chain, probability, render_cleanup,
-                                  render_rules, service_chain)
+from proxy.iptables.rules import (RulesConfig, assemble, endpoint_chain, is_owned_chain, probability,
+                                  render_cleanup, render_rules, service_chain, service_port_rules)
 from proxy.serviceport import Endpoint, ServicePortName, build_endpoints_map, build_service_map
 
 CFG = RulesConfig(cluster_cidr="10.244.0.0/16")
@@ -38,10 +38,10 @@ NAT_BASE_RULES = """\
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
 -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
 """
-NAT_TAIL = """\
+NODEPORTS_JUMP = """\
 -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
-COMMIT
 """
+NAT_TAIL = NODEPORTS_JUMP + "COMMIT\n"
 
 
 def service(name: str, cluster_ip: str, *ports: dict, ns: str = "default", **spec) -> dict:
@@ -83,11 +83,12 @@ def test_one_endpoint():
               ":KUBE-SEP-TCD3IFXQZW3ZEZQU - [0:0]\n"
             + NAT_BASE_RULES
             + '-A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 -j KUBE-SVC-CDGGSHYLG3RE2FKL\n'
-              '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ\n'
+            + NODEPORTS_JUMP
+            + '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ\n'
               '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.3:8080" -j KUBE-SEP-TCD3IFXQZW3ZEZQU\n'
               "-A KUBE-SEP-TCD3IFXQZW3ZEZQU -m comment --comment default/web:http -s 10.244.0.3 -j KUBE-MARK-MASQ\n"
               "-A KUBE-SEP-TCD3IFXQZW3ZEZQU -m comment --comment default/web:http -m tcp -p tcp -j DNAT --to-destination 10.244.0.3:8080\n"
-            + NAT_TAIL)
+            + "COMMIT\n")
     got = render([WEB], [endpoints("web", ["10.244.0.3"], {"name": "http", "port": 8080, "protocol": "TCP"})])
     assert got == want
 
@@ -101,7 +102,8 @@ def test_three_endpoints_probabilities():
               ":KUBE-SEP-7U6MWNJWR3SADOJA - [0:0]\n"
             + NAT_BASE_RULES
             + '-A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 -j KUBE-SVC-CDGGSHYLG3RE2FKL\n'
-              '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ\n'
+            + NODEPORTS_JUMP
+            + '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ\n'
               '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.3:8080" -m statistic --mode random --probability 0.3333333333 -j KUBE-SEP-TCD3IFXQZW3ZEZQU\n'
               '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.4:8080" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-MQPSSF2DIKDEHI3U\n'
               '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.5:8080" -j KUBE-SEP-7U6MWNJWR3SADOJA\n'
@@ -111,7 +113,7 @@ def test_three_endpoints_probabilities():
               "-A KUBE-SEP-MQPSSF2DIKDEHI3U -m comment --comment default/web:http -m tcp -p tcp -j DNAT --to-destination 10.244.0.4:8080\n"
               "-A KUBE-SEP-7U6MWNJWR3SADOJA -m comment --comment default/web:http -s 10.244.0.5 -j KUBE-MARK-MASQ\n"
               "-A KUBE-SEP-7U6MWNJWR3SADOJA -m comment --comment default/web:http -m tcp -p tcp -j DNAT --to-destination 10.244.0.5:8080\n"
-            + NAT_TAIL)
+            + "COMMIT\n")
     # Addresses given out of order (and .10 after .5 numerically) come out sorted by IP.
     eps = endpoints("web", ["10.244.0.5", "10.244.0.3", "10.244.0.4"], {"name": "http", "port": 8080})
     assert render([WEB], [eps]) == want
@@ -260,3 +262,69 @@ def test_pod_egress_cidrs_are_accepted_before_the_reject():
              '"kubeling: pod traffic to the node underlay" -j ACCEPT'
     assert accept in text
     assert text.index(accept) < text.index("kubeling: pod traffic stays on this machine")
+
+
+def test_large_cluster_mode_drops_per_endpoint_comments():
+    """Upstream's largeClusterMode (more than 1000 endpoints): SVC -> SEP and SEP rules
+    lose their comments; KUBE-SERVICES keeps its own."""
+    eps = [endpoints("web", ["10.244.0.3"], {"name": "http", "port": 8080})]
+    got = render([WEB], eps, large_cluster=True)
+    assert "-A KUBE-SVC-CDGGSHYLG3RE2FKL -j KUBE-SEP-TCD3IFXQZW3ZEZQU\n" in got
+    assert "-A KUBE-SEP-TCD3IFXQZW3ZEZQU -s 10.244.0.3 -j KUBE-MARK-MASQ\n" in got
+    assert "-A KUBE-SEP-TCD3IFXQZW3ZEZQU -m tcp -p tcp -j DNAT --to-destination 10.244.0.3:8080\n" in got
+    assert '--comment "default/web:http cluster IP" -m tcp -p tcp -d 10.96.0.20 --dport 80 -j KUBE-SVC-' in got
+    assert render([WEB], eps) == render([WEB], eps, large_cluster=False)
+
+
+def test_large_cluster_mode_is_chosen_by_endpoint_count():
+    many = [f"10.244.{i // 250}.{i % 250 + 1}" for i in range(1001)]
+    rules = service_port_rules(build_service_map([WEB]),
+                               build_endpoints_map([endpoints("web", many, {"name": "http", "port": 8080})]), CFG)
+    assert not any("--comment" in r for r in next(iter(rules.values())).chain_rules if "DNAT" in r)
+
+
+NODEPORTS_RULE = ('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
+                  'last rule in this chain" ')
+
+
+def test_nodeport_addresses_give_one_rule_per_node_ip():
+    """--nodeport-addresses: node ports answer only on the node IPs in those CIDRs
+    (upstream writes one -d rule per IP instead of addrtype LOCAL)."""
+    got = render([], [], node_ips=["10.250.0.11", "127.0.0.1"])
+    assert NODEPORTS_RULE + "-d 10.250.0.11 -j KUBE-NODEPORTS\n" in got
+    assert NODEPORTS_RULE + "-d 127.0.0.1 -j KUBE-NODEPORTS\n" in got
+    assert "--dst-type LOCAL" not in got.split("*nat")[1]
+    no_lo = RulesConfig(cluster_cidr="10.244.0.0/16", localhost_nodeports=False)
+    got = render([], [], no_lo, node_ips=["10.250.0.11", "127.0.0.1"])
+    assert "-d 127.0.0.1 -j" not in got
+    assert (NODEPORTS_RULE + "-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS\n") in render([], [], no_lo)
+
+
+def test_udp_node_port_and_multi_port_node_port():
+    svc = service("dns", "10.96.0.10", {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+                  {"name": "tcp", "port": 53, "protocol": "TCP", "nodePort": 30054}, type="NodePort")
+    eps = endpoints("dns", ["10.244.0.7"], {"name": "dns", "port": 5353, "protocol": "UDP"},
+                    {"name": "tcp", "port": 5353, "protocol": "TCP"})
+    got = render([svc], [eps])
+    assert "-A KUBE-NODEPORTS -m comment --comment default/dns:dns -m udp -p udp --dport 30053 -j KUBE-EXT-" in got
+    assert "-A KUBE-NODEPORTS -m comment --comment default/dns:tcp -m tcp -p tcp --dport 30054 -j KUBE-EXT-" in got
+
+
+def test_partial_assemble_writes_only_named_service_ports():
+    """assemble(write=...) keeps every KUBE-SERVICES rule but declares and fills the
+    chains of the named service ports only; ``chains`` lists all active ones."""
+    a = service("a", "10.96.0.21", {"port": 81})
+    svcs = build_service_map([WEB, a])
+    eps = build_endpoints_map([endpoints("web", ["10.244.0.3"], {"name": "http", "port": 8080}),
+                               endpoints("a", ["10.244.0.2"], {"port": 81})])
+    rules = service_port_rules(svcs, eps, CFG)
+    web_spn = ServicePortName("default", "web", "http", "TCP")
+    rs = assemble(rules, CFG, write={web_spn})
+    assert rs.written == 1
+    assert ":KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]\n" in rs.text
+    a_chain = service_chain(CFG, ServicePortName("default", "a", "", "TCP"))
+    assert f":{a_chain} " not in rs.text and f"-j {a_chain}\n" in rs.text
+    assert a_chain in rs.chains and "KUBE-SERVICES" in rs.chains
+    assert assemble(rules, CFG).text == render_rules(svcs, eps, CFG)
+    again = service_port_rules(svcs, eps, CFG, previous=rules)
+    assert all(again[k] is rules[k] for k in rules)

@@ -82,3 +82,32 @@ def test_label_selectors_as_upstream():
     assert label_selectors() == ("!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless",) * 2
     assert label_selectors("kltest")[0] == \
         "service.kubernetes.io/service-proxy-name=kltest,!service.kubernetes.io/headless"
+
+
+def test_proxy_mode_ipvs_fails_with_one_line_without_kernel_support(tmp_path, capsys):
+    """This kernel has no IPVS (no /proc/net/ip_vs, no loadable modules): --proxy-mode=ipvs
+    exits 1 with one clear line instead of starting."""
+    from proxy.server import check_proxy_mode, main
+    assert check_proxy_mode("iptables") is None
+    assert "no IPVS" in check_proxy_mode("ipvs", ipvs_proc=str(tmp_path / "missing"))
+    (tmp_path / "ip_vs").write_text("")
+    assert "only the iptables mode" in check_proxy_mode("ipvs", ipvs_proc=str(tmp_path / "ip_vs"))
+    if not __import__("os").path.exists("/proc/net/ip_vs"):
+        assert main(["--proxy-mode", "ipvs", "--kubeconfig", str(tmp_path / "kc")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--proxy-mode=ipvs" in err
+
+
+def test_nodeport_addresses_flag_and_selection():
+    from proxy.nodeport_addresses import NodePortAddresses
+    args = build_parser().parse_args(["--nodeport-addresses", "10.250.0.0/24,127.0.0.0/8",
+                                      "--iptables-localhost-nodeports=false"])
+    assert args.nodeport_addresses == ("10.250.0.0/24", "127.0.0.0/8")
+    assert args.iptables_localhost_nodeports is False
+    npa = NodePortAddresses(args.nodeport_addresses)
+    assert not npa.match_all
+    assert npa.select(["192.0.2.2", "10.250.0.12", "127.0.0.1", "10.250.0.12", "fe80::1"]) == \
+        ["10.250.0.12", "127.0.0.1"]
+    assert NodePortAddresses().match_all and NodePortAddresses(["0.0.0.0/0"]).match_all
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--iptables-localhost-nodeports", "maybe"])

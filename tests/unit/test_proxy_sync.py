@@ -152,6 +152,12 @@ class FakeConntrack:
     async def clear_entries_for_nat(self, origin: str, dest: str, protocol: str = "udp") -> None:
         self.calls.append(("nat", origin, dest, protocol))
 
+    async def clear_entries_for_port(self, port: int, protocol: str = "udp") -> None:
+        self.calls.append(("port", port, protocol))
+
+    async def clear_entries_for_port_nat(self, port: int, dest: str, protocol: str = "udp") -> None:
+        self.calls.append(("port-nat", port, dest, protocol))
+
 
 DNS = {"metadata": {"namespace": "kube-system", "name": "dns"},
        "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}
@@ -163,10 +169,10 @@ def dns_endpoints(*ips: str) -> dict:
                          "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}]}
 
 
-def make_proxier(state: dict) -> tuple[Proxier, FakeIptables, FakeConntrack]:
+def make_proxier(state: dict, **kw) -> tuple[Proxier, FakeIptables, FakeConntrack]:
     ipt, ct = FakeIptables(), FakeConntrack()
     p = Proxier(list_services=lambda: state["svcs"], list_endpoints=lambda: state["eps"],
-                config=RulesConfig(cluster_cidr="10.244.0.0/16"), iptables=ipt, conntrack=ct)
+                config=RulesConfig(cluster_cidr="10.244.0.0/16"), iptables=ipt, conntrack=ct, **kw)
     return p, ipt, ct
 
 
@@ -180,7 +186,9 @@ async def test_sync_is_one_restore_and_jumps_once():
     await p.sync_proxy_rules()
     await p.sync_proxy_rules()
     assert p.healthy
-    assert len(ipt.restores) == 2 and ipt.restores[0] == ipt.restores[1]
+    assert len(ipt.restores) == 2
+    # Nothing changed: the second (partial) sync rewrites the fixed chains only.
+    assert ":KUBE-SVC-" in ipt.restores[0] and ":KUBE-SVC-" not in ipt.restores[1]
     assert len(ipt.inserted) == len(JUMP_RULES)
     assert ("nat", "PREROUTING", ("-m", "comment", "--comment", "kubernetes service portals",
                                   "-j", "KUBE-SERVICES")) in ipt.rules
@@ -235,6 +243,108 @@ async def test_udp_conntrack_flushed_for_removed_endpoints_and_first_endpoint():
     ct.calls.clear()
     await p.sync_proxy_rules()
     assert ct.calls == [("ip", "10.96.0.10", "udp")]
+
+
+async def test_udp_conntrack_for_removed_service_and_node_port():
+    """A removed UDP service's cluster IP is flushed; a UDP node port is flushed by port
+    when it gets its first endpoint and by port + endpoint when one goes."""
+    np = {"metadata": {"namespace": "default", "name": "np"},
+          "spec": {"clusterIP": "10.96.0.11", "type": "NodePort",
+                   "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]}}
+
+    def np_eps(*ips):
+        return {"metadata": {"namespace": "default", "name": "np"},
+                "subsets": [{"addresses": [{"ip": ip} for ip in ips],
+                             "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}]}
+
+    state = {"svcs": [DNS, np], "eps": [dns_endpoints("10.244.0.7"), np_eps()]}
+    p, _, ct = make_proxier(state)
+    await p.sync_proxy_rules()
+    state["svcs"], state["eps"] = [np], [np_eps("10.244.0.8", "10.244.0.9")]
+    await p.sync_proxy_rules()
+    assert sorted(ct.calls) == sorted([("nat", "10.96.0.10", "10.244.0.7", "udp"), ("ip", "10.96.0.10", "udp"),
+                                       ("ip", "10.96.0.11", "udp"), ("port", 30053, "udp")])
+    ct.calls.clear()
+    state["eps"] = [np_eps("10.244.0.9")]
+    await p.sync_proxy_rules()
+    assert ct.calls == [("nat", "10.96.0.11", "10.244.0.8", "udp"), ("port-nat", 30053, "10.244.0.8", "udp")]
+
+
+def web(i: int) -> dict:
+    return {"metadata": {"namespace": "default", "name": f"web{i}"},
+            "spec": {"clusterIP": f"10.96.1.{i}", "ports": [{"name": "http", "port": 80}]}}
+
+
+def web_eps(i: int, *ips: str) -> dict:
+    return {"metadata": {"namespace": "default", "name": f"web{i}"},
+            "subsets": [{"addresses": [{"ip": ip} for ip in ips], "ports": [{"name": "http", "port": 8080}]}]}
+
+
+async def test_partial_sync_writes_only_changed_service_chains():
+    """Upstream's MinimizeIPTablesRestore: after the first (full) sync, a sync rewrites
+    KUBE-SERVICES but declares and fills only the chains of the changed service port;
+    a removed endpoint's chain is deleted from what the last sync applied, without iptables-save."""
+    state = {"svcs": [web(1), web(2)], "eps": [web_eps(1, "10.244.0.2", "10.244.0.3"), web_eps(2, "10.244.0.4")]}
+    p, ipt, _ = make_proxier(state, full_sync_period=3600)
+    first = await p.sync_proxy_rules()
+    assert first.full and first.written == 2 and first.service_ports == 2
+    svc1 = [c for c in ipt.nat_chains if c.startswith("KUBE-SVC-")]
+    state["eps"] = [web_eps(1, "10.244.0.2"), state["eps"][1]]  # a new object, as informers do
+    saves = []
+    orig = ipt.list_chains
+    ipt.list_chains = lambda t: saves.append(t) or orig(t)
+    second = await p.sync_proxy_rules()
+    text = ipt.restores[-1]
+    assert not second.full and second.written == 1 and not saves
+    nat = text.split("*nat\n")[1]
+    declared = [line[1:].split()[0] for line in nat.splitlines() if line.startswith(":")]
+    assert declared[:4] == ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
+    web1 = [c for c in declared[4:] if not c.startswith("KUBE-SEP-")]
+    assert len(web1) == 1 and web1[0] in svc1
+    assert "10.244.0.4" not in text  # web2 untouched
+    assert text.count("\n-X KUBE-SEP-") == 1  # 10.244.0.3's chain
+    assert nat.count("-j KUBE-SVC-") == 2  # KUBE-SERVICES still lists both
+
+
+async def test_full_sync_every_period_and_after_failure():
+    state = {"svcs": [web(1)], "eps": [web_eps(1, "10.244.0.2")]}
+    p, ipt, _ = make_proxier(state, full_sync_period=3600)
+    assert (await p.sync_proxy_rules()).full
+    assert not (await p.sync_proxy_rules()).full
+    ipt.fail_restore = True
+    with pytest.raises(IptablesError):
+        await p.sync_proxy_rules()
+    ipt.fail_restore = False
+    assert (await p.sync_proxy_rules()).full
+    p.full_sync_period = 0.0
+    assert (await p.sync_proxy_rules()).full
+    p2, _, _ = make_proxier(state, minimize=False, full_sync_period=3600)
+    await p2.sync_proxy_rules()
+    assert (await p2.sync_proxy_rules()).full
+
+
+async def test_unchanged_objects_are_not_reparsed():
+    """Parsing is cached by object identity (informers replace objects on change)."""
+    state = {"svcs": [web(1)], "eps": [web_eps(1, "10.244.0.2")]}
+    p, _, _ = make_proxier(state)
+    await p.sync_proxy_rules()
+    rules_before = dict(p._applied_rules)
+    await p.sync_proxy_rules()
+    assert all(p._applied_rules[k] is v for k, v in rules_before.items())
+    state["eps"] = [web_eps(1, "10.244.0.2")]  # equal content, new object: same rendering kept
+    await p.sync_proxy_rules()
+    assert all(p._applied_rules[k] is v for k, v in rules_before.items())
+
+
+async def test_node_ips_callable_limits_node_ports():
+    state = {"svcs": [web(1)], "eps": [web_eps(1, "10.244.0.2")]}
+    async def node_ips():
+        return ["10.250.0.12"]
+
+    p, ipt, _ = make_proxier(state, node_ips=node_ips)
+    await p.sync_proxy_rules()
+    assert "-d 10.250.0.12 -j KUBE-NODEPORTS" in ipt.restores[-1]
+    assert "--dst-type LOCAL -j KUBE-NODEPORTS" not in ipt.restores[-1]
 
 
 def _hist_count() -> float:
