@@ -26,6 +26,7 @@ import logging
 import sys
 
 from etcdlite import config
+from etcdlite import metrics as etcd_metrics
 from etcdlite.server.etcdserver import EtcdServer
 from etcdlite.tlsinfo import TLSError
 from etcdlite.v3rpc.grpc import build_server
@@ -45,6 +46,7 @@ async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
     _tune_gc()
     server, ports = build_server(etcd)
     await server.start()
+    metrics_servers = await etcd_metrics.serve(etcd, cfg.listen_metrics_urls)
     log.info("serving etcd v3 gRPC on %s (member %x, cluster %x, revision %d)",
              ", ".join(f"{h}:{p}" for (h, _), p in zip(cfg.listen_client_urls, ports)),
              etcd.member_id, etcd.cluster_id, etcd.store.current_rev)
@@ -56,6 +58,8 @@ async def serve(cfg: config.ServerConfig, stop: asyncio.Event) -> None:
     failure = etcd.node.failure if etcd.node else None
     log.info("shutting down")
     await server.stop(grace=1.0)
+    for m in metrics_servers:
+        m.close()
     await etcd.stop()
     if failure is not None:
         raise SystemExit(f"etcdlite: Raft/WAL failure: {failure}")

@@ -50,6 +50,7 @@ class ServerConfig:
     client_tls: TLSInfo = field(default_factory=TLSInfo)
     peer_tls: TLSInfo = field(default_factory=lambda: TLSInfo(prefix="peer-"))
     listen_client_tls: list[bool] = field(default_factory=list)
+    listen_metrics_urls: list[tuple[str, int]] = field(default_factory=list)  # --listen-metrics-urls (http)
 
     @property
     def member_id(self) -> int:
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-count", type=int, default=100_000)
     p.add_argument("--max-request-bytes", type=int, default=1_572_864)
     p.add_argument("--max-txn-ops", type=int, default=128)
+    p.add_argument("--listen-metrics-urls", default="",
+                   help="additional http:// URLs to serve /metrics and /health on")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--cert-file", default=None, help="client server TLS cert file (https:// client URLs)")
     p.add_argument("--key-file", default=None, help="client server TLS key file")
@@ -186,10 +189,20 @@ def from_args(ns: argparse.Namespace) -> ServerConfig:
         client_tls=client_tls,
         peer_tls=peer_tls,
         listen_client_tls=[is_https(u) for u in client_urls],
+        listen_metrics_urls=_metrics_urls(getattr(ns, "listen_metrics_urls", "")),
     )
     cfg.member_ids = {name: member_id(urls, cfg.initial_cluster_token)
                       for name, urls in initial.items()}
     return cfg
+
+
+def _metrics_urls(value: str) -> list[tuple[str, int]]:
+    if not value:
+        return []
+    urls = _urls("listen-metrics-urls", value)
+    if any(is_https(u) for u in urls):
+        raise ConfigError("--listen-metrics-urls: only http:// URLs are supported")
+    return [_host_port("listen-metrics-urls", u) for u in urls]
 
 
 def parse(argv: Optional[list[str]] = None) -> ServerConfig:

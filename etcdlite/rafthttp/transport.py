@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from etcdlite import metrics
 from etcdlite.tlsinfo import TLSInfo, is_https
 from proto.etcdlite_peer import peer_pb2 as peerpb
 from proto.etcdlite_peer import peer_pb2_grpc
@@ -173,7 +174,9 @@ class _Peer:
                         raise grpc.aio.UsageError("stream to peer ended")
                     if self.stream is None:
                         self.stream = self._raw_stream()
-                    await self.stream.write(self._encode(batch))
+                    data = self._encode(batch)
+                    await self.stream.write(data)
+                    metrics.PEER_SENT.labels(metrics.peer_label(self.id)).inc(len(data))
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
                 code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
                 log.warning("peer %x became inactive: %s", self.id, code)
@@ -254,6 +257,7 @@ class _Servicer(peer_pb2_grpc.PeerServicer):
             if request.cluster_id != self.t.cluster_id:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "etcdlite: cluster ID mismatch")
             await self._refuse_removed(getattr(request, "from"), context)
+            metrics.PEER_RECEIVED.labels(metrics.peer_label(getattr(request, "from"))).inc(request.ByteSize())
             for m in request.messages:
                 self.t.cb.on_message(m)
         return peerpb.SendResponse()

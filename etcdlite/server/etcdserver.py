@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Optional
 
+from etcdlite import metrics
 from etcdlite.config import ServerConfig
 from etcdlite.lease.lessor import MAX_LEASE_TTL, LeaseNotFoundError, Lessor
 from etcdlite.mvcc.kvstore import KVStore
@@ -174,6 +175,8 @@ class EtcdServer:
         self.hub.resync()
 
     def _on_leader(self, lead: int, is_leader: bool) -> None:
+        if lead:
+            metrics.LEADER_CHANGES.inc()
         # Only the leader's lessor tracks expiry (etcd Promote/Demote).
         if is_leader and not self.lessor.primary:
             self.lessor.promote()
@@ -279,8 +282,10 @@ class EtcdServer:
         except NodeStoppedError:
             raise rpctypes.ErrStopped from None
         except NoLeaderError:
+            metrics.PROPOSALS_FAILED.inc()
             raise rpctypes.ErrNoLeader from None
         except TimeoutError:
+            metrics.PROPOSALS_FAILED.inc()
             raise rpctypes.ErrTimeout from None
         finally:
             self._waits.pop(req.ID, None)

@@ -28,9 +28,12 @@ import struct
 import zlib
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional
+
+from etcdlite import metrics
 
 TYPE_METADATA = 1
 TYPE_ENTRY = 2
@@ -272,7 +275,10 @@ class WAL:
             n = os.write(self._fd, view)
             view = view[n:]
         if sync:
+            t0 = time.perf_counter()
             os.fdatasync(self._fd)
+            metrics.WAL_FSYNC.observe(time.perf_counter() - t0)
+        metrics.WAL_WRITE_BYTES.inc(len(data))
         self._size += len(data)
 
     def _cut(self, next_index: int) -> None:
