@@ -152,3 +152,78 @@ def write_db(buckets: dict[bytes, list[tuple[bytes, bytes]]]) -> bytes:
     raw = _PAGE_HDR.pack(2, FREELIST, 0, 0)
     out.append(raw + b"\0" * (PAGE - len(raw)))
     return b"".join(out) + b"".join(pages.blobs)
+
+
+class BoltFormatError(ValueError):
+    """The bytes are not a readable bbolt file (bad magic, checksum or page layout)."""
+
+
+_LEAF_ELEM = struct.Struct("<IIII")  # flags, pos, ksize, vsize
+_BRANCH_ELEM = struct.Struct("<IIQ")  # pos, ksize, pgid
+
+
+def _meta_at(data: bytes, off: int):
+    try:
+        fields = _META.unpack_from(data, off + _PAGE_HDR.size)
+    except struct.error:
+        return None
+    body = data[off + _PAGE_HDR.size: off + _PAGE_HDR.size + _META.size - 8]
+    if fields[0] != MAGIC or fields[-1] != _fnv64a(body):
+        return None
+    return fields  # magic, version, page size, flags, root, sequence, freelist, high pgid, txid, checksum
+
+
+def _items(data: bytes, buf: bytes, off: int, page_size: int, depth: int = 0):
+    """(key, value, flags) of the leaves under the page at ``buf[off:]`` (``data`` holds pgid pages)."""
+    if depth > 64:
+        raise BoltFormatError("bbolt tree too deep")
+    try:
+        _, flags, count, _ = _PAGE_HDR.unpack_from(buf, off)
+    except struct.error:
+        raise BoltFormatError("truncated bbolt page") from None
+    base = off + _PAGE_HDR.size
+    if flags & LEAF:
+        for i in range(count):
+            eoff = base + i * _LEAF_ELEM.size
+            eflags, pos, ksize, vsize = _LEAF_ELEM.unpack_from(buf, eoff)
+            k = buf[eoff + pos: eoff + pos + ksize]
+            yield k, buf[eoff + pos + ksize: eoff + pos + ksize + vsize], eflags
+    elif flags & BRANCH:
+        for i in range(count):
+            eoff = base + i * _BRANCH_ELEM.size
+            _, _, pgid = _BRANCH_ELEM.unpack_from(buf, eoff)
+            if pgid * page_size >= len(data):
+                raise BoltFormatError(f"bbolt page {pgid} past the end of the file")
+            yield from _items(data, data, pgid * page_size, page_size, depth + 1)
+    else:
+        raise BoltFormatError(f"unexpected bbolt page flags {flags:#x}")
+
+
+def read_db(data: bytes) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    """The buckets of a bbolt file (ours or etcd's ``snapshot save``): name -> (key, value) pairs in
+    key order; nested buckets are skipped. Raises BoltFormatError on a file bbolt would refuse."""
+    metas = [m for m in (_meta_at(data, 0),) if m]
+    if metas:
+        second = _meta_at(data, metas[0][2])
+        metas += [second] if second else []
+    else:
+        for size in (4096, 8192, 16384, 65536):
+            m = _meta_at(data, size)
+            if m:
+                metas.append(m)
+                break
+    if not metas:
+        raise BoltFormatError("not a bbolt file: no valid meta page")
+    meta = max(metas, key=lambda m: m[8])
+    page_size, root = meta[2], meta[4]
+    out: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for name, value, flags in _items(data, data, root * page_size, page_size):
+        if not flags & BUCKET_LEAF_FLAG:
+            continue
+        broot = struct.unpack_from("<Q", value)[0]
+        if broot == 0:  # an inline bucket: its page follows the bucket header
+            items = _items(data, value, 16, page_size)
+        else:
+            items = _items(data, data, broot * page_size, page_size)
+        out[name] = [(k, v) for k, v, f in items if not f & BUCKET_LEAF_FLAG]
+    return out
