@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 SYNCS = prometheus_client.Counter("controller_syncs_total", "Reconciles by controller and result.",
                                   ["controller", "result"])
-QUEUE_DEPTH = prometheus_client.Gauge("workqueue_depth", "Current depth of the work queue.", ["name"])
 
 # Upstream's ExpectationsTimeout: a controller stuck waiting for events it
 # never sees syncs anyway after this long.
@@ -42,7 +41,7 @@ class BaseController:
     def __init__(self, client: Client, informers: Iterable[Informer]):
         self.client = client
         self.informers = list(informers)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name=self.name)  # workqueue_* metrics by controller name
 
     def enqueue(self, obj: dict) -> None:
         """Queue ``obj``'s key."""
@@ -76,7 +75,6 @@ class BaseController:
                 key = await self.queue.get()
             except ShutDown:
                 return
-            QUEUE_DEPTH.labels(self.name).set(len(self.queue))
             try:
                 await self.sync(key)
                 self.queue.forget(key)
