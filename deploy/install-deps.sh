@@ -14,6 +14,9 @@ have_cmd etcd || need+=(etcd-server)
 have_cmd etcdctl || need+=(etcd-client)
 [ -d /usr/lib/cni ] || need+=(containernetworking-plugins)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# headless browser for the dashboard's e2e test (tests/e2e/test_dashboard.py)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "kubeling needs root to install: ${need[*]}" >&2
