@@ -16,6 +16,7 @@ import httpx
 
 from kubeling.api import resources as res
 from kubeling.client import kubeconfig
+from kubeling.client import metrics as client_metrics
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -55,6 +56,7 @@ class Client:
         self.config = config
         kwargs = config.httpx_kwargs()
         headers = {"User-Agent": user_agent, "Accept": "application/json", **kwargs.pop("headers", {})}
+        kwargs["transport"] = client_metrics.transport(verify=kwargs.pop("verify", True))  # rest_client_*
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers, **kwargs)
 
     @classmethod
