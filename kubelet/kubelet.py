@@ -20,6 +20,7 @@ import time
 import httpx
 import prometheus_client
 
+from kubelet import metrics as kubelet_metrics
 from kubelet import network
 from kubelet.backoff import Backoff
 from kubelet.container import STATE_RUNNING, PodStatus
@@ -84,6 +85,7 @@ class Kubelet:
         self.pod_by_uid: dict[str, dict] = {}
         self.workers = PodWorkers(self.sync_pod)
         self.pleg = GenericPLEG(self.runtime, self._on_pleg_event, period=config.pleg_period)
+        self.pod_starts = kubelet_metrics.PodStartTracker()  # kubelet_pod_start_duration_seconds
         self.status_manager = StatusManager(self.client)
         self.prober = ProbeManager(self.runtime, on_change=self.workers.update, recorder=self.recorder.event)
         self.runtime_manager = KubeRuntimeManager(
@@ -236,6 +238,7 @@ class Kubelet:
     def _on_pod_add(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         self.pod_by_uid[uid] = pod
+        self.pod_starts.seen(pod)
         self.workers.update(uid)
 
     def _on_pod_update(self, old: dict, new: dict) -> None:
@@ -244,6 +247,7 @@ class Kubelet:
     def _on_pod_delete(self, pod: dict) -> None:
         uid = pod["metadata"].get("uid", "")
         self.pod_by_uid.pop(uid, None)
+        self.pod_starts.forget(uid)
         self.workers.update(uid)  # the sync sees it gone and cleans up
 
     def _on_pleg_event(self, ev: PodLifecycleEvent) -> None:
@@ -296,6 +300,8 @@ class Kubelet:
             pod = self.pod_by_uid.get(uid, pod)
             api_status = generate_api_pod_status(pod, status, node_ip=self.config.node_ip, now=time.time(),
                                                  reasons=reasons, ready=self.prober.readiness(uid))
+            if api_status.get("phase") == "Running":
+                self.pod_starts.running(uid)
             await self.status_manager.set_pod_status(pod, api_status)
 
     async def _terminate(self, pod: dict, status: PodStatus) -> None:

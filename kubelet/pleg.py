@@ -16,6 +16,7 @@ from typing import Callable
 
 from kubelet.container import (POD_UID_LABEL, STATE_EXITED, STATE_RUNNING, STATE_UNKNOWN,
                                state_of)
+from kubelet import metrics
 from kubelet.cri import CRIError, RemoteRuntime
 from proto.cri import api_pb2 as pb
 
@@ -127,6 +128,8 @@ class GenericPLEG:
         self._states: dict[str, dict[str, str]] = {}
         self.last_relist = clock()
         self.relisted = asyncio.Event()
+        self._timer = metrics.RelistTimer()  # kubelet_pleg_relist_duration/interval_seconds
+        metrics.watch_pleg(self)  # kubelet_running_containers
 
     def healthy(self) -> bool:
         """Whether relisting keeps up (mirrors GenericPLEG.Healthy)."""
@@ -134,6 +137,7 @@ class GenericPLEG:
 
     async def relist(self) -> list[PodLifecycleEvent]:
         """List once, update ``pods``, deliver and return the events. Raises CRIError."""
+        self._timer.start()
         sandboxes = await self.runtime.list_pod_sandbox()
         containers = await self.runtime.list_containers()
         pods = group_by_pod(sandboxes, containers)
@@ -142,6 +146,7 @@ class GenericPLEG:
         self.pods, self._states = pods, states
         self.last_relist = self.clock()
         self.relisted.set()
+        self._timer.done()
         for ev in events:
             try:
                 self.on_event(ev)
