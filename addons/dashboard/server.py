@@ -14,7 +14,7 @@ Routes (besides /healthz /livez /readyz /metrics from kubeling.daemon):
   GET /api/v1/settings          {"skippable": bool, "metricsInterval": seconds}
   GET /api/v1/login/status      {"user": name, "groups": [...]} of the presented identity (401 if refused)
   GET /api/proxy/<path>?<query> GET <apiserver>/<path> as the user, streamed back (logs with follow=true too)
-  GET /api/stream               Server-Sent Events: per watched resource a ``sync`` event (the full
+  GET /api/stream[?namespace=NS] Server-Sent Events: per watched resource a ``sync`` event (the full
                                 list) then ``watch`` events from a watch as the user; ``denied`` when
                                 the apiserver refuses a resource (403); ``: ping`` comments keep it open.
 """
@@ -43,7 +43,8 @@ log = logging.getLogger("addons.dashboard")
 STATIC = Path(__file__).parent / "static"
 
 # What the page shows live: (name used on the wire, resource); all namespaces.
-WATCHED: tuple[str, ...] = ("nodes", "deployments", "replicasets", "pods", "services", "endpointslices", "events")
+WATCHED: tuple[str, ...] = ("namespaces", "nodes", "deployments", "replicasets", "pods", "services",
+                             "endpointslices", "events")
 # A watch is re-opened (after a relist) at least this often, as client-go's reflector does.
 WATCH_TIMEOUT_S = 300
 HEARTBEAT_S = 15.0
@@ -118,45 +119,58 @@ async def whoami(client: Client) -> dict:
     return {"user": info.get("username"), "groups": info.get("groups") or []}
 
 
-async def follow(client: Client, name: str, queue: asyncio.Queue) -> None:
-    """List then watch ``name`` (all namespaces) as ``client`` forever, putting SSE messages on ``queue``.
+async def follow(client: Client, name: str, queue: asyncio.Queue, *, namespace: str | None = None) -> None:
+    """List then watch ``name`` (in ``namespace``, all when None) as ``client`` forever, putting SSE
+    messages on ``queue``.
 
     Mirrors client-go's reflector: a ``sync`` message with the full list, then one ``watch``
-    message per event from that list's resourceVersion; relists when the watch ends or
-    expires (410). A 401/403 puts one ``denied`` message and ends; transport errors back off.
+    message per event from that list's resourceVersion; a watch that times out is re-opened
+    from the last resourceVersion seen, one that expires (ERROR, 410 Gone) relists. A 401/403
+    puts one ``denied`` message and ends; other errors back off and relist.
     """
     resource = res.for_name(name)
+    ns = namespace if resource.namespaced else None
     backoff = BACKOFF_START_S
+    rv = None
     while True:
         try:
-            listed = await client.list(resource)
-            rv = listed.get("metadata", {}).get("resourceVersion")
-            await queue.put(sse("sync", {"resource": name, "items": [slim(o) for o in listed.get("items", [])]}))
-            backoff = BACKOFF_START_S
-            async for etype, obj in client.watch(resource, resource_version=rv, timeout_seconds=WATCH_TIMEOUT_S):
-                if etype == "BOOKMARK":
-                    continue
+            if rv is None:
+                listed = await client.list(resource, namespace=ns)
+                rv = listed.get("metadata", {}).get("resourceVersion")
+                await queue.put(sse("sync", {"resource": name, "items": [slim(o) for o in listed.get("items", [])]}))
+                backoff = BACKOFF_START_S
+            opened = asyncio.get_running_loop().time()
+            async for etype, obj in client.watch(resource, namespace=ns, resource_version=rv,
+                                                 timeout_seconds=WATCH_TIMEOUT_S):
                 if etype == "ERROR":
-                    break  # usually 410 Gone: relist
-                await queue.put(sse("watch", {"resource": name, "type": etype, "object": slim(obj)}))
+                    rv = None  # usually 410 Gone: relist
+                    break
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if etype != "BOOKMARK":
+                    await queue.put(sse("watch", {"resource": name, "type": etype, "object": slim(obj)}))
+            if asyncio.get_running_loop().time() - opened < 1.0:
+                await asyncio.sleep(backoff)  # a watch closed at once: do not spin on a confused server
         except ApiError as e:
             if e.code in (401, 403):
                 await queue.put(sse("denied", {"resource": name, "code": e.code, "message": e.message}))
                 return
-            log.info("watch %s: %s; retrying", name, e)
+            log.info("watch %s: %s; relisting", name, e)
+            rv = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
         except (httpx.HTTPError, ValueError) as e:
-            log.info("watch %s: %s; retrying", name, e)
+            log.info("watch %s: %s; relisting", name, e)
+            rv = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
 
-async def event_stream(client: Client) -> AsyncIterator[bytes]:
-    """The SSE body for one browser: every WATCHED resource followed as ``client``, merged,
-    with a ping comment every HEARTBEAT_S seconds (a closed browser is noticed at the next write)."""
+async def event_stream(client: Client, *, namespace: str | None = None) -> AsyncIterator[bytes]:
+    """The SSE body for one browser: every WATCHED resource (namespaced ones in ``namespace``
+    when given) followed as ``client``, merged, with a ping comment every HEARTBEAT_S seconds
+    (a closed browser is noticed at the next write)."""
     queue: asyncio.Queue = asyncio.Queue()
-    tasks = [asyncio.create_task(follow(client, name, queue)) for name in WATCHED]
+    tasks = [asyncio.create_task(follow(client, name, queue, namespace=namespace)) for name in WATCHED]
     STREAMS.inc()
     try:
         yield b"retry: 2000\n\n"
@@ -207,8 +221,8 @@ def create_app(settings: Settings) -> FastAPI:
         headers = {"User-Agent": "kubeling-dashboard", **kwargs.pop("headers", {})}
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), headers=headers, **kwargs)
         try:
-            upstream = await http.send(http.build_request("GET", "/" + path, params=request.query_params),
-                                       stream=True)
+            params = list(request.query_params.multi_items())
+            upstream = await http.send(http.build_request("GET", "/" + path, params=params), stream=True)
         except httpx.HTTPError as e:
             await http.aclose()
             PROXY_REQUESTS.labels("502").inc()
@@ -239,7 +253,8 @@ def create_app(settings: Settings) -> FastAPI:
         except Unauthorized:
             await client.close()
             raise
-        return StreamingResponse(event_stream(client), media_type="text/event-stream",
+        namespace = request.query_params.get("namespace") or None
+        return StreamingResponse(event_stream(client, namespace=namespace), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     return app

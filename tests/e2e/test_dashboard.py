@@ -209,7 +209,9 @@ def test_dashboard_live_in_chromium(cluster, browser):
                        "template": {"metadata": {"labels": labels},
                                     "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
                                         "name": "web", "image": IMAGE, "command": ["sh", "-c"],
-                                        "args": [f"echo {LOG_LINE} $(hostname); exec httpd -f -p 8080"]}]}}}}
+                                        "args": [f"echo {LOG_LINE} $(hostname); "
+                                                 "(i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done) & "
+                                                 "exec httpd -f -p 8080"]}]}}}}
     r = http.post("/apis/apps/v1/namespaces/default/deployments", json=deploy)
     assert r.status_code == 201, r.text
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dash-web", "namespace": "default"},
@@ -249,8 +251,20 @@ def test_dashboard_live_in_chromium(cluster, browser):
                      "const t = document.querySelector('#logs').textContent;"
                      "return t.includes(arguments[0]) ? t : ''", LOG_LINE, timeout=30)
     assert pod.split("/")[1] in text, text   # the line carries the pod's hostname
+    # follow: lines the container prints after the log was opened arrive in the open view
+    last_tick = max((int(w.split()[1]) for w in text.splitlines() if w.startswith("tick ")), default=-1)
+    page_wait(browser, "followed log lines", "return document.querySelector('#logs').textContent"
+              ".includes('tick ' + arguments[0])", last_tick + 3, timeout=30)
     page_wait(browser, "CPU/memory samples of the pod",
               "const s = document.querySelector('#mem-chart svg'); return s && +s.dataset.points >= 2", timeout=60)
+
+    # Choosing a namespace re-opens the stream for that namespace only; the rows come back.
+    from selenium.webdriver.support.ui import Select
+    Select(browser.find_element("css selector", "#namespace")).select_by_value("default")
+    page_wait(browser, "the namespaced stream", "return document.querySelector('#status').textContent === 'live'"
+              " && !!document.querySelector(\"#deployments tr[data-key='default/dash-web']\")"
+              " && !!document.querySelector(\"#nodes tr[data-key='" + NODE + "']\")", timeout=30)
+    assert js(browser, "return window.__notReloaded") == 42, "the page was reloaded"
 
     shot = Path(cluster["tmp"]) / "dashboard.png"
     assert browser.save_screenshot(str(shot)), "screenshot failed"

@@ -4,7 +4,7 @@
 // the user's bearer token; the backend makes the apiserver call with it.
 "use strict";
 
-const WATCHED = ["nodes", "deployments", "replicasets", "pods", "services", "endpointslices", "events"];
+const WATCHED = ["namespaces", "nodes", "deployments", "replicasets", "pods", "services", "endpointslices", "events"];
 const MAX_EVENTS = 200;      // rows kept in the events table
 const MAX_SAMPLES = 60;      // metric points kept per pod / node
 const MAX_LOG_CHARS = 200000;
@@ -48,19 +48,21 @@ function age(ts) {
 
 // ---------------------------------------------------------------- charts (inline SVG)
 
-// A polyline of `field` over the samples, scaled to its own maximum; data-points counts samples.
+// A polyline of `field` over the samples (newest at the right, MAX_SAMPLES across), scaled to
+// its own maximum; data-points counts the samples. Large charts label that maximum.
 function chart(samples, field, w, h) {
   const pts = samples || [];
-  const max = Math.max(1e-9, ...pts.map(p => p[field]));
+  const max = Math.max(1e-9, ...pts.map(p => p[field])) * 1.1;
   const last = pts.length ? pts[pts.length - 1][field] : null;
-  const step = pts.length > 1 ? w / (MAX_SAMPLES - 1) : 0;
+  const step = w / (MAX_SAMPLES - 1);
   const x0 = w - step * (pts.length - 1);
   const coords = pts.map((p, i) => `${(x0 + i * step).toFixed(1)},${(h - 2 - (p[field] / max) * (h - 4)).toFixed(1)}`);
   const line = pts.length > 1 ? `<polyline points="${coords.join(" ")}"/>`
     : pts.length === 1 ? `<circle cx="${w - 2}" cy="${coords[0].split(",")[1]}" r="2"/>` : "";
+  const scale = h >= 50 && pts.length ? `<text x="3" y="11">max ${(max / 1.1).toFixed(1)}</text>` : "";
   const label = last === null ? "—" : last.toFixed(1);
   return `<span class="chart"><svg class="${field}" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" ` +
-         `data-points="${pts.length}">${line}</svg><span class="val">${label}</span></span>`;
+         `data-points="${pts.length}">${scale}${line}</svg><span class="val">${label}</span></span>`;
 }
 
 function bar(used, alloc, capacity, fmt) {
@@ -246,7 +248,7 @@ function updateCount(resource) {
 }
 
 function refreshNamespaces() {
-  const names = new Set();
+  const names = new Set(S.stores.namespaces.keys());
   for (const r of WATCHED) for (const o of S.stores[r].values()) if (o.metadata.namespace) names.add(o.metadata.namespace);
   const sel = $("#namespace"), have = new Set([...sel.options].map(o => o.value));
   for (const n of [...names].sort()) if (!have.has(n)) sel.add(new Option(n, n));
@@ -312,7 +314,8 @@ async function stream() {
   if (S.streamAbort) S.streamAbort.abort();
   const abort = S.streamAbort = new AbortController();
   try {
-    const resp = await fetch("/api/stream", {headers: authHeaders(), signal: abort.signal});
+    const query = S.namespace ? "?namespace=" + encodeURIComponent(S.namespace) : "";
+    const resp = await fetch("/api/stream" + query, {headers: authHeaders(), signal: abort.signal});
     if (resp.status === 401) return showLogin((await resp.json()).message);
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     setStatus("live", "on");
@@ -355,7 +358,8 @@ function push(key, point) {
 async function sampleMetrics() {
   const t = Date.now();
   try {
-    const [pods, nodes] = await Promise.all([api("apis/metrics.k8s.io/v1beta1/pods"),
+    const podsPath = S.namespace ? `namespaces/${encodeURIComponent(S.namespace)}/pods` : "pods";
+    const [pods, nodes] = await Promise.all([api("apis/metrics.k8s.io/v1beta1/" + podsPath),
                                              api("apis/metrics.k8s.io/v1beta1/nodes")]);
     for (const m of pods.items || []) {
       const cpu = (m.containers || []).reduce((s, c) => s + quantity(c.usage?.cpu), 0);
@@ -478,7 +482,13 @@ $("#login-form").addEventListener("submit", ev => {
 });
 $("#skip").addEventListener("click", () => { S.token = null; sessionStorage.removeItem("token"); connect(); });
 $("#logout").addEventListener("click", () => { S.token = null; sessionStorage.removeItem("token"); showLogin(""); });
-$("#namespace").addEventListener("change", ev => { S.namespace = ev.target.value; WATCHED.forEach(renderTable); });
+// A namespace is watched on its own (a user allowed only there still sees it), all of them otherwise.
+$("#namespace").addEventListener("change", ev => {
+  S.namespace = ev.target.value;
+  WATCHED.forEach(renderTable);
+  setStatus("connecting", "off");
+  stream();
+});
 $("#follow").addEventListener("change", () => S.selected && openLogs());
 $("#container").addEventListener("change", () => S.selected && openLogs());
 document.addEventListener("click", ev => {
