@@ -116,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=None,
                         help="number of nodes (default: $NODES, else the last `up`'s, else 1); "
                              "with 2 or more each node gets its own network namespace")
+    parser.add_argument("--ha", action="store_true", default=None,
+                        help="highly available control plane: 3 etcdlite members, 2 apiservers behind haproxy, "
+                             "2 controller-managers, 2 schedulers (default: $HA, else the last `up`'s)")
     args = parser.parse_args(args_in)
     try:
-        cluster = Cluster(nodes=args.nodes)
+        cluster = Cluster(nodes=args.nodes, ha=args.ha)
     except ValueError as e:
         console.print(f"[red]error:[/] {e}")
         return 2

@@ -29,7 +29,12 @@ from kubeling.client import kubeconfig
 PY = sys.executable
 NODE = "node1"
 NODE_IP = "127.0.0.1"
-LAYOUT_FILE = "cluster.json"  # remembers NODES so that `make down` / `make status` need no flag
+LAYOUT_FILE = "cluster.json"  # remembers NODES and HA so that `make down` / `make status` need no flag
+# HA=1: (component, client port, peer port) of the three etcdlite members (DESIGN.md's ports),
+# and the apiservers' own ports behind haproxy on the apiserver port.
+ETCD_MEMBERS = (("etcdlite-0", config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
+                ("etcdlite-1", 22379, 22380), ("etcdlite-2", 32379, 32380))
+APISERVER_HA_PORTS = (6444, 6445)
 
 
 class LaunchError(Exception):
@@ -104,6 +109,11 @@ def _cri_ok(sock: pathlib.Path) -> Callable[[], bool]:
     return check
 
 
+def _env_flag(name: str) -> bool:
+    """True when ``$name`` is set to 1/true/yes."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def _env_nodes() -> int:
     """``$NODES`` as an int (0 when unset or empty). Raises ValueError on a non-number."""
     text = os.environ.get("NODES", "").strip()
@@ -126,17 +136,18 @@ class Cluster:
 
     def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None,
                  node_list: list[Node] | None = None, control_plane_ip: str = config.UNDERLAY_HOST_IP,
-                 node_cidr: str = config.UNDERLAY_CIDR):
+                 node_cidr: str = config.UNDERLAY_CIDR, ha: bool | None = None):
         self.home = home or config.home()
         self.logs = self.home / "logs"
         self.run = self.home / "run"
         # The control plane's address on the nodes' network: apiserver, cluster DNS.
         self.control_plane_ip = control_plane_ip
         self.node_cidr = node_cidr
+        self.ha = ha if ha is not None else (_env_flag("HA") or bool(self._recorded("ha")))
         if node_list is not None:  # a layout given whole (deploy.units for VMs)
             self.nodes = node_list
         else:
-            count = nodes or _env_nodes() or self._recorded_nodes() or 1
+            count = nodes or _env_nodes() or int(self._recorded("nodes") or 0) or 1
             if not 1 <= count <= 50:
                 raise ValueError(f"NODES must be between 1 and 50, not {count}")
             if count > 1:
@@ -153,11 +164,12 @@ class Cluster:
         self.node_server = (self.server if all(n.ip == NODE_IP for n in self.nodes)
                             else f"http://{control_plane_ip}:{config.APISERVER_PORT}")
 
-    def _recorded_nodes(self) -> int:
+    def _recorded(self, field: str):
+        """``field`` of the layout the last ``up`` recorded (None when absent)."""
         try:
-            return int(json.loads((self.home / LAYOUT_FILE).read_text()).get("nodes", 0))
+            return json.loads((self.home / LAYOUT_FILE).read_text()).get(field)
         except (OSError, ValueError, AttributeError):
-            return 0
+            return None
 
     # -- layout -----------------------------------------------------------------
     def components(self) -> list[Component]:
@@ -166,32 +178,47 @@ class Cluster:
 
     def control_plane_components(self) -> list[Component]:
         """etcdlite, apiserver, controller-manager, scheduler, cluster DNS (and, with nodes in
-        their own netns, the host's host-gw route controller)."""
+        their own netns, the host's host-gw route controller). With ``ha``: three etcdlite
+        members, two apiservers behind haproxy on the apiserver port, two controller-managers
+        and two schedulers that elect a leader each."""
         h, cp = self.home, self.control_plane_ip
-        etcd_client = f"http://127.0.0.1:{config.ETCD_CLIENT_PORT}"
-        etcd_peer = f"http://127.0.0.1:{config.ETCD_PEER_PORT}"
-        comps = [
-            Component("etcdlite", [PY, "-m", "etcdlite", "--name", "default", "--data-dir", str(h / "etcd" / "default"),
-                                   "--listen-client-urls", etcd_client, "--advertise-client-urls", etcd_client,
-                                   "--listen-peer-urls", etcd_peer, "--initial-cluster", f"default={etcd_peer}"],
-                      _etcd_ok(f"127.0.0.1:{config.ETCD_CLIENT_PORT}"), "-m etcdlite"),
-            Component("kube-apiserver", [PY, "-m", "apiserver", "--etcd-servers", etcd_client,
-                                         "--bind-address", f"127.0.0.1,{cp}",
-                                         "--advertise-address", cp,
-                                         "--secure-port", str(config.APISERVER_PORT),
-                                         "--service-cluster-ip-range", config.SERVICE_CIDR],
-                      _http_ok(f"{self.server}/readyz"), "-m apiserver"),
-            Component("kube-controller-manager", [
+        members = ETCD_MEMBERS if self.ha else ETCD_MEMBERS[:1]
+        names = [m[0] if self.ha else "default" for m in members]
+        initial = ",".join(f"{n}=http://127.0.0.1:{peer}" for n, (_, _, peer) in zip(names, members))
+        etcd_servers = ",".join(f"http://127.0.0.1:{client}" for _, client, _ in members)
+        comps = []
+        for name, (comp_name, client, peer) in zip(names, members):
+            url = f"http://127.0.0.1:{client}"
+            comps.append(Component(comp_name if self.ha else "etcdlite", [
+                PY, "-m", "etcdlite", "--name", name, "--data-dir", str(h / "etcd" / name),
+                "--listen-client-urls", url, "--advertise-client-urls", url,
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster", initial],
+                _etcd_ok(f"127.0.0.1:{client}"), "-m etcdlite"))
+        ports = APISERVER_HA_PORTS if self.ha else (config.APISERVER_PORT,)
+        for i, port in enumerate(ports):
+            comps.append(Component(f"kube-apiserver-{i}" if self.ha else "kube-apiserver", [
+                PY, "-m", "apiserver", "--etcd-servers", etcd_servers, "--bind-address", f"127.0.0.1,{cp}",
+                "--advertise-address", cp, "--secure-port", str(port),
+                "--service-cluster-ip-range", config.SERVICE_CIDR],
+                _http_ok(f"http://127.0.0.1:{port}/readyz"), "-m apiserver"))
+        if self.ha:
+            comps.append(Component("apiserver-lb", ["haproxy", "-db", "-f", str(h / "haproxy.cfg")],
+                                   _http_ok(f"{self.server}/readyz"), "haproxy"))
+        for i in range(2 if self.ha else 1):
+            suffix = f"-{i}" if self.ha else ""
+            cm_port = config.CONTROLLER_MANAGER_PORT + 10 * i
+            sched_port = config.SCHEDULER_PORT + 10 * i
+            comps.append(Component(f"kube-controller-manager{suffix}", [
                 PY, "-m", "controllers", "--kubeconfig", str(h / "controller-manager.kubeconfig"),
-                "--bind-address", "127.0.0.1", "--secure-port", str(config.CONTROLLER_MANAGER_PORT),
+                "--bind-address", "127.0.0.1", "--secure-port", str(cm_port),
                 "--allocate-node-cidrs", "--cluster-cidr", config.CLUSTER_CIDR,
                 "--node-cidr-mask-size", str(config.NODE_CIDR_MASK_SIZE),
                 "--service-cluster-ip-range", config.SERVICE_CIDR],
-                _http_ok(f"http://127.0.0.1:{config.CONTROLLER_MANAGER_PORT}/healthz"), "-m controllers"),
-            Component("kube-scheduler", [PY, "-m", "scheduler", "--kubeconfig", str(h / "scheduler.kubeconfig"),
-                                         "--bind-address", "127.0.0.1", "--secure-port", str(config.SCHEDULER_PORT)],
-                      _http_ok(f"http://127.0.0.1:{config.SCHEDULER_PORT}/healthz"), "-m scheduler"),
-        ]
+                _http_ok(f"http://127.0.0.1:{cm_port}/healthz"), "-m controllers"))
+            comps.append(Component(f"kube-scheduler{suffix}", [
+                PY, "-m", "scheduler", "--kubeconfig", str(h / "scheduler.kubeconfig"),
+                "--bind-address", "127.0.0.1", "--secure-port", str(sched_port)],
+                _http_ok(f"http://127.0.0.1:{sched_port}/healthz"), "-m scheduler"))
         comps.append(Component("cluster-dns", [
             PY, "-m", "addons.dns", "--kubeconfig", str(h / "cluster-dns.kubeconfig"),
             "--bind-address", cp, "--port", "53",
@@ -204,6 +231,35 @@ class Cluster:
                 "--healthz-bind-address", f"127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}"],
                 _http_ok(f"http://127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}/healthz"), "-m cni.hostgw"))
         return comps
+
+    def haproxy_cfg(self) -> str:
+        """haproxy's TCP load balancing of the apiserver port over the HA apiservers, each
+        checked on /readyz every second (kubeadm's HA recipe with haproxy)."""
+        binds = "\n".join(f"    bind {a}:{config.APISERVER_PORT}" for a in ("127.0.0.1", self.control_plane_ip))
+        servers = "\n".join(f"    server apiserver-{i} 127.0.0.1:{p} check" for i, p in enumerate(APISERVER_HA_PORTS))
+        return f"""# written by kubeling's launcher (deploy/cluster.py)
+global
+    maxconn 4096
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    retries 2
+    option redispatch
+
+frontend apiserver
+{binds}
+    default_backend apiservers
+
+backend apiservers
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
+{servers}
+"""
 
     def node_components(self, node: Node) -> list[Component]:
         """CRI shim, kubelet, kube-proxy (and, in netns mode, the host-gw route controller) of ``node``."""
@@ -245,7 +301,9 @@ class Cluster:
         record the node count for later ``down``/``status``."""
         for d in (self.logs, self.run, self.home / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
-        (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes)}) + "\n")
+        (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes), "ha": self.ha}) + "\n")
+        if self.ha:
+            (self.home / "haproxy.cfg").write_text(self.haproxy_cfg())
         kubeconfig.write(self.home / "admin.kubeconfig", server=self.server, user="kubernetes-admin")
         kubeconfig.write(self.home / "scheduler.kubeconfig", server=self.server, user="system:kube-scheduler")
         kubeconfig.write(self.home / "controller-manager.kubeconfig", server=self.server,

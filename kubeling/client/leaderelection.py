@@ -269,11 +269,11 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Retry every jittered retry period until the lease is ours (client-go's acquire)."""
         desc = self.lock.describe()
-        log.info("attempting to acquire leader lease %s...", desc)
+        log.info("attempting to acquire leader lease %s as %s...", desc, self.identity)
         while True:
             if await self.try_acquire_or_renew():
                 self.lock.record_event("became leader")
-                log.info("successfully acquired lease %s", desc)
+                log.info("successfully acquired lease %s as %s", desc, self.identity)
                 self.leading.set()
                 return
             leader = self.get_leader()
