@@ -40,11 +40,15 @@ def cmd_up(cluster: Cluster) -> int:
     if cluster.netns_mode:
         console.print(f"[green]✓[/] underlay {config.UNDERLAY_BRIDGE} {config.UNDERLAY_CIDR}: "
                       + ", ".join(f"{n.name} {n.ip} (netns kl-{n.name})" for n in cluster.nodes))
-    for comp in cluster.components():
-        with console.status(f"starting {comp.name}"):
-            started, secs = cluster.start_component(comp)
-        console.print(f"[green]✓[/] {comp.name:<26} {'healthy' if started else 'already running'}"
-                      f"{f' ({secs:.1f}s)' if started else ''}")
+    comps = cluster.components()
+    for wave in sorted({c.wave for c in comps}):
+        group = [c for c in comps if c.wave == wave]
+        with console.status("starting " + ", ".join(c.name for c in group)):
+            results = cluster.start_components(group)
+        for comp in group:
+            started, secs = results[comp.name]
+            console.print(f"[green]✓[/] {comp.name:<26} {'healthy' if started else 'already running'}"
+                          f"{f' ({secs:.1f}s)' if started else ''}")
     names = ", ".join(n.name for n in cluster.nodes)
     with console.status(f"waiting for {names} to be Ready"):
         secs = cluster.wait_node_ready(since=started_at)

@@ -50,6 +50,7 @@ class Component:
     healthy: Callable[[], bool]
     expect: str  # substring of its command line, to recognise it by pid
     timeout: float = 60.0
+    wave: int = 3  # `up` starts the components of one wave together, waves in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,17 +194,17 @@ class Cluster:
                 PY, "-m", "etcdlite", "--name", name, "--data-dir", str(h / "etcd" / name),
                 "--listen-client-urls", url, "--advertise-client-urls", url,
                 "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster", initial],
-                _etcd_ok(f"127.0.0.1:{client}"), "-m etcdlite"))
+                _etcd_ok(f"127.0.0.1:{client}"), "-m etcdlite", wave=0))
         ports = APISERVER_HA_PORTS if self.ha else (config.APISERVER_PORT,)
         for i, port in enumerate(ports):
             comps.append(Component(f"kube-apiserver-{i}" if self.ha else "kube-apiserver", [
                 PY, "-m", "apiserver", "--etcd-servers", etcd_servers, "--bind-address", f"127.0.0.1,{cp}",
                 "--advertise-address", cp, "--secure-port", str(port),
                 "--service-cluster-ip-range", config.SERVICE_CIDR],
-                _http_ok(f"http://127.0.0.1:{port}/readyz"), "-m apiserver"))
+                _http_ok(f"http://127.0.0.1:{port}/readyz"), "-m apiserver", wave=1))
         if self.ha:
             comps.append(Component("apiserver-lb", ["haproxy", "-db", "-f", str(h / "haproxy.cfg")],
-                                   _http_ok(f"{self.server}/readyz"), "haproxy"))
+                                   _http_ok(f"{self.server}/readyz"), "haproxy", wave=2))
         for i in range(2 if self.ha else 1):
             suffix = f"-{i}" if self.ha else ""
             cm_port = config.CONTROLLER_MANAGER_PORT + 10 * i
@@ -271,7 +272,7 @@ backend apiservers
                                                   "--node-name", n, "--state-dir", str(nd / "shim"),
                                                   "--cni-bin-dir", str(nd / "cni" / "bin"),
                                                   "--cni-conf-dir", str(nd / "cni" / "net.d")]),
-                      _cri_ok(sock), "-m kubelet.dockershim"),
+                      _cri_ok(sock), "-m kubelet.dockershim", wave=0),
             Component(f"kubelet-{n}", node.wrap([PY, "-m", "kubelet", "--kubeconfig", str(nd / "kubelet.kubeconfig"),
                                                  "--hostname-override", n, "--node-ip", ip,
                                                  "--container-runtime-endpoint", f"unix://{sock}",
@@ -354,22 +355,38 @@ backend apiservers
     def start_component(self, comp: Component) -> tuple[bool, float]:
         """Start ``comp`` under supervisord unless it already runs healthy; wait for health.
         Returns (started, seconds). Raises LaunchError with its log's tail."""
+        return self.start_components([comp])[comp.name]
+
+    def start_components(self, comps: list[Component]) -> dict[str, tuple[bool, float]]:
+        """Start together every one of ``comps`` that does not already run healthy, then wait
+        for all of them to be healthy. Returns name -> (started, seconds). Raises LaunchError
+        (with the log's tail) for the first one that exits or stays unhealthy."""
         t0 = time.monotonic()
-        if self.pid_of(comp) and comp.healthy():
-            return False, 0.0
-        try:
-            self.supervisor.start(comp.name)
-        except supervise.SupervisorError as e:
-            raise LaunchError(f"{e}\n{self.log_tail(comp.name)}") from e
-        deadline = t0 + comp.timeout
-        while time.monotonic() < deadline:
-            state = self.supervisor.info(comp.name).get("statename")
-            if state in ("FATAL", "EXITED", "BACKOFF"):
-                raise LaunchError(f"{comp.name} exited during start-up ({state})\n{self.log_tail(comp.name)}")
-            if state == "RUNNING" and comp.healthy():
-                return True, time.monotonic() - t0
-            time.sleep(0.2)
-        raise LaunchError(f"{comp.name} not healthy after {comp.timeout:.0f}s\n{self.log_tail(comp.name)}")
+        result: dict[str, tuple[bool, float]] = {}
+        pending = []
+        for comp in comps:
+            if self.pid_of(comp) and comp.healthy():
+                result[comp.name] = (False, 0.0)
+                continue
+            try:
+                self.supervisor.start(comp.name)
+            except supervise.SupervisorError as e:
+                raise LaunchError(f"{e}\n{self.log_tail(comp.name)}") from e
+            pending.append(comp)
+        while pending:
+            for comp in list(pending):
+                state = self.supervisor.info(comp.name).get("statename")
+                if state in ("FATAL", "EXITED", "BACKOFF"):
+                    raise LaunchError(f"{comp.name} exited during start-up ({state})\n{self.log_tail(comp.name)}")
+                if state == "RUNNING" and comp.healthy():
+                    result[comp.name] = (True, time.monotonic() - t0)
+                    pending.remove(comp)
+                elif time.monotonic() - t0 > comp.timeout:
+                    raise LaunchError(f"{comp.name} not healthy after {comp.timeout:.0f}s\n"
+                                      f"{self.log_tail(comp.name)}")
+            if pending:
+                time.sleep(0.1)
+        return result
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         """Last ``lines`` lines of a component's log, indented, with its path."""
