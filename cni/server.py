@@ -32,6 +32,7 @@ import time
 from cni import bridge, host_local, invoke
 from cni.skel import run_plugin
 from cni.stub import POINTER_NAME, ProtocolError, decode_env, decode_request_header, encode_response
+from kubeling import klog
 
 log = logging.getLogger("cni.server")
 
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-with-parent", action="store_true", help="die with the process that started us")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    klog.setup("cni-server", level=a.log_level)
     if a.exit_with_parent:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

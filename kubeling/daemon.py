@@ -1,6 +1,9 @@
 """What every kubeling daemon shares: logging, signal handling, and the
 /healthz + /metrics HTTP endpoint upstream components serve.
 
+Logs are one logfmt line per event (``ts=... level=info component=kubelet
+logger=kubelet.kubelet msg="..." pod=default/web-1``), see kubeling.klog.
+
 Mirrors the small common layer of kube-scheduler / kube-controller-manager /
 kube-proxy (component-base): a health endpoint that says ``ok`` once the
 component has synced, and Prometheus metrics from prometheus-client.
@@ -18,17 +21,20 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
+from kubeling import klog
 
-def setup_logging(component: str, *, verbose: bool = False) -> None:
-    """Log lines as ``<time> <LEVEL> <component> <logger>: <message>`` on stderr
-    (the launcher redirects each process's stderr to ``.cluster/logs/<name>.log``)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format=f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "docker", "urllib3", "pyroute2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+# Upstream components expose no ``*_created`` series; prometheus-client adds one per counter and
+# histogram unless told not to (every component imports this module before it serves /metrics).
+prometheus_client.disable_created_metrics()
+
+
+def setup_logging(component: str, *, verbose: bool = False, level: int | str | None = None) -> None:
+    """Log one logfmt line per event on stderr (kubeling.klog's format: ts, level, component, logger,
+    msg, then object keys such as ``pod=default/web-1``); the launcher redirects each process's stderr
+    to ``.cluster/logs/<name>.log``. ``level`` (a logging level or its name) overrides ``verbose``."""
+    if level is None:
+        level = logging.DEBUG if verbose else logging.INFO
+    klog.setup(component, level=level)
 
 
 def health_app(healthy: Callable[[], bool]) -> FastAPI:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from kubelet.dockershim.server import Options, serve, socket_path
+from kubeling import klog
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -28,8 +28,7 @@ def parse_args(argv: list[str]) -> Options:
         socket_path(a.listen)
     except ValueError as e:
         p.error(str(e))
-    logging.basicConfig(level=a.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    klog.setup("dockershim", level=a.log_level)
     return Options(listen=a.listen, node_name=a.node_name, state_dir=a.state_dir, cni_bin_dir=a.cni_bin_dir,
                    cni_conf_dir=a.cni_conf_dir, pod_infra_container_image=a.pod_infra_container_image,
                    docker_host=a.docker_host, cni_bridge=a.cni_bridge,
