@@ -34,6 +34,7 @@ from apiserver.storage.encryption import EncryptionConfig, EncryptionConfigError
 from apiserver.app import Config, build_app
 from apiserver.authn import options as auth_options
 from apiserver.kubeletlocation import KubeletClientConfig
+from kubeling import klog
 from kubeling.pki import serving
 
 
@@ -104,8 +105,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.error(f"--service-cluster-ip-range: {e}")
     if not 0 < a.secure_port < 65536:
         p.error("--secure-port must be between 1 and 65535")
-    logging.basicConfig(level=logging.DEBUG if a.v >= 4 else logging.INFO if a.v >= 1 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    klog.setup("apiserver", level=logging.DEBUG if a.v >= 4 else logging.INFO if a.v >= 1 else logging.WARNING)
     binds = [b.strip() for b in a.bind_address.split(",") if b.strip()]
     for b in binds:
         try:
