@@ -13,6 +13,7 @@ Test-only names: node "dashtest-node", bridge "dashtest0", pod CIDR 10.244.242.0
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -259,9 +260,10 @@ def test_dashboard_live_in_chromium(cluster, browser):
               "const s = document.querySelector('#mem-chart svg'); return s && +s.dataset.points >= 2", timeout=60)
 
     # Choosing a namespace re-opens the stream for that namespace only; the rows come back.
-    from selenium.webdriver.support.ui import Select
-    Select(browser.find_element("css selector", "#namespace")).select_by_value("default")
+    from selenium.webdriver.common.keys import Keys
+    browser.find_element("css selector", "#namespace").send_keys("default", Keys.TAB)
     page_wait(browser, "the namespaced stream", "return document.querySelector('#status').textContent === 'live'"
+              " && S.namespace === 'default'"
               " && !!document.querySelector(\"#deployments tr[data-key='default/dash-web']\")"
               " && !!document.querySelector(\"#nodes tr[data-key='" + NODE + "']\")", timeout=30)
     assert js(browser, "return window.__notReloaded") == 42, "the page was reloaded"
@@ -271,3 +273,71 @@ def test_dashboard_live_in_chromium(cluster, browser):
     print(f"dashboard screenshot: {shot}")
     colours = png_colors(shot)
     assert colours >= 10, f"screenshot {shot} looks blank ({colours} colours)"
+
+
+def read_sse(http: httpx.Client, path: str, headers: dict, want, *, timeout: float = 20.0) -> list[tuple[str, dict]]:
+    """Read SSE messages from ``path`` until ``want(messages)`` is true; fail after ``timeout`` s."""
+    msgs: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout
+    with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=timeout)) as r:
+        assert r.status_code == 200, r.read()
+        event = "message"
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                msgs.append((event, json.loads(line[5:])))
+                if want(msgs):
+                    return msgs
+            elif not line:
+                event = "message"
+            assert time.monotonic() < deadline, f"timed out reading {path}: {msgs}"
+    raise AssertionError(f"{path} ended early: {msgs}")
+
+
+def test_rbac_decides_what_a_token_sees(tmp_path):
+    """Under RBAC a viewer bound to one namespace gets 403 for cluster-wide lists through the dashboard
+    (the apiserver's answer, as that user) and a live stream of that namespace only."""
+    if shutil.which("etcd") is None:
+        pytest.skip("needs /usr/bin/etcd")
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('admin-token,admin,1,"system:masters"\nviewer-token,viewer,2\n')
+    with support.control_plane(tmp_path, "etcd", apiserver_args=["--token-auth-file", str(tokens),
+                                                                 "--authorization-mode", "RBAC"]) as cp:
+        admin = httpx.Client(base_url=cp.server, timeout=10, trust_env=False,
+                             headers={"Authorization": "Bearer admin-token"})
+        wait_for("namespace default", lambda: admin.get("/api/v1/namespaces/default").status_code == 200, 30)
+        rules = [{"apiGroups": ["", "apps", "discovery.k8s.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "view-all", "namespace": "default"}, "rules": rules}
+        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "viewer", "namespace": "default"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "view-all"},
+                   "subjects": [{"kind": "User", "name": "viewer", "apiGroup": "rbac.authorization.k8s.io"}]}
+        for path, obj in (("roles", role), ("rolebindings", binding)):
+            r = admin.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/default/{path}", json=obj)
+            assert r.status_code == 201, r.text
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seen", "namespace": "default"},
+               "spec": {"ports": [{"port": 80}]}}
+        assert admin.post("/api/v1/namespaces/default/services", json=svc).status_code == 201
+        admin.close()
+        port = support.free_port()
+        cp.procs.spawn("dashboard", [sys.executable, "-m", "addons.dashboard", "--kubeconfig", str(cp.kubeconfig),
+                                     "--port", str(port)])
+        cp.procs.wait_ready("dashboard", url=f"http://127.0.0.1:{port}/healthz", timeout=30)
+        viewer = {"Authorization": "Bearer viewer-token"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as http:
+            assert http.get("/api/v1/login/status", headers=viewer).json()["user"] == "viewer"
+            assert http.get("/api/proxy/api/v1/services", headers=viewer).status_code == 403
+            r = http.get("/api/proxy/api/v1/namespaces/default/services", headers=viewer)
+            assert r.status_code == 200 and "seen" in [s["metadata"]["name"] for s in r.json()["items"]], r.text
+
+            def done(msgs):
+                names = {(e, d["resource"]) for e, d in msgs}
+                return ("denied", "nodes") in names and ("sync", "services") in names
+            msgs = read_sse(http, "/api/stream?namespace=default", viewer, done)
+            denied = next(d for e, d in msgs if e == "denied" and d["resource"] == "nodes")
+            assert denied["code"] == 403, denied
+            services = next(d for e, d in msgs if e == "sync" and d["resource"] == "services")
+            assert "seen" in [s["metadata"]["name"] for s in services["items"]], services
+            assert not any(e == "sync" and d["resource"] == "nodes" for e, d in msgs), msgs

@@ -250,8 +250,8 @@ function updateCount(resource) {
 function refreshNamespaces() {
   const names = new Set(S.stores.namespaces.keys());
   for (const r of WATCHED) for (const o of S.stores[r].values()) if (o.metadata.namespace) names.add(o.metadata.namespace);
-  const sel = $("#namespace"), have = new Set([...sel.options].map(o => o.value));
-  for (const n of [...names].sort()) if (!have.has(n)) sel.add(new Option(n, n));
+  const list = $("#namespace-list"), have = new Set([...list.options].map(o => o.value));
+  for (const n of [...names].sort()) if (!have.has(n)) list.append(new Option(n, n));
 }
 
 // What else a change shows in: services list their slices, nodes count their pods.
@@ -482,9 +482,10 @@ $("#login-form").addEventListener("submit", ev => {
 });
 $("#skip").addEventListener("click", () => { S.token = null; sessionStorage.removeItem("token"); connect(); });
 $("#logout").addEventListener("click", () => { S.token = null; sessionStorage.removeItem("token"); showLogin(""); });
-// A namespace is watched on its own (a user allowed only there still sees it), all of them otherwise.
+// A namespace is watched on its own (a user allowed only there still sees it, and may type
+// its name when listing namespaces is denied), all of them when the field is empty.
 $("#namespace").addEventListener("change", ev => {
-  S.namespace = ev.target.value;
+  S.namespace = ev.target.value.trim();
   WATCHED.forEach(renderTable);
   setStatus("connecting", "off");
   stream();
