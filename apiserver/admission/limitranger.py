@@ -32,49 +32,53 @@ def _items(limit_ranges: list[dict], kind: str) -> list[dict]:
     return out
 
 
+def _amount(rl: dict, name: str) -> Fraction | None:
+    """The parsed quantity of ``name`` in a requests/limits map; None when absent or unreadable."""
+    return quota.parse_list({name: rl[name]}).get(name) if name in rl else None
+
+
 def min_constraint(kind: str, name: str, enforced, request: dict, limit: dict) -> str | None:
     """minConstraint: the request (and limit, if any) must be at least ``enforced``."""
-    want = quota.parse_list({name: enforced}).get(name)
+    want, req, lim = _amount({name: enforced}, name), _amount(request, name), _amount(limit, name)
     if want is None:
         return None
+    prefix = f"minimum {name} usage per {kind} is {enforced}"
     if name not in request:
-        return f"minimum {name} usage per {kind} is {enforced}.  No request is specified"
-    req = quota.parse_list({name: request[name]}).get(name, Fraction(0))
-    if req < want:
-        return f"minimum {name} usage per {kind} is {enforced}, but request is {request[name]}"
-    if name in limit and quota.parse_list({name: limit[name]}).get(name, Fraction(0)) < want:
-        return f"minimum {name} usage per {kind} is {enforced}, but limit is {limit[name]}"
+        return f"{prefix}.  No request is specified"
+    if (req or 0) < want:
+        return f"{prefix}, but request is {request[name]}"
+    if lim is not None and lim < want:
+        return f"{prefix}, but limit is {limit[name]}"
     return None
 
 
 def max_constraint(kind: str, name: str, enforced, request: dict, limit: dict) -> str | None:
     """maxConstraint: a limit must be given and be at most ``enforced`` (and the request too)."""
-    want = quota.parse_list({name: enforced}).get(name)
+    want, req, lim = _amount({name: enforced}, name), _amount(request, name), _amount(limit, name)
     if want is None:
         return None
+    prefix = f"maximum {name} usage per {kind} is {enforced}"
     if name not in limit:
-        return f"maximum {name} usage per {kind} is {enforced}.  No limit is specified"
-    if quota.parse_list({name: limit[name]}).get(name, Fraction(0)) > want:
-        return f"maximum {name} usage per {kind} is {enforced}, but limit is {limit[name]}"
-    if name in request and quota.parse_list({name: request[name]}).get(name, Fraction(0)) > want:
-        return f"maximum {name} usage per {kind} is {enforced}, but request is {request[name]}"
+        return f"{prefix}.  No limit is specified"
+    if (lim or 0) > want:
+        return f"{prefix}, but limit is {limit[name]}"
+    if req is not None and req > want:
+        return f"{prefix}, but request is {request[name]}"
     return None
 
 
 def ratio_constraint(kind: str, name: str, enforced, request: dict, limit: dict) -> str | None:
     """limitRequestRatioConstraint: limit / request must not exceed ``enforced``."""
-    want = quota.parse_list({name: enforced}).get(name)
+    want, req, lim = _amount({name: enforced}, name), _amount(request, name), _amount(limit, name)
     if want is None:
         return None
-    req = quota.parse_list({name: request.get(name)}).get(name, Fraction(0)) if name in request else Fraction(0)
-    lim = quota.parse_list({name: limit.get(name)}).get(name, Fraction(0)) if name in limit else Fraction(0)
-    if req == 0 or lim == 0:
-        return f"{name} max limit to request ratio per {kind} is {enforced}, but no request is specified " \
-               f"or request is 0"
-    ratio = lim / req
-    if ratio > want:
-        return f"{name} max limit to request ratio per {kind} is {enforced}, but provided ratio is " \
-               f"{float(ratio):f}"
+    prefix = f"{name} max limit to request ratio per {kind} is {enforced}"
+    if not req:
+        return f"{prefix}, but no request is specified or request is 0"
+    if not lim:
+        return f"{prefix}, but no limit is specified or limit is 0"
+    if lim / req > want:
+        return f"{prefix}, but provided ratio is {float(lim / req):f}"
     return None
 
 
