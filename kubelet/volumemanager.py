@@ -3,7 +3,9 @@
 Mirrors pkg/kubelet/volumemanager with the in-tree plugins a pod needs
 without storage: emptyDir (``medium: Memory`` as a tmpfs), hostPath (with
 its ``type`` checks), configMap, secret, downwardAPI and projected
-(configMap, secret, downwardAPI sources). Each volume lives under
+(configMap, secret, downwardAPI and serviceAccountToken sources; tokens come
+from the TokenRequest API bound to the pod, and are renewed once 80% of their
+lifetime has passed, as the kubelet's token manager does). Each volume lives under
 ``<root-dir>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`` as upstream
 lays it out; the file-backed ones are written by an atomic writer
 (pkg/volume/util/atomic_writer.go): the payload goes to a fresh
@@ -233,6 +235,41 @@ class VolumeManager:
         self.root_dir = root_dir
         self.cache_ttl = cache_ttl
         self._cache: dict[tuple[str, str, str], tuple[float, dict | None]] = {}
+        # (namespace, service account, pod uid, audience, expirationSeconds) -> (renew after, token)
+        self._tokens: dict[tuple, tuple[float, bytes]] = {}
+
+    async def service_account_token(self, pod: dict, source: dict) -> bytes:
+        """A token for the pod's service account from the TokenRequest API, bound to the pod
+        (mirrors pkg/kubelet/token's manager: reused until 80% of its lifetime, then renewed).
+        Raises VolumeError when there is no client, ApiError when the apiserver refuses."""
+        meta = pod["metadata"]
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        audience = source.get("audience") or ""
+        seconds = int(source.get("expirationSeconds") or 3600)
+        key = (meta.get("namespace", "default"), sa, meta.get("uid", ""), audience, seconds)
+        now = time.monotonic()
+        cached = self._tokens.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if self.client is None:
+            raise VolumeError("token", "serviceAccountToken projection needs an apiserver")
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience] if audience else [], "expirationSeconds": seconds,
+                         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"],
+                                            "uid": meta.get("uid", "")}}}
+        resp = await self.client.request(
+            "POST", f"/api/v1/namespaces/{key[0]}/serviceaccounts/{sa}/token", body=body)
+        token = (resp.get("status") or {}).get("token", "").encode()
+        if not token:
+            raise VolumeError("token", f"TokenRequest for {key[0]}/{sa} returned no token")
+        if len(self._tokens) > 4096:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
+        self._tokens[key] = (now + 0.8 * seconds, token)
+        return token
+
+    def forget_tokens(self, uid: str) -> None:
+        """Drop the cached tokens of pod ``uid`` (on teardown)."""
+        self._tokens = {k: v for k, v in self._tokens.items() if k[2] != uid}
 
     def pod_dir(self, uid: str) -> str:
         """``<root-dir>/pods/<uid>``."""
@@ -273,6 +310,14 @@ class VolumeManager:
         for v in spec.get("volumes") or []:
             refs |= _volume_refs(v)
         sources = await self.fetch(ns, refs)
+        for v in spec.get("volumes") or []:
+            for i, src in enumerate((v.get("projected") or {}).get("sources") or []):
+                if src.get("serviceAccountToken") is not None:
+                    try:
+                        sources[("token", f"{v.get('name', '')}/{i}")] = \
+                            await self.service_account_token(pod, src["serviceAccountToken"])
+                    except ApiError as e:
+                        raise VolumeError(v.get("name", ""), f"failed to fetch token: {e}") from None
         out: dict[str, Volume] = {}
         for v in spec.get("volumes") or []:
             name = v.get("name", "")
@@ -321,7 +366,7 @@ class VolumeManager:
             plugin = "projected"
             mode = int(src.get("defaultMode") or DEFAULT_MODE)
             files = {}
-            for s in src.get("sources") or []:
+            for i, s in enumerate(src.get("sources") or []):
                 if s.get("configMap") is not None:
                     cm = s["configMap"]
                     files.update(_items_payload(name, "configmap", sources.get(("configmaps", cm.get("name", ""))),
@@ -334,8 +379,10 @@ class VolumeManager:
                     files.update(downward_payload(name, pod, s["downwardAPI"], default_mode=mode,
                                                   pod_ip=pod_ip, node_ip=node_ip))
                 elif s.get("serviceAccountToken") is not None:
-                    raise VolumeError(name, "serviceAccountToken projections need the TokenRequest API, "
-                                            "which this apiserver does not serve yet")
+                    token = sources.get(("token", f"{name}/{i}"))
+                    if token is None:
+                        raise VolumeError(name, "no token fetched for the serviceAccountToken source")
+                    files[_safe_relpath(name, s["serviceAccountToken"].get("path") or "token")] = (token, mode)
         if files is None:
             kinds = ", ".join(k for k in v if k != "name") or "none"
             raise VolumeError(name, f"unsupported volume source ({kinds}): kubeling supports emptyDir, hostPath, "
@@ -348,6 +395,7 @@ class VolumeManager:
 
     async def teardown_pod(self, uid: str) -> None:
         """Unmount the pod's tmpfs emptyDirs and remove its volume directories (best effort, logged)."""
+        self.forget_tokens(uid)
         await asyncio.to_thread(self._teardown, uid)
 
     def _teardown(self, uid: str) -> None:

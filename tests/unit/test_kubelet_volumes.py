@@ -102,3 +102,31 @@ async def test_setup_pod_volumes_and_mounts(tmp_path):
         await vm.setup_pod(missing)
     await vm.teardown_pod("u1")
     assert not base.exists()
+
+
+async def test_projected_service_account_token_from_token_request(tmp_path):
+    """The kube-api-access volume: a TokenRequest bound to the pod, reused until 80% of its life."""
+    calls = []
+
+    class Client:
+        async def request(self, method, path, *, body=None, **kw):
+            calls.append((method, path, body))
+            return {"status": {"token": f"tok{len(calls)}", "expirationTimestamp": "2026-01-01T00:00:00Z"}}
+
+    vm = VolumeManager(Client(), str(tmp_path))
+    pod = _pod(volumes=[{"name": "kube-api-access", "projected": {"sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token", "audience": "api"}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}])
+    pod["spec"]["serviceAccountName"] = "builder"
+    vols = await vm.setup_pod(pod)
+    path = vols["kube-api-access"].host_path
+    assert open(os.path.join(path, "token")).read() == "tok1"
+    method, url, body = calls[0]
+    assert (method, url) == ("POST", "/api/v1/namespaces/ns/serviceaccounts/builder/token")
+    assert body["spec"]["boundObjectRef"] == {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u1"}
+    assert body["spec"]["audiences"] == ["api"] and body["spec"]["expirationSeconds"] == 3607
+    await vm.setup_pod(pod)
+    assert len(calls) == 1, "a fresh token is reused"
+    vm._tokens = {k: (0.0, v[1]) for k, v in vm._tokens.items()}  # past 80% of its lifetime
+    await vm.setup_pod(pod)
+    assert len(calls) == 2 and open(os.path.join(path, "token")).read() == "tok2"
