@@ -1,63 +1,158 @@
-"""How long one kube-proxy sync takes as services grow: render time (pure) and,
-as root, the real iptables-restore inside a scratch network namespace
-("kltest-pxbench-<pid>", deleted afterwards; the host's rules are never touched).
+"""kube-proxy sync cost as services grow, against the real kernel (iptables-nft).
 
-    .venv/bin/python bench/proxy_sync.py [SERVICES ...]
+For each size (default 100, 1,000 and 5,000 services with 10 hollow endpoints
+each: addresses nothing answers on), inside a throwaway network namespace
+"kl-pxb-<pid>-<n>" that the bench creates and deletes in ``finally`` (the
+host's tables are never touched), it drives the Proxier directly from Python
+(no apiserver: the informer path is left out, its cost is the watch event
+decode plus one dict replacement per change) and prints:
 
-Prints figures only; nothing here asserts on timing.
+- the first full sync: iptables-save (listing chains), render (parse + rules
+  text) and iptables-restore, and the ruleset's size in lines and bytes;
+- a second full sync with the chains in place (what every --sync-period does);
+- a one-endpoint change (one Endpoints object replaced by one with another
+  address), timed from ``runner.run()`` -- what the informer handler calls --
+  to iptables-restore done, through the same BoundedFrequencyRunner as the
+  daemon (min-sync-period 1 s, the change arriving after it has elapsed):
+  with partial syncs (upstream 1.28's MinimizeIPTablesRestore, the default)
+  and with every sync full (``minimize=False``), median and max of N changes.
+
+    sudo .venv/bin/python bench/proxy_sync.py [--changes N] [--timeout S] [SERVICES ...]
+
+Prints figures only; nothing here asserts on timing. Every restore has a
+timeout (a size that hits it prints "timeout").
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
 
-from proxy.iptables.rules import RulesConfig, render_rules
-from proxy.iptables.runner import Iptables
-from proxy.serviceport import build_endpoints_map, build_service_map
+from proxy.bounded_frequency_runner import BoundedFrequencyRunner
+from proxy.conntrack import Conntrack
+from proxy.iptables.proxier import Proxier, SyncStats
+from proxy.iptables.rules import RulesConfig
+from proxy.iptables.runner import Iptables, IptablesError
+
+ENDPOINTS = 10
+MIN_SYNC = 1.0
 
 
-def cluster(n: int, per_service: int = 3) -> tuple[list[dict], list[dict]]:
-    svcs, eps = [], []
-    for i in range(n):
-        name = f"svc-{i}"
-        svcs.append({"metadata": {"namespace": "bench", "name": name},
-                     "spec": {"clusterIP": f"10.96.{i // 250}.{i % 250 + 1}",
-                              "ports": [{"name": "http", "port": 80}]}})
-        eps.append({"metadata": {"namespace": "bench", "name": name},
-                    "subsets": [{"addresses": [{"ip": f"10.244.{(i * per_service + k) // 250}."
-                                                      f"{(i * per_service + k) % 250 + 1}"}
-                                               for k in range(per_service)],
-                                 "ports": [{"name": "http", "port": 8080}]}]})
-    return svcs, eps
+def service(i: int) -> dict:
+    return {"metadata": {"namespace": "bench", "name": f"svc-{i}"},
+            "spec": {"clusterIP": f"10.96.{i // 250}.{i % 250 + 1}", "ports": [{"name": "http", "port": 80}]}}
 
 
-async def main(sizes: list[int]) -> None:
-    ns = f"kltest-pxbench-{os.getpid()}"
-    root = os.geteuid() == 0
-    if root:
-        subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+def endpoints(i: int, per_service: int = ENDPOINTS, *, salt: int = 0) -> dict:
+    ips = []
+    for k in range(per_service):
+        j = i * per_service + k + salt * 7919
+        ips.append(f"10.{244 + j // 62500 % 4}.{j // 250 % 250}.{j % 250 + 1}")
+    return {"metadata": {"namespace": "bench", "name": f"svc-{i}"},
+            "subsets": [{"addresses": [{"ip": ip} for ip in ips], "ports": [{"name": "http", "port": 8080}]}]}
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, timeout=30, capture_output=True)
+
+
+async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: int) -> list[float]:
+    """Latency (s) of ``n_changes`` one-endpoint changes through a BoundedFrequencyRunner."""
+    runner = BoundedFrequencyRunner("bench", proxier.sync_proxy_rules, min_interval=MIN_SYNC,
+                                    max_interval=3600.0)
+    runner.mark_ran(time.monotonic())
+    task = asyncio.create_task(runner.loop())
+    out = []
     try:
-        ipt = Iptables(netns=ns)
-        print(f"{'services':>9} {'rules':>7} {'render ms':>10} {'restore ms':>11}")
-        for n in sizes:
-            svcs, eps = cluster(n)
-            t0 = time.perf_counter()
-            text = render_rules(build_service_map(svcs), build_endpoints_map(eps),
-                                RulesConfig(cluster_cidr="10.244.0.0/16"))
-            render_ms = (time.perf_counter() - t0) * 1000
-            restore = "(needs root)"
-            if root:
-                t0 = time.perf_counter()
-                await ipt.restore(text)
-                restore = f"{(time.perf_counter() - t0) * 1000:.1f}"
-            print(f"{n:>9} {text.count(chr(10) + '-A '):>7} {render_ms:>10.1f} {restore:>11}")
+        for c in range(n_changes):
+            await asyncio.sleep(MIN_SYNC + 0.05)  # steady state: min-sync-period has passed
+            before = proxier.last_stats
+            i = (c * 7) % n
+            eps[i] = endpoints(i, salt=c + 1)  # a new object, as an informer stores it
+            t0 = time.monotonic()
+            runner.run()
+            deadline = t0 + 900
+            while proxier.last_stats is before:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("sync did not finish in 900 s")
+                await asyncio.sleep(0.002)
+            out.append(proxier.last_stats.done_at - t0)
     finally:
-        if root:
-            subprocess.run(["ip", "netns", "del", ns], timeout=10, check=False)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return out
+
+
+def fmt(stats: SyncStats | None) -> str:
+    if stats is None:
+        return "timeout"
+    return f"save {stats.save_seconds:6.2f}  render {stats.render_seconds:6.2f}  restore {stats.restore_seconds:7.2f}"
+
+
+async def bench_size(n: int, args: argparse.Namespace) -> None:
+    ns = f"kl-pxb-{os.getpid()}-{n}"
+    sh("ip", "netns", "add", ns)
+    try:
+        ipt = Iptables(netns=ns, timeout=args.timeout)
+        svcs = [service(i) for i in range(n)]
+        eps = [endpoints(i) for i in range(n)]
+        config = RulesConfig(cluster_cidr="10.244.0.0/14")
+        proxier = Proxier(list_services=lambda: svcs, list_endpoints=lambda: eps, config=config, iptables=ipt,
+                          conntrack=Conntrack(netns=ns), full_sync_period=3600.0, jump_check_period=3600.0)
+        t0 = time.monotonic()
+        try:
+            first = await proxier.sync_proxy_rules()
+        except IptablesError as e:
+            print(f"{n:>6} services: first full sync failed: {e}", flush=True)
+            return
+        first_total = time.monotonic() - t0
+        print(f"{n:>6} services x {ENDPOINTS} endpoints: ruleset {first.lines} lines, {first.bytes / 1e6:.2f} MB",
+              flush=True)
+        print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s (incl. jump rules)", flush=True)
+        proxier.force_full_sync()
+        again = await proxier.sync_proxy_rules()
+        print(f"        full resync        {fmt(again)}   (chains in place, renderings cached)", flush=True)
+        partial = await measure_changes(proxier, eps, args.changes, n)
+        last = proxier.last_stats
+        print(f"        1-endpoint change, partial sync: median {statistics.median(partial):.3f} s, "
+              f"max {max(partial):.3f} s over {len(partial)} changes "
+              f"(last: {last.written} service port rewritten, {last.lines} lines, {fmt(last)})", flush=True)
+        proxier.minimize = False
+        full = await measure_changes(proxier, eps, args.full_changes, n)
+        print(f"        1-endpoint change, full sync:    median {statistics.median(full):.3f} s, "
+              f"max {max(full):.3f} s over {len(full)} changes ({fmt(proxier.last_stats)})", flush=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=30, check=False)
+
+
+def conditions() -> str:
+    ipt = subprocess.run(["iptables", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    return (f"{os.cpu_count()} cores, load average {load}, kernel {platform.release()}, {ipt}, "
+            f"Python {platform.python_version()}, min-sync-period {MIN_SYNC:g}s")
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("sizes", nargs="*", type=int, default=[100, 1000, 5000])
+    p.add_argument("--changes", type=int, default=5, help="one-endpoint changes timed with partial syncs")
+    p.add_argument("--full-changes", type=int, default=2, help="... and with full syncs")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per iptables call")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("proxy_sync bench needs root (network namespaces, iptables)", file=sys.stderr)
+        return 1
+    print("conditions:", conditions(), flush=True)
+    for n in args.sizes:
+        await bench_size(n, args)
+    print("conditions at end:", conditions(), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main([int(a) for a in sys.argv[1:]] or [10, 100, 1000]))
+    sys.exit(asyncio.run(main()))

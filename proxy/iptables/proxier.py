@@ -39,8 +39,9 @@ TABLES = ("filter", "nat")
 class SyncStats(NamedTuple):
     """What one sync did: ``full`` or partial, how many service ports exist and
     how many had their chains ``written``, the restore input's ``lines`` and
-    ``bytes``, seconds spent building the text (``render_seconds``: maps,
-    rendering, assembling) and in iptables-restore (``restore_seconds``), and
+    ``bytes``, seconds spent listing the chains with iptables-save (full
+    syncs only, ``save_seconds``), building the text (``render_seconds``:
+    maps, rendering, assembling) and in iptables-restore (``restore_seconds``), and
     ``done_at`` (time.monotonic() when iptables-restore returned)."""
 
     full: bool
@@ -48,6 +49,7 @@ class SyncStats(NamedTuple):
     written: int
     lines: int
     bytes: int
+    save_seconds: float
     render_seconds: float
     restore_seconds: float
     done_at: float
@@ -135,19 +137,20 @@ class Proxier:
         start = time.monotonic()
         full = (not self.minimize or self._last_full is None
                 or start - self._last_full >= self.full_sync_period)
+        node_ips = sorted(await self.node_ips()) if self.node_ips is not None else None
+        save_seconds = 0.0
+        if full:
+            existing = {"nat": await self.iptables.list_chains("nat")}
+            save_seconds = time.monotonic() - start
+        else:
+            existing = {"nat": self._applied_chains}
+        render_start = time.monotonic()
         service_map: dict[ServicePortName, ServicePort] = {}
         for ports in self._services.update(self.list_services()):
             service_map.update((sp.name, sp) for sp in ports)
         endpoints_map: EndpointsMap = {}
         for eps in self._endpoints.update(self.list_endpoints()):
             endpoints_map.update(eps)
-        node_ips = sorted(await self.node_ips()) if self.node_ips is not None else None
-        render_start = time.monotonic()
-        if full:
-            existing = {"nat": await self.iptables.list_chains("nat")}
-            render_start = time.monotonic()  # the iptables-save is neither render nor restore
-        else:
-            existing = {"nat": self._applied_chains}
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
         ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write)
@@ -171,7 +174,7 @@ class Proxier:
         self._applied_rules, self._applied_chains = rules, ruleset.chains
         self.last_synced = time.time()
         stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
-                          restore_start - render_start, done - restore_start, done)
+                          save_seconds, restore_start - render_start, done - restore_start, done)
         self.last_stats = stats
         elapsed = time.monotonic() - start
         metrics.SYNC_PROXY_RULES_LATENCY.observe(elapsed)
