@@ -41,14 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(settings: Settings, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve the dashboard on host:port until ``stop`` is set (open streams get 2 s to close)."""
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning",
+    """Serve the dashboard on host:port until ``stop`` is set (open streams are ended first)."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             lifespan="off", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # daemon.run owns SIGTERM/SIGINT
     task = asyncio.create_task(server.serve())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    app.state.closing.set()
     server.should_exit = True
     stopper.cancel()
     await task

@@ -16,7 +16,9 @@ Routes (besides /healthz /livez /readyz /metrics from kubeling.daemon):
   GET /api/proxy/<path>?<query> GET <apiserver>/<path> as the user, streamed back (logs with follow=true too)
   GET /api/stream[?namespace=NS] Server-Sent Events: per watched resource a ``sync`` event (the full
                                 list) then ``watch`` events from a watch as the user; ``denied`` when
-                                the apiserver refuses a resource (403); ``: ping`` comments keep it open.
+                                the apiserver refuses a resource (403); ``unreachable`` while the apiserver
+                                cannot be reached (a new ``sync`` follows when it can); ``: ping`` comments
+                                keep it open.
 """
 from __future__ import annotations
 
@@ -160,6 +162,8 @@ async def follow(client: Client, name: str, queue: asyncio.Queue, *, namespace: 
             backoff = min(backoff * 2, BACKOFF_MAX_S)
         except (httpx.HTTPError, ValueError) as e:
             log.info("watch %s: %s; relisting", name, e)
+            if isinstance(e, httpx.TransportError):
+                await queue.put(sse("unreachable", {"resource": name, "message": str(e) or type(e).__name__}))
             rv = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -187,9 +191,32 @@ async def event_stream(client: Client, *, namespace: str | None = None) -> Async
         await client.close()
 
 
+async def until_closing(closing: asyncio.Event, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of ``body`` until it ends or ``closing`` is set (the server is stopping: open
+    streams end at once instead of holding up uvicorn's graceful shutdown). Closes ``body``."""
+    stopping = asyncio.ensure_future(closing.wait())
+    try:
+        while True:
+            chunk = asyncio.ensure_future(anext(body))
+            await asyncio.wait({chunk, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not chunk.done():
+                chunk.cancel()
+                await asyncio.gather(chunk, return_exceptions=True)
+                return
+            try:
+                yield chunk.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopping.cancel()
+        await body.aclose()
+
+
 def create_app(settings: Settings) -> FastAPI:
-    """The dashboard's FastAPI app for ``settings`` (health and metrics routes included)."""
+    """The dashboard's FastAPI app for ``settings`` (health and metrics routes included).
+    Setting ``app.state.closing`` ends every open stream (event streams, followed logs)."""
     app = daemon.health_app(lambda: True)
+    app.state.closing = closing = asyncio.Event()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(Unauthorized)
@@ -238,7 +265,7 @@ def create_app(settings: Settings) -> FastAPI:
             finally:
                 await upstream.aclose()
                 await http.aclose()
-        return StreamingResponse(body(), status_code=upstream.status_code,
+        return StreamingResponse(until_closing(closing, body()), status_code=upstream.status_code,
                                  media_type=upstream.headers.get("content-type", "application/json"),
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -254,7 +281,8 @@ def create_app(settings: Settings) -> FastAPI:
             await client.close()
             raise
         namespace = request.query_params.get("namespace") or None
-        return StreamingResponse(event_stream(client, namespace=namespace), media_type="text/event-stream",
+        return StreamingResponse(until_closing(closing, event_stream(client, namespace=namespace)),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     return app

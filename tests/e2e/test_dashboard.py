@@ -341,3 +341,14 @@ def test_rbac_decides_what_a_token_sees(tmp_path):
             services = next(d for e, d in msgs if e == "sync" and d["resource"] == "services")
             assert "seen" in [s["metadata"]["name"] for s in services["items"]], services
             assert not any(e == "sync" and d["resource"] == "nodes" for e, d in msgs), msgs
+
+            # When the apiserver goes away the open stream says so (and keeps retrying).
+            stopped: list[bool] = []
+
+            def unreachable(msgs):
+                if not stopped and any(e == "sync" and d["resource"] == "services" for e, d in msgs):
+                    cp.procs.stop("apiserver")
+                    stopped.append(True)
+                return any(e == "unreachable" for e, _ in msgs)
+            msgs = read_sse(http, "/api/stream?namespace=default", viewer, unreachable, timeout=30)
+            assert stopped and http.get("/healthz").text == "ok", msgs

@@ -300,7 +300,10 @@ function handleMessage(msg) {
   }
   if (!data) return;
   const d = JSON.parse(data);
-  if (event === "sync") onSync(d.resource, d.items);
+  if (event === "sync") {
+    onSync(d.resource, d.items);
+    setStatus("live", "on");
+  } else if (event === "unreachable") setStatus("apiserver unreachable", "off");
   else if (event === "watch") onWatch(d.resource, d.type, d.object);
   else if (event === "denied") {
     const body = tbody(d.resource);
