@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resource-quota-sync-period", type=flag_duration, default=RESOURCE_QUOTA_SYNC_PERIOD,
                    help="how often every ResourceQuota's usage is recounted (5m0s)")
     leaderelection.add_flags(p, resource_name="kube-controller-manager")
+    p.add_argument("--root-ca-file", default="",
+                   help="the cluster CA (PEM) published as the kube-root-ca.crt ConfigMap in every namespace")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -64,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         leaderelection.validate_timing(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                                        args.leader_elect_retry_period)
         client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-controller-manager/kubeling")
+        root_ca = open(args.root_ca_file).read() if args.root_ca_file else ""
+    except OSError as e:
+        print(f"error: --root-ca-file: {e.strerror}: {args.root_ca_file}", file=sys.stderr)
+        return 1
     except (ValueError, KubeconfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                                             node_monitor_grace_period=args.node_monitor_grace_period,
                                             node_startup_grace_period=args.node_startup_grace_period,
                                             terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
-                                            resource_quota_sync_period=args.resource_quota_sync_period)
+                                            resource_quota_sync_period=args.resource_quota_sync_period,
+                                            root_ca=root_ca)
         except ValueError as e:
             log.error("%s", e)
             await client.close()

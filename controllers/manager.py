@@ -29,6 +29,7 @@ from controllers.nodelifecycle import (NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_P
                                       NodeLifecycleController)
 from controllers.podgc import TERMINATED_POD_GC_THRESHOLD, PodGCController
 from controllers.statefulset import StatefulSetController
+from controllers.rootcacertpublisher import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountsController
 from controllers.ttlafterfinished import TTLAfterFinishedController
 from controllers.replicaset import ReplicaSetController, ReplicationManager
@@ -39,11 +40,12 @@ log = logging.getLogger(__name__)
 # Controllers run by default (upstream's --controllers "*"); nodeipam also needs --allocate-node-cidrs.
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
                    "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
-                   "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota")
+                   "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota",
+                   "root-ca-cert-publisher")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
            "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
            "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2,
-           "resourcequota": 2}
+           "resourcequota": 2, "root-ca-cert-publisher": 1}
 
 
 class InformerFactory:
@@ -99,7 +101,8 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                       node_monitor_grace_period: float = NODE_MONITOR_GRACE_PERIOD,
                       node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD,
                       terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD,
-                      resource_quota_sync_period: float = RESOURCE_QUOTA_SYNC_PERIOD) -> list[BaseController]:
+                      resource_quota_sync_period: float = RESOURCE_QUOTA_SYNC_PERIOD,
+                      root_ca: str = "") -> list[BaseController]:
     """Construct the named controllers over ``factory``'s shared informers.
     Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
     inf: Callable[[str], Informer] = factory.informer
@@ -149,6 +152,11 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
         elif name == "resourcequota":
             out.append(ResourceQuotaController(client, inf("resourcequotas"), {p: inf(p) for p in REPLENISHED},
                                                sync_period=resource_quota_sync_period))
+        elif name == "root-ca-cert-publisher":
+            if not root_ca:
+                log.info("root-ca-cert-publisher: no --root-ca-file, not publishing kube-root-ca.crt")
+                continue
+            out.append(RootCACertPublisher(client, inf("namespaces"), inf("configmaps"), root_ca=root_ca))
         elif name == "nodeipam":
             if not allocate_node_cidrs:
                 log.info("nodeipam: --allocate-node-cidrs not set, not allocating pod CIDRs")
