@@ -85,7 +85,7 @@ class BaseController:
                 SYNCS.labels(self.name, "error").inc()
                 level = logging.INFO if isinstance(e, ApiError) and e.code == 409 else logging.WARNING
                 log.log(level, "%s controller: error syncing %r (will retry): %s", self.name, key, e,
-                        exc_info=not isinstance(e, ApiError))
+                        exc_info=not isinstance(e, ApiError), extra={"controller": self.name, "key": key})
                 self.queue.add_rate_limited(key)
             finally:
                 self.queue.done(key)

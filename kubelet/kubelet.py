@@ -35,7 +35,7 @@ from kubelet.prober import ProbeManager
 from kubelet.server import ServingTLS, build_app, serve
 from kubelet.status_manager import StatusManager
 from kubelet.volumemanager import VolumeManager
-from kubeling import daemon
+from kubeling import daemon, klog
 from kubeling.client import ApiError, Client, Informer
 from proto.cri import api_pb2 as pb
 
@@ -316,7 +316,7 @@ class Kubelet:
         try:
             await self.client.delete("pods", meta["name"], namespace=meta.get("namespace"),
                                      grace_period_seconds=0, preconditions={"uid": uid})
-            log.info("pod %s/%s deleted", meta.get("namespace"), meta["name"])
+            log.info("pod %s/%s deleted", meta.get("namespace"), meta["name"], extra=klog.kv(pod=pod))
         except ApiError as e:
             if e.code not in (404, 409):
                 raise
@@ -327,7 +327,8 @@ class Kubelet:
         """Runtime objects of a pod the API no longer has (force-deleted, or left
         from an earlier run): stop and remove them (mirrors HandlePodCleanups)."""
         if status.sandboxes or status.containers:
-            log.info("removing orphaned pod %s/%s (uid %s)", status.namespace, status.name, uid)
+            log.info("removing orphaned pod %s/%s (uid %s)", status.namespace, status.name, uid,
+                     extra={"pod": f"{status.namespace}/{status.name}", "podUID": uid})
             await self.runtime_manager.kill_pod(None, status, grace=1)
             await self.runtime_manager.remove_pod(status)
         await self.runtime_manager.volumes.teardown_pod(uid)

@@ -98,7 +98,8 @@ class PodWorkers:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("sync of pod %s failed; retrying in %.0fs", uid, self.retry_delay)
+                log.exception("sync of pod %s failed; retrying in %.0fs", uid, self.retry_delay,
+                              extra={"podUID": uid})
                 self.update_after(uid, self.retry_delay)
 
     async def close(self) -> None:

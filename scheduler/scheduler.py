@@ -16,6 +16,7 @@ import time
 
 import prometheus_client
 
+from kubeling import klog
 from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
 from scheduler.cache import SchedulerCache
@@ -205,7 +206,7 @@ class Scheduler:
                 log.exception("preemption for pod %s failed", meta_key(pod))
                 result = PreemptionResult(None, "")
             ATTEMPT_DURATION.labels("unschedulable", self.scheduler_name).observe(time.monotonic() - start)
-            log.info("unable to schedule pod %s: %s", meta_key(pod), e)
+            log.info("unable to schedule pod %s: %s", meta_key(pod), e, extra=klog.kv(pod=pod))
             pinfo.unschedulable_plugins = frozenset(e.unschedulable_plugins())
             nominated = None
             if result.candidate is not None:
@@ -252,7 +253,7 @@ class Scheduler:
         ATTEMPT_DURATION.labels("scheduled", self.scheduler_name).observe(now - start)
         if pinfo.initial_attempt is not None:
             POD_SLI_DURATION.labels(str(pinfo.attempts)).observe(now - pinfo.initial_attempt)
-        log.info("bound %s to %s", meta_key(assumed), node_name)
+        log.info("bound %s to %s", meta_key(assumed), node_name, extra=klog.kv(pod=assumed, node=node_name))
         self.recorder.event(assumed, NORMAL, "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}")
 

@@ -190,3 +190,17 @@ def test_component_logs_are_logfmt(cluster):
         bad = [l for l, f in zip(rows, parsed) if not ({"ts", "level", "component", "logger", "msg"} <= f.keys())]
         assert not bad, f"{name}: lines not in logfmt: {bad[:3]}"
         assert {f["component"] for f in parsed} == {component}
+
+
+def test_scheduler_log_carries_the_pod_key(cluster):
+    def line():
+        for row in cluster.cp.procs.log("scheduler", 200_000).splitlines():
+            f = klog.parse(row)
+            if f.get("msg", "").startswith("unable to schedule pod default/metrics-unschedulable"):
+                return f
+    # test_scheduler_metrics created the pod; create it here too when run alone.
+    httpx.post(f"{cluster.cp.server}/api/v1/namespaces/default/pods", trust_env=False, timeout=10, json={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "metrics-unschedulable"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}})
+    f = support.wait_for("scheduler logged the pod", line, 20, 0.2)
+    assert f["pod"] == "default/metrics-unschedulable" and f["level"] == "info"
