@@ -58,7 +58,6 @@ class Config:
     default_unreachable_toleration_seconds: int = 300
     enable_admission_plugins: list[str] = field(default_factory=list)
     disable_admission_plugins: list[str] = field(default_factory=list)
-    mount_service_account_token: bool = False  # ServiceAccount admission adds the projected token volume
     encryption_provider_config: str | None = None  # EncryptionConfiguration file: encryption at rest
     # HTTPS serving (file paths; without a certificate: plain HTTP, kubeling's default). With
     # client_ca_file, verified client certificates reach the app as scope["extensions"]["tls"].
@@ -105,7 +104,9 @@ class APIServer:
             explicitly_enabled=frozenset(config.enable_admission_plugins),
             not_ready_seconds=config.default_not_ready_toleration_seconds,
             unreachable_seconds=config.default_unreachable_toleration_seconds,
-            mount_service_account_token=config.mount_service_account_token)
+            # the projected token volume only where the TokenRequest API can issue its tokens
+            mount_service_account_token=bool(config.auth.service_account_signing_key_file
+                                             and config.auth.service_account_issuers))
         address = config.advertise_address or config.bind_address
         self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS
                                    + authorization.RESOURCE_INFOS, server_address=f"{address}:{config.secure_port}")
