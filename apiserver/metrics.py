@@ -146,39 +146,70 @@ class RequestMetrics:
                 if k == b"content-type":
                     content_type = v.decode("latin-1")
                     break
-        labels, long_running = request_labels(scope.get("method", "GET"), scope["path"],
-                                              scope.get("query_string", b""), content_type=content_type,
-                                              websocket=websocket)
+        method, path, qs = scope.get("method", "GET"), scope["path"], scope.get("query_string", b"")
+        ck = (method, path, qs, content_type, websocket)
+        found = _LABELS_CACHE.get(ck)
+        if found is None:
+            if len(_LABELS_CACHE) >= MAX_LABEL_SETS:
+                _LABELS_CACHE.clear()
+            found = _LABELS_CACHE[ck] = request_labels(method, path, qs, content_type=content_type,
+                                                       websocket=websocket)
+        labels, long_running = found
         code = 101 if websocket else 500
+        children = _CHILDREN.get(labels)
+        if children is None:
+            if len(_CHILDREN) >= MAX_LABEL_SETS:  # e.g. a scan of made-up resource paths
+                labels = (labels[0], labels[1], "", "", "other", "", "", COMPONENT)
+                children = _CHILDREN.get(labels)
+            if children is None:
+                children = _children(labels, long_running)
+        duration, sli, gauge, totals = children
         start = time.perf_counter()
-        if long_running:
-            lr = LONGRUNNING.labels(labels[0], *labels[2:])
-            lr.inc()
-            inflight = None
-        else:
-            inflight = INFLIGHT.labels("readOnly" if labels[0] in _READ_ONLY else "mutating")
-            inflight.inc()
+        gauge.inc()
 
         async def send_wrapper(message) -> None:
             nonlocal code
             t = message["type"]
             if t == "http.response.start":
                 code = message["status"]
-            elif t == "websocket.close" and message.get("code", 1000) >= 4000:
-                code = 403 if message.get("code") == 4003 else code
+            elif t == "websocket.close" and message.get("code") == 4003:
+                code = 403
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
-            if long_running:
-                lr.dec()
-            else:
-                inflight.dec()
-                REQUEST_SLI_DURATION.labels(labels[0], *labels[2:]).observe(elapsed)
-            REQUEST_TOTAL.labels(*labels, str(code)).inc()
-            REQUEST_DURATION.labels(*labels).observe(elapsed)
+            gauge.dec()
+            if sli is not None:
+                sli.observe(elapsed)
+            total = totals.get(code)
+            if total is None:
+                total = totals[code] = REQUEST_TOTAL.labels(*labels, str(code))
+            total.inc()
+            duration.observe(elapsed)
+
+
+# labels -> (duration child, SLI child or None, inflight or long-running gauge child, {code: counter child}):
+# prometheus-client's labels() costs microseconds per call, a dict lookup does not. Bounded by the
+# label sets a server sees (verbs x resources x scopes), as the metrics themselves are.
+_CHILDREN: dict[tuple, tuple] = {}
+MAX_LABEL_SETS = 4096
+# (method, path, query, content type, websocket) -> request_labels(...): the same requests come again and
+# again (lease renewals, status patches, informer relists); cleared when it grows past MAX_LABEL_SETS.
+_LABELS_CACHE: dict[tuple, tuple] = {}
+
+
+def _children(labels: tuple, long_running: bool) -> tuple:
+    short = (labels[0], *labels[2:])  # without dry_run
+    if long_running:
+        gauge, sli = LONGRUNNING.labels(*short), None
+    else:
+        gauge = INFLIGHT.labels("readOnly" if labels[0] in _READ_ONLY else "mutating")
+        sli = REQUEST_SLI_DURATION.labels(*short)
+    children = (REQUEST_DURATION.labels(*labels), sli, gauge, {})
+    _CHILDREN[labels] = children
+    return children
 
 
 class _StorageObjects:
