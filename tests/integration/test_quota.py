@@ -1,5 +1,6 @@
-"""ResourceQuota, LimitRanger and NamespaceLifecycle admission against a real store, apiserver and
-controller-manager (resourcequota controller) as processes, driven over HTTP and with the real kubectl."""
+"""Admission against real processes (store, apiserver, controller-manager running the resourcequota
+controller), driven over HTTP and with the real kubectl: ResourceQuota and its controller, LimitRanger,
+NamespaceLifecycle, and NodeRestriction / ServiceAccount with --token-auth-file users."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -145,3 +146,58 @@ def test_namespace_lifecycle_refuses_creates_in_a_terminating_namespace(cluster)
     support.wait_for("namespace gone", lambda: c.get(f"/api/v1/namespaces/{ns}").status_code == 404, timeout=30)
     r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("after"))
     assert (r.status_code, r.json()["message"]) == (404, f'namespaces "{ns}" not found')
+
+
+def test_node_restriction_and_service_account_with_token_users(tmp_path):
+    """NodeRestriction sees the groups of a --token-auth-file user; ServiceAccount (named in
+    --enable-admission-plugins) refuses a pod whose account is missing and mounts the token volume
+    when the apiserver can issue tokens."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('admin-token,admin,1,"system:masters"\nn1-token,system:node:n1,2,"system:nodes"\n')
+    key = tmp_path / "sa.key"
+    key.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    args = ["--token-auth-file", str(tokens), "--enable-admission-plugins", "NodeRestriction,ServiceAccount",
+            "--service-account-signing-key-file", str(key), "--service-account-key-file", str(key),
+            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local"]
+    with support.control_plane(tmp_path, "etcd", apiserver_args=args) as cp, \
+            httpx.Client(base_url=cp.server, timeout=10.0, headers={"Authorization": "Bearer admin-token"}) as admin, \
+            httpx.Client(base_url=cp.server, timeout=10.0, headers={"Authorization": "Bearer n1-token"}) as node1:
+        ns = namespace(admin)
+        r = admin.post(f"/api/v1/namespaces/{ns}/pods", json=pod("early"))
+        assert (r.status_code, r.json()["message"]) == (
+            403, f'pods "early" is forbidden: error looking up service account {ns}/default: '
+                 f'serviceaccount "default" not found')
+        assert admin.post(f"/api/v1/namespaces/{ns}/serviceaccounts",
+                          json={"metadata": {"name": "default"}}).status_code == 201
+        for name, node in (("mine", "n1"), ("theirs", "n2")):
+            body = pod(name)
+            body["spec"]["nodeName"] = node
+            r = admin.post(f"/api/v1/namespaces/{ns}/pods", json=body)
+            assert r.status_code == 201, r.text
+            spec = r.json()["spec"]
+            assert spec["serviceAccountName"] == "default"
+            volume = next(v for v in spec["volumes"] if v["name"].startswith("kube-api-access-"))
+            assert {"name": volume["name"], "readOnly": True,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in spec["containers"][0]["volumeMounts"]
+        for name in ("n1", "n2"):
+            assert admin.post("/api/v1/nodes", json={"metadata": {"name": name}}).status_code == 201
+        status = {"status": {"phase": "Running"}}
+        merge = {"Content-Type": "application/merge-patch+json"}
+        assert node1.patch(f"/api/v1/namespaces/{ns}/pods/mine/status", json=status, headers=merge).status_code == 200
+        r = node1.patch(f"/api/v1/namespaces/{ns}/pods/theirs/status", json=status, headers=merge)
+        assert (r.status_code, r.json()["message"]) == (
+            403, 'pods "theirs" is forbidden: node "n1" can only update pod status for pods with spec.nodeName '
+                 'set to itself')
+        r = node1.delete(f"/api/v1/namespaces/{ns}/pods/theirs")
+        assert (r.status_code, r.json()["message"]) == (
+            403, 'pods "theirs" is forbidden: node "n1" can only delete pods with spec.nodeName set to itself')
+        label = {"metadata": {"labels": {"x": "y"}}}
+        assert node1.patch("/api/v1/nodes/n1", json=label, headers=merge).status_code == 200
+        r = node1.patch("/api/v1/nodes/n2", json=label, headers=merge)
+        assert (r.status_code, r.json()["message"]) == (
+            403, 'nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2"')
+        assert admin.patch("/api/v1/nodes/n2", json=label, headers=merge).status_code == 200
