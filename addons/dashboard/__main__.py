@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -40,14 +41,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(settings: Settings, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve the dashboard on host:port until ``stop`` is set (open streams are ended first)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port. Raises OSError (address in use, not an address here)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(settings: Settings, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve the dashboard on the listening ``sock`` until ``stop`` is set (open streams are ended first)."""
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            lifespan="off", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # daemon.run owns SIGTERM/SIGINT
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     app.state.closing.set()
@@ -70,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     except (KubeconfigError, OSError, ValueError) as e:
         print(f"dashboard: cannot use --kubeconfig {args.kubeconfig}: {e}", file=sys.stderr)
         return 1
+    try:
+        sock = listen(args.bind_address, args.port)
+    except OSError as e:
+        print(f"dashboard: cannot listen on {args.bind_address}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     settings = Settings(base, skip_login=args.enable_skip_login, metrics_interval=args.metrics_interval)
     log.info("serving http://%s:%d/ for apiserver %s (skip login: %s)", args.bind_address, args.port,
              base.server, args.enable_skip_login)
-    daemon.run(lambda stop: serve(settings, args.bind_address, args.port, stop))
+    daemon.run(lambda stop: serve(settings, sock, stop))
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -352,3 +353,17 @@ def test_rbac_decides_what_a_token_sees(tmp_path):
                 return any(e == "unreachable" for e, _ in msgs)
             msgs = read_sse(http, "/api/stream?namespace=default", viewer, unreachable, timeout=30)
             assert stopped and http.get("/healthz").text == "ok", msgs
+
+
+def test_bad_flags_are_one_line(tmp_path):
+    """A missing kubeconfig or a port in use ends the process with one readable line and status 1."""
+    kc = tmp_path / "kc"
+    support._kubeconfig.write(kc, server="http://127.0.0.1:1", user="x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for args, want in ((["--kubeconfig", str(tmp_path / "missing")], "cannot use --kubeconfig"),
+                           (["--kubeconfig", str(kc), "--port", str(busy.getsockname()[1])], "cannot listen on")):
+            r = subprocess.run([sys.executable, "-m", "addons.dashboard", *args], capture_output=True, text=True,
+                               timeout=30, cwd=support.REPO)
+            assert r.returncode == 1 and want in r.stderr and "Traceback" not in r.stderr, r.stderr
