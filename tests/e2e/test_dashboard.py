@@ -230,8 +230,8 @@ def test_dashboard_live_in_chromium(cluster, browser):
     except AssertionError as e:
         raise AssertionError(f"{e}\n{cluster['node'].logs()}") from None
     print(f"Deployment shown ready 2/2 {time.monotonic() - t0:.1f}s after its row appeared")
-    page_wait(browser, "rollout complete", f"return document.querySelector(\"{row} td.rollout\").textContent === 'complete'",
-              timeout=30)
+    page_wait(browser, "rollout complete",
+              f"return document.querySelector(\"{row} td.rollout\").textContent === 'complete'", timeout=30)
     assert js(browser, "return window.__notReloaded") == 42, "the page was reloaded"
 
     pods = js(browser, "return [...document.querySelectorAll('#pods tr')].map(r => r.dataset.key)"
