@@ -100,17 +100,17 @@ class ResourceQuota:
         """Check and charge every quota of the namespace that the request uses; raise 403 when one is exceeded."""
         if attrs.operation not in ("create", "update") or attrs.subresource or obj is None or not attrs.namespace:
             return
+        if attrs.operation == "update" and old is None:
+            return
+        quotas = await self.quotas.list(attrs.namespace)
+        if not quotas:
+            return  # the common case, before any usage is computed
         resource, group = resource_name(attrs), resource_group(attrs)
         delta = quota.usage(resource, group, obj)
         if attrs.operation == "update":
-            if old is None:
-                return
             delta = quota.subtract(delta, quota.usage(resource, group, old))
             if not any(v > 0 for v in delta.values()):
                 return  # usage went down or stayed: nothing to check (the controller recounts)
-        quotas = await self.quotas.list(attrs.namespace)
-        if not quotas:
-            return
         async with self._locks[attrs.namespace]:
             charges = []
             try:
