@@ -8,8 +8,10 @@ first, then the RoleBindings of the request's namespace; a binding's subject
 applies by User name, Group membership or ServiceAccount identity).
 
 The policy comes from the apiserver's watch caches (``CachedPolicy``), so a
-new RoleBinding is enforced as soon as the cache has seen it; the subject
-index is rebuilt only when a binding changes (the caches' revisions).
+new RoleBinding is enforced as soon as the cache has seen it. Bindings are
+indexed by subject (user, group, ServiceAccount) and the index is rebuilt
+only when a binding cache's revision moves, so a request looks at the few
+bindings naming its user instead of all of them.
 RBAC never denies: a request no rule allows gets "no opinion", and the next
 authorizer (or the 403) decides. Aggregated ClusterRoles are not resolved.
 """
@@ -91,6 +93,20 @@ def applies_to(subject: dict, user: UserInfo, binding_namespace: str) -> bool:
     return False
 
 
+def _subject_key(subject, binding_namespace: str) -> tuple[str, str] | None:
+    """The index key of a binding subject: ("User", name) or ("Group", name); a ServiceAccount is the
+    User ``system:serviceaccount:NS:NAME`` (as applies_to decides); None for a subject that names nobody."""
+    if not isinstance(subject, dict) or not isinstance(subject.get("name"), str):
+        return None
+    kind, name = subject.get("kind"), subject["name"]
+    if kind in ("User", "Group"):
+        return kind, name
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_namespace
+        return ("User", f"{SA_PREFIX}{ns}:{name}") if ns else None
+    return None
+
+
 # ---------------------------------------------------------------- where the policy comes from
 
 
@@ -100,14 +116,17 @@ class Policy(Protocol):
     def cluster_role_bindings(self) -> Iterable[dict]:
         """Every ClusterRoleBinding."""
 
-    def role_bindings(self, namespace: str) -> Iterable[dict]:
-        """The RoleBindings of ``namespace``."""
+    def all_role_bindings(self) -> Iterable[dict]:
+        """Every RoleBinding (of all namespaces)."""
 
     def cluster_role(self, name: str) -> dict | None:
         """One ClusterRole by name, None if absent."""
 
     def role(self, namespace: str, name: str) -> dict | None:
         """One Role, None if absent."""
+
+    def version(self) -> object:
+        """Changes whenever a binding may have changed (the authorizer's subject index is rebuilt then)."""
 
 
 class StaticPolicy:
@@ -130,11 +149,6 @@ class StaticPolicy:
         """Every ClusterRoleBinding of the list."""
         return self.by_kind.get("ClusterRoleBinding", [])
 
-    def role_bindings(self, namespace: str) -> Iterable[dict]:
-        """The list's RoleBindings in ``namespace``."""
-        return [o for o in self.by_kind.get("RoleBinding", []) if (o.get("metadata") or {}).get("namespace") ==
-                namespace]
-
     def cluster_role(self, name: str) -> dict | None:
         """The list's ClusterRole ``name``."""
         return self._named("ClusterRole", None, name)
@@ -142,6 +156,14 @@ class StaticPolicy:
     def role(self, namespace: str, name: str) -> dict | None:
         """The list's Role ``namespace/name``."""
         return self._named("Role", namespace, name)
+
+    def version(self) -> object:
+        """Always 0: the list never changes."""
+        return 0
+
+    def all_role_bindings(self) -> Iterable[dict]:
+        """Every RoleBinding of the list."""
+        return self.by_kind.get("RoleBinding", [])
 
 
 class CachedPolicy:
@@ -161,11 +183,6 @@ class CachedPolicy:
         """Every ClusterRoleBinding the cache holds."""
         return list(self._items("clusterrolebindings").values())
 
-    def role_bindings(self, namespace: str) -> Iterable[dict]:
-        """The cached RoleBindings whose key is under ``namespace``."""
-        prefix = self.stores["rolebindings"].info.prefix(namespace)
-        return [o for k, o in list(self._items("rolebindings").items()) if k.startswith(prefix)]
-
     def cluster_role(self, name: str) -> dict | None:
         """The cached ClusterRole ``name``."""
         return self._items("clusterroles").get(self.stores["clusterroles"].info.key(None, name))
@@ -173,6 +190,15 @@ class CachedPolicy:
     def role(self, namespace: str, name: str) -> dict | None:
         """The cached Role ``namespace/name``."""
         return self._items("roles").get(self.stores["roles"].info.key(namespace, name))
+
+    def version(self) -> object:
+        """The two binding caches' revisions (and item maps, which a relist replaces)."""
+        crb, rb = self.stores["clusterrolebindings"].cacher, self.stores["rolebindings"].cacher
+        return (crb.revision, id(crb.items), rb.revision, id(rb.items))
+
+    def all_role_bindings(self) -> Iterable[dict]:
+        """Every cached RoleBinding."""
+        return list(self._items("rolebindings").values())
 
 
 # ---------------------------------------------------------------- the authorizer
@@ -185,6 +211,30 @@ class RBACAuthorizer:
 
     def __init__(self, policy: Policy):
         self.policy = policy
+        self._version: object = None
+        # subject key -> [(binding, namespace "" for ClusterRoleBindings)]; keys ("User", name) / ("Group", name)
+        # cluster-wide, (namespace, "User" | "Group", name) for RoleBindings. ServiceAccounts are User keys.
+        self._index: dict[tuple, list[tuple[dict, str]]] = {}
+
+    def _rebuild(self) -> None:
+        version = self.policy.version()
+        if version == self._version:
+            return
+        index: dict[tuple, list[tuple[dict, str]]] = {}
+        entries = [(b, "") for b in self.policy.cluster_role_bindings()]
+        entries += [(b, (b.get("metadata") or {}).get("namespace") or "") for b in self.policy.all_role_bindings()]
+        for b, ns in entries:
+            subjects = b.get("subjects")
+            if not isinstance(subjects, list):
+                continue
+            keys = set()
+            for sub in subjects:
+                key = _subject_key(sub, ns)
+                if key is not None:
+                    keys.add((ns, *key) if ns else key)
+            for key in keys:
+                index.setdefault(key, []).append((b, ns))
+        self._index, self._version = index, version
 
     def _role_rules(self, ref: dict, namespace: str) -> tuple[list, str]:
         """(rules, error) of a binding's roleRef (error names a missing role, as GetRoleReferenceRules)."""
@@ -204,20 +254,24 @@ class RBACAuthorizer:
         rules = role.get("rules")
         return (rules if isinstance(rules, list) else []), ""
 
-    def _bindings(self, namespace: str | None) -> Iterable[tuple[dict, str]]:
-        for b in self.policy.cluster_role_bindings():
-            yield b, ""
-        if namespace:
-            for b in self.policy.role_bindings(namespace):
-                yield b, namespace
+    def _bindings(self, user: UserInfo, namespace: str | None) -> list[tuple[dict, str]]:
+        """The ClusterRoleBindings, then the RoleBindings of ``namespace``, with a subject naming ``user``."""
+        self._rebuild()
+        keys = [("User", user.name)] + [("Group", g) for g in user.groups]
+        out, seen = [], set()
+        for scoped in ([()] + ([(namespace,)] if namespace else [])):
+            for key in keys:
+                for b, ns in self._index.get((*scoped, *key), ()):
+                    if id(b) not in seen:
+                        seen.add(id(b))
+                        out.append((b, ns))
+        return out
 
     def rules_for(self, user: UserInfo, namespace: str | None) -> tuple[list[dict], list[str]]:
         """Every rule that applies to ``user`` in ``namespace`` (cluster-wide ones included) and the errors
         met (missing roles): the RulesFor of upstream's resolver, used by SelfSubjectRulesReview."""
         rules, errs = [], []
-        for b, ns in self._bindings(namespace):
-            if not any(applies_to(s, user, ns) for s in b.get("subjects") or () if isinstance(s, dict)):
-                continue
+        for b, ns in self._bindings(user, namespace):
             rs, err = self._role_rules(b.get("roleRef"), ns)
             rules.extend(r for r in rs if isinstance(r, dict))
             if err:
@@ -228,10 +282,7 @@ class RBACAuthorizer:
         """``(True, "")`` when some bound rule allows ``attrs``; else ``(False, "RBAC: <missing roles>")``
         or ``(False, "")`` (upstream's VisitRulesFor stops at the first allowing rule)."""
         errs = []
-        for b, ns in self._bindings(attrs.namespace):
-            subjects = b.get("subjects")
-            if not isinstance(subjects, list) or not any(applies_to(s, user, ns) for s in subjects):
-                continue
+        for b, ns in self._bindings(user, attrs.namespace):
             rules, err = self._role_rules(b.get("roleRef"), ns)
             if err:
                 errs.append(err)

@@ -175,3 +175,22 @@ def test_default_policy_is_valid():
         assert rbac.ClusterRoleStrategy().validate(o) == [], o["metadata"]["name"]
     for o in bootstrappolicy.cluster_role_bindings():
         assert rbac.ClusterRoleBindingStrategy().validate(o) == [], o["metadata"]["name"]
+
+
+async def test_subject_index_follows_binding_changes():
+    """Bindings are indexed by subject; the index is rebuilt when the policy's version moves."""
+    class Mutable(StaticPolicy):
+        rev = 0
+
+        def version(self):
+            return self.rev
+    pol = Mutable(bootstrappolicy.cluster_roles())
+    a = RBACAuthorizer(pol)
+    bot = UserInfo("system:serviceaccount:a:bot", ("system:serviceaccounts", "system:serviceaccounts:a"))
+    assert not (await a.authorize(bot, attrs("list", "pods", ns="a")))[0]
+    pol.by_kind["RoleBinding"] = [rb("a", "b", "ClusterRole", "view", {"kind": "ServiceAccount", "name": "bot"})]
+    assert not (await a.authorize(bot, attrs("list", "pods", ns="a")))[0]  # same version: index kept
+    pol.rev = 1
+    assert (await a.authorize(bot, attrs("list", "pods", ns="a")))[0]
+    assert not (await a.authorize(bot, attrs("list", "pods", ns="b")))[0]
+    assert not (await a.authorize(UserInfo("system:serviceaccount:b:bot"), attrs("list", "pods", ns="a")))[0]
