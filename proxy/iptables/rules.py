@@ -282,8 +282,10 @@ def _base_rules(config: RulesConfig) -> tuple[list[str], list[str]]:
         for dest in config.pod_egress_cidrs:
             filt.append(f"-A {fwd} -s {cidr} -d {dest} {_comment('kubeling: pod traffic to the node underlay')} "
                         "-j ACCEPT")
+        # Only NEW flows: replies to connections that came in (a node port
+        # reached from the underlay) must still leave.
         filt.append(f"-A {fwd} -s {cidr} ! -d {cidr} {_comment('kubeling: pod traffic stays on this machine')} "
-                    "-j REJECT --reject-with icmp-net-unreachable")
+                    "-m conntrack --ctstate NEW -j REJECT --reject-with icmp-net-unreachable")
     if cidr:
         filt.append(f"-A {fwd} -s {cidr} {_comment('kubernetes forwarding pod source rule')} -j ACCEPT")
         filt.append(f"-A {fwd} -d {cidr} {_comment('kubernetes forwarding pod destination rule')} -j ACCEPT")

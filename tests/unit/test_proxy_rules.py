@@ -20,7 +20,7 @@ FILTER_HEAD = """\
 :KUBE-FORWARD - [0:0]
 -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
--A KUBE-FORWARD -s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "kubeling: pod traffic stays on this machine" -j REJECT --reject-with icmp-net-unreachable
+-A KUBE-FORWARD -s 10.244.0.0/16 ! -d 10.244.0.0/16 -m comment --comment "kubeling: pod traffic stays on this machine" -m conntrack --ctstate NEW -j REJECT --reject-with icmp-net-unreachable
 -A KUBE-FORWARD -s 10.244.0.0/16 -m comment --comment "kubernetes forwarding pod source rule" -j ACCEPT
 -A KUBE-FORWARD -d 10.244.0.0/16 -m comment --comment "kubernetes forwarding pod destination rule" -j ACCEPT
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
