@@ -176,3 +176,15 @@ async def test_bootstrap_token():
     assert await a.authenticate_token("abcdef.0123456789abcdef") is None
     store[("kube-system", "bootstrap-token-abcdef")] = secret(**{"usage-bootstrap-authentication": "false"})
     assert await a.authenticate_token("abcdef.0123456789abcdef") is None
+
+
+async def test_x509_cache_respects_validity(ca):
+    """A verified leaf is remembered, but only within its validity window."""
+    clock = {"now": datetime.datetime.now(datetime.timezone.utc)}
+    a = x509auth.X509Authenticator([ca[0]], now=lambda: clock["now"])
+    pem = leaf(ca)
+    assert (await a.authenticate(conn(chain=[pem]))).name == "jane"
+    assert (await a.authenticate(conn(chain=[pem]))).name == "jane" and len(a._verified) == 1
+    clock["now"] += datetime.timedelta(days=3650)
+    with pytest.raises(AuthenticationError, match="expired"):
+        await a.authenticate(conn(chain=[pem]))
