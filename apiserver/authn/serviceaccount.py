@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime
 import json
 import time
@@ -192,19 +193,31 @@ class ServiceAccountAuthenticator:
         self.audiences = list(api_audiences or issuers)
         self.get = get
         self.now = now
+        # token -> its claims once the signature verified (~0.1 ms of RSA work saved per request); expiry,
+        # audience and the bound objects are still checked on every use.
+        self._verified: collections.OrderedDict[str, dict] = collections.OrderedDict()
+
+    CACHE_SIZE = 4096
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
         """The ServiceAccount user of ``token`` (name, SA uid, groups system:serviceaccounts[:NS],
         extra pod-name / pod-uid / node-name / credential-id); None when not our JWT;
         AuthenticationError with upstream's reasons otherwise."""
-        parsed = parse_unverified(token)
-        if parsed is None:
-            return None
-        header, claims, signing_input, sig = parsed
-        if claims.get("iss") not in self.issuers:
-            return None
-        if not verify_signature(header, signing_input, sig, self.keys):
-            raise AuthenticationError("invalid bearer token, crypto/rsa: verification error")
+        claims = self._verified.get(token)
+        if claims is not None:
+            self._verified.move_to_end(token)
+        else:
+            parsed = parse_unverified(token)
+            if parsed is None:
+                return None
+            header, claims, signing_input, sig = parsed
+            if claims.get("iss") not in self.issuers:
+                return None
+            if not verify_signature(header, signing_input, sig, self.keys):
+                raise AuthenticationError("invalid bearer token, crypto/rsa: verification error")
+            self._verified[token] = claims
+            if len(self._verified) > self.CACHE_SIZE:
+                self._verified.popitem(last=False)
         now = self.now()
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, (int, float)) or now > exp + LEEWAY_SECONDS:
