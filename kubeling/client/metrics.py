@@ -10,13 +10,18 @@ Mirrors client-go's ``tools/metrics`` as registered by component-base
 request that gets no answer is counted with code ``<error>``, as client-go
 does. The duration ends when the response headers arrive, so a long watch is
 observed as the time to start it, never as its lifetime.
+
+Also client-go's leader election gauge, leader_election_master_status{name},
+read at scrape time from the electors that registered.
 """
 from __future__ import annotations
 
 import time
+import weakref
 
 import httpx
 import prometheus_client
+from prometheus_client.core import GaugeMetricFamily
 
 REQUESTS = prometheus_client.Counter(
     "rest_client_requests_total", "Number of HTTP requests, partitioned by status code, method, and host.",
@@ -54,3 +59,35 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 def transport(**kwargs) -> InstrumentedTransport:
     """An instrumented ``httpx.AsyncHTTPTransport(**kwargs)`` (e.g. ``verify=ssl_context``)."""
     return InstrumentedTransport(httpx.AsyncHTTPTransport(**kwargs))
+
+
+class _LeaderElectionCollector:
+    """leader_election_master_status{name}: 1 while a watched LeaderElector leads, else 0 (client-go's
+    leaderelection metrics; ``name`` is the lock's name, e.g. kube-controller-manager)."""
+
+    def __init__(self) -> None:
+        self.electors: weakref.WeakSet = weakref.WeakSet()
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        fam = GaugeMetricFamily("leader_election_master_status", "Gauge of if the reporting system is master of "
+                                "the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string "
+                                "used to identify the lease. Please make sure to group by name.", labels=["name"])
+        status: dict[str, int] = {}
+        for e in list(self.electors):
+            name = getattr(e.lock, "name", "") or e.lock.describe()
+            status[name] = max(status.get(name, 0), 1 if e.leading.is_set() else 0)
+        for name, v in sorted(status.items()):
+            fam.add_metric([name], v)
+        yield fam
+
+
+_ELECTORS = _LeaderElectionCollector()
+prometheus_client.REGISTRY.register(_ELECTORS)
+
+
+def watch_elector(elector) -> None:
+    """Report ``elector`` (a LeaderElector) in leader_election_master_status."""
+    _ELECTORS.electors.add(elector)

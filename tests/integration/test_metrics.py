@@ -159,6 +159,7 @@ def test_controller_manager_workqueue_and_rest_client_metrics(cluster):
     host = api.removeprefix("http://")
     assert value(after, "rest_client_requests_total", method="POST", code="201", host=host) >= 1
     assert value(after, "rest_client_requests_total", method="GET", code="200", host=host) >= 1
+    assert value(after, "leader_election_master_status", name="kube-controller-manager") == 1
 
 
 def test_scheduler_metrics(cluster):
@@ -175,6 +176,7 @@ def test_scheduler_metrics(cluster):
     after = scrape(url)
     assert value(after, "scheduler_schedule_attempts_total", result="unschedulable") >= 1
     assert value(after, "scheduler_scheduling_attempt_duration_seconds_count") >= 1
+    assert value(after, "leader_election_master_status", name="kube-scheduler") == 1
     assert "rest_client_requests_total" in names(after)
 
 
