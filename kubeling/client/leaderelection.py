@@ -27,6 +27,7 @@ import time
 import uuid
 from typing import Awaitable, Callable, Protocol
 
+from kubeling.client import metrics as client_metrics
 from kubeling.client.record import NORMAL, EventRecorder
 from kubeling.duration import flag_duration
 from kubeling.client.rest import ApiError, Client
@@ -185,6 +186,7 @@ class LeaderElector:
         self.observed_time = 0.0
         self._have_observed = False
         self.leading = asyncio.Event()  # set while this candidate is the leader
+        client_metrics.watch_elector(self)  # leader_election_master_status
 
     @property
     def identity(self) -> str:
