@@ -156,11 +156,11 @@ class RequestMetrics:
                                                        websocket=websocket)
         labels, long_running = found
         code = 101 if websocket else 500
-        children = _CHILDREN.get(labels)
+        children = _CHILDREN.get((labels, long_running))
         if children is None:
             if len(_CHILDREN) >= MAX_LABEL_SETS:  # e.g. a scan of made-up resource paths
                 labels = (labels[0], labels[1], "", "", "other", "", "", COMPONENT)
-                children = _CHILDREN.get(labels)
+                children = _CHILDREN.get((labels, long_running))
             if children is None:
                 children = _children(labels, long_running)
         duration, sli, gauge, totals = children
@@ -190,7 +190,7 @@ class RequestMetrics:
             duration.observe(elapsed)
 
 
-# labels -> (duration child, SLI child or None, inflight or long-running gauge child, {code: counter child}):
+# (labels, long-running) -> (duration child, SLI child or None, inflight or long-running gauge child, {code: counter child}):
 # prometheus-client's labels() costs microseconds per call, a dict lookup does not. Bounded by the
 # label sets a server sees (verbs x resources x scopes), as the metrics themselves are.
 _CHILDREN: dict[tuple, tuple] = {}
@@ -208,7 +208,7 @@ def _children(labels: tuple, long_running: bool) -> tuple:
         gauge = INFLIGHT.labels("readOnly" if labels[0] in _READ_ONLY else "mutating")
         sli = REQUEST_SLI_DURATION.labels(*short)
     children = (REQUEST_DURATION.labels(*labels), sli, gauge, {})
-    _CHILDREN[labels] = children
+    _CHILDREN[(labels, long_running)] = children
     return children
 
 
