@@ -75,6 +75,10 @@ def test_third_pod_is_refused_and_deletes_give_the_slot_back(cluster):
     assert out.returncode != 0
     assert 'Error from server (Forbidden): pods "p3" is forbidden: exceeded quota: q, requested: pods=1, ' \
            'used: pods=2, limited: pods=2' in out.stderr
+    described = subprocess.run([KUBECTL, "--kubeconfig", str(cp.kubeconfig), "-n", ns, "describe", "quota", "q"],
+                               capture_output=True, text=True, timeout=30)
+    assert described.returncode == 0, described.stderr
+    assert [line.split() for line in described.stdout.splitlines() if line.startswith("pods")] == [["pods", "2", "2"]]
     assert c.delete(f"/api/v1/namespaces/{ns}/pods/p1").status_code == 200
     support.wait_for("used pods back to 1", lambda: quota_status(c, ns, "q")["used"] == {"pods": "1"}, timeout=20)
     assert c.post(f"/api/v1/namespaces/{ns}/pods", json=pod("p3")).status_code == 201
