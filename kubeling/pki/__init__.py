@@ -7,7 +7,9 @@ listener whose verified client certificate reaches the app as the ASGI TLS exten
 ``flags`` gives each component's TLS flags for those files (kubeadm's manifests).
 ``python -m kubeling.pki init ...`` is the same from the command line.
 """
-from kubeling.pki.certlist import IDENTITIES, Result, cert_specs, ensure, write_kubeconfig, write_kubeconfigs
+from kubeling.pki.certlist import (IDENTITIES, Result, cert_specs, check_expiration, ensure, write_kubeconfig,
+                                   write_kubeconfigs)
 from kubeling.pki.certs import PKIError
 
-__all__ = ["IDENTITIES", "PKIError", "Result", "cert_specs", "ensure", "write_kubeconfig", "write_kubeconfigs"]
+__all__ = ["IDENTITIES", "PKIError", "Result", "cert_specs", "check_expiration", "ensure", "write_kubeconfig",
+           "write_kubeconfigs"]

@@ -8,8 +8,9 @@ Examples::
         --node node1
     python -m kubeling.pki kubeconfig --dir .cluster/pki --identity admin --server https://127.0.0.1:6443 \\
         --out admin.kubeconfig
+    python -m kubeling.pki check-expiration --dir .cluster/pki
 
-``--node NAME=IP,IP`` adds addresses to that kubelet's serving certificate. Both commands are
+``--node NAME=IP,IP`` adds addresses to that kubelet's serving certificate. init and the kubeconfig commands are
 idempotent; problems print one line and exit 1.
 """
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "nodes/NODE/kubelet-client | apiserver-kubelet-client ...")
     one.add_argument("--server", required=True)
     one.add_argument("--out", required=True)
+    chk = sub.add_parser("check-expiration", help="each certificate's expiry (kubeadm certs check-expiration)")
+    chk.add_argument("--dir", required=True)
     a = p.parse_args(argv)
     try:
         if a.cmd == "init":
@@ -65,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             for path in certlist.write_kubeconfigs(a.home, server=a.server, nodes=list(_nodes(a.node)),
                                                    pki_dir=a.dir):
                 print(f"[kubeconfig] wrote {path}")
+        elif a.cmd == "check-expiration":
+            print(f"{'CERTIFICATE':<34} {'EXPIRES':<22} {'RESIDUAL TIME':<14} CA")
+            for c in certlist.check_expiration(a.dir):
+                print(f"{c['name']:<34} {c['expires'].strftime('%b %d, %Y %H:%M UTC'):<22} "
+                      f"{str(c['residual_days']) + 'd':<14} {'yes' if c['ca'] else 'no'}")
         else:
             certlist.write_kubeconfig(a.out, pki_dir=a.dir, identity=a.identity, server=a.server)
             print(f"[kubeconfig] wrote {a.out}")

@@ -209,3 +209,24 @@ def write_kubeconfigs(home: str | pathlib.Path, *, server: str, nodes=(), pki_di
     for path, identity in plan:
         write_kubeconfig(path, pki_dir=root, identity=identity, server=server)
     return [p for p, _ in plan]
+
+
+def check_expiration(pki_dir: str | pathlib.Path) -> list[dict]:
+    """Every certificate under ``pki_dir`` with its expiry (kubeadm ``certs check-expiration``):
+    [{"name": file base, "expires": datetime (UTC), "residual_days": int, "ca": bool}], sorted by name.
+    Raises certs.PKIError when a .crt file does not parse."""
+    root = pathlib.Path(pki_dir)
+    out = []
+    for crt in sorted(root.rglob("*.crt")):
+        try:
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        except ValueError as e:
+            raise certs.PKIError(f"{crt}: {e}") from None
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        expires = cert.not_valid_after_utc
+        out.append({"name": crt.relative_to(root).with_suffix("").as_posix(), "expires": expires,
+                    "residual_days": (expires - certs._now()).days, "ca": is_ca})
+    return out

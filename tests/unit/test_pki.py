@@ -204,3 +204,14 @@ def test_ip_sans_are_ip_addresses(pki_dir):
     """IP SANs are encoded as IP addresses (kubectl and gRPC match 127.0.0.1 against iPAddress entries)."""
     ext = _cert(pki_dir / "apiserver.crt").extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("10.96.0.1") in ext.get_values_for_type(x509.IPAddress)
+
+
+def test_check_expiration(pki_dir):
+    """check-expiration lists every certificate: CAs ~10 years, leaves ~1 year (kubeadm's validity)."""
+    rows = {r["name"]: r for r in pki.check_expiration(pki_dir)}
+    assert rows["ca"]["ca"] and 3640 <= rows["ca"]["residual_days"] <= 3650
+    assert not rows["apiserver"]["ca"] and 360 <= rows["apiserver"]["residual_days"] <= 365
+    assert "etcd/peer-n2" in rows and "nodes/node1/kubelet-client" in rows
+    r = subprocess.run([sys.executable, "-m", "kubeling.pki", "check-expiration", "--dir", str(pki_dir)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "RESIDUAL TIME" in r.stdout and "front-proxy-ca" in r.stdout
