@@ -25,6 +25,7 @@ class Attributes(NamedTuple):
     name: str
     subresource: str | None
     user: UserInfo
+    dry_run: bool = False  # ?dryRun=All: plugins with side effects (ResourceQuota's charge) skip them
 
 
 def resource_name(attrs: Attributes) -> str:

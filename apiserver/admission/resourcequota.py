@@ -118,6 +118,8 @@ class ResourceQuota:
                     new_used = check_quota(attrs, rq, delta, obj)
                     if new_used is not None:
                         charges.append((rq, new_used))
+                if attrs.dry_run:
+                    return  # checked, but a dry run charges nothing (upstream's IsDryRun)
                 for rq, new_used in charges:
                     await self._charge(attrs, rq, new_used, delta, obj)
             except QuotaExceeded as e:

@@ -62,6 +62,8 @@ def test_third_pod_is_refused_and_deletes_give_the_slot_back(cluster):
     cp, c = cluster
     ns = namespace(c)
     create_quota(c, ns, "q", {"pods": "2"})
+    assert c.post(f"/api/v1/namespaces/{ns}/pods", params={"dryRun": "All"}, json=pod("dry")).status_code == 201
+    assert quota_status(c, ns, "q")["used"] == {"pods": "0"}  # a dry run charges nothing
     for name in ("p1", "p2"):
         r = c.post(f"/api/v1/namespaces/{ns}/pods", json=pod(name))
         assert r.status_code == 201, r.text

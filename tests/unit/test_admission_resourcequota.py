@@ -178,3 +178,13 @@ def test_pod_usage():
 def test_pretty_print_sorted():
     assert quota.pretty_print({"requests.cpu": quota.parse_list({"x": "500m"})["x"], "pods": 1}) == \
         "pods=1,requests.cpu=500m"
+
+
+def test_dry_run_is_checked_but_not_charged():
+    store = FakeQuotas(rq("q", {"pods": "1"}))
+    plugin = ResourceQuota(store)
+    asyncio.run(plugin.admit(attrs("p1")._replace(dry_run=True), pod("p1"), None))
+    assert store.writes == 0
+    admit(plugin, pod("p1"))
+    with pytest.raises(errors.StatusError, match="exceeded quota"):
+        asyncio.run(plugin.admit(attrs("p2")._replace(dry_run=True), pod("p2"), None))
