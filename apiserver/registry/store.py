@@ -293,7 +293,8 @@ class Store:
         self.strategy.prepare_for_create(obj)
         self.strategy.default(obj)
         self._raise_invalid(obj, self._meta_causes(obj) + self.strategy.validate(obj))
-        await self.admission.admit(Attributes("create", self.info, ns, meta["name"], None, user), obj, None)
+        await self.admission.admit(Attributes("create", self.info, ns, meta["name"], None, user, dry_run), obj,
+                                   None)
         ctx: dict = {}
         key = self._key(ns, meta["name"])
         for _ in range(MAX_RETRIES):
@@ -379,7 +380,7 @@ class Store:
         if not raw:
             new = self._finish_update(new, old, subresource=subresource)
             await self.admission.admit(Attributes("update", self.info, old["metadata"].get("namespace"), name,
-                                                  subresource, user), new, old)
+                                                  subresource, user, dry_run), new, old)
         if new == old and not kv.stale:
             return old  # no-op updates do not write (and so do not wake watchers), unless under an old key
         if dry_run:
@@ -465,7 +466,7 @@ class Store:
                 raise errors.conflict(self.info.resource, name, f"Precondition failed: ResourceVersion in "
                                       f"precondition: {pre['resourceVersion']}, ResourceVersion in object meta: "
                                       f"{meta.get('resourceVersion')}", group=self.info.group)
-            await self.admission.admit(Attributes("delete", self.info, ns, name, None, user), None, obj)
+            await self.admission.admit(Attributes("delete", self.info, ns, name, None, user, dry_run), None, obj)
             grace = self.strategy.grace_period(obj, requested)
             finalizers = gc_finalizers(meta.get("finalizers") or [], options,
                                        default_policy=self.strategy.default_propagation_policy)
