@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -94,9 +95,13 @@ def fmt(stats: SyncStats | None) -> str:
     return f"save {stats.save_seconds:6.2f}  render {stats.render_seconds:6.2f}  restore {stats.restore_seconds:7.2f}"
 
 
+CREATED: list[str] = []  # namespaces to delete even when the bench is killed with SIGTERM
+
+
 async def bench_size(n: int, args: argparse.Namespace) -> None:
     ns = f"kl-pxb-{os.getpid()}-{n}"
     sh("ip", "netns", "add", ns)
+    CREATED.append(ns)
     try:
         ipt = Iptables(netns=ns, timeout=args.timeout)
         svcs = [service(i) for i in range(n)]
@@ -154,5 +159,14 @@ async def main() -> int:
     return 0
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sys.exit(asyncio.run(main()))
+    finally:
+        for name in CREATED:
+            subprocess.run(["ip", "netns", "del", name], timeout=30, check=False, capture_output=True)

@@ -120,6 +120,7 @@ class Proxier:
         self._applied_endpoints: EndpointsMap = {}
         self._applied_rules: dict[ServicePortName, ServicePortRules] = {}
         self._applied_chains: frozenset[str] = frozenset()
+        self._applied_fixed: dict[tuple[str, str], tuple[str, ...]] = {}
         self._applied_node_ips: Collection[str] | None = None
 
     @property
@@ -130,6 +131,7 @@ class Proxier:
     def force_full_sync(self) -> None:
         """Make the next sync a full one (upstream's needFullSync)."""
         self._last_full = None
+        self._applied_fixed = {}
 
     async def sync_proxy_rules(self) -> SyncStats:
         """Render and apply the ruleset (one iptables-restore), then ensure the jumps
@@ -153,7 +155,8 @@ class Proxier:
             endpoints_map.update(eps)
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
-        ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write)
+        ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write,
+                           previous_fixed=self._applied_fixed)
         restore_start = time.monotonic()
         try:
             await self.iptables.restore(ruleset.text)
@@ -171,7 +174,7 @@ class Proxier:
             self._jumps_checked_at = start
         await self._clear_stale_conntrack(service_map, endpoints_map)
         self._applied_services, self._applied_endpoints = service_map, endpoints_map
-        self._applied_rules, self._applied_chains = rules, ruleset.chains
+        self._applied_rules, self._applied_chains, self._applied_fixed = rules, ruleset.chains, ruleset.fixed
         self.last_synced = time.time()
         stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
                           save_seconds, restore_start - render_start, done - restore_start, done)

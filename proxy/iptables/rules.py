@@ -254,16 +254,18 @@ def service_port_rules(service_map: Mapping[ServicePortName, ServicePort], endpo
 
 
 class Ruleset(NamedTuple):
-    """One restore input: ``text``, the owned nat ``chains`` active after it, and
-    how many service ports had their chains written (``written``)."""
+    """One restore input: ``text``, the owned nat ``chains`` active after it,
+    how many service ports had their chains written (``written``), and the
+    rules of each fixed chain, keyed by (table, chain) (``fixed``)."""
 
     text: str
     chains: frozenset[str]
     written: int
+    fixed: Mapping[tuple[str, str], tuple[str, ...]] = {}
 
     def count_rules(self, table: str) -> int:
         """Number of ``-A`` lines for ``table`` in ``text``."""
-        body = self.text.split(f"*{table}\n", 1)[1].split("\nCOMMIT\n", 1)[0]
+        body = self.text.split(f"*{table}\n", 1)[1].split("COMMIT\n", 1)[0]
         return body.count("\n-A ") + body.startswith("-A ")
 
 
@@ -311,13 +313,14 @@ def _nodeports_jumps(config: RulesConfig, node_ips: Collection[str] | None) -> l
 def assemble(rules: Mapping[ServicePortName, ServicePortRules], config: RulesConfig, *,
              existing_chains: Mapping[str, Iterable[str]] | None = None,
              node_ips: Collection[str] | None = None,
-             write: Collection[ServicePortName] | None = None) -> Ruleset:
+             write: Collection[ServicePortName] | None = None,
+             previous_fixed: Mapping[tuple[str, str], tuple[str, ...]] | None = None) -> Ruleset:
     """The ``iptables-restore --noflush`` input for ``rules`` (from service_port_rules).
 
-    The fixed chains are always rewritten in full. ``write`` None is a full
-    sync: every service port's chains are declared and written; otherwise
-    only those of the service ports in ``write`` (the others are left as the
-    kernel has them). ``existing_chains`` maps table -> chain names that exist
+    ``write`` None is a full sync: every chain is declared and written;
+    otherwise only the chains of the service ports in ``write`` are (the
+    others are left as the kernel has them), and of the fixed chains those
+    whose rules differ from ``previous_fixed`` (the last sync's ``fixed``). ``existing_chains`` maps table -> chain names that exist
     now (from iptables-save, or the previous sync's ``chains``): owned hashed
     chains that are no longer wanted are declared (flushed) and deleted with
     ``-X``. ``node_ips``: the addresses node ports answer on (upstream's
@@ -360,11 +363,29 @@ def assemble(rules: Mapping[ServicePortName, ServicePortRules], config: RulesCon
     # endpoints restored in 1.3-2.5 s instead of 6.3-7.3 s).
     declare = nat_chains[:len(BASE_CHAINS["nat"])] + sorted(nat_chains[len(BASE_CHAINS["nat"]):] + stale,
                                                             reverse=True)
-    lines = ["*filter", *(f":{c} - [0:0]" for c in filt_chains), *filt_fwd, *filt_rules, *filt_ext, "COMMIT",
-             "*nat", *(f":{c} - [0:0]" for c in declare), *nat_base, *nat_services, *nat_nodeports,
-             *chain_rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
+    post, masq = config.chain("POSTROUTING"), config.chain("MARK-MASQ")
+    fixed = {("filter", filt_chains[0]): tuple(filt_rules), ("filter", filt_chains[1]): tuple(filt_ext),
+             ("filter", filt_chains[2]): tuple(filt_fwd),
+             ("nat", post): tuple(r for r in nat_base if r.startswith(f"-A {post} ")),
+             ("nat", masq): tuple(r for r in nat_base if r.startswith(f"-A {masq} ")),
+             ("nat", nat_chains[0]): tuple(nat_services), ("nat", nat_chains[1]): tuple(nat_nodeports)}
+    # A partial sync leaves alone the fixed chains whose rules did not change
+    # (a one-endpoint change then rewrites its SVC and SEP chains only).
+    keep = {k for k, v in fixed.items() if write is not None and previous_fixed and previous_fixed.get(k) == v}
+    filt_order = [(filt_chains[2], filt_fwd), (filt_chains[0], filt_rules), (filt_chains[1], filt_ext)]
+    nat_order = [(post, fixed[("nat", post)]), (masq, fixed[("nat", masq)]),
+                 (nat_chains[0], nat_services), (nat_chains[1], nat_nodeports)]
+    lines = ["*filter", *(f":{c} - [0:0]" for c in filt_chains if ("filter", c) not in keep)]
+    for chain, rules_ in filt_order:
+        if ("filter", chain) not in keep:
+            lines += rules_
+    lines += ["COMMIT", "*nat", *(f":{c} - [0:0]" for c in declare if ("nat", c) not in keep)]
+    for chain, rules_ in nat_order:
+        if ("nat", chain) not in keep:
+            lines += rules_
+    lines += [*chain_rules, *(f"-X {c}" for c in stale), "COMMIT", ""]
     base = {config.chain(c) for c in BASE_CHAINS["nat"]}
-    return Ruleset("\n".join(lines), frozenset(active | base), written)
+    return Ruleset("\n".join(lines), frozenset(active | base), written, fixed)
 
 
 def render_rules(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,

@@ -306,12 +306,17 @@ async def test_partial_sync_writes_only_changed_service_chains():
     assert not second.full and second.written == 1 and not saves
     nat = text.split("*nat\n")[1]
     declared = [line[1:].split()[0] for line in nat.splitlines() if line.startswith(":")]
-    assert declared[:4] == ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
-    web1 = [c for c in declared[4:] if not c.startswith("KUBE-SEP-")]
-    assert len(web1) == 1 and web1[0] in svc1
+    # Fixed chains whose rules are unchanged (KUBE-SERVICES still lists the same
+    # two services) are left alone too: only web1's SVC and SEP chains and the stale SEP chain.
+    assert len(declared) == 3 and declared[0] in svc1 and all(c.startswith("KUBE-SEP-") for c in declared[1:])
     assert "10.244.0.4" not in text  # web2 untouched
     assert text.count("\n-X KUBE-SEP-") == 1  # 10.244.0.3's chain
-    assert nat.count("-j KUBE-SVC-") == 2  # KUBE-SERVICES still lists both
+    assert "-A KUBE-SERVICES" not in text and ":KUBE-FORWARD" not in text
+    state["svcs"], state["eps"] = [*state["svcs"], web(3)], [*state["eps"], web_eps(3, "10.244.0.5")]
+    third = await p.sync_proxy_rules()
+    nat = ipt.restores[-1].split("*nat\n")[1]
+    assert third.written == 1 and ":KUBE-SERVICES - [0:0]" in nat and nat.count("-j KUBE-SVC-") == 3
+    assert ":KUBE-POSTROUTING" not in nat
 
 
 async def test_full_sync_every_period_and_after_failure():
