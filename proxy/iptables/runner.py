@@ -51,6 +51,9 @@ class Iptables:
             proc.kill()
             await proc.wait()
             raise IptablesError(cmd, None, f"timed out after {self.timeout}s") from None
+        except asyncio.CancelledError:
+            proc.kill()  # a stopping proxy must not leave an iptables-restore running
+            raise
         return proc.returncode, out.decode(), err.decode()
 
     async def version(self) -> str:
