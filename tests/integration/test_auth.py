@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import random
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import grpc
 import httpx
 import pytest
 
@@ -22,14 +24,18 @@ import support
 from kubeling import pki
 from kubeling.client import ApiError, Client, kubeconfig
 from kubeling.pki import flags
+from proto.cri import api_pb2 as pb
+from proto.cri import api_pb2_grpc as pb_grpc
 
 KUBECTL = "/usr/bin/kubectl"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 TOKENS = {"jane": "jane-token-0123456789", "n1": "node1-token-0123456789", "n2": "node2-token-0123456789",
-          "sched": "sched-token-0123456789", "cm": "cm-token-0123456789", "admin": "admin-token-0123456789"}
+          "sched": "sched-token-0123456789", "cm": "cm-token-0123456789", "admin": "admin-token-0123456789",
+          "n3": "node3-token-0123456789"}
 TOKEN_FILE = f"""{TOKENS['jane']},jane,uid-jane,"dev"
 {TOKENS['n1']},system:node:n1,uid-n1,system:nodes
 {TOKENS['n2']},system:node:n2,uid-n2,system:nodes
+{TOKENS['n3']},system:node:n3,uid-n3,system:nodes
 {TOKENS['sched']},system:kube-scheduler,uid-sched
 {TOKENS['cm']},system:kube-controller-manager,uid-cm
 {TOKENS['admin']},token-admin,uid-admin,system:masters
@@ -49,7 +55,7 @@ def cluster(tmp_path_factory):
     auth_flags = ["--token-auth-file", str(tmp / "tokens.csv"), "--service-account-issuer", ISSUER,
                   "--service-account-key-file", str(p / "sa.pub"),
                   "--service-account-signing-key-file", str(p / "sa.key"), "--authorization-mode", "Node,RBAC",
-                  "--enable-bootstrap-token-auth"]
+                  "--enable-bootstrap-token-auth", "--enable-admission-plugins", "NodeRestriction"]
     etcd_port, peer_port, tls_port, plain_port = (support.free_port() for _ in range(4))
     with support.ProcessGroup(tmp) as procs:
         procs.spawn("etcd", support.store_argv("etcd", tmp / "etcd", etcd_port, peer_port))
@@ -74,7 +80,7 @@ def cluster(tmp_path_factory):
         except AssertionError:
             raise AssertionError(procs.log("tls") + procs.log("noanon")) from None
         pki.write_kubeconfig(tmp / "admin.kubeconfig", pki_dir=p, identity="admin", server=tls)
-        for who in ("jane", "n1", "n2", "sched", "cm"):
+        for who in ("jane", "n1", "n2", "n3", "sched", "cm"):
             kubeconfig.write(tmp / f"{who}.kubeconfig", server=tls, user=who, ca_file=str(p / "ca.crt"),
                              token=TOKENS[who])
         yield {"tmp": tmp, "pki": p, "tls": tls, "plain": plain, "ca": ca, "procs": procs}
@@ -452,3 +458,76 @@ async def test_service_account_issuer_discovery(cluster):
         jwks = await h.get("/openid/v1/jwks", headers=auth)
         assert jwks.status_code == 200 and kid in [k["kid"] for k in jwks.json()["keys"]]
         assert (await h.get("/openid/v1/jwks")).status_code == 403
+
+
+class _EmptyRuntime(pb_grpc.RuntimeServiceServicer, pb_grpc.ImageServiceServicer):
+    """A CRI runtime with nothing in it (no Docker in integration tests): enough for a kubelet to start,
+    register its Node and keep its Lease."""
+
+    def Version(self, request, context):
+        return pb.VersionResponse(version="0.1.0", runtime_name="empty", runtime_version="0",
+                                  runtime_api_version="v1")
+
+    def Status(self, request, context):
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=[
+            pb.RuntimeCondition(type="RuntimeReady", status=True),
+            pb.RuntimeCondition(type="NetworkReady", status=True)]))
+
+    def ListPodSandbox(self, request, context):
+        return pb.ListPodSandboxResponse()
+
+    def ListContainers(self, request, context):
+        return pb.ListContainersResponse()
+
+    def ListContainerStats(self, request, context):
+        return pb.ListContainerStatsResponse()
+
+    def UpdateRuntimeConfig(self, request, context):
+        return pb.UpdateRuntimeConfigResponse()
+
+
+def test_real_kubelet_registers_under_node_authorizer(cluster):
+    """A real kubelet (over an empty CRI runtime) as system:node:n3 registers its Node and renews its Lease
+    under Node,RBAC + NodeRestriction without a single denial; n3 may not create another node's Node."""
+    procs = cluster["procs"]
+    port, healthz = support.free_port(), support.free_port()
+    sock = cluster["tmp"] / "empty-cri.sock"
+    runtime = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_RuntimeServiceServicer_to_server(_EmptyRuntime(), runtime)
+    pb_grpc.add_ImageServiceServicer_to_server(_EmptyRuntime(), runtime)
+    runtime.add_insecure_port(f"unix://{sock}")
+    runtime.start()
+    procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", kc(cluster, "n3"),
+                            "--hostname-override", "n3", "--node-ip", "127.0.0.1",
+                            "--container-runtime-endpoint", f"unix://{sock}",
+                            "--root-dir", str(cluster["tmp"] / "kubelet-n3"), "--port", str(port),
+                            "--healthz-port", str(healthz), "--bridge-name", "klauth0",
+                            "--node-status-update-frequency", "1"])
+    try:
+        admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+        plain = cluster["plain"]
+
+        def registered() -> bool:
+            node = httpx.get(f"{plain}/api/v1/nodes/n3", headers=admin, trust_env=False)
+            lease = httpx.get(f"{plain}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n3",
+                              headers=admin, trust_env=False)
+            return node.status_code == 200 and lease.status_code == 200
+        try:
+            support.wait_for("kubelet n3 registered its Node and Lease", registered, 30, 0.2)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{procs.log('kubelet')}") from None
+        first = httpx.get(f"{plain}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n3",
+                          headers=admin, trust_env=False).json()["spec"]["renewTime"]
+        support.wait_for("lease renewed", lambda: httpx.get(
+            f"{plain}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n3", headers=admin,
+            trust_env=False).json()["spec"]["renewTime"] != first, 20, 0.3)
+        log = procs.log("kubelet", 200_000)
+        assert "Forbidden" not in log and " 403" not in log, log
+        n3 = {"Authorization": f"Bearer {TOKENS['n3']}"}
+        other = httpx.get(f"{plain}/api/v1/nodes/n3", headers=n3, trust_env=False).json()
+        other["metadata"] = {"name": "n2", "labels": {"x": "y"}}
+        r = httpx.post(f"{plain}/api/v1/nodes", json=other, headers=n3, trust_env=False)
+        assert r.status_code == 403 and 'node "n3" is not allowed to modify node "n2"' in r.json()["message"]
+    finally:
+        procs.stop("kubelet")
+        runtime.stop(grace=None)
