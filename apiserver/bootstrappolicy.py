@@ -219,7 +219,16 @@ def cluster_roles() -> list[dict]:
             rule(["create", "get", "list", "watch"], ["certificates.k8s.io"], ["certificatesigningrequests"])]),
         cluster_role("system:kube-scheduler", _scheduler_rules()),
         cluster_role("system:kube-controller-manager", _controller_manager_rules()),
-        cluster_role("system:kube-dns", [rule(["list", "watch"], [""], ["endpoints", "services"])]),
+        # Upstream's system:kube-dns reads services and endpoints; kubeling's DNS also reads
+        # EndpointSlices (as CoreDNS does) and registers its own kube-dns Service and endpoints.
+        cluster_role("system:kube-dns", [
+            rule(["list", "watch"], [""], ["endpoints", "services"]),
+            rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
+            rule(["create"], [""], ["services", "endpoints"]),
+            rule(["create"], ["discovery.k8s.io"], ["endpointslices"]),
+            rule(["get", "update", "patch"], [""], ["services", "endpoints"], names=["kube-dns"]),
+            rule(["get", "update", "patch"], ["discovery.k8s.io"], ["endpointslices"],
+                 names=["kube-dns-kubeling"])]),
     ]
 
 

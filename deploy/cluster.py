@@ -8,13 +8,16 @@ names, kube-proxy's iptables chains, the pod bridge and the safety routes.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import ipaddress
 import json
 import os
 import pathlib
+import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ import httpx
 from deploy import host, procs, supervise, underlay
 from kubeling import config
 from kubeling.client import kubeconfig
+from kubeling.pki import certlist as pki_certs
+from kubeling.pki import flags as pki_flags
 
 PY = sys.executable
 NODE = "node1"
@@ -35,6 +40,26 @@ LAYOUT_FILE = "cluster.json"  # remembers NODES and HA so that `make down` / `ma
 ETCD_MEMBERS = (("etcdlite-0", config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
                 ("etcdlite-1", 22379, 22380), ("etcdlite-2", 32379, 32380))
 APISERVER_HA_PORTS = (6444, 6445)
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+DNS_USER = "system:serviceaccount:kube-system:kube-dns"  # bound to system:kube-dns by the default policy
+ENCRYPTION_CONFIG = """apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aesgcm:
+          keys:
+            - name: key1
+              secret: {key}
+      - identity: {{}}
+"""
+
+
+def _write_private(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the start (secrets, keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 class LaunchError(Exception):
@@ -69,26 +94,40 @@ class Node:
         return [*underlay.nsenter(self.name), *argv] if self.netns else argv
 
 
-def _http_ok(url: str) -> Callable[[], bool]:
+def _http_ok(url: str, *, verify: str | bool = True) -> Callable[[], bool]:
+    """A health check: GET ``url`` answers 200 (HTTPS verified against the CA file ``verify``)."""
+    ctx: list = []
+
     def check() -> bool:
         try:
-            return httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
+            if isinstance(verify, str) and not ctx:
+                ctx.append(ssl.create_default_context(cafile=verify))
+            return httpx.get(url, timeout=2, verify=ctx[0] if ctx else verify).status_code == 200
+        except (httpx.HTTPError, OSError):
             return False
     return check
 
 
-def _etcd_ok(endpoint: str) -> Callable[[], bool]:
+def _etcd_ok(endpoint: str, *, pki: pathlib.Path | None = None) -> Callable[[], bool]:
+    """A health check: Maintenance.Status answers (over mutual TLS with etcd's health-check
+    client certificate when ``pki`` is given)."""
     def check() -> bool:
         import grpc
 
         from proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
         try:
-            with grpc.insecure_channel(endpoint) as ch:
+            if pki is None:
+                ch = grpc.insecure_channel(endpoint)
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    (pki / "etcd" / "ca.crt").read_bytes(), (pki / "etcd" / "healthcheck-client.key").read_bytes(),
+                    (pki / "etcd" / "healthcheck-client.crt").read_bytes())
+                ch = grpc.secure_channel(endpoint, creds)
+            with ch:
                 rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=2)
             return True
-        except grpc.RpcError:
+        except (grpc.RpcError, OSError):
             return False
     return check
 
@@ -137,7 +176,7 @@ class Cluster:
 
     def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None,
                  node_list: list[Node] | None = None, control_plane_ip: str = config.UNDERLAY_HOST_IP,
-                 node_cidr: str = config.UNDERLAY_CIDR, ha: bool | None = None):
+                 node_cidr: str = config.UNDERLAY_CIDR, ha: bool | None = None, secure: bool | None = None):
         self.home = home or config.home()
         self.logs = self.home / "logs"
         self.run = self.home / "run"
@@ -160,10 +199,21 @@ class Cluster:
         # The control-plane host needs routes to the pods (DNS replies) unless it is the one node.
         self.host_routes = self.netns_mode or not self.nodes
         self.node_dir = self.nodes[0].dir if self.nodes else self.home / "nodes" / NODE
-        self.server = f"http://127.0.0.1:{config.APISERVER_PORT}"
+        # TLS everywhere with kubeadm's PKI, authentication, Node+RBAC authorization, admission
+        # and encryption at rest; KUBELING_INSECURE=1 (or secure=False) keeps the plain-HTTP
+        # development setup of earlier milestones.
+        recorded = self._recorded("secure")
+        self.secure = secure if secure is not None else (
+            not _env_flag("KUBELING_INSECURE") if recorded is None or "KUBELING_INSECURE" in os.environ
+            else bool(recorded))
+        self.pki = self.home / "pki"
+        self.pki_nodes: dict[str, list[str]] = {}  # more nodes to issue kubelet certificates for (VMs)
+        scheme = "https" if self.secure else "http"
+        self.ca = str(self.pki / "ca.crt") if self.secure else True
+        self.server = f"{scheme}://127.0.0.1:{config.APISERVER_PORT}"
         # What nodes dial: the control plane's address when they do not share its loopback.
         self.node_server = (self.server if all(n.ip == NODE_IP for n in self.nodes)
-                            else f"http://{control_plane_ip}:{config.APISERVER_PORT}")
+                            else f"{scheme}://{control_plane_ip}:{config.APISERVER_PORT}")
 
     def _recorded(self, field: str):
         """``field`` of the layout the last ``up`` recorded (None when absent)."""
@@ -184,27 +234,31 @@ class Cluster:
         and two schedulers that elect a leader each."""
         h, cp = self.home, self.control_plane_ip
         members = ETCD_MEMBERS if self.ha else ETCD_MEMBERS[:1]
-        names = [m[0] if self.ha else "default" for m in members]
-        initial = ",".join(f"{n}=http://127.0.0.1:{peer}" for n, (_, _, peer) in zip(names, members))
-        etcd_servers = ",".join(f"http://127.0.0.1:{client}" for _, client, _ in members)
+        names = self.etcd_names()
+        es = "https" if self.secure else "http"
+        initial = ",".join(f"{n}={es}://127.0.0.1:{peer}" for n, (_, _, peer) in zip(names, members))
+        etcd_servers = ",".join(f"{es}://127.0.0.1:{client}" for _, client, _ in members)
         comps = []
         for name, (comp_name, client, peer) in zip(names, members):
-            url = f"http://127.0.0.1:{client}"
+            url = f"{es}://127.0.0.1:{client}"
+            tls = pki_flags.etcd_flags(self.pki, name, names) if self.secure else []
             comps.append(Component(comp_name if self.ha else "etcdlite", [
                 PY, "-m", "etcdlite", "--name", name, "--data-dir", str(h / "etcd" / name),
                 "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster", initial],
-                _etcd_ok(f"127.0.0.1:{client}"), "-m etcdlite", wave=0))
+                "--listen-peer-urls", f"{es}://127.0.0.1:{peer}", "--initial-cluster", initial, *tls],
+                _etcd_ok(f"127.0.0.1:{client}", pki=self.pki if self.secure else None), "-m etcdlite", wave=0))
         ports = APISERVER_HA_PORTS if self.ha else (config.APISERVER_PORT,)
+        scheme = "https" if self.secure else "http"
         for i, port in enumerate(ports):
             comps.append(Component(f"kube-apiserver-{i}" if self.ha else "kube-apiserver", [
                 PY, "-m", "apiserver", "--etcd-servers", etcd_servers, "--bind-address", f"127.0.0.1,{cp}",
                 "--advertise-address", cp, "--secure-port", str(port),
-                "--service-cluster-ip-range", config.SERVICE_CIDR],
-                _http_ok(f"http://127.0.0.1:{port}/readyz"), "-m apiserver", wave=1))
+                "--service-cluster-ip-range", config.SERVICE_CIDR, *self.apiserver_security_flags()],
+                _http_ok(f"{scheme}://127.0.0.1:{port}/readyz", verify=self.ca), "-m apiserver", wave=1))
         if self.ha:
             comps.append(Component("apiserver-lb", ["haproxy", "-db", "-f", str(h / "haproxy.cfg")],
-                                   _http_ok(f"{self.server}/readyz"), "haproxy", wave=2))
+                                   _http_ok(f"{self.server}/readyz", verify=self.ca), "haproxy", wave=2))
+        root_ca = ["--root-ca-file", str(self.pki / "ca.crt")] if self.secure else []
         for i in range(2 if self.ha else 1):
             suffix = f"-{i}" if self.ha else ""
             cm_port = config.CONTROLLER_MANAGER_PORT + 10 * i
@@ -214,7 +268,7 @@ class Cluster:
                 "--bind-address", "127.0.0.1", "--secure-port", str(cm_port),
                 "--allocate-node-cidrs", "--cluster-cidr", config.CLUSTER_CIDR,
                 "--node-cidr-mask-size", str(config.NODE_CIDR_MASK_SIZE),
-                "--service-cluster-ip-range", config.SERVICE_CIDR],
+                "--service-cluster-ip-range", config.SERVICE_CIDR, *root_ca],
                 _http_ok(f"http://127.0.0.1:{cm_port}/healthz"), "-m controllers"))
             comps.append(Component(f"kube-scheduler{suffix}", [
                 PY, "-m", "scheduler", "--kubeconfig", str(h / "scheduler.kubeconfig"),
@@ -226,6 +280,11 @@ class Cluster:
             "--cluster-domain", config.CLUSTER_DOMAIN, "--service-ip", config.CLUSTER_DNS_IP,
             "--health-port", str(config.DNS_HEALTH_PORT), "--metrics-port", str(config.DNS_METRICS_PORT)],
             _http_ok(f"http://{cp}:{config.DNS_HEALTH_PORT}/healthz"), "-m addons.dns"))
+        comps.append(Component("dashboard", [
+            PY, "-m", "addons.dashboard", "--kubeconfig", str(h / "admin.kubeconfig"),
+            "--bind-address", "127.0.0.1", "--port", str(config.DASHBOARD_PORT),
+            *([] if self.secure else ["--enable-skip-login"])],
+            _http_ok(f"http://127.0.0.1:{config.DASHBOARD_PORT}/healthz"), "-m addons.dashboard"))
         if self.host_routes:
             comps.append(Component("hostgw-host", [
                 PY, "-m", "cni.hostgw", "--kubeconfig", str(h / "hostgw.kubeconfig"),
@@ -233,11 +292,31 @@ class Cluster:
                 _http_ok(f"http://127.0.0.1:{config.HOSTGW_HEALTHZ_PORT}/healthz"), "-m cni.hostgw"))
         return comps
 
+    def etcd_names(self) -> list[str]:
+        """The etcdlite member names: ``default``, or etcd0..etcd2 with HA."""
+        return ["etcd0", "etcd1", "etcd2"] if self.ha else ["default"]
+
+    def apiserver_security_flags(self) -> list[str]:
+        """TLS (kubeadm's files), authentication, Node+RBAC, admission and encryption-at-rest flags
+        of every apiserver; none in the insecure development mode."""
+        if not self.secure:
+            return []
+        p = self.pki
+        return [*pki_flags.apiserver_flags(p),
+                "--authorization-mode", "Node,RBAC", "--anonymous-auth", "true",
+                "--token-auth-file", str(p / "tokens.csv"), "--enable-bootstrap-token-auth",
+                "--service-account-issuer", SA_ISSUER, "--service-account-key-file", str(p / "sa.pub"),
+                "--service-account-signing-key-file", str(p / "sa.key"),
+                "--enable-admission-plugins", "NodeRestriction",
+                "--encryption-provider-config", str(self.home / "encryption-config.yaml")]
+
     def haproxy_cfg(self) -> str:
         """haproxy's TCP load balancing of the apiserver port over the HA apiservers, each
         checked on /readyz every second (kubeadm's HA recipe with haproxy)."""
         binds = "\n".join(f"    bind {a}:{config.APISERVER_PORT}" for a in ("127.0.0.1", self.control_plane_ip))
-        servers = "\n".join(f"    server apiserver-{i} 127.0.0.1:{p} check" for i, p in enumerate(APISERVER_HA_PORTS))
+        ssl = " check-ssl verify none" if self.secure else ""
+        servers = "\n".join(f"    server apiserver-{i} 127.0.0.1:{p} check{ssl}"
+                             for i, p in enumerate(APISERVER_HA_PORTS))
         return f"""# written by kubeling's launcher (deploy/cluster.py)
 global
     maxconn 4096
@@ -280,7 +359,8 @@ backend apiservers
                                                  "--healthz-bind-address", ip,
                                                  "--healthz-port", str(config.KUBELET_HEALTHZ_PORT),
                                                  "--cluster-cidr", config.CLUSTER_CIDR,
-                                                 "--service-cluster-ip-range", config.SERVICE_CIDR, *dns]),
+                                                 "--service-cluster-ip-range", config.SERVICE_CIDR, *dns,
+                                                 *(pki_flags.kubelet_flags(self.pki, n) if self.secure else [])]),
                       _http_ok(f"http://{ip}:{config.KUBELET_HEALTHZ_PORT}/healthz"), "-m kubelet "),
             Component(f"kube-proxy-{n}", node.wrap([
                 PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
@@ -298,29 +378,89 @@ backend apiservers
         return comps
 
     def write_state(self) -> None:
-        """Create the state directories and one kubeconfig per identity (idempotent);
-        record the node count for later ``down``/``status``."""
+        """Create the state directories, the PKI (kubeadm's layout under ``pki/``), the static
+        tokens, the encryption-at-rest config and one kubeconfig per identity (all idempotent);
+        record the layout for later ``down``/``status``. Raises LaunchError on a PKI failure."""
         for d in (self.logs, self.run, self.home / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
-        (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes), "ha": self.ha}) + "\n")
+        (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes), "ha": self.ha,
+                                                          "secure": self.secure}) + "\n")
         if self.ha:
             (self.home / "haproxy.cfg").write_text(self.haproxy_cfg())
-        kubeconfig.write(self.home / "admin.kubeconfig", server=self.server, user="kubernetes-admin")
-        kubeconfig.write(self.home / "scheduler.kubeconfig", server=self.server, user="system:kube-scheduler")
-        kubeconfig.write(self.home / "controller-manager.kubeconfig", server=self.server,
-                         user="system:kube-controller-manager")
-        kubeconfig.write(self.home / "cluster-dns.kubeconfig", server=self.server,
-                         user="system:serviceaccount:kube-system:coredns")
-        kubeconfig.write(self.home / "hostgw.kubeconfig", server=self.server, user="system:kube-proxy")
+        if self.secure:
+            self._write_secure_state()
+        else:
+            kubeconfig.write(self.home / "admin.kubeconfig", server=self.server, user="kubernetes-admin")
+            kubeconfig.write(self.home / "scheduler.kubeconfig", server=self.server, user="system:kube-scheduler")
+            kubeconfig.write(self.home / "controller-manager.kubeconfig", server=self.server,
+                             user="system:kube-controller-manager")
+            kubeconfig.write(self.home / "cluster-dns.kubeconfig", server=self.server,
+                             user="system:serviceaccount:kube-system:kube-dns")
+            kubeconfig.write(self.home / "hostgw.kubeconfig", server=self.server, user="system:kube-proxy")
         from cni.install import install
 
         for node in self.nodes:
             for d in (node.dir / "cni" / "bin", node.dir / "cni" / "net.d", node.dir / "shim", node.dir / "pods"):
                 d.mkdir(parents=True, exist_ok=True)
-            kubeconfig.write(node.dir / "kubelet.kubeconfig", server=self.node_server,
-                             user=f"system:node:{node.name}")
-            kubeconfig.write(node.dir / "kube-proxy.kubeconfig", server=self.node_server, user="system:kube-proxy")
+            if not self.secure:
+                kubeconfig.write(node.dir / "kubelet.kubeconfig", server=self.node_server,
+                                 user=f"system:node:{node.name}")
+                kubeconfig.write(node.dir / "kube-proxy.kubeconfig", server=self.node_server,
+                                 user="system:kube-proxy")
             install(str(node.dir / "cni" / "bin"), python=PY)
+
+    def _write_secure_state(self) -> None:
+        from kubeling.pki.certs import PKIError
+
+        p = self.pki
+        sans = ["127.0.0.1", self.control_plane_ip, "localhost"]
+        try:
+            pki_certs.ensure(p, apiserver_sans=sans, etcd_members=self.etcd_names(),
+                             nodes={**self.pki_nodes, **{n.name: [n.ip] for n in self.nodes}})
+            for identity, path in (("admin", "admin.kubeconfig"), ("scheduler", "scheduler.kubeconfig"),
+                                   ("controller-manager", "controller-manager.kubeconfig"),
+                                   ("kube-proxy", "hostgw.kubeconfig")):
+                pki_certs.write_kubeconfig(self.home / path, pki_dir=p, identity=identity, server=self.server)
+            for node in self.nodes:
+                node.dir.mkdir(parents=True, exist_ok=True)
+                pki_certs.write_kubeconfig(node.dir / "kubelet.kubeconfig", pki_dir=p,
+                                           identity=f"nodes/{node.name}/kubelet-client", server=self.node_server)
+                pki_certs.write_kubeconfig(node.dir / "kube-proxy.kubeconfig", pki_dir=p, identity="kube-proxy",
+                                           server=self.node_server)
+        except PKIError as e:
+            raise LaunchError(f"PKI: {e}") from e
+        tokens = self._static_tokens()
+        ca = (p / "ca.crt").read_bytes()
+        kubeconfig.write(self.home / "cluster-dns.kubeconfig", server=self.server, ca_data=ca,
+                         user=DNS_USER, token=tokens["cluster-dns"])
+        kubeconfig.write(self.home / "dashboard-admin.kubeconfig", server=self.server, ca_data=ca,
+                         user="kubernetes-admin-token", token=tokens["admin"])
+        enc = self.home / "encryption-config.yaml"
+        if not enc.exists():
+            key = base64.b64encode(secrets.token_bytes(32)).decode()
+            _write_private(enc, ENCRYPTION_CONFIG.format(key=key))
+
+    def _static_tokens(self) -> dict[str, str]:
+        """name -> bearer token of ``pki/tokens.csv`` (the apiserver's --token-auth-file), made once:
+        the cluster DNS's identity and an admin token for the dashboard's login."""
+        path = self.pki / "tokens.csv"
+        have = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                parts = line.split(",")
+                if len(parts) >= 3:
+                    have[parts[2]] = parts[0]
+        want = {"cluster-dns": (DNS_USER, "kubeling-cluster-dns", "system:serviceaccounts,"
+                                "system:serviceaccounts:kube-system"),
+                "admin": ("kubernetes-admin-token", "kubeling-admin", "system:masters")}
+        if set(have) != {uid for _, uid, _ in want.values()}:
+            lines = []
+            for name, (user, uid, groups) in want.items():
+                token = have.get(uid) or secrets.token_hex(24)
+                have[uid] = token
+                lines.append(f'{token},{user},{uid},"{groups}"')
+            _write_private(path, "\n".join(lines) + "\n")
+        return {name: have[uid] for name, (_, uid, _) in want.items()}
 
     def setup_network(self) -> None:
         """The underlay bridge on the host and, in netns mode, one netns per node
@@ -413,9 +553,14 @@ backend apiservers
                               f"{self.log_tail(f'kubelet-{waiting[0]}')}")
         return time.monotonic() - t0
 
+    def admin_http(self) -> httpx.Client:
+        """An HTTP client of the apiserver as the admin (the admin kubeconfig's credentials)."""
+        return httpx.Client(timeout=5, **kubeconfig.load(self.home / "admin.kubeconfig").httpx_kwargs())
+
     def _ready_since(self, name: str, since: datetime.datetime) -> bool:
         try:
-            node = httpx.get(f"{self.server}/api/v1/nodes/{name}", timeout=2).json()
+            with self.admin_http() as http:
+                node = http.get(f"/api/v1/nodes/{name}").json()
             for c in node.get("status", {}).get("conditions", []):
                 if c.get("type") == "Ready" and c.get("status") == "True":
                     beat = datetime.datetime.fromisoformat(c.get("lastHeartbeatTime", "").replace("Z", "+00:00"))

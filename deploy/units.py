@@ -28,8 +28,9 @@ UNIT_PREFIX = "kubeling-"
 
 
 def vm_cluster(role: str, *, home: pathlib.Path, address: str, control_plane: str, node_cidr: str,
-               name: str = "") -> Cluster:
-    """The Cluster of one VM: ``role`` "control-plane" (no nodes) or "worker" (node ``name`` at ``address``).
+               name: str = "", workers: dict[str, str] | None = None) -> Cluster:
+    """The Cluster of one VM: ``role`` "control-plane" (no nodes; ``workers`` name -> address get
+    their kubelet certificates in its PKI) or "worker" (node ``name`` at ``address``).
     Raises ValueError on a bad role, address or CIDR."""
     for a in (address, control_plane):
         ipaddress.ip_address(a)
@@ -42,7 +43,11 @@ def vm_cluster(role: str, *, home: pathlib.Path, address: str, control_plane: st
         nodes = [Node(name, address, home / "nodes" / name, netns=False, hostgw=True)]
     else:
         raise ValueError(f"unknown role {role!r}: control-plane or worker")
-    return Cluster(home, node_list=nodes, control_plane_ip=control_plane, node_cidr=node_cidr)
+    for ip in (workers or {}).values():
+        ipaddress.ip_address(ip)
+    cluster = Cluster(home, node_list=nodes, control_plane_ip=control_plane, node_cidr=node_cidr)
+    cluster.pki_nodes = {n: [ip] for n, ip in (workers or {}).items()}
+    return cluster
 
 
 def unit_text(comp: Component, *, home: pathlib.Path, after: list[str]) -> str:
@@ -97,14 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-plane", default="", help="the control-plane VM's address (workers)")
     p.add_argument("--name", default="", help="node name (workers)")
     p.add_argument("--node-cidr", required=True, help="the VMs' subnet, e.g. 10.0.0.0/24")
+    p.add_argument("--worker", action="append", default=[], metavar="NAME=IP",
+                   help="control-plane: a worker to issue kubelet certificates for (repeatable)")
     p.add_argument("--home", default="/var/lib/kubeling", help="state directory (KUBELING_HOME)")
     p.add_argument("--out", default="/etc/systemd/system", help="where to write the .service files")
     a = p.parse_args(argv)
     try:
+        workers = dict(w.split("=", 1) for w in a.worker)
         cluster = vm_cluster(a.role, home=pathlib.Path(a.home), address=a.address,
-                             control_plane=a.control_plane or a.address, node_cidr=a.node_cidr, name=a.name)
+                             control_plane=a.control_plane or a.address, node_cidr=a.node_cidr, name=a.name,
+                             workers=workers)
     except ValueError as e:
-        p.error(str(e))
+        p.error(f"{e} (--worker takes NAME=IP)" if "dictionary update" in str(e) else str(e))
     cluster.write_state()
     for path in write_units(cluster, pathlib.Path(a.out)):
         print(path)

@@ -27,6 +27,7 @@ PROXY_METRICS_PORT = 10249
 HOSTGW_HEALTHZ_PORT = 10252
 DNS_HEALTH_PORT = 8080
 DNS_METRICS_PORT = 9153
+DASHBOARD_PORT = 8001
 BRIDGE_NAME = "kubeling0"
 # The node underlay of a local cluster: a bridge in the host's network
 # namespace joining the node netns of ``make up NODES=N`` (N >= 2). The host

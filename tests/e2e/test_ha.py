@@ -85,12 +85,14 @@ def kubectl(cluster, *args: str, stdin: str | None = None, check: bool = True) -
     return r
 
 
-def etcd_leader() -> str:
-    """Component name of the etcdlite member that leads now."""
+def etcd_leader(cluster) -> str:
+    """Component name of the etcdlite member that leads now (etcdctl with the cluster's etcd client cert)."""
     from deploy.cluster import ETCD_MEMBERS
+    from kubeling.pki.flags import etcdctl_flags
 
-    endpoints = ",".join(f"127.0.0.1:{client}" for _, client, _ in ETCD_MEMBERS)
-    out = subprocess.run(["etcdctl", "--endpoints", endpoints, "endpoint", "status", "-w", "json"],
+    endpoints = ",".join(f"https://127.0.0.1:{client}" for _, client, _ in ETCD_MEMBERS)
+    out = subprocess.run(["etcdctl", "--endpoints", endpoints, *etcdctl_flags(cluster["home"] / "pki"),
+                          "endpoint", "status", "-w", "json"],
                          capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"}).stdout
     for st in json.loads(out or "[]"):
         if st["Status"]["leader"] == st["Status"]["header"]["member_id"]:
@@ -125,8 +127,9 @@ def test_killing_any_one_control_plane_process_keeps_the_cluster_serving(cluster
     launcher = Cluster(cluster["home"])
     comps = {c.name: c for c in launcher.components()}
     killed: list[str] = []
-    victims = [etcd_leader, lambda: next(n for n in ("etcdlite-0", "etcdlite-1", "etcdlite-2")
-                                         if n != etcd_leader() and n not in killed),
+    victims = [lambda: etcd_leader(cluster),
+               lambda: next(n for n in ("etcdlite-0", "etcdlite-1", "etcdlite-2")
+                            if n != etcd_leader(cluster) and n not in killed),
                lambda: "kube-apiserver-0", lambda: "kube-apiserver-1",
                lambda: lease_holder_component(cluster, "kube-controller-manager", launcher),
                lambda: lease_holder_component(cluster, "kube-scheduler", launcher),

@@ -78,7 +78,8 @@ def test_vm_units_run_the_launchers_command_lines(tmp_path):
     kubelet = (tmp_path / "u" / "kubeling-kubelet-worker1.service").read_text()
     assert "Restart=always" in kubelet and "--node-ip 10.0.0.11" in kubelet
     assert "After=network-online.target docker.service kubeling-cri-shim-worker1.service" in kubelet
-    assert worker.node_server == "http://10.0.0.10:6443"
+    assert worker.node_server == "https://10.0.0.10:6443"
+    assert "--tls-cert-file" in kubelet and "--client-ca-file" in kubelet
     proxy = (tmp_path / "u" / "kubeling-kube-proxy-worker1.service").read_text()
     assert "--pod-egress-cidrs 10.0.0.0/24" in proxy
     cp = units.vm_cluster("control-plane", home=tmp_path / "c", address="10.0.0.10", control_plane="10.0.0.10",
