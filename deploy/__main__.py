@@ -59,6 +59,11 @@ def cmd_up(cluster: Cluster) -> int:
                   f"  .venv/bin/kubeling get pods -o wide\n"
                   f"  kubectl --kubeconfig {kc} get nodes\n"
                   f"Logs: {cluster.logs}/<component>.log   Status: make status   Stop: make down")
+    if cluster.secure:
+        token = cluster._static_tokens()["admin"]
+        console.print(f"Dashboard: http://127.0.0.1:{config.DASHBOARD_PORT}/#token={token}", soft_wrap=True)
+    else:
+        console.print(f"Dashboard: http://127.0.0.1:{config.DASHBOARD_PORT}/")
     return 0
 
 
