@@ -60,7 +60,7 @@ def cmd_up(cluster: Cluster) -> int:
                   f"  kubectl --kubeconfig {kc} get nodes\n"
                   f"Logs: {cluster.logs}/<component>.log   Status: make status   Stop: make down")
     if cluster.secure:
-        token = cluster._static_tokens()["admin"]
+        token = cluster.static_tokens()["admin"]
         console.print(f"Dashboard: http://127.0.0.1:{config.DASHBOARD_PORT}/#token={token}", soft_wrap=True)
     else:
         console.print(f"Dashboard: http://127.0.0.1:{config.DASHBOARD_PORT}/")

@@ -429,7 +429,7 @@ backend apiservers
                                            server=self.node_server)
         except PKIError as e:
             raise LaunchError(f"PKI: {e}") from e
-        tokens = self._static_tokens()
+        tokens = self.static_tokens()
         ca = (p / "ca.crt").read_bytes()
         kubeconfig.write(self.home / "cluster-dns.kubeconfig", server=self.server, ca_data=ca,
                          user=DNS_USER, token=tokens["cluster-dns"])
@@ -440,7 +440,7 @@ backend apiservers
             key = base64.b64encode(secrets.token_bytes(32)).decode()
             _write_private(enc, ENCRYPTION_CONFIG.format(key=key))
 
-    def _static_tokens(self) -> dict[str, str]:
+    def static_tokens(self) -> dict[str, str]:
         """name -> bearer token of ``pki/tokens.csv`` (the apiserver's --token-auth-file), made once:
         the cluster DNS's identity and an admin token for the dashboard's login."""
         path = self.pki / "tokens.csv"
