@@ -14,13 +14,13 @@ from starlette.requests import HTTPConnection
 
 from apiserver import errors
 from apiserver.authn import ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS, UserInfo
+from apiserver.authn.serviceaccount import SA_GROUP, split_username
 from apiserver.authz import RequestAttributes, check
 
 USER = "impersonate-user"
 GROUP = "impersonate-group"
 UID = "impersonate-uid"
 EXTRA_PREFIX = "impersonate-extra-"
-SA_PREFIX = "system:serviceaccount:"
 
 
 def requested(conn: HTTPConnection) -> bool:
@@ -42,11 +42,12 @@ async def impersonate(conn: HTTPConnection, user: UserInfo, authorizer) -> UserI
     if not name:
         raise errors.bad_request("requested impersonation of groups, uid or extra without impersonating a user")
     checks = []
-    if name.startswith(SA_PREFIX) and name.count(":") == 3:
-        ns, sa = name[len(SA_PREFIX):].split(":")
+    sa_ident = split_username(name)
+    if sa_ident is not None:
+        ns, sa = sa_ident
         checks.append(RequestAttributes("impersonate", "", "serviceaccounts", None, ns, sa))
         if not groups:
-            groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
+            groups = [SA_GROUP, f"{SA_GROUP}:{ns}"]
     else:
         checks.append(RequestAttributes("impersonate", "", "users", None, None, name))
     checks += [RequestAttributes("impersonate", "", "groups", None, None, g) for g in groups]

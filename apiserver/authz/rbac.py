@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Iterable, Protocol
 
 from apiserver.authn import UserInfo
+from apiserver.authn.serviceaccount import SA_PREFIX
 from apiserver.authz import RequestAttributes
 
 GROUP = "rbac.authorization.k8s.io"
-SA_PREFIX = "system:serviceaccount:"
 
 
 # ---------------------------------------------------------------- rule matching (rbac/validation)
