@@ -531,3 +531,21 @@ def test_real_kubelet_registers_under_node_authorizer(cluster):
     finally:
         procs.stop("kubelet")
         runtime.stop(grace=None)
+
+
+async def test_bootstrap_token(cluster):
+    """--enable-bootstrap-token-auth: <id>.<secret> of a kube-system bootstrap-token Secret authenticates as
+    system:bootstrap:<id> in system:bootstrappers; a wrong secret is 401."""
+    await admin_apply(cluster, [{"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+                                 "metadata": {"name": "bootstrap-token-abc123", "namespace": "kube-system"},
+                                 "stringData": {"token-id": "abc123", "token-secret": "0123456789abcdef",
+                                                "usage-bootstrap-authentication": "true"}}])
+    async with httpx.AsyncClient(base_url=cluster["plain"], trust_env=False) as h:
+        ssr = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        r = await h.post(ssr, json={}, headers={"Authorization": "Bearer abc123.0123456789abcdef"})
+        assert r.status_code == 201, r.text
+        info = r.json()["status"]["userInfo"]
+        assert info["username"] == "system:bootstrap:abc123"
+        assert info["groups"] == ["system:bootstrappers", "system:authenticated"]
+        r = await h.post(ssr, json={}, headers={"Authorization": "Bearer abc123.ffffffffffffffff"})
+        assert r.status_code == 401
