@@ -366,3 +366,14 @@ def _hist_count() -> float:
             if sample.name.endswith("_count"):
                 return sample.value
     return 0.0
+
+
+def test_parse_nft_chains():
+    """Chain names per table from `nft list chains ip` (what list_chains reads instead of iptables-save)."""
+    from proxy.iptables.runner import parse_nft_chains
+    text = ("table ip filter {\n\tchain KUBE-SERVICES {\n\t}\n\tchain INPUT {\n"
+            "\t\ttype filter hook input priority filter; policy accept;\n\t}\n}\n"
+            "table ip nat {\n\tchain KUBE-SEP-ABC {\n\t}\n\tchain POSTROUTING {\n"
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n}\n")
+    assert parse_nft_chains(text) == {"filter": {"KUBE-SERVICES", "INPUT"}, "nat": {"KUBE-SEP-ABC", "POSTROUTING"}}
+    assert parse_nft_chains("") == {}
