@@ -2,9 +2,12 @@
 
 Mirrors upstream's cmd/kube-proxy/app/server.go: Service and Endpoints
 informers feed a Proxier; every change asks the BoundedFrequencyRunner for a
-sync (at most one per --min-sync-period, at least one per --sync-period);
-/healthz answers ``ok`` once the first sync has succeeded; /metrics serves
-the sync metrics. ``--cleanup`` removes every rule and chain and exits.
+sync (at most one per --min-sync-period, at least one per --sync-period;
+syncs are partial, rewriting only what changed, with a full one every
+--sync-period); /healthz answers ``ok`` once the first sync has succeeded;
+/metrics serves the sync metrics. ``--cleanup`` removes every rule and chain
+and exits. Only the iptables mode exists: ``--proxy-mode=ipvs`` exits with
+one line saying why (this kernel has no IPVS).
 """
 from __future__ import annotations
 
