@@ -326,6 +326,13 @@ def _fuzz_requests(rng: random.Random, good_jwt: str) -> list[tuple[str, str, li
             headers += [(f"x-fuzz-{j}", seg(rng.randint(100, 1000))) for j in range(rng.randint(10, 60))]
         if kind == 7:
             headers += [("authorization", "Bearer " + seg(40)), ("authorization", "Bearer x")]
+        if kind == 8:  # impersonation headers, half of them from the system:masters token
+            headers = [("authorization", f"Bearer {TOKENS['admin']}")] if i % 20 < 10 else []
+            headers += [(rng.choice(["impersonate-user", "impersonate-group", "impersonate-uid",
+                                     "impersonate-extra-" + seg(rng.randint(1, 20)).lower()]),
+                         rng.choice(["", "jane", "system:serviceaccount:a:bot", "system:serviceaccount:::",
+                                     "system:anonymous", seg(rng.randint(1, 300))]))
+                        for _ in range(rng.randint(1, 4))]
         method = rng.choice(["GET", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
         body = None
         if method in ("POST", "PUT", "PATCH"):
