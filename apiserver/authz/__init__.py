@@ -104,7 +104,9 @@ def forbidden(user: UserInfo, attrs: RequestAttributes, reason: str = "") -> err
     """The 403 Status of a denied request, as responsewriters.Forbidden + apierrors.NewForbidden:
     ``pods is forbidden: User "jane" cannot list ...`` (``pods "web" is forbidden`` with a name,
     ``forbidden: User ... path "/x"`` for non-resource paths), ``: <reason>`` appended when given."""
-    msg = forbidden_message(user, attrs) + (f": {reason}" if reason else "")
+    # responsewriters' sanitizer: the message never looks like HTML (quotes are fine).
+    msg = forbidden_message(user, attrs).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    msg += f": {reason}" if reason else ""
     if not attrs.resource_request:
         return errors.StatusError(403, "Forbidden", f"forbidden: {msg}", details={})
     qualified = f"{attrs.resource}.{attrs.group}" if attrs.group else attrs.resource

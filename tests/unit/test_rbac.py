@@ -194,3 +194,9 @@ async def test_subject_index_follows_binding_changes():
     assert (await a.authorize(bot, attrs("list", "pods", ns="a")))[0]
     assert not (await a.authorize(bot, attrs("list", "pods", ns="b")))[0]
     assert not (await a.authorize(UserInfo("system:serviceaccount:b:bot"), attrs("list", "pods", ns="a")))[0]
+
+
+def test_forbidden_message_is_sanitized():
+    """As upstream's sanitizer: &, < and > of the request become HTML entities in the message."""
+    e = forbidden(UserInfo("<b>&"), non_resource("get", "/x<y>"))
+    assert e.message == 'forbidden: User "&lt;b&gt;&amp;" cannot get path "/x&lt;y&gt;"'
