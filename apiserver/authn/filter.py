@@ -29,6 +29,7 @@ from apiserver.authn import (ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS, 
                              UserInfo)
 from apiserver.authn import impersonation
 from apiserver.authz import check, non_resource
+from apiserver.handlers import status_response
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class AuthenticationFilter:
             try:
                 user = await self.authenticator.authenticate(conn)
             except AuthenticationError as e:
-                log.info("unable to authenticate %s %s: %s", scope.get("method", "WS"), scope.get("path"), e)
+                # Bounded: hostile requests must not turn into megabytes of log.
+                log.info("unable to authenticate %s %.200s: %.300s", scope.get("method", "WS"), scope.get("path"), e)
                 user = None
             if user is None:
                 raise errors.StatusError(401, "Unauthorized", "Unauthorized")
@@ -168,7 +170,6 @@ class AuthenticationFilter:
 
 async def _reject(scope, receive, send, e: errors.StatusError) -> None:
     """Answer ``e`` as a Status JSON (HTTP) or refuse the websocket handshake (uvicorn answers 403)."""
-    from apiserver.handlers import status_response  # the handlers module imports this package's parent
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": e.message[:120]})
         return
