@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 
 from apiserver import errors
-from apiserver.authn import AuthenticationError  # noqa: F401  (re-exported for callers of build)
 from apiserver.authn import bootstrap, serviceaccount, tokenfile, x509
 from apiserver.authn.filter import RequestAuthenticator
 from apiserver.authz import AlwaysAllow, AlwaysDeny, Union
