@@ -17,7 +17,9 @@ kube-controller-manager process:
 - Taints follow the Ready condition: False -> ``node.kubernetes.io/not-ready``,
   Unknown -> ``node.kubernetes.io/unreachable``, both NoSchedule and
   NoExecute (the NoExecute one with ``timeAdded``); ``spec.unschedulable`` ->
-  ``node.kubernetes.io/unschedulable:NoSchedule``. Ready again removes them.
+  ``node.kubernetes.io/unschedulable:NoSchedule``; MemoryPressure / DiskPressure /
+  PIDPressure True -> ``node.kubernetes.io/memory-pressure`` (disk-, pid-) NoSchedule
+  (TaintNodesByCondition). Ready again removes them.
 - Taint eviction: a pod bound to a node with NoExecute taints it does not
   tolerate is deleted at once; one that tolerates them all for
   ``tolerationSeconds`` is deleted that long after the taint was added (the
@@ -43,7 +45,11 @@ LEASE_NAMESPACE = "kube-node-lease"
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-MANAGED_TAINTS = (NOT_READY, UNREACHABLE, UNSCHEDULABLE)
+# TaintNodesByCondition: a pressure condition that is True keeps new pods away.
+PRESSURE_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
+                   "DiskPressure": "node.kubernetes.io/disk-pressure",
+                   "PIDPressure": "node.kubernetes.io/pid-pressure"}
+MANAGED_TAINTS = (NOT_READY, UNREACHABLE, UNSCHEDULABLE, *PRESSURE_TAINTS.values())
 PROBED_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 NODE_MONITOR_PERIOD = 5.0
@@ -70,6 +76,9 @@ def wanted_taints(node: dict) -> list[tuple[str, str]]:
         out += [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
     if (node.get("spec") or {}).get("unschedulable"):
         out.append((UNSCHEDULABLE, "NoSchedule"))
+    for ctype, key in PRESSURE_TAINTS.items():
+        if (node_condition(node, ctype) or {}).get("status") == "True":
+            out.append((key, "NoSchedule"))
     return out
 
 

@@ -11,8 +11,10 @@ import os
 import socket
 import sys
 
+from kubelet import eviction
 from kubeling import config as cluster_config
 from kubeling import daemon
+from kubeling.duration import flag_duration
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crashloop-backoff-initial", type=float, default=10.0,
                    help="seconds before the first restart of a crashed container (doubles each time)")
     p.add_argument("--crashloop-backoff-max", type=float, default=300.0, help="seconds, backoff cap")
+    p.add_argument("--eviction-hard", default=eviction.DEFAULT_HARD,
+                   help="hard eviction thresholds, e.g. memory.available<100Mi or memory.available<5%%")
+    p.add_argument("--eviction-pressure-transition-period", type=flag_duration, default=300.0,
+                   help="how long MemoryPressure stays True after the last threshold crossing (e.g. 5m)")
+    # How often the eviction manager observes memory (upstream: a fixed 10 s).
+    p.add_argument("--eviction-monitoring-interval", type=flag_duration, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--cleanup-network", action="store_true",
                    help="remove the bridge and the safety routes, then exit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -48,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--anonymous-auth", default="true", choices=["true", "false"],
                    help="false: refuse requests without a verified client certificate (401)")
     args = p.parse_args(argv)
+    try:
+        eviction.parse_thresholds(args.eviction_hard)
+    except ValueError as e:
+        p.error(f"--eviction-hard: {e}")
     if not args.cleanup_network and not args.kubeconfig:
         p.error("--kubeconfig is required")
     if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
@@ -88,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         bridge_name=args.bridge_name, cluster_dns=[s for s in args.cluster_dns.split(",") if s],
         cluster_domain=args.cluster_domain, node_status_update_frequency=args.node_status_update_frequency,
         sync_frequency=args.sync_frequency, backoff_initial=args.crashloop_backoff_initial,
-        backoff_max=args.crashloop_backoff_max,
+        backoff_max=args.crashloop_backoff_max, eviction_hard=args.eviction_hard,
+        eviction_pressure_transition_period=args.eviction_pressure_transition_period,
+        eviction_monitoring_interval=args.eviction_monitoring_interval,
         tls=ServingTLS(args.tls_cert_file, args.tls_private_key_file, client_ca_file=args.client_ca_file,
                        anonymous_auth=args.anonymous_auth == "true") if args.tls_cert_file else None)
 

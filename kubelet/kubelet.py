@@ -22,8 +22,9 @@ import prometheus_client
 
 from kubelet import metrics as kubelet_metrics
 from kubelet import network
+from kubelet import eviction
 from kubelet.backoff import Backoff
-from kubelet.container import STATE_RUNNING, PodStatus
+from kubelet.container import POD_UID_LABEL, STATE_RUNNING, PodStatus
 from kubelet.cri import CRIError, RemoteRuntime
 from kubeling.client.record import EventRecorder
 from kubelet.kuberuntime import KubeRuntimeManager, pod_grace_period, pod_log_dir
@@ -34,6 +35,7 @@ from kubelet.pod_workers import PodWorkers
 from kubelet.prober import ProbeManager
 from kubelet.server import ServingTLS, build_app, serve
 from kubelet.status_manager import StatusManager
+from kubelet.stats import read_meminfo
 from kubelet.volumemanager import VolumeManager
 from kubeling import daemon, klog
 from kubeling.client import ApiError, Client, Informer
@@ -67,6 +69,9 @@ class KubeletConfig:
     node_status_update_frequency: float = 10.0
     sync_frequency: float = 10.0
     pleg_period: float = 1.0
+    eviction_hard: str = eviction.DEFAULT_HARD
+    eviction_pressure_transition_period: float = 300.0
+    eviction_monitoring_interval: float = 10.0
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
     tls: ServingTLS | None = None  # HTTPS on ``port`` (kubelet's --tls-cert-file ...); None: plain HTTP
@@ -93,10 +98,15 @@ class Kubelet:
             backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max),
             cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain,
             volumes=VolumeManager(self.client, config.root_dir))
+        self.eviction = eviction.EvictionManager(
+            eviction.parse_thresholds(config.eviction_hard),
+            pressure_transition_period=config.eviction_pressure_transition_period)
+        self.evicted: set[str] = set()  # uids failed by eviction or admission, never restarted
         self.node_status = NodeStatusManager(
             self.client, name=config.node_name, node_ip=config.node_ip, port=config.port,
             root_dir=config.root_dir, readiness=self._node_readiness,
-            interval=config.node_status_update_frequency, recorder=self.recorder.event)
+            interval=config.node_status_update_frequency, recorder=self.recorder.event,
+            pressure=lambda: {"MemoryPressure": self.eviction.under_pressure(time.monotonic())})
         self.runtime_conditions: dict[str, tuple[bool, str]] = {}
         self.runtime_up = False
         self.network_ready = False
@@ -221,7 +231,8 @@ class Kubelet:
             log.info("pod informer synced (%d pods); starting pod workers and PLEG", len(self.pods.store))
             await daemon.run_until_stopped(
                 stop, informer, self.pleg.run(), self.node_status.run(),
-                self._update_runtime_status(), self._setup_network(), self._resync_loop(), *servers)
+                self._update_runtime_status(), self._setup_network(), self._resync_loop(),
+                self._eviction_loop(), *servers)
         finally:
             for s in servers:
                 s.cancel()
@@ -264,6 +275,59 @@ class Kubelet:
                                  if any(s.state == pb.SANDBOX_READY for s in p.sandboxes)))
             self.runtime_manager.backoff.gc()
 
+    # ---- node-pressure eviction (kubelet.eviction) -------------------------
+
+    async def _eviction_loop(self) -> None:
+        """Every monitoring interval: observe memory, report pressure, evict one pod if a threshold is met."""
+        was = False
+        while True:
+            try:
+                await self.evict_once()
+            except (CRIError, ApiError, OSError) as e:
+                log.warning("eviction manager: %s", e)
+            now_pressure = self.eviction.under_pressure(time.monotonic())
+            if now_pressure != was:
+                was = now_pressure
+                self.node_status.kick.set()
+            await asyncio.sleep(self.config.eviction_monitoring_interval)
+
+    async def evict_once(self) -> str | None:
+        """One synchronize of the eviction manager; returns the uid of the pod evicted, if any."""
+        info = await asyncio.to_thread(read_meminfo)
+        usage: dict[str, int] = {}
+        for s in await self.runtime.list_container_stats():
+            uid = s.attributes.labels.get(POD_UID_LABEL, "")
+            if uid and s.HasField("memory"):
+                usage[uid] = usage.get(uid, 0) + s.memory.working_set_bytes.value
+        active = [p for uid, p in self.pod_by_uid.items() if uid not in self.evicted
+                  and not p["metadata"].get("deletionTimestamp")
+                  and (p.get("status") or {}).get("phase") not in TERMINAL_PHASES
+                  and not (p.get("metadata", {}).get("annotations") or {}).get("kubernetes.io/config.mirror")]
+        d = self.eviction.synchronize(now=time.monotonic(), available=info.get("MemAvailable", 0),
+                                      capacity=info.get("MemTotal", 0), pods=active, usage=usage)
+        if d.evict is None:
+            return None
+        await self._fail_pod(d.evict, "Evicted", d.message, kill=True)
+        return d.evict["metadata"]["uid"]
+
+    async def _fail_pod(self, pod: dict, reason: str, message: str, *, kill: bool) -> None:
+        """Phase Failed with ``reason``/``message`` (an eviction or a refused admission); with ``kill``
+        the containers stop at once (hard eviction has no grace period)."""
+        uid = pod["metadata"]["uid"]
+        self.evicted.add(uid)
+        log.warning("%s pod %s/%s: %s", reason.lower(), pod["metadata"].get("namespace"), pod["metadata"]["name"],
+                    message, extra=klog.kv(pod=pod))
+        status = await self.runtime_manager.get_pod_status(uid)
+        if kill:
+            await self.runtime_manager.kill_pod(pod, status, grace=0)
+            status = await self.runtime_manager.get_pod_status(uid)
+        api_status = generate_api_pod_status(pod, status, node_ip=self.config.node_ip, now=time.time(),
+                                             reasons={}, ready=False)
+        api_status.update(phase="Failed", reason=reason, message=message)
+        self.prober.remove_pod(uid)
+        self.recorder.event(pod, "Warning", reason, message)
+        await self.status_manager.set_pod_status(pod, api_status)
+
     # ---- the sync ---------------------------------------------------------
 
     async def sync_pod(self, uid: str) -> None:
@@ -278,7 +342,13 @@ class Kubelet:
             if pod["metadata"].get("deletionTimestamp"):
                 await self._terminate(pod, status)
                 return
-            if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            if uid not in self.evicted and not status.sandboxes and not status.containers \
+                    and not (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+                refused = self.eviction.admit(pod, now=time.monotonic())
+                if refused:  # upstream's admission handlers: the pod fails before it starts
+                    await self._fail_pod(pod, "Evicted", refused, kill=False)
+                    return
+            if uid in self.evicted or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
                 # Finished pods keep their status; only make sure nothing runs.
                 if any(s.ready for s in status.sandboxes) or any(c.state == STATE_RUNNING
                                                                  for c in status.containers):

@@ -75,7 +75,8 @@ def _condition(ctype: str, ok: bool, reason: str, message: str, now: str, old: d
 
 
 def node_status(*, info: dict, node_ip: str, hostname: str, port: int, runtime_version: str,
-                ready: bool, not_ready_message: str, old: dict | None, now: float) -> dict:
+                ready: bool, not_ready_message: str, old: dict | None, now: float,
+                memory_pressure: bool = False) -> dict:
     """The full NodeStatus (mirrors the nodestatus setters: MachineInfo,
     NodeAddress, VersionInfo, DaemonEndpoints, ReadyCondition and the pressure conditions)."""
     ts = rfc3339(now)
@@ -83,8 +84,10 @@ def node_status(*, info: dict, node_ip: str, hostname: str, port: int, runtime_v
     capacity = {"cpu": str(info["cpu"]), "memory": f"{info['memory_ki']}Ki", "pods": str(MAX_PODS),
                 "ephemeral-storage": f"{info['storage_bytes'] // 1024}Ki"}
     conds = [
-        _condition("MemoryPressure", False, "KubeletHasSufficientMemory",
-                   "kubelet has sufficient memory available", ts, old_conds.get("MemoryPressure")),
+        _condition("MemoryPressure", memory_pressure,
+                   "KubeletHasInsufficientMemory" if memory_pressure else "KubeletHasSufficientMemory",
+                   "kubelet has insufficient memory available" if memory_pressure
+                   else "kubelet has sufficient memory available", ts, old_conds.get("MemoryPressure")),
         _condition("DiskPressure", False, "KubeletHasNoDiskPressure", "kubelet has no disk pressure",
                    ts, old_conds.get("DiskPressure")),
         _condition("PIDPressure", False, "KubeletHasSufficientPID", "kubelet has sufficient PID available",
@@ -143,8 +146,10 @@ class NodeStatusManager:
 
     def __init__(self, client: Client, *, name: str, node_ip: str, port: int, root_dir: str,
                  readiness: Callable[[], tuple[bool, str]], interval: float = 10.0,
-                 recorder: Callable[[dict, str, str, str], None] | None = None):
+                 recorder: Callable[[dict, str, str, str], None] | None = None,
+                 pressure: Callable[[], dict[str, bool]] | None = None):
         self.client = client
+        self.pressure = pressure  # condition type -> True under pressure (the eviction manager)
         self.recorder = recorder
         self.name = name
         self.node_ip = node_ip
@@ -159,9 +164,10 @@ class NodeStatusManager:
 
     def _status(self, old: dict | None) -> dict:
         ready, message = self.readiness()
+        pressure = self.pressure() if self.pressure else {}
         return node_status(info=self.info, node_ip=self.node_ip, hostname=self.name, port=self.port,
                            runtime_version=self.runtime_version, ready=ready, not_ready_message=message,
-                           old=old, now=time.time())
+                           old=old, now=time.time(), memory_pressure=bool(pressure.get("MemoryPressure")))
 
     async def register(self) -> dict:
         """Create the Node, or update labels and status of an existing one

@@ -43,3 +43,13 @@ def test_eviction_time():
     assert nlc.eviction_time(_pod(timed, shorter), [taint], T0) == added + 20
     other = {"key": "x", "effect": "NoExecute"}
     assert nlc.eviction_time(_pod(timed), [taint, other], T0 + 1) == T0 + 1
+
+
+def test_pressure_conditions_taint_noschedule():
+    """TaintNodesByCondition: MemoryPressure=True -> node.kubernetes.io/memory-pressure:NoSchedule."""
+    from controllers.nodelifecycle import wanted_taints
+
+    node = {"status": {"conditions": [{"type": "Ready", "status": "True"},
+                                      {"type": "MemoryPressure", "status": "True"},
+                                      {"type": "DiskPressure", "status": "False"}]}}
+    assert wanted_taints(node) == [("node.kubernetes.io/memory-pressure", "NoSchedule")]
