@@ -80,6 +80,7 @@ def cluster(tmp_path_factory):
         except AssertionError:
             raise AssertionError(procs.log("tls") + procs.log("noanon")) from None
         pki.write_kubeconfig(tmp / "admin.kubeconfig", pki_dir=p, identity="admin", server=tls)
+        kubeconfig.write(tmp / "anon.kubeconfig", server=tls, user="anon", ca_file=str(p / "ca.crt"))
         for who in ("jane", "n1", "n2", "n3", "sched", "cm"):
             kubeconfig.write(tmp / f"{who}.kubeconfig", server=tls, user=who, ca_file=str(p / "ca.crt"),
                              token=TOKENS[who])
@@ -236,6 +237,12 @@ def test_real_kubectl_auth_can_i_and_whoami(cluster):
     assert (r.returncode, r.stdout.strip()) == (1, "no"), r.stderr
     r = kubectl("jane", "get", "pods", "-n", "b")
     assert r.returncode == 1 and 'cannot list resource "pods" in API group "" in the namespace "b"' in r.stderr
+    r = kubectl("anon", "--token", TOKENS["jane"], "auth", "can-i", "list", "pods", "-n", "a")
+    assert (r.returncode, r.stdout.strip()) == (0, "yes"), r.stderr
+    r = kubectl("anon", "--token", TOKENS["jane"], "auth", "can-i", "list", "pods", "-n", "b")
+    assert (r.returncode, r.stdout.strip()) == (1, "no"), r.stderr
+    r = kubectl("anon", "--token", TOKENS["jane"], "auth", "whoami")
+    assert r.returncode == 0 and "jane" in r.stdout, r.stderr
     r = kubectl("admin", "auth", "whoami")
     assert r.returncode == 0 and "kubernetes-admin" in r.stdout and "system:masters" in r.stdout, r.stderr
     kubeling = [sys.executable, "-c", "from kubeling.cli.main import main; main()", "--kubeconfig", kc(cluster, "jane")]
