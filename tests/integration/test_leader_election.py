@@ -61,7 +61,8 @@ def acquired(cp, name: str) -> bool:
 
 
 def bound_count(cp, name: str) -> int:
-    return cp.procs.log(name, 1_000_000).count(" bound ")
+    """Bindings the scheduler logged (logfmt lines with msg="bound NS/POD to NODE")."""
+    return cp.procs.log(name, 1_000_000).count('msg="bound ')
 
 
 def bound_pods(cp, ns: str, names: list[str]) -> bool:
