@@ -7,7 +7,7 @@ interval in upstream's order (the BestEffort pod, whose usage exceeds its
 zero request, before the Burstable pod that stays under its request), kill
 their containers, mark them Failed/Evicted with an Evicted event, and refuse
 a new BestEffort pod. Test-only names: node "kltest-evict", bridge "kltestev0",
-pod CIDR 10.244.247.0/24.
+pod CIDR 10.244.245.0/24.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from support import wait_for
 
 NODE = "kltest-evict"
 BRIDGE = "kltestev0"
-POD_CIDR = "10.244.247.0/24"
+POD_CIDR = "10.244.245.0/24"
 IMAGE = "busybox:1.35"
 
 pytestmark = pytest.mark.e2e
