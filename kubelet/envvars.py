@@ -94,17 +94,59 @@ def object_data(obj: dict) -> dict[str, bytes]:
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 
+def service_env(pod: dict, services: list[dict]) -> dict[str, str]:
+    """Docker-link style variables of the services a pod sees (mirrors pkg/kubelet/envvars
+    FromServices and the kubelet's getServiceEnvVarMap): the ``kubernetes`` service of the
+    ``default`` namespace always, and every service of the pod's namespace unless
+    ``spec.enableServiceLinks`` is false; only services with a cluster IP. For ``web`` on
+    10.96.0.5:80/TCP: WEB_SERVICE_HOST, WEB_SERVICE_PORT, WEB_PORT=tcp://10.96.0.5:80,
+    WEB_PORT_80_TCP(_PROTO, _PORT, _ADDR), and WEB_SERVICE_PORT_<NAME> per named port."""
+    ns = (pod.get("metadata") or {}).get("namespace", "default")
+    links = (pod.get("spec") or {}).get("enableServiceLinks", True) is not False
+    chosen: dict[str, dict] = {}
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or not spec.get("ports"):
+            continue
+        name, sns = meta.get("name", ""), meta.get("namespace", "default")
+        if sns == ns and links:
+            chosen[name] = svc
+        elif sns == "default" and name == "kubernetes":
+            chosen.setdefault(name, svc)
+    env: dict[str, str] = {}
+    for name in sorted(chosen):
+        spec = chosen[name]["spec"]
+        ip, ports = spec["clusterIP"], spec["ports"]
+        base = name.upper().replace("-", "_")
+        env[f"{base}_SERVICE_HOST"] = ip
+        env[f"{base}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for p in ports:
+            if p.get("name"):
+                env[f"{base}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p.get("port"))
+        first = ports[0]
+        env[f"{base}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first.get('port')}"
+        for p in ports:
+            proto = p.get("protocol", "TCP")
+            prefix = f"{base}_PORT_{p.get('port')}_{proto.upper()}"
+            env[prefix] = f"{proto.lower()}://{ip}:{p.get('port')}"
+            env[f"{prefix}_PROTO"] = proto.lower()
+            env[f"{prefix}_PORT"] = str(p.get("port"))
+            env[f"{prefix}_ADDR"] = ip
+    return env
+
+
 def container_env(pod: dict, container: dict, *, pod_ip: str, node_ip: str,
                   sources: dict[tuple[str, str], dict | None] | None = None,
-                  allocatable: dict | None = None) -> dict[str, str]:
-    """The container's environment in upstream's order: envFrom sources first (with prefix),
-    then env entries (literal values with $(VAR) expansion, fieldRef, resourceFieldRef,
-    configMapKeyRef, secretKeyRef). ``sources`` maps ("configmaps"|"secrets", name) to the
-    object or None when it does not exist. Raises EnvError with upstream's messages for a
-    missing non-optional object or key."""
+                  allocatable: dict | None = None, services: dict[str, str] | None = None) -> dict[str, str]:
+    """The container's environment in upstream's order: the service variables (``services``,
+    from ``service_env``), then envFrom sources (with prefix), then env entries (literal values
+    with $(VAR) expansion, fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef); later
+    ones win. ``sources`` maps ("configmaps"|"secrets", name) to the object or None when it
+    does not exist. Raises EnvError with upstream's messages for a missing non-optional object or key."""
     sources = sources or {}
     ns = (pod.get("metadata") or {}).get("namespace", "default")
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(services or {})
     for src in container.get("envFrom") or []:
         for field, plural, kind in (("configMapRef", "configmaps", "configmap"), ("secretRef", "secrets", "secret")):
             ref = src.get(field)

@@ -87,6 +87,7 @@ class Kubelet:
         self.runtime = RemoteRuntime(config.runtime_endpoint)
         self.recorder = EventRecorder(self.client, "kubelet", host=config.node_name)
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={config.node_name}")
+        self.services = Informer(self.client, "services")  # service env vars of new containers
         self.pod_by_uid: dict[str, dict] = {}
         self.workers = PodWorkers(self.sync_pod)
         self.pleg = GenericPLEG(self.runtime, self._on_pleg_event, period=config.pleg_period)
@@ -98,6 +99,7 @@ class Kubelet:
             backoff=Backoff(initial=config.backoff_initial, max=config.backoff_max),
             cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain,
             volumes=VolumeManager(self.client, config.root_dir))
+        self.runtime_manager.services = self.services.lister.list
         self.eviction = eviction.EvictionManager(
             eviction.parse_thresholds(config.eviction_hard),
             pressure_transition_period=config.eviction_pressure_transition_period)
@@ -220,17 +222,21 @@ class Kubelet:
             self.pods.add_handlers(on_add=self._on_pod_add, on_update=self._on_pod_update,
                                    on_delete=self._on_pod_delete)
             informer = asyncio.ensure_future(self.pods.run())
-            synced = asyncio.ensure_future(self.pods.wait_synced())
+            services = asyncio.ensure_future(self.services.run())
+            # Containers get the service variables of the moment they start, as upstream's (whose
+            # kubelet also waits for its service informer before starting pods).
+            synced = asyncio.ensure_future(asyncio.gather(self.pods.wait_synced(), self.services.wait_synced()))
             await asyncio.wait([synced, asyncio.ensure_future(stop.wait())],
                                return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
                 informer.cancel()
+                services.cancel()
                 synced.cancel()
-                await asyncio.gather(informer, synced, return_exceptions=True)
+                await asyncio.gather(informer, services, synced, return_exceptions=True)
                 return
             log.info("pod informer synced (%d pods); starting pod workers and PLEG", len(self.pods.store))
             await daemon.run_until_stopped(
-                stop, informer, self.pleg.run(), self.node_status.run(),
+                stop, informer, services, self.pleg.run(), self.node_status.run(),
                 self._update_runtime_status(), self._setup_network(), self._resync_loop(),
                 self._eviction_loop(), *servers)
         finally:

@@ -25,7 +25,7 @@ from kubelet.container import (CONTAINER_HASH_ANNOTATION, POD_UID_LABEL, RESTART
                                SandboxStatus, container_hash, container_labels, pod_labels,
                                state_of)
 from kubelet.cri import CRIError, RemoteRuntime
-from kubelet.envvars import EnvError, container_env, env_references, expand
+from kubelet.envvars import EnvError, container_env, env_references, expand, service_env
 from kubelet.volumemanager import Volume, VolumeError, VolumeManager, container_mounts
 from kubelet.pod_status import should_restart
 from kubelet.prober import ProbeResult, run_probe
@@ -231,6 +231,7 @@ class KubeRuntimeManager:
                  cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local",
                  volumes: VolumeManager | None = None):
         self.runtime = runtime
+        self.services: Callable[[], list[dict]] | None = None  # the kubelet's service lister (env vars)
         self.volumes = volumes
         self.cluster_dns = cluster_dns or []
         self.cluster_domain = cluster_domain
@@ -308,7 +309,8 @@ class KubeRuntimeManager:
         $(VAR) expansion, env (from ``sources``: the ConfigMaps and Secrets it references),
         volume mounts, workingDir, log path ``<name>/<restartCount>.log``.
         Raises EnvError or VolumeError when the environment or a mount cannot be built."""
-        env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources)
+        env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources,
+                            services=service_env(pod, self.services()) if self.services else None)
         mounts = container_mounts(container, volumes or {})
         grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
         return pb.ContainerConfig(

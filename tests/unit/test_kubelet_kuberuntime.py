@@ -144,3 +144,30 @@ def test_container_config_carries_the_pod_namespaces():
     mgr = KubeRuntimeManager(None, root_dir="/tmp/kubelet", node_ip="127.0.0.1", recorder=lambda *a: None)
     cfg = mgr.container_config(pod(), {"name": "app", "image": "busybox:1.35"}, 0, pod_ip="10.244.0.2")
     assert cfg.linux.security_context.namespace_options.pid == pb.CONTAINER
+
+
+def test_service_env_as_docker_links():
+    """Service variables (FromServices): own namespace unless enableServiceLinks is false, kubernetes always."""
+    from kubelet.envvars import container_env, service_env
+
+    svcs = [{"metadata": {"name": "kubernetes", "namespace": "default"},
+             "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}},
+            {"metadata": {"name": "web-api", "namespace": "team"},
+             "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                                                          {"name": "dns", "port": 53, "protocol": "UDP"}]}},
+            {"metadata": {"name": "headless", "namespace": "team"}, "spec": {"clusterIP": "None",
+                                                                             "ports": [{"port": 1}]}},
+            {"metadata": {"name": "other", "namespace": "elsewhere"},
+             "spec": {"clusterIP": "10.96.0.7", "ports": [{"port": 7}]}}]
+    pod = {"metadata": {"name": "p", "namespace": "team"}, "spec": {}}
+    env = service_env(pod, svcs)
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["KUBERNETES_SERVICE_PORT_HTTPS"] == "443"
+    assert env["WEB_API_SERVICE_HOST"] == "10.96.0.9" and env["WEB_API_PORT"] == "tcp://10.96.0.9:80"
+    assert env["WEB_API_PORT_53_UDP"] == "udp://10.96.0.9:53" and env["WEB_API_PORT_53_UDP_ADDR"] == "10.96.0.9"
+    assert not any(k.startswith(("HEADLESS_", "OTHER_")) for k in env)
+    pod["spec"]["enableServiceLinks"] = False
+    assert set(service_env(pod, svcs)) == {k for k in env if k.startswith("KUBERNETES_")}
+    c = {"name": "c", "env": [{"name": "WEB_API_SERVICE_HOST", "value": "mine"}]}
+    out = container_env(pod, c, pod_ip="", node_ip="", services=env)
+    assert out["WEB_API_SERVICE_HOST"] == "mine" and out["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
