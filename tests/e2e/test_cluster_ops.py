@@ -150,6 +150,50 @@ def test_kill_9_kubelet_and_shim_are_restarted_and_pods_unchanged(cluster, app):
     assert containers() == before, "no container was restarted or recreated"
 
 
+IN_CLUSTER_SCRIPT = """
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+config.load_incluster_config()
+v1 = client.CoreV1Api()
+print("listed", len(v1.list_namespaced_pod("default").items), "pods")
+try:
+    v1.create_namespaced_config_map("default", {"metadata": {"name": "nope"}})
+    print("create allowed")
+except ApiException as e:
+    print("create refused", e.status)
+"""
+
+
+def test_official_python_client_in_a_pod_with_its_service_account_token(cluster, app):
+    """In-cluster config: KUBERNETES_SERVICE_HOST/PORT from the kubelet, the projected token and
+    kube-root-ca.crt, HTTPS to 10.96.0.1 through kube-proxy; RBAC view on the default SA."""
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "default-sa-view", "namespace": "default"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]}
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(binding))
+    # busybox has no Python: the pod borrows this machine's interpreter and the repository's
+    # virtualenv (with the `kubernetes` package) through read-only hostPath volumes.
+    mounts = {"prefix": (sys.base_prefix, sys.base_prefix), "repo": (str(REPO), str(REPO)),
+              "libs": ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"), "ld": ("/usr/lib64", "/lib64")}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pyclient", "namespace": "default"},
+           "spec": {"restartPolicy": "Never", "containers": [{
+               "name": "py", "image": "busybox:1.35",
+               "command": [str(REPO / ".venv" / "bin" / "python"), "-c", IN_CLUSTER_SCRIPT],
+               "volumeMounts": [{"name": k, "mountPath": dst, "readOnly": True} for k, (_, dst) in mounts.items()]}],
+               "volumes": [{"name": k, "hostPath": {"path": src}} for k, (src, _) in mounts.items()]}}
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(pod))
+    phase = _wait("pyclient finished", lambda: json.loads(kubectl(cluster, "get", "pod", "pyclient", "-o", "json")
+                                                          .stdout)["status"].get("phase") in ("Succeeded", "Failed")
+                  and json.loads(kubectl(cluster, "get", "pod", "pyclient", "-o", "json").stdout)["status"]["phase"],
+                  120)
+    logs = kubectl(cluster, "logs", "pyclient").stdout
+    assert phase == "Succeeded", logs
+    assert "listed" in logs and "create refused 403" in logs, logs
+    env = kubectl(cluster, "get", "pod", "pyclient", "-o", "json").stdout
+    assert "kube-api-access-" in env
+
+
 def test_backup_delete_namespace_restore(cluster, app, tmp_path):
     snap = tmp_path / "backup.db"
     out = kubeling(cluster, "cluster", "backup", str(snap)).stdout
