@@ -245,7 +245,8 @@ class Cluster:
             comps.append(Component(comp_name if self.ha else "etcdlite", [
                 PY, "-m", "etcdlite", "--name", name, "--data-dir", str(h / "etcd" / name),
                 "--listen-client-urls", url, "--advertise-client-urls", url,
-                "--listen-peer-urls", f"{es}://127.0.0.1:{peer}", "--initial-cluster", initial, *tls],
+                "--listen-peer-urls", f"{es}://127.0.0.1:{peer}", "--initial-cluster", initial,
+                "--listen-metrics-urls", f"http://127.0.0.1:{peer + 1}", *tls],
                 _etcd_ok(f"127.0.0.1:{client}", pki=self.pki if self.secure else None), "-m etcdlite", wave=0))
         ports = APISERVER_HA_PORTS if self.ha else (config.APISERVER_PORT,)
         scheme = "https" if self.secure else "http"

@@ -194,6 +194,46 @@ def test_official_python_client_in_a_pod_with_its_service_account_token(cluster,
     assert "kube-api-access-" in env
 
 
+def test_every_component_serves_prometheus_metrics(cluster, app):
+    """/metrics of each process `deploy up` started parses as Prometheus text with upstream's names."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from deploy.cluster import Cluster
+    from kubeling import config
+    from kubeling.client import kubeconfig
+
+    launcher = Cluster(cluster["home"])
+    admin = kubeconfig.load(cluster["home"] / "admin.kubeconfig")
+    tls = admin.ssl_context()  # the admin client certificate: the kubelet trusts the cluster CA
+    wanted = {
+        "etcdlite": ("http://127.0.0.1:2381/metrics", None, ["etcd_server_has_leader",
+                                                           "etcd_server_proposals_committed_total",
+                                                           "etcd_disk_wal_fsync_duration_seconds"]),
+        "kube-apiserver": ("https://127.0.0.1:6443/metrics", tls, ["apiserver_request_total",
+                                                                   "apiserver_request_duration_seconds"]),
+        "kube-controller-manager": (f"http://127.0.0.1:{config.CONTROLLER_MANAGER_PORT}/metrics", None,
+                                    ["workqueue_adds_total", "workqueue_depth"]),
+        "kube-scheduler": (f"http://127.0.0.1:{config.SCHEDULER_PORT}/metrics", None,
+                           ["scheduler_schedule_attempts_total"]),
+        "kubelet-node1": (f"https://127.0.0.1:{config.KUBELET_PORT}/metrics", tls,
+                          ["kubelet_pleg_relist_duration_seconds", "kubelet_pod_start_duration_seconds"]),
+        "kube-proxy-node1": (f"http://127.0.0.1:{config.PROXY_METRICS_PORT}/metrics", None,
+                             ["kubeproxy_sync_proxy_rules_duration_seconds"]),
+        "cluster-dns": (f"http://{config.UNDERLAY_HOST_IP}:{config.DNS_METRICS_PORT}/metrics", None,
+                        ["coredns_dns_requests_total"]),
+    }
+    assert set(wanted) <= {c.name for c in launcher.components()}
+    for comp, (url, verify, names) in wanted.items():
+        r = httpx.get(url, verify=verify if verify is not None else True, timeout=10)
+        assert r.status_code == 200, (comp, url, r.status_code, r.text[:200])
+        families = {f.name for f in text_string_to_metric_families(r.text)}
+        samples = {s.name for f in text_string_to_metric_families(r.text) for s in f.samples}
+        for name in names:
+            assert name in families or name in samples or name.removesuffix("_total") in families, \
+                f"{comp}: {name} missing from {url}"
+
+
 def test_backup_delete_namespace_restore(cluster, app, tmp_path):
     snap = tmp_path / "backup.db"
     out = kubeling(cluster, "cluster", "backup", str(snap)).stdout
