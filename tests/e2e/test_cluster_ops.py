@@ -194,6 +194,27 @@ def test_official_python_client_in_a_pod_with_its_service_account_token(cluster,
     assert "kube-api-access-" in env
 
 
+def test_image_load_puts_a_local_image_on_the_node(cluster, tmp_path):
+    """`kubeling image load TARBALL` (docker save output) makes an image runnable without a registry."""
+    tag = "kltest-ops-img:1"
+    tar = tmp_path / "img.tar"
+    try:
+        for argv in (["docker", "tag", "busybox:1.35", tag], ["docker", "save", tag, "-o", str(tar)],
+                     ["docker", "rmi", tag]):
+            assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0, argv
+        out = kubeling(cluster, "image", "load", str(tar)).stdout
+        assert tag in out
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loaded", "namespace": "default"},
+               "spec": {"containers": [{"name": "c", "image": tag, "imagePullPolicy": "IfNotPresent",
+                                        "command": ["sleep", "3600"]}]}}
+        kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(pod))
+        _wait("the pod of the loaded image Running", lambda: json.loads(kubectl(
+            cluster, "get", "pod", "loaded", "-o", "json").stdout)["status"].get("phase") == "Running", 60)
+        kubectl(cluster, "delete", "pod", "loaded", "--grace-period=0", "--force")
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
 def test_every_component_serves_prometheus_metrics(cluster, app):
     """/metrics of each process `deploy up` started parses as Prometheus text with upstream's names."""
     import httpx
