@@ -198,7 +198,11 @@ def test_skip_login_uses_the_kubeconfig_identity(cluster):
 
 def test_dashboard_live_in_chromium(cluster, browser):
     http, url = cluster["http"], cluster["url"]
-    browser.get(f"{url}/#token={TOKEN}")
+    # A token the apiserver refuses lands on the login form with the apiserver's answer.
+    browser.get(f"{url}/#token=wrong-token")
+    page_wait(browser, "the login form", "return !document.querySelector('#login').hidden && "
+              "document.querySelector('#login-error').textContent.includes('Unauthorized')", timeout=30)
+    browser.get(f"{url}/?again#token={TOKEN}")   # another query string: a full page load
     page_wait(browser, "the live stream", "return document.querySelector('#status').textContent === 'live'", timeout=30)
     page_wait(browser, "the node row", "return !!document.querySelector(`#nodes tr[data-key='${arguments[0]}']`)",
               NODE, timeout=30)

@@ -206,8 +206,9 @@ function patchRow(resource, key) {
     return updateCount(resource);
   }
   const cells = ROWS[resource](obj);
-  if (row && row.cells.length === cells.length) {
-    // Only changed cells are replaced: a button the user is about to click stays the same element.
+  // Only changed cells are replaced (a button the user is about to click stays the same element);
+  // an event seen again moves to the top instead.
+  if (row && row.cells.length === cells.length && resource !== "events") {
     cells.forEach((html, i) => {
       if (row.cells[i].dataset.html !== html) setCell(row.cells[i], html);
     });
@@ -306,6 +307,7 @@ function handleMessage(msg) {
   } else if (event === "unreachable") setStatus("apiserver unreachable", "off");
   else if (event === "watch") onWatch(d.resource, d.type, d.object);
   else if (event === "denied") {
+    if (d.code === 401) return showLogin(d.message);  // the token stopped working mid-stream
     const body = tbody(d.resource);
     if (body) body.innerHTML = `<tr><td colspan="12" class="error">${esc(d.code)}: ${esc(d.message)}</td></tr>`;
   }
