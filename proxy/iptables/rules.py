@@ -169,6 +169,7 @@ class ServicePortRules(NamedTuple):
     nat_nodeports: tuple[str, ...]
     filter_services: tuple[str, ...]
     filter_external: tuple[str, ...]
+    source: object = None  # the endpoints list rendered from, for a cheap identity check
 
 
 def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfig, *,
@@ -189,7 +190,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
         fext = ((f"-A {config.chain('EXTERNAL-SERVICES')} {_comment(name + ' has no endpoints')} "
                  f"-m addrtype --dst-type LOCAL {proto} --dport {sp.node_port} {reject}",)
                 if sp.node_port else ())
-        return ServicePortRules(key, (), (), (), (), fsvc, fext)
+        return ServicePortRules(key, (), (), (), (), fsvc, fext, eps)
 
     masq = config.chain("MARK-MASQ")
     svc = service_chain(config, spn)
@@ -228,7 +229,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
     for ep, sep in zip(eps, seps):
         rules.append(f"-A {sep} {comment(name)}-s {ep.ip} -j {masq}")
         rules.append(f"-A {sep} {comment(name)}{recent_set.format(sep)}{proto} -j DNAT --to-destination {ep}")
-    return ServicePortRules(key, tuple(chains), tuple(rules), nat_services, nat_nodeports, (), ())
+    return ServicePortRules(key, tuple(chains), tuple(rules), nat_services, nat_nodeports, (), (), eps)
 
 
 def service_port_rules(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,
@@ -246,7 +247,10 @@ def service_port_rules(service_map: Mapping[ServicePortName, ServicePort], endpo
     for spn, sp in service_map.items():
         eps = endpoints_map.get(spn, [])
         old = previous.get(spn)
-        if old is not None and old.key[2] == large_cluster and old.key[0] == sp and old.key[1] == tuple(eps):
+        # Parsed objects are cached, so an unchanged port usually hands back the
+        # very same records: identity first, equality only when that fails.
+        if old is not None and old.key[2] == large_cluster and (
+                (old.key[0] is sp and old.source is eps) or (old.key[0] == sp and old.key[1] == tuple(eps))):
             out[spn] = old
         else:
             out[spn] = render_service_port(sp, eps, config, large_cluster=large_cluster)
