@@ -39,6 +39,9 @@ WAL_FSYNC = prometheus_client.Histogram(
     buckets=DISK_BUCKETS)
 WAL_WRITE_BYTES = prometheus_client.Counter(
     "etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.")
+SNAPSHOT_SAVE = prometheus_client.Histogram(
+    "etcd_debugging_snap_save_total_duration_seconds", "The total latency distributions of save called by "
+    "snapshot.", buckets=DISK_BUCKETS)
 PEER_SENT = prometheus_client.Counter(
     "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", ["To"])
 PEER_RECEIVED = prometheus_client.Counter(

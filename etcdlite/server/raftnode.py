@@ -27,6 +27,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Optional
 
+from etcdlite import metrics
 from etcdlite.raft import NONE, Config, MemoryStorage, ProposalDropped, RawNode, StateType
 from etcdlite.snap.snapshotter import Snapshotter
 from etcdlite.wal.wal import WAL, Entry, HardState
@@ -584,6 +585,7 @@ class RaftNode:
             if compact_to > self.storage.first_index():
                 self.storage.compact(compact_to)
             self.snap_index = max(self.snap_index, index)
+            metrics.SNAPSHOT_SAVE.observe(time.monotonic() - t0)
             log.info("saved snapshot at index %d (%d bytes) in %.2fs; log compacted to %d",
                      index, len(blob), time.monotonic() - t0, max(compact_to, 0))
         except Exception as exc:  # noqa: BLE001 - retried at the next trigger

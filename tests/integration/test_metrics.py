@@ -30,7 +30,7 @@ def cluster(tmp_path_factory):
         port, peer, mport = support.free_port(), support.free_port(), support.free_port()
         etcd_url = f"http://127.0.0.1:{port}"
         procs.spawn("etcdlite", support.store_argv("etcdlite", tmp / "etcd-data", port, peer)
-                    + ["--listen-metrics-urls", f"http://127.0.0.1:{mport}"])
+                    + ["--listen-metrics-urls", f"http://127.0.0.1:{mport}", "--snapshot-count", "40"])
         procs.wait_ready("etcdlite", port=port)
         server = support.start_apiserver(procs, [etcd_url])
         kc = tmp / "admin.kubeconfig"
@@ -85,6 +85,12 @@ def test_etcdlite_metrics(cluster):
         before, "etcd_disk_wal_fsync_duration_seconds_count")
     assert value(after, "etcd_debugging_mvcc_keys_total") > 0
     assert value(after, "etcd_mvcc_db_total_size_in_bytes") > 0
+    # --snapshot-count 40: enough writes make the member save a snapshot, which is timed.
+    for i in range(45):
+        support.etcdctl(cluster.cp.etcd_endpoint.removeprefix("http://"), "put", f"/test-metrics/k{i}", "v")
+    support.wait_for("snapshot saved", lambda: value(scrape(cluster.etcd_metrics),
+                                                     "etcd_debugging_snap_save_total_duration_seconds_count") >= 1,
+                     15, 0.2)
     health = httpx.get(f"{cluster.etcd_metrics}/health", timeout=5, trust_env=False)
     assert health.status_code == 200 and health.json()["health"] == "true"
 
