@@ -157,7 +157,9 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         RESTART_ARGV["controller-manager"] = [
             py, "-m", "controllers", "--kubeconfig", kc, "--secure-port", str(cm_port), "--allocate-node-cidrs",
             "--cluster-cidr", "10.128.0.0/9", "--node-cidr-mask-size", "24"]
-        RESTART_ARGV["scheduler"] = [py, "-m", "scheduler", "--kubeconfig", kc, "--secure-port", str(sched_port)]
+        RESTART_ARGV["scheduler"] = [py, *(["-m", "cProfile", "-o", args.profile_scheduler] if args.profile_scheduler
+                                           else []),
+                                     "-m", "scheduler", "--kubeconfig", kc, "--secure-port", str(sched_port)]
         cp.procs.spawn("controller-manager", RESTART_ARGV["controller-manager"])
         t0 = time.monotonic()
         cp.procs.spawn("hollow", [py, "-m", "kubelet.hollow", "--kubeconfig", kc, "--count", str(args.nodes),
@@ -180,14 +182,28 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         pids = {n: cp.procs.get(n).pid for n in ("controller-manager", "apiserver", "hollow", store)}
         cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
         t_start = time.monotonic()
-        cp.procs.spawn("scheduler", RESTART_ARGV["scheduler"])
+        sched_pid = cp.procs.spawn("scheduler", RESTART_ARGV["scheduler"]).pid
+        # The scheduler's CPU from its first binding to its last (startup and the
+        # informers' initial lists left out): CPU ms per pod does not depend on the
+        # machine's load, pods/s does.
+        await wait_until("a first pod bound", lambda: tracker.bound, 120, interval=0.01)
+        sched_cpu_first, bound_first = cpu_seconds(sched_pid), len(tracker.bound)
         await wait_until(f"{args.pods} pods bound", lambda: all(n in tracker.bound for n in names),
                          120 + args.pods / 10)
+        sched_cpu_steady = cpu_seconds(sched_pid) - sched_cpu_first
         bound = [tracker.bound[n] for n in names]
         first, last = min(bound), max(bound)
         pids["scheduler"] = cp.procs.get("scheduler").pid
         cpu1 = {n: cpu_seconds(pid) - cpu0.get(n, 0.0) for n, pid in pids.items()}
         steady = args.pods / (last - first) if last > first else float("nan")
+        cpu_ms_per_pod = sched_cpu_steady * 1000 / max(1, args.pods - bound_first)
+        print(f"throughput phase: {steady:.0f} pods/s first->last binding, scheduler CPU "
+              f"{cpu_ms_per_pod:.2f} ms/pod (load average {os.getloadavg()[0]:.1f})", flush=True)
+        if args.profile_scheduler:
+            cp.procs.stop("scheduler", timeout=120)  # cProfile writes its file on the way out
+            print(f"scheduler profile in {args.profile_scheduler}", flush=True)
+        if args.throughput_only:
+            return
 
         # 2. latency: pods created while the scheduler runs.
         lat_names = [f"l-{i}" for i in range(max(1, args.pods // 5))]
@@ -231,6 +247,7 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         print(f"{'figure':<52} {'value':>12}   target")
         rows = [
             ("scheduler start -> all bound (s)", f"{last - t_start:.1f}", ""),
+            ("scheduler CPU per pod, first->last binding (ms)", f"{cpu_ms_per_pod:.2f}", ""),
             (f"throughput: {args.pods} pods, first->last binding (pods/s)", f"{steady:.0f}",
              f">= {TARGET_PODS_PER_S}"),
             (f"latency phase: {len(lat_names)} pods created+bound (pods/s)", f"{lat_rate:.0f}", ""),
@@ -260,9 +277,15 @@ def main() -> None:
     p.add_argument("--pods", type=int, help="pods of the throughput phase (default 10000; --quick 1000)")
     p.add_argument("--replicas", type=int, default=1000, help="replicas of the Deployment phase (default 1000)")
     p.add_argument("--store", choices=("etcdlite", "etcd"), default="etcdlite", help="the apiserver's store")
+    p.add_argument("--throughput-only", action="store_true", help="stop after the throughput phase")
+    p.add_argument("--profile-scheduler", metavar="FILE",
+                   help="run the scheduler under cProfile, stats written to FILE (implies --throughput-only)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir with the components' logs")
     args = p.parse_args()
     args.nodes = args.nodes or (100 if args.quick else 1000)
+    if args.profile_scheduler:
+        args.profile_scheduler = str(Path(args.profile_scheduler).resolve())
+        args.throughput_only = True
     args.pods = args.pods or (1000 if args.quick else 10000)
     if not (1 <= args.nodes <= 5000 and 1 <= args.pods <= 50000 and 1 <= args.replicas <= 20000):
         raise SystemExit("--nodes 1..5000, --pods 1..50000, --replicas 1..20000")
