@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from kubeling.client import meta_key
+from scheduler.framework.plugins.imagelocality import node_images
 from scheduler.framework.types import NodeInfo
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,22 @@ log = logging.getLogger(__name__)
 
 def _node_name(pod: dict) -> str:
     return (pod.get("spec") or {}).get("nodeName") or ""
+
+
+class Snapshot(list):
+    """The NodeInfos of one scheduling cycle, sorted by name (upstream's cache.Snapshot),
+    with the side tables upstream keeps so that plugins need not walk every node:
+
+    - ``have_pods_with_affinity`` / ``have_pods_with_required_anti_affinity``: the
+      NodeInfos holding pods with (required anti-)affinity terms (upstream's
+      havePodsWithAffinityNodeInfoList / havePodsWithRequiredAntiAffinityNodeInfoList);
+    - ``image_num_nodes``: normalized image name -> how many nodes hold it (upstream's
+      imageStates' NumNodes).
+    Read-only for the cycle."""
+
+    have_pods_with_affinity: list[NodeInfo]
+    have_pods_with_required_anti_affinity: list[NodeInfo]
+    image_num_nodes: dict[str, int]
 
 
 class SchedulerCache:
@@ -32,6 +49,10 @@ class SchedulerCache:
         self._snapshot_list: list[NodeInfo] = []
         self._snapshot_index: dict[str, int] = {}
         self._dirty: set[str] = set()
+        self._affinity_names: set[str] = set()
+        self._anti_affinity_names: set[str] = set()
+        self._image_num_nodes: dict[str, int] = {}
+        self._node_images: dict[str, frozenset[str]] = {}
 
     def _info(self, name: str) -> NodeInfo:
         info = self.nodes.get(name)
@@ -106,14 +127,48 @@ class SchedulerCache:
         self.assumed.discard(meta_key(pod))
         self._place(pod)
 
-    update_pod = add_pod
+    def update_pod(self, pod: dict) -> None:
+        """A bound pod changed. Status updates (spec and labels as before, same node) only
+        swap the object in, without re-accounting requests and ports: the kubelet's status
+        writes are most of the pod events a busy cluster delivers."""
+        key = meta_key(pod)
+        name = self._pod_nodes.get(key)
+        if name is not None and name == _node_name(pod) and key not in self.assumed:
+            info = self.nodes.get(name)
+            if info is not None and info.replace_pod(pod):
+                self._dirty.add(name)
+                return
+        self.add_pod(pod)
 
     def remove_pod(self, pod: dict) -> None:
         """A bound pod was deleted (or finished): stop counting it."""
         self.assumed.discard(meta_key(pod))
         self._unplace(pod)
 
-    def snapshot(self) -> list[NodeInfo]:
+    def _set_node_images(self, name: str, images: frozenset[str]) -> None:
+        old = self._node_images.get(name, frozenset())
+        if old == images:
+            return
+        # Copy on write: an earlier cycle's Snapshot may still hold the old dict.
+        counts = dict(self._image_num_nodes)
+        for image in old - images:
+            counts[image] -= 1
+            if counts[image] <= 0:
+                del counts[image]
+        for image in images - old:
+            counts[image] = counts.get(image, 0) + 1
+        self._image_num_nodes = counts
+        if images:
+            self._node_images[name] = images
+        else:
+            self._node_images.pop(name, None)
+
+    def _forget_snapshot_node(self, name: str) -> None:
+        self._affinity_names.discard(name)
+        self._anti_affinity_names.discard(name)
+        self._set_node_images(name, frozenset())
+
+    def snapshot(self) -> Snapshot:
         """Copies of the NodeInfos of known nodes, sorted by name, for one scheduling cycle.
 
         Incremental as upstream's UpdateSnapshot: only NodeInfos whose
@@ -127,11 +182,17 @@ class SchedulerCache:
             info = self.nodes.get(name)
             if info is None or info.node is None:
                 membership_changed |= snap.pop(name, None) is not None
+                self._forget_snapshot_node(name)
                 continue
             copy = snap.get(name)
             if copy is not None and copy.generation == info.generation:
                 continue
-            snap[name] = info.clone()
+            snap[name] = fresh = info.clone()
+            (self._affinity_names.add if fresh.pods_with_affinity else self._affinity_names.discard)(name)
+            (self._anti_affinity_names.add if fresh.pods_with_required_anti_affinity
+             else self._anti_affinity_names.discard)(name)
+            if copy is None or copy.node is not fresh.node:
+                self._set_node_images(name, frozenset(node_images(fresh)))
             if copy is None:
                 membership_changed = True
             elif not membership_changed:
@@ -140,4 +201,8 @@ class SchedulerCache:
         if membership_changed:
             self._snapshot_list = [snap[name] for name in sorted(snap)]
             self._snapshot_index = {info.name: i for i, info in enumerate(self._snapshot_list)}
-        return list(self._snapshot_list)  # the cycle may keep it while the cache moves on
+        out = Snapshot(self._snapshot_list)  # the cycle may keep it while the cache moves on
+        out.have_pods_with_affinity = [snap[name] for name in self._affinity_names]
+        out.have_pods_with_required_anti_affinity = [snap[name] for name in self._anti_affinity_names]
+        out.image_num_nodes = self._image_num_nodes
+        return out

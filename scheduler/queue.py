@@ -169,6 +169,10 @@ class SchedulingQueue:
             self._nominated_node[key] = node_name
             self._nominated.setdefault(node_name, {})[key] = pod
 
+    def has_nominated_pods(self) -> bool:
+        """Whether any pending pod is nominated (if not, filters need not ask per node)."""
+        return bool(self._nominated)
+
     def nominated_pods_for_node(self, node_name: str) -> list[dict]:
         """Pending pods nominated to ``node_name`` (they will take the room preemption made)."""
         return list(self._nominated.get(node_name, {}).values())

@@ -94,14 +94,16 @@ def run_filters(pod: dict, node_info: NodeInfo, filters: Sequence[FilterPlugin],
                 state: CycleState | None = None) -> Status:
     """The first failing filter's Status, or success (upstream stops at the first failure).
     Filters whose PreFilter skipped them this cycle (``state.active_filters``) are not run."""
-    active = getattr(state, "active_filters", None)
-    if active is not None and active[0] is filters:
-        filters = active[1]
-    for plugin in filters:
+    for plugin in _active_filters(filters, state):
         status = plugin.filter(pod, node_info, state)
-        if not status.ok:
+        if status is not SUCCESS and not status.ok:
             return status
     return SUCCESS
+
+
+def _active_filters(filters: Sequence[FilterPlugin], state: CycleState | None) -> Sequence[FilterPlugin]:
+    active = getattr(state, "active_filters", None)
+    return active[1] if active is not None and active[0] is filters else filters
 
 
 def _priority(pod: dict) -> int:
@@ -150,15 +152,22 @@ def find_nodes_that_fit(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[
     start = search.next_start_node_index % n if search is not None and n else 0
     feasible, diagnosis = [], {}
     processed = 0
+    # This loop runs for hundreds of nodes per pod: run_filters is inlined and the
+    # active filter list resolved once (same order, same first-failure rule).
+    active = _active_filters(filters, state)
     for i in range(n):
         info = nodes[(start + i) % n]
         processed += 1
         waiting = nominated(info.name) if nominated is not None else None
+        status = SUCCESS
         if waiting:
             status = run_filters_with_nominated_pods(pod, info, filters, state, waiting)
         else:
-            status = run_filters(pod, info, filters, state)
-        if status.ok:
+            for plugin in active:
+                status = plugin.filter(pod, info, state)
+                if status is not SUCCESS and not status.ok:
+                    break
+        if status is SUCCESS or status.ok:
             feasible.append(info)
             if len(feasible) >= want:
                 break
@@ -174,18 +183,20 @@ def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[Scor
     """(node name, total) per feasible node: each plugin's scores are normalized
     (if it has ``normalize_score``), multiplied by its weight, and summed."""
     state = state if state is not None else CycleState()
-    totals = {info.name: 0 for info in nodes}
+    totals = [0] * len(nodes)
     for plugin in scores:
         pre = getattr(plugin, "pre_score", None)
         if pre is not None and pre(pod, nodes, state) is SKIP:
             continue
-        raw = {info.name: plugin.score(pod, info, state) for info in nodes}
+        score = plugin.score
+        raw = {info.name: score(pod, info, state) for info in nodes}
         normalize = getattr(plugin, "normalize_score", None)
         if normalize is not None:
             normalize(pod, raw, state)
-        for name, score in raw.items():
-            totals[name] += plugin.weight * score
-    return [(info.name, totals[info.name]) for info in nodes]
+        weight = plugin.weight
+        for i, value in enumerate(raw.values()):  # raw keeps the nodes' order
+            totals[i] += weight * value
+    return [(info.name, total) for info, total in zip(nodes, totals)]
 
 
 def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:

@@ -17,7 +17,7 @@ import time
 import prometheus_client
 
 from kubeling import klog
-from kubeling.client import ApiError, Client, Informer, deep_copy, meta_key
+from kubeling.client import ApiError, Client, Informer, meta_key
 from kubeling.client.record import NORMAL, WARNING, EventRecorder, now_rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework.plugins import InterPodAffinity, default_filters, default_scores
@@ -29,6 +29,10 @@ from scheduler.schedule_one import FitError, NodeSearch, post_filter, schedule_p
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
+# Binding cycles in flight at once. Upstream spawns a goroutine per pod and lets
+# them pile up; here each is an HTTP request on a shared connection pool, so past
+# a few dozen more in flight only add latency: the scheduling loop waits instead.
+MAX_BINDINGS_IN_FLIGHT = 32
 
 SCHEDULE_ATTEMPTS = prometheus_client.Counter(
     "scheduler_schedule_attempts_total", "Number of attempts to schedule pods, by the result.", ["result"])
@@ -68,7 +72,8 @@ class Scheduler:
 
     def __init__(self, client: Client, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
                  filters: list | None = None, scores: list | None = None,
-                 queue: SchedulingQueue | None = None, rng: random.Random | None = None):
+                 queue: SchedulingQueue | None = None, rng: random.Random | None = None,
+                 max_bindings_in_flight: int = MAX_BINDINGS_IN_FLIGHT):
         self.client = client
         self.scheduler_name = scheduler_name
         self.filters = filters if filters is not None else default_filters()
@@ -90,6 +95,7 @@ class Scheduler:
         self.pod_informer.add_handlers(on_add=self._on_pod_add, on_update=self._on_pod_update,
                                        on_delete=self._on_pod_delete)
         self._binding_tasks: set[asyncio.Task] = set()
+        self.max_bindings_in_flight = max(1, max_bindings_in_flight)
         self.ready = False
 
     def _namespace_labels(self, namespace: str) -> dict | None:
@@ -165,6 +171,8 @@ class Scheduler:
             if leading is not None:
                 await leading.wait()
             while True:
+                if len(self._binding_tasks) >= self.max_bindings_in_flight:
+                    await asyncio.wait(self._binding_tasks, return_when=asyncio.FIRST_COMPLETED)
                 try:
                     await self.schedule_one()
                 except Exception:  # one pod's trouble must not end scheduling for all (upstream recovers too)
@@ -195,8 +203,9 @@ class Scheduler:
         start = time.monotonic()
         snapshot = self.cache.snapshot()
         try:
+            nominated = self.queue.nominated_pods_for_node if self.queue.has_nominated_pods() else None
             node_name = schedule_pod(pod, snapshot, self.filters, self.scores, rng=self.rng,
-                                     search=self.node_search, nominated=self.queue.nominated_pods_for_node)
+                                     search=self.node_search, nominated=nominated)
         except FitError as e:
             SCHEDULE_ATTEMPTS.labels("unschedulable").inc()
             PREEMPTION_ATTEMPTS.inc()
@@ -222,8 +231,9 @@ class Scheduler:
             log.exception("error scheduling pod %s", meta_key(pod))
             await self._handle_failure(pinfo, cycle, str(e), reason="SchedulerError", unschedulable=False)
             return
-        assumed = deep_copy(pod)
-        assumed["spec"]["nodeName"] = node_name
+        # A shallow copy with its own spec: cached objects are never mutated, so a deep
+        # copy of the whole pod per cycle would buy nothing.
+        assumed = {**pod, "spec": {**pod["spec"], "nodeName": node_name}}
         self.cache.assume_pod(assumed)
         task = asyncio.ensure_future(self._binding_cycle(pinfo, cycle, assumed, node_name, start))
         self._binding_tasks.add(task)

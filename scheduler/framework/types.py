@@ -135,6 +135,14 @@ def _name_of(node: dict | None) -> str:
     return ((node or {}).get("metadata") or {}).get("name", "")
 
 
+def node_ready_status(node: dict | None) -> str:
+    """status of the node's Ready condition: "True", "False" or "Unknown" (also when absent)."""
+    for cond in ((node or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") or "Unknown"
+    return "Unknown"
+
+
 class NodeInfo:
     """A node and the pods the scheduler counts against it (bound or assumed).
 
@@ -142,7 +150,10 @@ class NodeInfo:
     scoring defaults; ``allocatable`` comes from status.allocatable (capacity
     when allocatable is absent). ``node`` may be None while pods refer to a
     node the informer has not delivered yet; ``name`` and ``labels`` are its name
-    and labels ("" and {} then); ``images`` caches ImageLocality's view of status.images. ``used_ports`` counts the
+    and labels ("" and {} then); ``taints``, ``unschedulable`` and ``ready_status``
+    are spec.taints, spec.unschedulable and the Ready condition's status, read once
+    per node object because filters look at them for every node of every cycle;
+    ``images`` caches ImageLocality's view of status.images. ``used_ports`` counts the
     (hostIP, protocol, hostPort) triples in use; ``pods_with_affinity`` and
     ``pods_with_required_anti_affinity`` are the keys of pods having such terms
     (upstream keeps the same lists so InterPodAffinity need not scan every pod).
@@ -164,21 +175,23 @@ class NodeInfo:
         self.node = node
         self.name = _name_of(node)
         self.labels = ((node or {}).get("metadata") or {}).get("labels") or {}
-        self._allocatable: Resource | None = None
+        spec = (node or {}).get("spec") or {}
+        self.taints: list[dict] = spec.get("taints") or []
+        self.unschedulable = bool(spec.get("unschedulable"))
+        self.ready_status = node_ready_status(node)
+        self.allocatable = self._parse_allocatable(node)
         self.images: dict[str, int] | None = None
         self.generation = _next_generation()
 
-    @property
-    def allocatable(self) -> Resource:
-        """status.allocatable (or capacity) as a Resource, parsed once per node object;
-        malformed quantities count as 0. Treat as read-only."""
-        if self._allocatable is None:
-            status = (self.node or {}).get("status") or {}
-            try:
-                self._allocatable = Resource.from_list(status.get("allocatable") or status.get("capacity"))
-            except ValueError:
-                self._allocatable = Resource()
-        return self._allocatable
+    @staticmethod
+    def _parse_allocatable(node: dict | None) -> Resource:
+        # A plain attribute (``allocatable``), not a property: read for every node of every
+        # cycle. Parsed once per node object; malformed quantities count as 0. Read-only.
+        status = (node or {}).get("status") or {}
+        try:
+            return Resource.from_list(status.get("allocatable") or status.get("capacity"))
+        except ValueError:
+            return Resource()
 
     def add_pod(self, pod: dict) -> None:
         """Count ``pod`` (replacing an earlier version of it)."""
@@ -196,6 +209,19 @@ class NodeInfo:
             self.pods_with_affinity.add(key)
         if required_anti_affinity_terms(pod):
             self.pods_with_required_anti_affinity.add(key)
+
+    def replace_pod(self, pod: dict) -> bool:
+        """Swap in a newer version of a counted pod whose spec and labels did not
+        change (a status update), skipping the re-accounting ``add_pod`` does.
+        False (nothing done) when the pod is not counted or its spec or labels differ."""
+        key = meta_key(pod)
+        old = self.pods.get(key)
+        if old is None or old.get("spec") != pod.get("spec") or \
+                (old.get("metadata") or {}).get("labels") != (pod.get("metadata") or {}).get("labels"):
+            return False
+        self.generation = _next_generation()
+        self.pods[key] = pod
+        return True
 
     def remove_pod(self, pod: dict) -> None:
         """Stop counting the pod with ``pod``'s key (no-op if not counted)."""
@@ -217,8 +243,9 @@ class NodeInfo:
 
     def clone(self) -> "NodeInfo":
         """A snapshot copy for one scheduling cycle (the pods dict is shallow-copied)."""
-        c = NodeInfo(self.node)
-        c._allocatable = self._allocatable
+        c = NodeInfo.__new__(NodeInfo)  # the node's derived fields are copied, not parsed again
+        c.node, c.name, c.labels, c.taints = self.node, self.name, self.labels, self.taints
+        c.unschedulable, c.ready_status, c.allocatable = self.unschedulable, self.ready_status, self.allocatable
         c.images = self.images
         c.generation = self.generation
         c.pods = dict(self.pods)

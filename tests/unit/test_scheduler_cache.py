@@ -66,3 +66,44 @@ def test_filtering_stops_early_and_rotates():
     assert feasible[0].name == "n100" and search.next_start_node_index == 0
     # Without a search every node is looked at.
     assert len(find_nodes_that_fit(pod(), nodes, default_filters())[0]) == 200
+
+
+def test_snapshot_side_tables_follow_pods_and_images():
+    """Upstream's havePodsWith(RequiredAnti)AffinityNodeInfoList and imageStates:
+    kept incrementally, so InterPodAffinity and ImageLocality walk only what matters."""
+    cache = SchedulerCache()
+    for n in ("a", "b", "c"):
+        nd = node(n)
+        if n != "c":
+            nd["status"]["images"] = [{"names": ["busybox:1.35"], "sizeBytes": 5_000_000}]
+        cache.add_node(nd)
+    snap = cache.snapshot()
+    assert snap.have_pods_with_affinity == [] and snap.have_pods_with_required_anti_affinity == []
+    assert snap.image_num_nodes == {"busybox:1.35": 2}
+    anti = bound("x", "b")
+    anti["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    cache.add_pod(anti)
+    snap2 = cache.snapshot()
+    assert [i.name for i in snap2.have_pods_with_affinity] == ["b"]
+    assert [i.name for i in snap2.have_pods_with_required_anti_affinity] == ["b"]
+    assert snap2.have_pods_with_affinity[0] is snap2[1]
+    cache.remove_node(node("a"))
+    snap3 = cache.snapshot()
+    assert snap3.image_num_nodes == {"busybox:1.35": 1} and snap.image_num_nodes == {"busybox:1.35": 2}
+    cache.remove_pod(anti)
+    assert cache.snapshot().have_pods_with_required_anti_affinity == []
+
+
+def test_status_update_of_a_bound_pod_swaps_the_object_only():
+    cache = SchedulerCache()
+    cache.add_node(node("a"))
+    p = bound("x", "a", cpu="1")
+    cache.add_pod(p)
+    newer = {**p, "status": {"phase": "Running", "startTime": "2024-01-01T00:00:00Z"}}
+    cache.update_pod(newer)
+    snap = cache.snapshot()
+    assert snap[0].pods["default/x"] is newer and snap[0].requested.milli_cpu == 1000
+    grown = bound("x", "a", cpu="2")
+    cache.update_pod(grown)
+    assert cache.snapshot()[0].requested.milli_cpu == 2000

@@ -64,7 +64,10 @@ class ImageLocality:
         everyone = state.get(ALL_NODES) or nodes
         wanted = set(_pod_images(pod))
         spread: collections.Counter[str] = collections.Counter()
-        for info in everyone:
+        num_nodes = getattr(everyone, "image_num_nodes", None)  # kept by the cache's snapshot
+        if num_nodes is not None:
+            spread.update({name: num_nodes[name] for name in wanted if num_nodes.get(name)})
+        for info in everyone if num_nodes is None else ():
             images = node_images(info)
             if images:
                 for name in wanted & images.keys():

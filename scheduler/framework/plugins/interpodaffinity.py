@@ -111,15 +111,18 @@ class InterPodAffinity:
     def pre_filter(self, pod: dict, nodes: Sequence[NodeInfo], state: CycleState) -> Status:
         """Count matching pods per topology pair over every node (upstream's PreFilter)."""
         st = _State(pod)
-        for info in nodes:
+        # A snapshot lists the nodes holding pods with required anti-affinity (upstream's
+        # havePodsWithRequiredAntiAffinityNodeInfoList): only those can add existing_anti_counts.
+        with_anti = getattr(nodes, "have_pods_with_required_anti_affinity", None)
+        for info in nodes if with_anti is None else with_anti:
             labels = info.labels
             for key in info.pods_with_required_anti_affinity:
                 existing = info.pods[key]
                 for term in _terms(required_anti_affinity_terms(existing), _namespace(existing)):
                     if term.topology_key in labels and term.matches(pod, self.namespace_labels):
                         st.existing_anti_counts[(term.topology_key, labels[term.topology_key])] += 1
-            if not (st.affinity or st.anti_affinity):
-                continue
+        for info in nodes if (st.affinity or st.anti_affinity) else ():
+            labels = info.labels
             for existing in info.pods.values():
                 if st.affinity and all(t.matches(existing, self.namespace_labels) for t in st.affinity):
                     for t in st.affinity:
@@ -180,7 +183,12 @@ class InterPodAffinity:
             if weight and term.topology_key in labels and term.matches(target, self.namespace_labels):
                 scores[(term.topology_key, labels[term.topology_key])] += weight
 
-        for info in state.get(ALL_NODES) or nodes:
+        everyone = state.get(ALL_NODES) or nodes
+        if not has_constraints:
+            # Only pods with affinity terms of their own can score: walk the nodes holding
+            # any (upstream's havePodsWithAffinityNodeInfoList) when the snapshot lists them.
+            everyone = getattr(everyone, "have_pods_with_affinity", everyone)
+        for info in everyone:
             labels = info.labels
             if not labels:
                 continue

@@ -12,18 +12,13 @@ from __future__ import annotations
 from kubeling.api.scheduling import tolerates
 from scheduler.framework.interface import SUCCESS, CycleState, Status, unschedulable
 from scheduler.framework.plugins.tainttoleration import untolerated_message
-from scheduler.framework.types import NodeInfo
+from scheduler.framework.types import NodeInfo, node_ready_status
 
 TAINT_NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 TAINT_UNREACHABLE = {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}
 
 
-def ready_status(node: dict | None) -> str:
-    """The Ready condition's status: "True", "False" or "Unknown" (also when absent)."""
-    for cond in ((node or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") or "Unknown"
-    return "Unknown"
+ready_status = node_ready_status  # the Ready condition's status: "True", "False" or "Unknown"
 
 
 class NodeReady:
@@ -35,7 +30,7 @@ class NodeReady:
         """SUCCESS if the node is Ready or the pod tolerates its not-ready/unreachable taint,
         else UnschedulableAndUnresolvable.
         """
-        status = ready_status(node_info.node)
+        status = node_info.ready_status  # read once per node object (NodeInfo.set_node)
         if status == "True":
             return SUCCESS
         taint = TAINT_NOT_READY if status == "False" else TAINT_UNREACHABLE

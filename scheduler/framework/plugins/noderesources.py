@@ -50,7 +50,15 @@ class NodeResourcesFit:
         """SUCCESS if the node's allocatable fits the pod's requests plus those already placed,
         else Unschedulable with one reason per short resource (mirrors NodeResourcesFit.Filter).
         """
-        reasons = insufficient_resources(pod, node_info, requests=(state or {}).get(self.name))
+        req = state.get(self.name) if state is not None else None
+        if req is not None:
+            # The common case in one pass, without building a reasons list per node.
+            alloc, used = node_info.allocatable, node_info.requested
+            if len(node_info.pods) < alloc.pods and req.milli_cpu <= alloc.milli_cpu - used.milli_cpu and \
+                    req.memory <= alloc.memory - used.memory and \
+                    req.ephemeral_storage <= alloc.ephemeral_storage - used.ephemeral_storage:
+                return SUCCESS
+        reasons = insufficient_resources(pod, node_info, requests=req)
         if not reasons:
             return SUCCESS
         return unschedulable(self.name, *reasons)
@@ -77,9 +85,12 @@ class LeastAllocated:
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """0..MAX_NODE_SCORE; resources the node has none of are skipped (mirrors leastResourceScorer)."""
-        req = (state or {}).get(self._key) or pod_requests(pod, non_zero=True)
+        req = (state.get(self._key) if state is not None else None) or pod_requests(pod, non_zero=True)
         used = node_info.non_zero_requested
         alloc = node_info.allocatable
+        if alloc.milli_cpu > 0 and alloc.memory > 0:  # the usual node: both resources, no loop
+            return (least_requested_score(used.milli_cpu + req.milli_cpu, alloc.milli_cpu) +
+                    least_requested_score(used.memory + req.memory, alloc.memory)) // 2
         total = weight_sum = 0
         for requested, allocatable in ((used.milli_cpu + req.milli_cpu, alloc.milli_cpu),
                                        (used.memory + req.memory, alloc.memory)):
@@ -103,9 +114,13 @@ class BalancedAllocation:
 
     def score(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> int:
         """0..MAX_NODE_SCORE; with two resources the std is |f_cpu - f_mem| / 2 (mirrors balancedResourceScorer)."""
-        req = (state or {}).get(self.name) or pod_requests(pod)
+        req = (state.get(self.name) if state is not None else None) or pod_requests(pod)
         used = node_info.requested
         alloc = node_info.allocatable
+        if alloc.milli_cpu > 0 and alloc.memory > 0:  # the usual node: both resources, no list
+            f_cpu = min((used.milli_cpu + req.milli_cpu) / alloc.milli_cpu, 1.0)
+            f_mem = min((used.memory + req.memory) / alloc.memory, 1.0)
+            return int((1 - abs(f_cpu - f_mem) / 2) * MAX_NODE_SCORE)
         fractions = []
         for requested, allocatable in ((used.milli_cpu + req.milli_cpu, alloc.milli_cpu),
                                        (used.memory + req.memory, alloc.memory)):

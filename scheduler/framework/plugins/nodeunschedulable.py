@@ -20,7 +20,7 @@ class NodeUnschedulable:
 
     def filter(self, pod: dict, node_info: NodeInfo, state: CycleState | None = None) -> Status:
         """SUCCESS unless the node is cordoned (``spec.unschedulable``) and the pod does not tolerate that taint."""
-        if not ((node_info.node or {}).get("spec") or {}).get("unschedulable"):
+        if not node_info.unschedulable:
             return SUCCESS
         if tolerates((pod.get("spec") or {}).get("tolerations"), TAINT_UNSCHEDULABLE):
             return SUCCESS
