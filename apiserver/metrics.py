@@ -31,6 +31,9 @@ from apiserver.handlers import parse_request_info
 
 COMPONENT = "apiserver"
 
+# Upstream exposes no ``*_created`` series (prometheus-client adds one per counter/histogram otherwise).
+prometheus_client.disable_created_metrics()
+
 # Upstream's buckets (k8s.io/apiserver pkg/endpoints/metrics, 1.32).
 REQUEST_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20,
                    30, 45, 60)

@@ -48,6 +48,7 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
     out = {}
+    assert "_created" not in r.text, "upstream components expose no *_created series"
     for fam in text_string_to_metric_families(r.text):
         for s in fam.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
