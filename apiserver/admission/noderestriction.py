@@ -8,16 +8,20 @@ makes, identified by the user ``system:node:<name>`` in group
   ``spec.nodeName`` set to itself, no other update; pods/status and
   pods/eviction only for pods bound to itself;
 - nodes (and nodes/status): only its own Node object, and no change of its
-  taints on update (the node lifecycle controller owns them).
+  taints on update (the node lifecycle controller owns them);
+- serviceaccounts/token (TokenRequest): only tokens bound to a pod (by uid)
+  scheduled on itself.
 
 Not done: upstream's restricted ``node-restriction.kubernetes.io/`` labels,
-and the checks on leases, CSINodes, ResourceSlices and service-account
-tokens requested by a node.
+and the checks on leases, CSINodes and ResourceSlices.
 
 Requests of other users pass untouched. Messages are upstream's.
 """
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
+from apiserver import errors
 from apiserver.authn import UserInfo
 from apiserver.admission import Attributes, forbidden, resource_name
 
@@ -39,9 +43,13 @@ def _node_name_of_pod(pod: dict | None) -> str:
 
 
 class NodeRestriction:
-    """Admission plugin limiting what node identities may write."""
+    """Admission plugin limiting what node identities may write; ``get_pod(namespace, name)`` returns a pod
+    or None (for the pods that node-requested tokens are bound to)."""
 
     name = "NodeRestriction"
+
+    def __init__(self, get_pod: Callable[[str, str], Awaitable[dict | None]]):
+        self.get_pod = get_pod
 
     async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None:
         """Refuse a node's writes to pods and nodes that are not its own."""
@@ -53,6 +61,8 @@ class NodeRestriction:
             self._admit_pod(attrs, node, obj, old)
         elif resource == "nodes":
             self._admit_node(attrs, node, obj, old)
+        elif resource == "serviceaccounts" and attrs.subresource == "token" and attrs.operation == "create":
+            await self._admit_token_request(attrs, node, obj or {})
 
     def _admit_pod(self, attrs: Attributes, node: str, obj: dict | None, old: dict | None) -> None:
         sub, op = attrs.subresource, attrs.operation
@@ -90,3 +100,20 @@ class NodeRestriction:
             if ((obj.get("spec") or {}).get("taints") or []) != ((old.get("spec") or {}).get("taints") or []):
                 raise forbidden(attrs, f'node "{node}" is not allowed to modify taints')
 
+    async def _admit_token_request(self, attrs: Attributes, node: str, req: dict) -> None:
+        """A node's TokenRequest must be bound, by uid, to a pod scheduled on that node (admitServiceAccount)."""
+        ref = (req.get("spec") or {}).get("boundObjectRef")
+        if not isinstance(ref, dict):
+            raise forbidden(attrs, "node requested token not bound to a pod")
+        if not ref.get("uid"):
+            raise forbidden(attrs, "node requested token with a pod binding without a uid")
+        if ref.get("kind") != "Pod":
+            raise forbidden(attrs, f"node requested token bound to a {ref.get('kind')}")
+        pod = await self.get_pod(attrs.namespace or "", ref.get("name", ""))
+        if pod is None:
+            raise errors.not_found("pods", ref.get("name", ""))
+        if ref["uid"] != (pod.get("metadata") or {}).get("uid"):
+            raise forbidden(attrs, f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
+                                   f"in record. The object might have been deleted and then recreated")
+        if _node_name_of_pod(pod) != node:
+            raise forbidden(attrs, "node requested token bound to a pod scheduled on a different node")

@@ -191,6 +191,17 @@ def test_node_restriction_and_service_account_with_token_users(tmp_path):
                     "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in spec["containers"][0]["volumeMounts"]
         for name in ("n1", "n2"):
             assert admin.post("/api/v1/nodes", json={"metadata": {"name": name}}).status_code == 201
+        uids = {n: admin.get(f"/api/v1/namespaces/{ns}/pods/{n}").json()["metadata"]["uid"] for n in ("mine", "theirs")}
+
+        def token_for(name: str) -> httpx.Response:
+            return node1.post(f"/api/v1/namespaces/{ns}/serviceaccounts/default/token", json={
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": name, "uid": uids[name]}}})
+        assert token_for("mine").status_code == 201
+        r = token_for("theirs")
+        assert (r.status_code, r.json()["message"]) == (
+            403, 'serviceaccounts "default" is forbidden: node requested token bound to a pod scheduled on a '
+                 'different node')
         status = {"status": {"phase": "Running"}}
         merge = {"Content-Type": "application/merge-patch+json"}
         assert node1.patch(f"/api/v1/namespaces/{ns}/pods/mine/status", json=status, headers=merge).status_code == 200

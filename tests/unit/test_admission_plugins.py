@@ -196,8 +196,12 @@ def test_service_account_token_volume():
 NODE1 = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
 
 
+async def no_pods(namespace, name):
+    return None
+
+
 def test_node_restriction_pods():
-    plugin = NodeRestriction()
+    plugin = NodeRestriction(no_pods)
     mine, theirs = {"spec": {"nodeName": "n1"}}, {"spec": {"nodeName": "n2"}}
     admit(plugin, None, op="delete", old=mine, user=NODE1)
     e = refused(plugin, None, op="delete", old=theirs, user=NODE1)
@@ -217,7 +221,7 @@ def test_node_restriction_pods():
 
 
 def test_node_restriction_nodes():
-    plugin = NodeRestriction()
+    plugin = NodeRestriction(no_pods)
     admit(plugin, {"spec": {}}, resource="nodes", ns=None, name="n1", op="update", old={"spec": {}}, user=NODE1)
     admit(plugin, {}, resource="nodes", ns=None, name="n1", op="update", sub="status", old={}, user=NODE1)
     e = refused(plugin, {}, resource="nodes", ns=None, name="n2", op="update", sub="status", old={}, user=NODE1)
@@ -275,3 +279,29 @@ def test_pod_security_baseline_and_privileged():
     admit(pod_security({"pod-security.kubernetes.io/enforce": "privileged"}), bad)
     admit(pod_security({}), bad)  # no label: privileged, as upstream's default
     admit(pod_security({"pod-security.kubernetes.io/enforce": "baseline"}), pod(None))
+
+
+def test_node_restriction_token_requests():
+    pods = {"mine": {"metadata": {"uid": "u1"}, "spec": {"nodeName": "n1"}},
+            "theirs": {"metadata": {"uid": "u2"}, "spec": {"nodeName": "n2"}}}
+
+    async def get_pod(namespace, name):
+        return pods.get(name)
+    plugin = NodeRestriction(get_pod)
+
+    def token(ref):
+        return {"spec": {"audiences": ["a"], **({"boundObjectRef": ref} if ref else {})}}
+    kw = dict(resource="serviceaccounts", sub="token", name="default", user=NODE1)
+    admit(plugin, token({"kind": "Pod", "name": "mine", "uid": "u1"}), **kw)
+    for ref, message in [
+            (None, "node requested token not bound to a pod"),
+            ({"kind": "Pod", "name": "mine"}, "node requested token with a pod binding without a uid"),
+            ({"kind": "Secret", "name": "s", "uid": "x"}, "node requested token bound to a Secret"),
+            ({"kind": "Pod", "name": "mine", "uid": "old"}, "the UID in the bound object reference (old) does not "
+                                                           "match the UID in record"),
+            ({"kind": "Pod", "name": "theirs", "uid": "u2"}, "node requested token bound to a pod scheduled on a "
+                                                            "different node")]:
+        e = refused(plugin, token(ref), **kw)
+        assert e.code == 403 and e.message.startswith(f'serviceaccounts "default" is forbidden: {message}')
+    assert refused(plugin, token({"kind": "Pod", "name": "gone", "uid": "u"}), **kw).code == 404
+    admit(plugin, token(None), resource="serviceaccounts", sub="token", name="default", user=ADMIN)
