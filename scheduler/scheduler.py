@@ -42,6 +42,9 @@ ATTEMPT_DURATION = prometheus_client.Histogram(
     "scheduler_scheduling_attempt_duration_seconds",
     "Scheduling attempt latency in seconds (scheduling algorithm + binding)", ["result", "profile"],
     buckets=[0.001 * 2 ** i for i in range(15)])
+ALGORITHM_DURATION = prometheus_client.Histogram(
+    "scheduler_scheduling_algorithm_duration_seconds", "Scheduling algorithm latency in seconds",
+    buckets=[0.001 * 2 ** i for i in range(15)])
 POD_SLI_DURATION = prometheus_client.Histogram(
     "scheduler_pod_scheduling_sli_duration_seconds",
     "E2e latency for a pod being scheduled, from the first scheduling attempt, possibly over several attempts.",
@@ -231,6 +234,7 @@ class Scheduler:
             log.exception("error scheduling pod %s", meta_key(pod))
             await self._handle_failure(pinfo, cycle, str(e), reason="SchedulerError", unschedulable=False)
             return
+        ALGORITHM_DURATION.observe(time.monotonic() - start)
         # A shallow copy with its own spec: cached objects are never mutated, so a deep
         # copy of the whole pod per cycle would buy nothing.
         assumed = {**pod, "spec": {**pod["spec"], "nodeName": node_name}}

@@ -184,6 +184,7 @@ def test_scheduler_metrics(cluster):
     assert value(after, "scheduler_schedule_attempts_total", result="unschedulable") >= 1
     assert value(after, "scheduler_scheduling_attempt_duration_seconds_count") >= 1
     assert value(after, "leader_election_master_status", name="kube-scheduler") == 1
+    assert "scheduler_scheduling_algorithm_duration_seconds_count" in names(after)  # observed once a pod fits
     assert "rest_client_requests_total" in names(after)
 
 
