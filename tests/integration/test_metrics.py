@@ -214,3 +214,34 @@ def test_scheduler_log_carries_the_pod_key(cluster):
         "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}})
     f = support.wait_for("scheduler logged the pod", line, 20, 0.2)
     assert f["pod"] == "default/metrics-unschedulable" and f["level"] == "info"
+
+
+def test_etcdlite_three_members_leader_and_peer_traffic(tmp_path):
+    """One leader among three members, every member sees it, and Raft traffic shows in the peer counters."""
+    names = ("n1", "n2", "n3")
+    ports = {n: (support.free_port(), support.free_port(), support.free_port()) for n in names}
+    initial = ",".join(f"{n}=http://127.0.0.1:{ports[n][1]}" for n in names)
+    with support.ProcessGroup(tmp_path) as procs:
+        for n in names:
+            client, peer, mport = ports[n]
+            procs.spawn(n, support.cluster_member_argv("etcdlite", n, data_dir=tmp_path / n, client_port=client,
+                                                       peer_port=peer, initial_cluster=initial)
+                        + ["--listen-metrics-urls", f"http://127.0.0.1:{mport}"])
+        urls = {n: f"http://127.0.0.1:{ports[n][2]}" for n in names}
+        for n in names:
+            procs.wait_ready(n, url=f"{urls[n]}/health", timeout=30)
+        support.etcdctl(f"127.0.0.1:{ports['n1'][0]}", "put", "k", "v")
+        pages = {n: scrape(urls[n]) for n in names}
+        assert [value(pages[n], "etcd_server_has_leader") for n in names] == [1, 1, 1]
+        leaders = [n for n in names if value(pages[n], "etcd_server_is_leader") == 1]
+        assert len(leaders) == 1, pages
+        lead = pages[leaders[0]]
+        ids = {n: next(dict(ls)["server_id"] for (m, ls) in pages[n] if m == "etcd_server_id") for n in names}
+        for n in names:
+            if n != leaders[0]:
+                assert value(lead, "etcd_network_peer_sent_bytes_total", To=ids[n]) > 0
+                assert value(pages[n], "etcd_network_peer_received_bytes_total", From=ids[leaders[0]]) > 0
+        # Every member committed the put (a quorum at least; all within a heartbeat or two).
+        support.wait_for("put committed everywhere", lambda: all(
+            value(scrape(urls[n]), "etcd_server_proposals_applied_total") >=
+            value(lead, "etcd_server_proposals_committed_total") for n in names), 10, 0.2)
