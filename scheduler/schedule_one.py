@@ -200,16 +200,13 @@ def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[Scor
 
 
 def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
-    """The highest-scoring node; ties broken uniformly at random (reservoir sampling, as upstream)."""
-    best_name, best_score, ties = "", None, 0
-    for name, score in scored:
-        if best_score is None or score > best_score:
-            best_name, best_score, ties = name, score, 1
-        elif score == best_score:
-            ties += 1
-            if rng.randrange(ties) == 0:
-                best_name = name
-    return best_name
+    """The highest-scoring node; ties broken uniformly at random (as upstream's reservoir
+    sampling, with one random draw instead of one per tie: on equal nodes every one ties)."""
+    if not scored:
+        return ""
+    best = max(score for _, score in scored)
+    ties = [name for name, score in scored if score == best]
+    return ties[rng.randrange(len(ties))] if len(ties) > 1 else ties[0]
 
 
 def schedule_pod(pod: dict, nodes: Sequence[NodeInfo], filters: Sequence[FilterPlugin],
