@@ -17,8 +17,9 @@ The format (logfmt; keys in this order, then any object keys)::
 - Object keys come from ``extra=``: ``log.info("synced", extra={"key": key})``
   or ``extra=klog.kv(pod=pod)`` where a Kubernetes object becomes its
   ``namespace/name`` (klog.KObj). Keys must not collide with LogRecord
-  attributes (``name``, ``msg``, ``args`` ...): use ``key``, ``pod``, ``node``,
-  ``object``, ``controller`` ...
+  attributes (``name``, ``msg``, ``message``, ``args`` ...), which ``logging``
+  refuses in a raw ``extra`` dict: use ``key``, ``pod``, ``node``, ``object``,
+  ``controller`` ... (``kv`` renames a colliding key to ``name_``).
 - A logger that always talks about one object can carry it:
   ``klog.with_values(log, controller="deployment").info(...)`` (klog's WithValues).
 - Values are bare when they hold no space, ``=``, ``"`` or control character,
@@ -63,8 +64,10 @@ def kobj(obj: Any) -> str:
 
 
 def kv(**fields: Any) -> dict[str, str]:
-    """``extra=`` fields: objects become ``namespace/name`` (kobj), other values their str."""
-    return {k: kobj(v) for k, v in fields.items()}
+    """``extra=`` fields: objects become ``namespace/name`` (kobj), other values their str. A key that
+    is a LogRecord attribute (``name``, ``message``, ``args`` ...), which ``logging`` refuses in
+    ``extra``, gets a trailing ``_`` (``name_=...``) instead of failing the caller."""
+    return {(f"{k}_" if k in _STANDARD else k): kobj(v) for k, v in fields.items()}
 
 
 class _WithValues(logging.LoggerAdapter):

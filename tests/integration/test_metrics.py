@@ -215,6 +215,14 @@ def test_scheduler_log_carries_the_pod_key(cluster):
     f = support.wait_for("scheduler logged the pod", line, 20, 0.2)
     assert f["pod"] == "default/metrics-unschedulable" and f["level"] == "info"
 
+    def event_line():
+        for row in cluster.cp.procs.log("scheduler", 200_000).splitlines():
+            f = klog.parse(row)
+            if f.get("msg") == "Event occurred" and f.get("object") == "default/metrics-unschedulable":
+                return f
+    ev = support.wait_for("the FailedScheduling event logged", event_line, 20, 0.2)
+    assert (ev["kind"], ev["type"], ev["reason"]) == ("Pod", "Warning", "FailedScheduling") and ev["note"]
+
 
 def test_etcdlite_three_members_leader_and_peer_traffic(tmp_path):
     """One leader among three members, every member sees it, and Raft traffic shows in the peer counters."""

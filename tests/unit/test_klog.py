@@ -102,3 +102,10 @@ def test_bare_values_need_no_quotes():
 def test_parse_skips_text_that_is_not_logfmt():
     assert klog.parse("2026-11-22 08:00:00,000 INFO old format") == {}
     assert klog.parse('a=1 b="x y" junk c=') == {"a": "1", "b": "x y", "c": ""}
+
+
+def test_kv_renames_keys_logging_refuses(capture):
+    log, out = capture
+    log.info("x", extra=klog.kv(name="web", message="m", pod="default/p"))
+    f = klog.parse(lines(out)[0])
+    assert (f["name_"], f["message_"], f["pod"]) == ("web", "m", "default/p")
