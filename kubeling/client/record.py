@@ -13,6 +13,7 @@ import datetime
 import logging
 import time
 
+from kubeling import klog
 from kubeling.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class EventRecorder:
             return
         if self._writers is None:
             self._writers = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
+        # client-go's StartStructuredLogging: every Event is also one log line with its object key.
+        log.info("Event occurred", extra=klog.kv(object=obj, kind=obj.get("kind", ""), type=event_type,
+                                                 reason=reason, note=message))
         task = asyncio.get_running_loop().create_task(self._write(obj, event_type, reason, message))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
