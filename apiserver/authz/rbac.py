@@ -11,9 +11,11 @@ The policy comes from the apiserver's watch caches (``CachedPolicy``), so a
 new RoleBinding is enforced as soon as the cache has seen it. Bindings are
 indexed by subject (user, group, ServiceAccount) and the index is rebuilt
 only when a binding cache's revision moves, so a request looks at the few
-bindings naming its user instead of all of them.
+bindings naming its user instead of all of them. A ClusterRole with an
+aggregationRule gets the rules of the ClusterRoles its selectors match, as
+upstream's aggregation controller would have written them.
 RBAC never denies: a request no rule allows gets "no opinion", and the next
-authorizer (or the 403) decides. Aggregated ClusterRoles are not resolved.
+authorizer (or the 403) decides.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Iterable, Protocol
 from apiserver.authn import UserInfo
 from apiserver.authn.serviceaccount import SA_PREFIX
 from apiserver.authz import RequestAttributes
+from kubeling.api.selectors import label_selector_from_object
 
 GROUP = "rbac.authorization.k8s.io"
 
@@ -122,6 +125,9 @@ class Policy(Protocol):
     def cluster_role(self, name: str) -> dict | None:
         """One ClusterRole by name, None if absent."""
 
+    def all_cluster_roles(self) -> Iterable[dict]:
+        """Every ClusterRole (aggregation selects among them)."""
+
     def role(self, namespace: str, name: str) -> dict | None:
         """One Role, None if absent."""
 
@@ -165,6 +171,10 @@ class StaticPolicy:
         """Every RoleBinding of the list."""
         return self.by_kind.get("RoleBinding", [])
 
+    def all_cluster_roles(self) -> Iterable[dict]:
+        """Every ClusterRole of the list."""
+        return self.by_kind.get("ClusterRole", [])
+
 
 class CachedPolicy:
     """A Policy over the apiserver's four RBAC Stores (their watch caches' current items).
@@ -199,6 +209,10 @@ class CachedPolicy:
     def all_role_bindings(self) -> Iterable[dict]:
         """Every cached RoleBinding."""
         return list(self._items("rolebindings").values())
+
+    def all_cluster_roles(self) -> Iterable[dict]:
+        """Every cached ClusterRole."""
+        return list(self._items("clusterroles").values())
 
 
 # ---------------------------------------------------------------- the authorizer
@@ -251,8 +265,31 @@ class RBACAuthorizer:
                 return [], f'role.rbac.authorization.k8s.io "{name}" not found'
         else:
             return [], ""
+        if kind == "ClusterRole" and isinstance(role.get("aggregationRule"), dict):
+            return self._aggregated_rules(role), ""
         rules = role.get("rules")
         return (rules if isinstance(rules, list) else []), ""
+
+    def _aggregated_rules(self, role: dict) -> list:
+        """The rules of the ClusterRoles an aggregationRule selects, in name order, without repeats: what
+        upstream's clusterrole-aggregation controller writes into the role (resolved here at lookup)."""
+        selectors = []
+        for sel in role["aggregationRule"].get("clusterRoleSelectors") or ():
+            try:
+                selectors.append(label_selector_from_object(sel))
+            except ValueError:
+                continue
+        me = (role.get("metadata") or {}).get("name")
+        out: list = []
+        others = sorted(self.policy.all_cluster_roles(), key=lambda r: (r.get("metadata") or {}).get("name", ""))
+        for other in others:
+            meta = other.get("metadata") or {}
+            if meta.get("name") == me or not any(sel.matches(meta.get("labels") or {}) for sel in selectors):
+                continue
+            for r in other.get("rules") or ():
+                if isinstance(r, dict) and r not in out:
+                    out.append(r)
+        return out
 
     def _bindings(self, user: UserInfo, namespace: str | None) -> list[tuple[dict, str]]:
         """The ClusterRoleBindings, then the RoleBindings of ``namespace``, with a subject naming ``user``."""

@@ -200,3 +200,20 @@ def test_forbidden_message_is_sanitized():
     """As upstream's sanitizer: &, < and > of the request become HTML entities in the message."""
     e = forbidden(UserInfo("<b>&"), non_resource("get", "/x<y>"))
     assert e.message == 'forbidden: User "&lt;b&gt;&amp;" cannot get path "/x&lt;y&gt;"'
+
+
+async def test_aggregated_cluster_role():
+    """A ClusterRole with an aggregationRule grants the rules of the ClusterRoles its selectors match."""
+    agg = {"kind": "ClusterRole", "metadata": {"name": "monitoring"},
+           "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"example.com/aggregate-to-monitoring":
+                                                                          "true"}}]}, "rules": []}
+    part = {"kind": "ClusterRole", "metadata": {"name": "part", "labels": {"example.com/aggregate-to-monitoring":
+                                                                            "true"}},
+            "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["services"]}]}
+    other = {"kind": "ClusterRole", "metadata": {"name": "other"},
+             "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]}
+    a = RBACAuthorizer(policy(agg, part, other, rb("a", "m", "ClusterRole", "monitoring",
+                                                   {"kind": "User", "name": "mon", "apiGroup": G})))
+    mon = UserInfo("mon")
+    assert (await a.authorize(mon, attrs("get", "services", ns="a", name="x")))[0]
+    assert not (await a.authorize(mon, attrs("get", "secrets", ns="a", name="x")))[0]
