@@ -10,11 +10,11 @@ kubelet_pleg_events_total) stay where they are, in kubelet/kubelet.py.
 from __future__ import annotations
 
 import time
-import weakref
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
 
+from kubeling.metrics import Watched
 from proto.cri import api_pb2 as pb
 
 # prometheus' DefBuckets, which upstream uses for the PLEG histograms.
@@ -66,36 +66,27 @@ class PodStartTracker:
         self._started.discard(uid)
 
 
-class _RuntimeCollector:
+def _running_containers(plegs: list):
     """kubelet_running_containers{container_state}: the containers of every watched PLEG's last
     relist by CRI state (created, running, exited, unknown), as upstream's gauge."""
-
-    def __init__(self) -> None:
-        self.plegs: weakref.WeakSet = weakref.WeakSet()
-
-    def describe(self):
-        return []
-
-    def collect(self):
-        fam = GaugeMetricFamily("kubelet_running_containers", "Number of containers currently running",
-                                labels=["container_state"])
-        counts = dict.fromkeys(_CONTAINER_STATES.values(), 0)
-        for pleg in list(self.plegs):
-            for pod in list(pleg.pods.values()):
-                for c in pod.containers:
-                    counts[_CONTAINER_STATES.get(c.state, "unknown")] += 1
-        for state, n in counts.items():
-            fam.add_metric([state], n)
-        yield fam
+    fam = GaugeMetricFamily("kubelet_running_containers", "Number of containers currently running",
+                            labels=["container_state"])
+    counts = dict.fromkeys(_CONTAINER_STATES.values(), 0)
+    for pleg in plegs:
+        for pod in list(pleg.pods.values()):
+            for c in pod.containers:
+                counts[_CONTAINER_STATES.get(c.state, "unknown")] += 1
+    for state, n in counts.items():
+        fam.add_metric([state], n)
+    return [fam]
 
 
-_RUNTIME = _RuntimeCollector()
-prometheus_client.REGISTRY.register(_RUNTIME)
+_PLEGS = Watched(_running_containers)
 
 
 def watch_pleg(pleg) -> None:
     """Count the containers of ``pleg``'s (a GenericPLEG) last relist in kubelet_running_containers."""
-    _RUNTIME.plegs.add(pleg)
+    _PLEGS.add(pleg)
 
 
 class RelistTimer:
