@@ -17,11 +17,12 @@ read at scrape time from the electors that registered.
 from __future__ import annotations
 
 import time
-import weakref
 
 import httpx
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
+
+from kubeling.metrics import Watched
 
 REQUESTS = prometheus_client.Counter(
     "rest_client_requests_total", "Number of HTTP requests, partitioned by status code, method, and host.",
@@ -61,33 +62,24 @@ def transport(**kwargs) -> InstrumentedTransport:
     return InstrumentedTransport(httpx.AsyncHTTPTransport(**kwargs))
 
 
-class _LeaderElectionCollector:
+def _leader_status(electors: list):
     """leader_election_master_status{name}: 1 while a watched LeaderElector leads, else 0 (client-go's
     leaderelection metrics; ``name`` is the lock's name, e.g. kube-controller-manager)."""
-
-    def __init__(self) -> None:
-        self.electors: weakref.WeakSet = weakref.WeakSet()
-
-    def describe(self):
-        return []
-
-    def collect(self):
-        fam = GaugeMetricFamily("leader_election_master_status", "Gauge of if the reporting system is master of "
-                                "the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string "
-                                "used to identify the lease. Please make sure to group by name.", labels=["name"])
-        status: dict[str, int] = {}
-        for e in list(self.electors):
-            name = getattr(e.lock, "name", "") or e.lock.describe()
-            status[name] = max(status.get(name, 0), 1 if e.leading.is_set() else 0)
-        for name, v in sorted(status.items()):
-            fam.add_metric([name], v)
-        yield fam
+    fam = GaugeMetricFamily("leader_election_master_status", "Gauge of if the reporting system is master of "
+                            "the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string "
+                            "used to identify the lease. Please make sure to group by name.", labels=["name"])
+    status: dict[str, int] = {}
+    for e in electors:
+        name = getattr(e.lock, "name", "") or e.lock.describe()
+        status[name] = max(status.get(name, 0), 1 if e.leading.is_set() else 0)
+    for name, v in sorted(status.items()):
+        fam.add_metric([name], v)
+    return [fam]
 
 
-_ELECTORS = _LeaderElectionCollector()
-prometheus_client.REGISTRY.register(_ELECTORS)
+_ELECTORS = Watched(_leader_status)
 
 
 def watch_elector(elector) -> None:
     """Report ``elector`` (a LeaderElector) in leader_election_master_status."""
-    _ELECTORS.electors.add(elector)
+    _ELECTORS.add(elector)

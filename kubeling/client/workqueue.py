@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import weakref
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
+
+from kubeling.metrics import Watched
 
 # client-go's buckets: prometheus.ExponentialBuckets(10e-9, 10, 10), 10 ns .. 10 s.
 DURATION_BUCKETS = tuple(10e-9 * 10 ** i for i in range(10))
@@ -40,42 +41,33 @@ WORK_DURATION = prometheus_client.Histogram(
     ["name"], buckets=DURATION_BUCKETS)
 
 
-class _QueueCollector:
-    """Scrape-time gauges over every live named WorkQueue, summed per name (tests and hollow nodes run
-    several queues of one name in a process)."""
-
-    def __init__(self) -> None:
-        self.queues: weakref.WeakSet[WorkQueue] = weakref.WeakSet()
-
-    def describe(self):
-        return []
-
-    def collect(self):
-        depth = GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name"])
-        unfinished = GaugeMetricFamily(
-            "workqueue_unfinished_work_seconds", "How many seconds of work has been done that is in progress and "
-            "hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce the "
-            "number of stuck threads by observing the rate at which this increases.", labels=["name"])
-        longest = GaugeMetricFamily(
-            "workqueue_longest_running_processor_seconds", "How many seconds has the longest running processor "
-            "for workqueue been running.", labels=["name"])
-        now = time.monotonic()
-        by_name: dict[str, list[float]] = {}
-        for q in list(self.queues):
-            row = by_name.setdefault(q.name, [0, 0.0, 0.0])
-            row[0] += len(q._queue)
-            for started in list(q._started.values()):
-                row[1] += now - started
-                row[2] = max(row[2], now - started)
-        for name, (d, u, l) in sorted(by_name.items()):
-            depth.add_metric([name], d)
-            unfinished.add_metric([name], u)
-            longest.add_metric([name], l)
-        return [depth, unfinished, longest]
+def _queue_gauges(queues: list):
+    """workqueue_depth, workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds
+    over the live named queues, summed per name (tests and hollow nodes run several queues of one name)."""
+    depth = GaugeMetricFamily("workqueue_depth", "Current depth of workqueue", labels=["name"])
+    unfinished = GaugeMetricFamily(
+        "workqueue_unfinished_work_seconds", "How many seconds of work has been done that is in progress and "
+        "hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce the "
+        "number of stuck threads by observing the rate at which this increases.", labels=["name"])
+    longest = GaugeMetricFamily(
+        "workqueue_longest_running_processor_seconds", "How many seconds has the longest running processor "
+        "for workqueue been running.", labels=["name"])
+    now = time.monotonic()
+    by_name: dict[str, list[float]] = {}
+    for q in queues:
+        row = by_name.setdefault(q.name, [0, 0.0, 0.0])
+        row[0] += len(q._queue)
+        for started in list(q._started.values()):
+            row[1] += now - started
+            row[2] = max(row[2], now - started)
+    for name, (d, u, l) in sorted(by_name.items()):
+        depth.add_metric([name], d)
+        unfinished.add_metric([name], u)
+        longest.add_metric([name], l)
+    return [depth, unfinished, longest]
 
 
-_COLLECTOR = _QueueCollector()
-prometheus_client.REGISTRY.register(_COLLECTOR)
+_QUEUES = Watched(_queue_gauges)
 
 
 class ShutDown(Exception):
@@ -111,7 +103,7 @@ class WorkQueue:
             self._retries = RETRIES.labels(name)
             self._queue_duration = QUEUE_DURATION.labels(name)
             self._work_duration = WORK_DURATION.labels(name)
-            _COLLECTOR.queues.add(self)
+            _QUEUES.add(self)
 
     def __len__(self) -> int:
         return len(self._queue)
