@@ -22,20 +22,11 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from apiserver import errors
-from apiserver.authn import UserInfo
+from apiserver.authn import node_name
 from apiserver.admission import Attributes, forbidden, resource_name
 
-NODES_GROUP = "system:nodes"
-NODE_USER_PREFIX = "system:node:"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
-
-def node_name_of(user: UserInfo) -> str | None:
-    """The node a user acts for (``system:node:NAME`` in ``system:nodes``), or None (NodeIdentifier)."""
-    name = user.name
-    if NODES_GROUP not in user.groups or not name.startswith(NODE_USER_PREFIX):
-        return None
-    return name[len(NODE_USER_PREFIX):] or None
 
 
 def _node_name_of_pod(pod: dict | None) -> str:
@@ -53,7 +44,7 @@ class NodeRestriction:
 
     async def admit(self, attrs: Attributes, obj: dict | None, old: dict | None) -> None:
         """Refuse a node's writes to pods and nodes that are not its own."""
-        node = node_name_of(attrs.user)
+        node = node_name(attrs.user)
         if node is None:
             return
         resource = resource_name(attrs)

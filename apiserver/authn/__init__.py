@@ -52,6 +52,18 @@ class UserInfo(NamedTuple):
         return out
 
 
+NODES_GROUP = "system:nodes"
+NODE_USER_PREFIX = "system:node:"
+
+
+def node_name(user: UserInfo) -> str | None:
+    """The node a user acts for (pkg/auth/nodeidentifier): ``system:node:NAME`` in ``system:nodes``,
+    else None. Shared by the Node authorizer and NodeRestriction admission."""
+    if NODES_GROUP not in user.groups or not user.name.startswith(NODE_USER_PREFIX):
+        return None
+    return user.name[len(NODE_USER_PREFIX):] or None
+
+
 # The apiserver's own writes (bootstrap objects, internal updates): upstream's loopback client identity.
 APISERVER_USER = UserInfo("system:apiserver", (MASTERS, ALL_AUTHENTICATED))
 

@@ -20,21 +20,13 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from apiserver.authn import UserInfo
+from apiserver.authn import UserInfo, node_name
 from apiserver.authz import RequestAttributes
 from apiserver.authz.rbac import rule_allows
 from apiserver.bootstrappolicy import node_rules
 
-NODES_GROUP = "system:nodes"
-NODE_PREFIX = "system:node:"
 LEASE_NAMESPACE = "kube-node-lease"
 
-
-def node_name(user: UserInfo) -> str | None:
-    """The node a user is (nodeidentifier.NodeIdentity): ``system:node:NAME`` in ``system:nodes``; else None."""
-    if NODES_GROUP not in user.groups or not user.name.startswith(NODE_PREFIX):
-        return None
-    return user.name[len(NODE_PREFIX):] or None
 
 
 def pod_references(pod: dict) -> set[tuple[str, str]]:
