@@ -41,6 +41,18 @@ ETCD_MEMBERS = (("etcdlite-0", config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
                 ("etcdlite-1", 22379, 22380), ("etcdlite-2", 32379, 32380))
 APISERVER_HA_PORTS = (6444, 6445)
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# Anonymous requests only for health and version (kubeadm's probes); anything else without
+# credentials is 401 (upstream's AnonymousAuthConfigurableEndpoints).
+AUTHN_CONFIG = """apiVersion: apiserver.config.k8s.io/v1beta1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /livez
+  - path: /readyz
+  - path: /healthz
+  - path: /version
+"""
 DNS_USER = "system:serviceaccount:kube-system:kube-dns"  # bound to system:kube-dns by the default policy
 ENCRYPTION_CONFIG = """apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
@@ -304,7 +316,8 @@ class Cluster:
             return []
         p = self.pki
         return [*pki_flags.apiserver_flags(p),
-                "--authorization-mode", "Node,RBAC", "--anonymous-auth", "true",
+                "--authorization-mode", "Node,RBAC",
+                "--authentication-config", str(self.home / "authn-config.yaml"),
                 "--token-auth-file", str(p / "tokens.csv"), "--enable-bootstrap-token-auth",
                 "--service-account-issuer", SA_ISSUER, "--service-account-key-file", str(p / "sa.pub"),
                 "--service-account-signing-key-file", str(p / "sa.key"),
@@ -436,6 +449,7 @@ backend apiservers
                          user=DNS_USER, token=tokens["cluster-dns"])
         kubeconfig.write(self.home / "dashboard-admin.kubeconfig", server=self.server, ca_data=ca,
                          user="kubernetes-admin-token", token=tokens["admin"])
+        (self.home / "authn-config.yaml").write_text(AUTHN_CONFIG)
         enc = self.home / "encryption-config.yaml"
         if not enc.exists():
             key = base64.b64encode(secrets.token_bytes(32)).decode()

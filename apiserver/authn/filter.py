@@ -80,10 +80,12 @@ class RequestAuthenticator:
     that carry no credential at all.
     """
 
-    def __init__(self, *, x509=None, tokens: list[TokenAuthenticator] | None = None, anonymous: bool = True):
+    def __init__(self, *, x509=None, tokens: list[TokenAuthenticator] | None = None, anonymous: bool = True,
+                 anonymous_paths: frozenset[str] | None = None):
         self.x509 = x509
         self.tokens = list(tokens or [])
         self.anonymous = anonymous
+        self.anonymous_paths = anonymous_paths  # None: anonymous on any path
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
         """The user of a bearer token by the token authenticators (TokenReview uses this); raises
@@ -121,7 +123,7 @@ class RequestAuthenticator:
                 failure = failure or e
         if failure is not None:
             raise failure
-        if self.anonymous:
+        if self.anonymous and (self.anonymous_paths is None or conn.url.path in self.anonymous_paths):
             return UserInfo(ANONYMOUS, (ALL_UNAUTHENTICATED,))
         return None
 

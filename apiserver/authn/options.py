@@ -33,6 +33,9 @@ class AuthOptions:
     """Authentication and authorization flags (``client_ca_file`` is the serving flag's, shared)."""
 
     anonymous_auth: bool = True
+    # AuthenticationConfiguration's anonymous.conditions: the only paths anonymous requests may
+    # use (None: any path, as --anonymous-auth); others get 401.
+    anonymous_paths: frozenset[str] | None = None
     token_auth_file: str | None = None
     service_account_key_files: list[str] = field(default_factory=list)
     service_account_signing_key_file: str | None = None
@@ -63,6 +66,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("authentication and authorization")
     g.add_argument("--anonymous-auth", type=_bool, nargs="?", const=True, default=True,
                    help="requests without credentials are system:anonymous (default true); false: 401")
+    g.add_argument("--authentication-config", default=None,
+                   help="AuthenticationConfiguration file (apiserver.config.k8s.io); kubeling reads its "
+                        "anonymous section: enabled and the paths (conditions) anonymous requests may use")
     g.add_argument("--token-auth-file", default=None, help='static bearer tokens, CSV: token,user,uid,"g1,g2"')
     g.add_argument("--service-account-key-file", action="append", default=[],
                    help="PEM public (or private) keys verifying ServiceAccount tokens; repeatable")
@@ -80,6 +86,43 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="accept bootstrap tokens (kube-system secrets bootstrap-token-<id>)")
     g.add_argument("--authorization-mode", default="AlwaysAllow",
                    help=f"comma-separated authorizers in order, of {', '.join(MODES)} (default AlwaysAllow)")
+
+
+AUTHN_CONFIG_VERSIONS = ("apiserver.config.k8s.io/v1alpha1", "apiserver.config.k8s.io/v1beta1",
+                         "apiserver.config.k8s.io/v1")
+
+
+def read_authentication_config(path: str) -> tuple[bool, frozenset[str] | None]:
+    """(anonymous enabled, allowed paths or None) from an AuthenticationConfiguration file (upstream's
+    structured authentication config, anonymous section as AnonymousAuthConfigurableEndpoints).
+    Raises ValueError naming the field for a bad file or a section kubeling does not implement."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ValueError(f"--authentication-config: {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--authentication-config: {path}: not YAML: {e}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "AuthenticationConfiguration" \
+            or doc.get("apiVersion") not in AUTHN_CONFIG_VERSIONS:
+        raise ValueError(f"--authentication-config: {path}: want kind AuthenticationConfiguration of "
+                         f"{', '.join(AUTHN_CONFIG_VERSIONS)}")
+    for key in doc:
+        if key not in ("apiVersion", "kind", "anonymous"):
+            raise ValueError(f"--authentication-config: {key}: not supported by kubeling (only anonymous)")
+    anon = doc.get("anonymous") or {}
+    if not isinstance(anon, dict) or not isinstance(anon.get("enabled", False), bool):
+        raise ValueError("--authentication-config: anonymous.enabled: must be true or false")
+    paths = []
+    for i, c in enumerate(anon.get("conditions") or []):
+        if not isinstance(c, dict) or not isinstance(c.get("path"), str) or not c["path"].startswith("/"):
+            raise ValueError(f"--authentication-config: anonymous.conditions[{i}].path: must be an absolute path")
+        paths.append(c["path"])
+    if paths and not anon.get("enabled"):
+        raise ValueError("--authentication-config: anonymous.conditions: only allowed when enabled is true")
+    return bool(anon.get("enabled")), (frozenset(paths) if paths else None)
 
 
 def from_args(a: argparse.Namespace) -> AuthOptions:
@@ -102,7 +145,11 @@ def from_args(a: argparse.Namespace) -> AuthOptions:
         raise ValueError("--service-account-issuer is required with --service-account-signing-key-file")
     if a.service_account_key_file and not a.service_account_issuer:
         raise ValueError("--service-account-issuer is required with --service-account-key-file")
-    return AuthOptions(anonymous_auth=a.anonymous_auth, token_auth_file=a.token_auth_file,
+    anonymous, anonymous_paths = a.anonymous_auth, None
+    if a.authentication_config:
+        anonymous, anonymous_paths = read_authentication_config(a.authentication_config)
+    return AuthOptions(anonymous_auth=anonymous, anonymous_paths=anonymous_paths,
+                       token_auth_file=a.token_auth_file,
                        service_account_key_files=list(a.service_account_key_file),
                        service_account_signing_key_file=a.service_account_signing_key_file,
                        service_account_issuers=list(a.service_account_issuer),
@@ -163,7 +210,8 @@ def build(opts: AuthOptions, *, client_ca_file: str | None, store) -> Built:
         if opts.enable_bootstrap_token_auth:
             tokens.append(bootstrap.BootstrapTokenAuthenticator(get_secret))
         cert = x509.X509Authenticator(x509.load_ca_bundle(client_ca_file)) if client_ca_file else None
-        authenticator = RequestAuthenticator(x509=cert, tokens=tokens, anonymous=opts.anonymous_auth)
+        authenticator = RequestAuthenticator(x509=cert, tokens=tokens, anonymous=opts.anonymous_auth,
+                                             anonymous_paths=opts.anonymous_paths)
     return Built(authenticator, build_authorizer(opts.authorization_modes, store), generator, audiences,
                  opts.service_account_max_token_expiration, keys)
 

@@ -194,6 +194,24 @@ def test_official_python_client_in_a_pod_with_its_service_account_token(cluster,
     assert "kube-api-access-" in env
 
 
+def test_anonymous_requests_get_401_except_health_and_version(cluster):
+    """Without credentials: 401 with a Status object, except /healthz, /livez, /readyz, /version."""
+    import httpx
+
+    ca = str(cluster["home"] / "pki" / "ca.crt")
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    for path in ("/healthz", "/livez", "/readyz", "/version"):
+        assert httpx.get(f"https://127.0.0.1:6443{path}", verify=ctx, timeout=10).status_code == 200, path
+    for path in ("/api/v1/pods", "/api/v1/namespaces/default/secrets", "/apis"):
+        r = httpx.get(f"https://127.0.0.1:6443{path}", verify=ctx, timeout=10)
+        assert r.status_code == 401, (path, r.status_code)
+        assert r.json()["kind"] == "Status" and r.json()["reason"] == "Unauthorized"
+    r = httpx.get("https://127.0.0.1:6443/api/v1/pods", verify=ctx, timeout=10,
+                  headers={"Authorization": "Bearer not-a-token"})
+    assert r.status_code == 401
+
+
 def test_image_load_puts_a_local_image_on_the_node(cluster, tmp_path):
     """`kubeling image load TARBALL` (docker save output) makes an image runnable without a registry."""
     tag = "kltest-ops-img:1"
