@@ -43,6 +43,7 @@ unit: venv
 # temporary state directories; dockerd is started for the run if none answers
 # and stopped afterwards.
 test: venv
+	@bash deploy/install-deps.sh --test
 	@KUBELING_HOME=$(TEST_HOME) $(PY) -m deploy prepare
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS); rc=$$?; \
 	  KUBELING_HOME=$(TEST_HOME) $(PY) -m deploy unprepare; rm -rf $(TEST_HOME); exit $$rc

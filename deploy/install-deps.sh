@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages kubeling needs, only when something is missing.
-# Runs as root on Debian bookworm (make up / make test call it).
+# Runs as root on Debian bookworm (make up / make test call it; `--test` adds what
+# only the tests need).
 set -euo pipefail
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
@@ -16,8 +17,10 @@ have_cmd haproxy || need+=(haproxy)
 [ -d /usr/lib/cni ] || need+=(containernetworking-plugins)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # headless browser for the dashboard's e2e test (tests/e2e/test_dashboard.py)
-[ -x /usr/bin/chromium ] || need+=(chromium)
-[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+if [ "${1:-}" = "--test" ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "kubeling needs root to install: ${need[*]}" >&2

@@ -48,7 +48,7 @@ def chromium_or_skip() -> None:
     def present() -> bool:
         return os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
     if not present():
-        r = subprocess.run(["bash", str(support.REPO / "deploy" / "install-deps.sh")], capture_output=True,
+        r = subprocess.run(["bash", str(support.REPO / "deploy" / "install-deps.sh"), "--test"], capture_output=True,
                            text=True, timeout=900)
         if not present():
             pytest.skip(f"the dashboard test needs {CHROMIUM} and {CHROMEDRIVER} (Debian chromium, "
