@@ -199,6 +199,8 @@ async def run(args: argparse.Namespace, cp: support.ControlPlane) -> None:
         cpu_ms_per_pod = sched_cpu_steady * 1000 / max(1, args.pods - bound_first)
         print(f"throughput phase: {steady:.0f} pods/s first->last binding, scheduler CPU "
               f"{cpu_ms_per_pod:.2f} ms/pod (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print("CPU ms per pod over the whole phase (incl. the scheduler's start): " + ", ".join(
+            f"{n} {v * 1000 / args.pods:.2f}" for n, v in cpu1.items()), flush=True)
         if args.profile_scheduler:
             cp.procs.stop("scheduler", timeout=120)  # cProfile writes its file on the way out
             print(f"scheduler profile in {args.profile_scheduler}", flush=True)

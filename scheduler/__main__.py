@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     async def run(stop):
-        sched = Scheduler(client, scheduler_name=args.scheduler_name)
+        sched = Scheduler(client, scheduler_name=args.scheduler_name, freeze_gc_after_sync=True)
         elector = None
         if args.leader_elect:
             elector = leaderelection.elector_from_args(args, component=args.scheduler_name)
