@@ -9,7 +9,7 @@ annotation a cluster admin set to "false" is left as it is.
 
 Subset kept: cluster-admin, admin, edit, view (written flat: role
 aggregation is not resolved by our RBAC), system:basic-user,
-system:discovery, system:public-info-viewer,
+system:discovery, system:public-info-viewer, system:monitoring (/metrics),
 system:service-account-issuer-discovery, system:auth-delegator,
 system:node (bound to nobody: nodes get it through the Node authorizer, as
 upstream), system:node-proxier, system:node-bootstrapper,
@@ -198,6 +198,8 @@ def cluster_roles() -> list[dict]:
         cluster_role("system:discovery", [rule(["get"], urls=[
             "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
             "/version", "/version/"])]),
+        cluster_role("system:monitoring", [rule(["get"], urls=[
+            "/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"])]),
         cluster_role("system:public-info-viewer", [rule(["get"], urls=[
             "/healthz", "/livez", "/readyz", "/version", "/version/"])]),
         cluster_role("system:basic-user", [
@@ -238,6 +240,7 @@ def cluster_role_bindings() -> list[dict]:
         binding("cluster-admin", "cluster-admin", ("Group", "system:masters")),
         binding("system:discovery", "system:discovery", ("Group", "system:authenticated")),
         binding("system:basic-user", "system:basic-user", ("Group", "system:authenticated")),
+        binding("system:monitoring", "system:monitoring", ("Group", "system:monitoring")),
         binding("system:public-info-viewer", "system:public-info-viewer", ("Group", "system:authenticated"),
                 ("Group", "system:unauthenticated")),
         binding("system:service-account-issuer-discovery", "system:service-account-issuer-discovery",
