@@ -8,7 +8,11 @@ import httpx
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
+from apiserver import bootstrappolicy
 from apiserver import metrics as api_metrics
+from apiserver.authn import UserInfo
+from apiserver.authz import non_resource
+from apiserver.authz.rbac import RBACAuthorizer, StaticPolicy
 from kubelet import metrics as kubelet_metrics
 from kubelet.pleg import GenericPLEG
 from kubeling.client import metrics as client_metrics
@@ -188,3 +192,16 @@ def test_pod_start_duration_counts_first_start_only():
     t.seen({"metadata": {"uid": "new"}, "status": {}})
     t.running("new")
     assert sample("kubelet_pod_start_duration_seconds_count") == before + 2
+
+
+async def test_system_monitoring_may_read_metrics_and_others_may_not():
+    """Upstream's bootstrap system:monitoring role: the group system:monitoring gets /metrics; an authenticated
+    user without it does not; anonymous users do not."""
+    a = RBACAuthorizer(StaticPolicy(bootstrappolicy.cluster_roles() + bootstrappolicy.cluster_role_bindings()))
+    prom = UserInfo("prometheus", ("system:monitoring", "system:authenticated"))
+    jane = UserInfo("jane", ("system:authenticated",))
+    anon = UserInfo("system:anonymous", ("system:unauthenticated",))
+    assert (await a.authorize(prom, non_resource("get", "/metrics")))[0]
+    assert (await a.authorize(prom, non_resource("get", "/readyz/etcd")))[0]
+    assert not (await a.authorize(jane, non_resource("get", "/metrics")))[0]
+    assert not (await a.authorize(anon, non_resource("get", "/metrics")))[0]
