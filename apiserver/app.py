@@ -201,6 +201,13 @@ class APIServer:
                 "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": [{"addresses": [{"ip": address}],
                              "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]}]})
+            # Upstream's apiserver keeps the kubernetes EndpointSlice beside the Endpoints (its
+            # endpoint reconciler writes both), so slice readers (kube-proxy, DNS, dashboards) see it.
+            await self._ensure(self.store("endpointslices", "discovery.k8s.io"), "default", {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]})
         if "RBAC" in self.config.auth.authorization_modes:  # upstream's rbac/bootstrap-roles post-start hook
             g = bootstrappolicy.GROUP
             await bootstrappolicy.ensure({r: self.store(r, g) for r in ("clusterroles", "clusterrolebindings")},
