@@ -42,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         leaderelection.validate_timing(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                                        args.leader_elect_retry_period)
         client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-scheduler/kubeling")
+        binding_client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-scheduler/kubeling")
     except (ValueError, KubeconfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
     async def run(stop):
-        sched = Scheduler(client, scheduler_name=args.scheduler_name, freeze_gc_after_sync=True)
+        sched = Scheduler(client, scheduler_name=args.scheduler_name, freeze_gc_after_sync=True,
+                          binding_client=binding_client)
         elector = None
         if args.leader_elect:
             elector = leaderelection.elector_from_args(args, component=args.scheduler_name)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             await daemon.run_until_stopped(stop, *coros)
         finally:
             await client.close()
+            await binding_client.close()
             if elector is not None:
                 await elector.lock.client.close()
 

@@ -80,14 +80,20 @@ class Scheduler:
     schedules until cancelled. ``ready`` is True once synced (for /healthz).
     At most ``max_bindings_in_flight`` binding cycles run at once (the loop waits
     for one to end); ``freeze_gc_after_sync`` moves the synced caches out of the
-    garbage collector's reach (gc.freeze; for the daemon, not a shared process).
+    garbage collector's reach (gc.freeze; for the daemon, not a shared process);
+    ``binding_client`` (default ``client``) sends the Binding POSTs.
     """
 
     def __init__(self, client: Client, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
                  filters: list | None = None, scores: list | None = None,
                  queue: SchedulingQueue | None = None, rng: random.Random | None = None,
-                 max_bindings_in_flight: int = MAX_BINDINGS_IN_FLIGHT, freeze_gc_after_sync: bool = False):
+                 max_bindings_in_flight: int = MAX_BINDINGS_IN_FLIGHT, freeze_gc_after_sync: bool = False,
+                 binding_client: Client | None = None):
         self.client = client
+        # Bindings may go through a client (connection pool) of their own: httpcore's
+        # per-request bookkeeping walks every connection of the pool, so two small
+        # pools cost less than one holding the watches, the Event writes and the bindings.
+        self.binding_client = binding_client or client
         self.scheduler_name = scheduler_name
         self.filters = filters if filters is not None else default_filters()
         self.scores = scores if scores is not None else default_scores()
@@ -272,7 +278,7 @@ class Scheduler:
                                 **({"uid": meta["uid"]} if meta.get("uid") else {})},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
         try:
-            await self.client.create("pods", binding, namespace=meta["namespace"], name=meta["name"],
+            await self.binding_client.create("pods", binding, namespace=meta["namespace"], name=meta["name"],
                                      subresource="binding")
         except Exception as e:
             SCHEDULE_ATTEMPTS.labels("error").inc()
