@@ -200,8 +200,7 @@ class Scheduler:
             if leading is not None:
                 await leading.wait()
             while True:
-                if len(self._binding_tasks) >= self.max_bindings_in_flight:
-                    await asyncio.wait(self._binding_tasks, return_when=asyncio.FIRST_COMPLETED)
+                await self.wait_for_binding_slot()
                 try:
                     await self.schedule_one()
                 except Exception:  # one pod's trouble must not end scheduling for all (upstream recovers too)
@@ -214,6 +213,11 @@ class Scheduler:
             for t in [*tasks, *self._binding_tasks]:
                 t.cancel()
             await asyncio.gather(*tasks, *self._binding_tasks, return_exceptions=True)
+
+    async def wait_for_binding_slot(self) -> None:
+        """Return once fewer than ``max_bindings_in_flight`` binding cycles run."""
+        while len(self._binding_tasks) >= self.max_bindings_in_flight:
+            await asyncio.wait(self._binding_tasks, return_when=asyncio.FIRST_COMPLETED)
 
     def _update_pending_gauge(self) -> None:
         for name, count in self.queue.pending_counts().items():
