@@ -3,6 +3,8 @@
     .venv/bin/python bench/scheduler_scale.py            # 10,000 pods onto 1,000 hollow nodes
     .venv/bin/python bench/scheduler_scale.py --quick    # 1,000 pods onto 100 hollow nodes
     .venv/bin/python bench/scheduler_scale.py --nodes 500 --pods 5000 --replicas 500 --store etcd
+    .venv/bin/python bench/scheduler_scale.py --nodes 200 --pods 2000 --throughput-only
+    .venv/bin/python bench/scheduler_scale.py --nodes 200 --pods 2000 --profile-scheduler sched.prof
 
 Starts etcdlite (or etcd 3.4) + apiserver + controller-manager + one
 ``python -m kubelet.hollow`` process on free loopback ports (tests/support.py),
@@ -11,7 +13,10 @@ then three phases, each bounded by a time limit:
 1. throughput: PODS pods are created with no scheduler running, then the
    scheduler starts; printed: scheduler start -> all bound, and first ->
    last binding as pods/s (the scheduler's own rate, as scheduler_perf's
-   SchedulingThroughput).
+   SchedulingThroughput), and the scheduler's CPU milliseconds per pod from
+   its first binding to its last, which unlike pods/s hardly depends on how
+   loaded the machine is. ``--throughput-only`` stops here; ``--profile-scheduler
+   FILE`` runs the scheduler under cProfile and writes its stats to FILE.
 2. latency: PODS/5 more pods are created (64 creators) while the scheduler
    runs; per pod, creation (answer of the POST) -> binding seen on a watch;
    printed p50 / p99 in ms.
