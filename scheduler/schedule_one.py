@@ -188,12 +188,14 @@ def prioritize_nodes(pod: dict, nodes: Sequence[NodeInfo], scores: Sequence[Scor
         pre = getattr(plugin, "pre_score", None)
         if pre is not None and pre(pod, nodes, state) is SKIP:
             continue
-        score = plugin.score
-        raw = {info.name: score(pod, info, state) for info in nodes}
+        score, weight = plugin.score, plugin.weight
         normalize = getattr(plugin, "normalize_score", None)
-        if normalize is not None:
-            normalize(pod, raw, state)
-        weight = plugin.weight
+        if normalize is None:  # raw scores are final: no {name: score} dict needed
+            for i, info in enumerate(nodes):
+                totals[i] += weight * score(pod, info, state)
+            continue
+        raw = {info.name: score(pod, info, state) for info in nodes}
+        normalize(pod, raw, state)
         for i, value in enumerate(raw.values()):  # raw keeps the nodes' order
             totals[i] += weight * value
     return [(info.name, total) for info, total in zip(nodes, totals)]
