@@ -39,6 +39,17 @@ class NamespaceController(BaseController):
             return
         if FINALIZER_KUBERNETES not in ((ns.get("spec") or {}).get("finalizers") or []):
             return
+        # The cache may be stale (a namespace re-created, or brought back by a restore): as
+        # upstream's deleter, act only on the live object, and only on the same one (uid).
+        try:
+            live = await self.client.get("namespaces", name)
+        except ApiError as e:
+            if e.code == 404:
+                return
+            raise
+        if not live["metadata"].get("deletionTimestamp") or \
+                live["metadata"].get("uid") != ns["metadata"].get("uid"):
+            return
         remaining = 0
         for resource in res.RESOURCES:
             if not resource.namespaced:

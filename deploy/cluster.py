@@ -87,7 +87,9 @@ class Component:
     healthy: Callable[[], bool]
     expect: str  # substring of its command line, to recognise it by pid
     timeout: float = 60.0
-    wave: int = 3  # `up` starts the components of one wave together, waves in order
+    # `up` starts the components of one wave together, waves in order: what needs no apiserver
+    # (etcd, the apiservers, which retry etcd, the LB, the CRI shims) first, then the rest.
+    wave: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,10 +269,10 @@ class Cluster:
                 PY, "-m", "apiserver", "--etcd-servers", etcd_servers, "--bind-address", f"127.0.0.1,{cp}",
                 "--advertise-address", cp, "--secure-port", str(port),
                 "--service-cluster-ip-range", config.SERVICE_CIDR, *self.apiserver_security_flags()],
-                _http_ok(f"{scheme}://127.0.0.1:{port}/readyz", verify=self.ca), "-m apiserver", wave=1))
+                _http_ok(f"{scheme}://127.0.0.1:{port}/readyz", verify=self.ca), "-m apiserver", wave=0))
         if self.ha:
             comps.append(Component("apiserver-lb", ["haproxy", "-db", "-f", str(h / "haproxy.cfg")],
-                                   _http_ok(f"{self.server}/readyz", verify=self.ca), "haproxy", wave=2))
+                                   _http_ok(f"{self.server}/readyz", verify=self.ca), "haproxy", wave=0))
         root_ca = ["--root-ca-file", str(self.pki / "ca.crt")] if self.secure else []
         for i in range(2 if self.ha else 1):
             suffix = f"-{i}" if self.ha else ""
@@ -531,8 +533,9 @@ backend apiservers
         while pending:
             for comp in list(pending):
                 state = self.supervisor.info(comp.name).get("statename")
-                if state in ("FATAL", "EXITED", "BACKOFF"):
+                if state in ("FATAL", "EXITED"):
                     raise LaunchError(f"{comp.name} exited during start-up ({state})\n{self.log_tail(comp.name)}")
+                # BACKOFF: it exited early and supervisord starts it again; the timeout below decides.
                 if state == "RUNNING" and comp.healthy():
                     result[comp.name] = (True, time.monotonic() - t0)
                     pending.remove(comp)
