@@ -111,10 +111,6 @@ def snapshot_state(data: bytes, *, prefix: bytes) -> dict[bytes, bytes]:
 
 def restore(args: argparse.Namespace) -> int:
     """Make the keys under ``--prefix`` equal to the snapshot ``args.args[0]``; returns 0. Raises CLIError."""
-    import grpc
-
-    from proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
     if len(args.args) != 1:
         raise CLIError("usage: kubeling cluster restore FILE")
     try:
@@ -123,6 +119,48 @@ def restore(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.args[0]}: {e.strerror}") from None
     prefix = args.prefix.encode()
     want = snapshot_state(data, prefix=prefix)
+    paused = _pause_controllers()
+    try:
+        return _restore_keys(args, want, prefix)
+    finally:
+        _resume_controllers(paused)
+
+
+def _pause_controllers() -> list[str]:
+    """Stop the local cluster's controller-managers (through its supervisord) for the restore: with
+    caches from before it, a namespace or garbage collector still busy deleting would delete what
+    comes back (upstream's advice: stop the control plane while etcd is restored). Returns the
+    programs stopped; [] when no launcher-supervised cluster runs here."""
+    from deploy import supervise
+
+    sup = supervise.Supervisor(config.home())
+    if not sup.running():
+        return []
+    stopped = []
+    for info in sup.rpc().getAllProcessInfo():
+        if info["name"].startswith("kube-controller-manager") and info["statename"] == "RUNNING":
+            sup.rpc().stopProcess(info["name"], True)
+            stopped.append(info["name"])
+    if stopped:
+        print(f"paused {', '.join(stopped)} for the restore")
+    return stopped
+
+
+def _resume_controllers(names: list[str]) -> None:
+    from deploy import supervise
+
+    sup = supervise.Supervisor(config.home())
+    for name in names:
+        sup.start(name)
+    if names:
+        print(f"resumed {', '.join(names)}")
+
+
+def _restore_keys(args: argparse.Namespace, want: dict[bytes, bytes], prefix: bytes) -> int:
+    import grpc
+
+    from proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
     end = prefix[:-1] + bytes([prefix[-1] + 1])
     puts = deletes = 0
     try:

@@ -289,7 +289,12 @@ def test_backup_delete_namespace_restore(cluster, app, tmp_path):
     assert ns["status"]["phase"] == "Active"
     cm = json.loads(kubectl(cluster, "get", "configmap", "settings", "-n", "team", "-o", "json").stdout)
     assert cm["data"] == {"color": "blue"}
-    _wait("the restored Deployment's 2 pods Running", lambda: app_pods(cluster), 120)
+    try:
+        _wait("the restored Deployment's 2 pods Running", lambda: app_pods(cluster), 120)
+    except AssertionError as e:
+        state = kubectl(cluster, "get", "all,events", "-n", "team", "-o", "wide", check=False).stdout
+        cm_log = (cluster["home"] / "logs" / "kube-controller-manager.log").read_text(errors="replace")
+        raise AssertionError(f"{e}\n{state}\n{[x for x in cm_log.splitlines() if 'team' in x][-15:]}") from None
     dep = json.loads(kubectl(cluster, "get", "deployment", "app", "-n", "team", "-o", "json").stdout)
     assert dep["spec"]["replicas"] == 2
 
