@@ -467,7 +467,7 @@ def table(results: dict[str, dict | str]) -> str:
         name = f"watch, {n} watchers"
         line(name + " p50 p99", lambda r, n=name: f"{r[n][0].pct(.5):.1f} {r[n][0].pct(.99):.1f}ms"
              + (f" ({r[n][1]} missed)" if r[n][1] else ""), TARGETS["watch"] if n == 1000 else "")
-        line(f"  from the request sent, p50 p99", lambda r, n=name: f"{r[n][3].pct(.5):.1f} {r[n][3].pct(.99):.1f}ms")
+        line("  from the request sent, p50 p99", lambda r, n=name: f"{r[n][3].pct(.5):.1f} {r[n][3].pct(.99):.1f}ms")
         line(f"  apiserver CPU ms/write, {n}", lambda r, n=name: ms(r[n][2]))
     line("apiserver RSS MiB (pods)", lambda r: f"{r['rss']:.0f} ({r['pods']})", TARGETS["rss"])
     for k in kinds:

@@ -23,7 +23,7 @@ import logging
 import weakref
 
 import prometheus_client
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 

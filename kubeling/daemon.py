@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from typing import Awaitable, Callable
 
 import prometheus_client

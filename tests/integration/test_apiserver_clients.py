@@ -129,7 +129,7 @@ def test_kubectl_pod_lifecycle(cluster, kubectl):
 
 def test_python_client(cluster):
     """The official client's typed calls: create, list with a selector, watch, delete."""
-    kubernetes = pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes")
     from kubernetes import client, watch
     ns = cluster.ns()
     cfg = client.Configuration()

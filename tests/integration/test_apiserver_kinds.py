@@ -222,7 +222,7 @@ def test_create_get_delete_each_kind(kubectl):
 
 
 def test_python_client_reads_each_kind(cp):
-    kubernetes = pytest.importorskip("kubernetes")
+    pytest.importorskip("kubernetes")
     from kubernetes import client
     cfg = client.Configuration()
     cfg.host = cp.server

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
