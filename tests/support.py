@@ -678,3 +678,30 @@ class FakeResolver:
         self._stop.set()
         self._thread.join(2)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def deployed_cluster(home: Path, *up_args: str, ports: Sequence[int] = (2379, 6443, 10250),
+                     timeout: float = 300) -> Iterator[dict]:
+    """A cluster of the launcher (``python -m deploy up *up_args``) in the state dir ``home``:
+    yields {"home", "env"} and runs ``deploy down`` on exit, whatever happened.
+
+    Skips without root; fails with one clear line when Docker does not answer or one of the
+    launcher's fixed ``ports`` is taken (a cluster is already up)."""
+    if os.geteuid() != 0:
+        pytest.skip("e2e tests need root (network namespaces, iptables)")
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
+        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
+    for port in ports:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
+    env = {**os.environ, "KUBELING_HOME": str(home)}
+    try:
+        up = subprocess.run([sys.executable, "-m", "deploy", "up", *up_args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+        assert up.returncode == 0, f"deploy up {' '.join(up_args)} failed:\n{up.stdout}\n{up.stderr}"
+        yield {"home": home, "env": env}
+    finally:
+        subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=timeout)

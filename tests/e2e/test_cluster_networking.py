@@ -16,15 +16,14 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+import support
 from kubeling import config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -77,20 +76,7 @@ spec:
 """
 
 
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait(what: str, fn, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+_wait = support.wait_for
 
 
 def in_netns(node: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess:
@@ -116,27 +102,12 @@ def host_state() -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("e2e tests need root (network namespaces, iptables)")
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
-    for port in (2379, 6443):
-        if _port_busy(port):
-            pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
     before = host_state()
     if before["netns"] or any(link.startswith("kl-underlay") for link in before["links"]):
         pytest.fail(f"a multi-node kubeling cluster already exists on this host: {before}")
-    home = tmp_path_factory.mktemp("cluster3")
-    env = {**os.environ, "KUBELING_HOME": str(home)}
-    state = {"home": home, "env": env, "before": before, "down": None}
-    try:
-        up = subprocess.run([sys.executable, "-m", "deploy", "up", "--nodes", "3"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=240)
-        assert up.returncode == 0, f"deploy up --nodes 3 failed:\n{up.stdout}\n{up.stderr}"
-        yield state
-    finally:
-        state["down"] = subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=env,
-                                       capture_output=True, text=True, timeout=240)
+    with support.deployed_cluster(tmp_path_factory.mktemp("cluster3"), "--nodes", "3", ports=(2379, 6443)) as c:
+        c["before"] = before
+        yield c
 
 
 def kubectl(cluster, *args: str, timeout: float = 90, check: bool = True, stdin: str | None = None):

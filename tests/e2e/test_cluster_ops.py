@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+
+import support
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KUBELING = str(pathlib.Path(sys.executable).parent / "kubeling")
@@ -50,15 +50,7 @@ spec:
 """
 
 
-def _wait(what: str, fn, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+_wait = support.wait_for
 
 
 def deploy(cluster, *args: str) -> subprocess.CompletedProcess:
@@ -70,22 +62,8 @@ def deploy(cluster, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("e2e tests need root (network namespaces, iptables)")
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
-    for port in (2379, 6443, 10250):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
-    home = tmp_path_factory.mktemp("ops")
-    state = {"home": home, "env": {**os.environ, "KUBELING_HOME": str(home)}}
-    try:
-        deploy(state, "up")
-        yield state
-    finally:
-        subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=state["env"],
-                       capture_output=True, text=True, timeout=300)
+    with support.deployed_cluster(tmp_path_factory.mktemp("ops")) as c:
+        yield c
 
 
 def kubectl(cluster, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -15,12 +15,12 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
+
+import support
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -41,39 +41,16 @@ spec:
 """
 
 
-def _wait(what: str, fn, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+_wait = support.wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("e2e tests need root (network namespaces, iptables)")
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
     if shutil.which("haproxy") is None:
         pytest.fail("haproxy is missing: `make deps` installs it")
-    for port in (2379, 22379, 32379, 6443, 6444, 6445, 10250):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
-    home = tmp_path_factory.mktemp("ha")
-    env = {**os.environ, "KUBELING_HOME": str(home)}
-    try:
-        up = subprocess.run([sys.executable, "-m", "deploy", "up", "--ha"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
-        assert up.returncode == 0, f"deploy up --ha failed:\n{up.stdout}\n{up.stderr}"
-        yield {"home": home, "env": env}
-    finally:
-        subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+    with support.deployed_cluster(tmp_path_factory.mktemp("ha"), "--ha",
+                                  ports=(2379, 22379, 32379, 6443, 6444, 6445, 10250)) as c:
+        yield c
 
 
 def kubectl(cluster, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:

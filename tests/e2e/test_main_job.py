@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import pathlib
-import shutil
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+
+import support
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KUBELING = str(pathlib.Path(sys.executable).parent / "kubeling")
@@ -28,44 +27,15 @@ SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 pytestmark = pytest.mark.e2e
 
 
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait(what: str, fn, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+_wait = support.wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("e2e tests need root (network namespaces, iptables)")
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.fail("Docker is not answering: run `make test` (it starts dockerd) or `python -m deploy prepare`")
-    for port in (2379, 6443, 10250, 10256):
-        if _port_busy(port):
-            pytest.fail(f"127.0.0.1:{port} is in use: a kubeling cluster is already up (`make down` first)")
-    home = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "KUBELING_HOME": str(home)}
     t0 = time.monotonic()
-    try:
-        up = subprocess.run([sys.executable, "-m", "deploy", "up"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=240)
-        assert up.returncode == 0, f"deploy up failed:\n{up.stdout}\n{up.stderr}"
-        yield {"home": home, "env": env, "up_seconds": time.monotonic() - t0}
-    finally:
-        down = subprocess.run([sys.executable, "-m", "deploy", "down"], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=180)
-        if down.returncode:
-            print(down.stdout, down.stderr)
+    with support.deployed_cluster(tmp_path_factory.mktemp("cluster"), ports=(2379, 6443, 10250, 10256)) as c:
+        c["up_seconds"] = time.monotonic() - t0
+        yield c
 
 
 def kubeling(cluster, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess:

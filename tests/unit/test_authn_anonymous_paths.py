@@ -5,17 +5,9 @@ from starlette.requests import HTTPConnection
 
 from apiserver.authn.filter import RequestAuthenticator
 from apiserver.authn.options import read_authentication_config
+from deploy.cluster import AUTHN_CONFIG
 
-CONFIG = """apiVersion: apiserver.config.k8s.io/v1beta1
-kind: AuthenticationConfiguration
-anonymous:
-  enabled: true
-  conditions:
-  - path: /livez
-  - path: /readyz
-  - path: /healthz
-  - path: /version
-"""
+CONFIG = AUTHN_CONFIG  # what `make up` writes
 
 
 def conn(path: str) -> HTTPConnection:
