@@ -112,8 +112,12 @@ async def hostgw_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
     nodes = Informer(client, "nodes")
     syncer = RouteSyncer()
     wake = asyncio.Event()
-    nodes.add_handlers(on_add=lambda o: wake.set(), on_update=lambda o, n: wake.set(),
-                       on_delete=lambda o: wake.set())
+
+    def changed(old: dict, new: dict) -> None:
+        # Heartbeats update every Node each few seconds; only a new pod CIDR or address matters.
+        if desired_routes([old], self_name="") != desired_routes([new], self_name=""):
+            wake.set()
+    nodes.add_handlers(on_add=lambda o: wake.set(), on_update=changed, on_delete=lambda o: wake.set())
 
     async def loop() -> None:
         await nodes.wait_synced()

@@ -509,11 +509,6 @@ backend apiservers
         info = self.supervisor.info(comp.name)
         return int(info.get("pid") or 0) if info.get("statename") == "RUNNING" else 0
 
-    def start_component(self, comp: Component) -> tuple[bool, float]:
-        """Start ``comp`` under supervisord unless it already runs healthy; wait for health.
-        Returns (started, seconds). Raises LaunchError with its log's tail."""
-        return self.start_components([comp])[comp.name]
-
     def start_components(self, comps: list[Component]) -> dict[str, tuple[bool, float]]:
         """Start together every one of ``comps`` that does not already run healthy, then wait
         for all of them to be healthy. Returns name -> (started, seconds). Raises LaunchError

@@ -1,16 +1,14 @@
-"""Starting, finding and stopping the processes of a local cluster by pid file.
+"""Finding and stopping processes recorded in pid files (dockerd when kubeling started it,
+and the components of a cluster started before supervisord ran them).
 
-Each component runs as its own session leader with stdout/stderr appended to
-``<home>/logs/<name>.log`` and its pid in ``<home>/run/<name>.pid``. A pid is
-trusted only while ``/proc/<pid>/cmdline`` still shows the expected command,
-so a recycled pid is never signalled.
+A pid is trusted only while ``/proc/<pid>/cmdline`` still shows the expected
+command, so a recycled pid is never signalled.
 """
 from __future__ import annotations
 
 import os
 import pathlib
 import signal
-import subprocess
 import time
 
 
@@ -41,19 +39,6 @@ def read_pid(pidfile: pathlib.Path) -> int:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return 0
-
-
-def start(name: str, argv: list[str], *, log_dir: pathlib.Path, run_dir: pathlib.Path,
-          env: dict | None = None) -> subprocess.Popen:
-    """Start ``argv`` detached (own session), logging to ``log_dir/<name>.log``;
-    returns the Popen (its pid is also written to ``run_dir/<name>.pid``)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
-    (run_dir / f"{name}.pid").write_text(str(proc.pid))
-    return proc
 
 
 def stop_pid(pid: int, *, expect: str, timeout: float = 10) -> bool:
