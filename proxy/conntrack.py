@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from typing import Mapping
+
+from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +72,35 @@ class Conntrack:
     async def clear_entries_for_port_nat(self, port: int, dest: str, protocol: str = "udp") -> None:
         """Delete flows to node port ``port`` that were DNATed to ``dest`` (an endpoint IP)."""
         await self._delete("-p", protocol.lower(), "--dport", str(port), "--dst-nat", dest)
+
+
+async def clean_stale_entries(conntrack: Conntrack, old_services: Mapping[ServicePortName, ServicePort],
+                              old_endpoints: EndpointsMap, services: Mapping[ServicePortName, ServicePort],
+                              endpoints: EndpointsMap, *, first: bool) -> None:
+    """Flush the UDP flows a sync made stale (upstream's conntrack.CleanStaleEntries).
+
+    ``old_*``: what the previous sync applied; ``services``/``endpoints``: what
+    this one applied; ``first``: no sync succeeded before (nothing was
+    rejected yet). Flows DNATed to a removed endpoint (by cluster IP and by
+    node port) go, so do flows to a service IP or node port that had no
+    endpoint before (those were rejected, and the reject is cached in
+    conntrack) and flows to the cluster IP of a removed UDP service.
+    """
+    for spn, old_sp in old_services.items():
+        if spn.protocol != "UDP":
+            continue
+        new_sp = services.get(spn)
+        new_ips = {ep.ip for ep in endpoints.get(spn, [])}
+        for ep in old_endpoints.get(spn, []):
+            if ep.ip not in new_ips:
+                await conntrack.clear_entries_for_nat(old_sp.cluster_ip, ep.ip, "udp")
+                if old_sp.node_port:
+                    await conntrack.clear_entries_for_port_nat(old_sp.node_port, ep.ip, "udp")
+        if new_sp is None or new_sp.cluster_ip != old_sp.cluster_ip:
+            await conntrack.clear_entries_for_ip(old_sp.cluster_ip, "udp")
+    for spn, sp in services.items():
+        if spn.protocol != "UDP" or first or not endpoints.get(spn) or old_endpoints.get(spn):
+            continue
+        await conntrack.clear_entries_for_ip(sp.cluster_ip, "udp")
+        if sp.node_port:
+            await conntrack.clear_entries_for_port(sp.node_port, "udp")

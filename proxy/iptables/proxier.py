@@ -22,60 +22,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Awaitable, Callable, Collection, Iterable, NamedTuple
+from typing import Awaitable, Callable, Collection, Iterable
 
 from proxy import metrics
-from proxy.conntrack import Conntrack
+from proxy.changetracker import ChangeTracker
+from proxy.conntrack import Conntrack, clean_stale_entries
 from proxy.iptables.rules import (JUMP_RULES, RulesConfig, ServicePortRules, assemble, render_cleanup,
                                   service_port_rules)
 from proxy.iptables.runner import Iptables, IptablesError
-from proxy.serviceport import (EndpointsMap, ServicePort, ServicePortName, endpoints_ports, service_ports)
+from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
+from proxy.types import SyncStats
 
 log = logging.getLogger(__name__)
 
 TABLES = ("filter", "nat")
-
-
-class SyncStats(NamedTuple):
-    """What one sync did: ``full`` or partial, how many service ports exist and
-    how many had their chains ``written``, the restore input's ``lines`` and
-    ``bytes``, seconds spent listing the chains with iptables-save (full
-    syncs only, ``save_seconds``), building the text (``render_seconds``:
-    maps, rendering, assembling) and in iptables-restore (``restore_seconds``), and
-    ``done_at`` (time.monotonic() when iptables-restore returned)."""
-
-    full: bool
-    service_ports: int
-    written: int
-    lines: int
-    bytes: int
-    save_seconds: float
-    render_seconds: float
-    restore_seconds: float
-    done_at: float
-
-
-class _ObjectCache:
-    """Parsed form of each API object, reparsed only when the object changes.
-
-    Informers replace an object on every update and never mutate it, so the
-    identity of the dict (kept alive here) tells whether it changed.
-    """
-
-    def __init__(self, parse: Callable[[dict], object]):
-        self.parse = parse
-        self.items: dict[tuple[str, str], tuple[dict, object]] = {}
-
-    def update(self, objects: Iterable[dict]) -> list:
-        """Parsed forms of ``objects`` (the cache then holds exactly these)."""
-        fresh = {}
-        for obj in objects:
-            meta = obj.get("metadata", {})
-            key = (meta.get("namespace", "default"), meta.get("name", ""))
-            old = self.items.get(key)
-            fresh[key] = old if old is not None and old[0] is obj else (obj, self.parse(obj))
-        self.items = fresh
-        return [parsed for _, parsed in fresh.values()]
 
 
 class Proxier:
@@ -114,8 +74,7 @@ class Proxier:
         self.node_ips = node_ips
         self._jumps_checked_at: float | None = None
         self._last_full: float | None = None
-        self._services = _ObjectCache(service_ports)
-        self._endpoints = _ObjectCache(endpoints_ports)
+        self._tracker = ChangeTracker()
         self._applied_services: dict[ServicePortName, ServicePort] = {}
         self._applied_endpoints: EndpointsMap = {}
         self._applied_rules: dict[ServicePortName, ServicePortRules] = {}
@@ -147,12 +106,7 @@ class Proxier:
         else:
             existing = {"nat": self._applied_chains}
         render_start = time.monotonic()
-        service_map: dict[ServicePortName, ServicePort] = {}
-        for ports in self._services.update(self.list_services()):
-            service_map.update((sp.name, sp) for sp in ports)
-        endpoints_map: EndpointsMap = {}
-        for eps in self._endpoints.update(self.list_endpoints()):
-            endpoints_map.update(eps)
+        service_map, endpoints_map = self._tracker.update(self.list_services(), self.list_endpoints())
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
         ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write,
@@ -172,7 +126,8 @@ class Proxier:
         if self._jumps_checked_at is None or start - self._jumps_checked_at >= self.jump_check_period:
             await self.ensure_jump_rules()
             self._jumps_checked_at = start
-        await self._clear_stale_conntrack(service_map, endpoints_map)
+        await clean_stale_entries(self.conntrack, self._applied_services, self._applied_endpoints,
+                                  service_map, endpoints_map, first=self.last_synced is None)
         self._applied_services, self._applied_endpoints = service_map, endpoints_map
         self._applied_rules, self._applied_chains, self._applied_fixed = rules, ruleset.chains, ruleset.fixed
         self.last_synced = time.time()
@@ -193,33 +148,6 @@ class Proxier:
         """Add each jump from a built-in chain to ours unless present (-C, then -I)."""
         for jump in JUMP_RULES:
             await self.iptables.ensure_rule(jump.table, jump.source_chain, jump.args(self.config))
-
-    async def _clear_stale_conntrack(self, service_map: dict[ServicePortName, ServicePort],
-                                     endpoints_map: EndpointsMap) -> None:
-        # Upstream's deleteUDPEndpointConnections and the DeletedUDPClusterIPs
-        # cleanup: flows DNATed to a removed endpoint (by cluster IP and by node
-        # port), flows to a service IP or node port that had no endpoint before
-        # (those were rejected, and the reject is cached in conntrack), and
-        # flows to the cluster IP of a removed UDP service.
-        first = self.last_synced is None
-        for spn, old_sp in self._applied_services.items():
-            if spn.protocol != "UDP":
-                continue
-            new_sp = service_map.get(spn)
-            new_ips = {ep.ip for ep in endpoints_map.get(spn, [])}
-            for ep in self._applied_endpoints.get(spn, []):
-                if ep.ip not in new_ips:
-                    await self.conntrack.clear_entries_for_nat(old_sp.cluster_ip, ep.ip, "udp")
-                    if old_sp.node_port:
-                        await self.conntrack.clear_entries_for_port_nat(old_sp.node_port, ep.ip, "udp")
-            if new_sp is None or new_sp.cluster_ip != old_sp.cluster_ip:
-                await self.conntrack.clear_entries_for_ip(old_sp.cluster_ip, "udp")
-        for spn, sp in service_map.items():
-            if spn.protocol != "UDP" or first or not endpoints_map.get(spn) or self._applied_endpoints.get(spn):
-                continue
-            await self.conntrack.clear_entries_for_ip(sp.cluster_ip, "udp")
-            if sp.node_port:
-                await self.conntrack.clear_entries_for_port(sp.node_port, "udp")
 
 
 async def cleanup_leftovers(config: RulesConfig, *, iptables: Iptables | None = None) -> bool:

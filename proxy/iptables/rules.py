@@ -21,10 +21,10 @@ another prefix so they never touch a running cluster's chains.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 from typing import Collection, Iterable, Mapping, NamedTuple
 
+from proxy.config import RulesConfig
 from proxy.serviceport import Endpoint, EndpointsMap, ServicePort, ServicePortName
 
 # The chain-name kinds that carry a hash and come and go with services.
@@ -32,46 +32,6 @@ HASHED_KINDS = ("SVC", "SEP", "EXT")
 # Upstream's largeClusterEndpointsThreshold: above this many endpoints the
 # per-endpoint rules lose their comments, which makes iptables-restore faster.
 LARGE_CLUSTER_ENDPOINTS = 1000
-
-
-@dataclasses.dataclass(frozen=True)
-class RulesConfig:
-    """Node-level inputs of the ruleset.
-
-    ``cluster_cidr``: pod CIDR of the cluster (``"10.244.0.0/16"``); traffic to
-    a cluster IP from outside it gets masqueraded (upstream's ``--cluster-cidr``
-    local-traffic detector); None disables that rule unless ``masquerade_all``.
-    ``chain_prefix``: first word of every chain name (``"KUBE"``).
-    ``masquerade_bit``: the fwmark bit that means "SNAT this" (upstream's
-    ``--iptables-masquerade-bit``, 14 -> 0x4000).
-    ``pod_egress``: let pods send to addresses outside the cluster CIDR.
-    kubeling's default (False) rejects such forwarded traffic so that nothing
-    a pod sends leaves the machine (no upstream counterpart: upstream leaves
-    egress to the node's masquerade and firewall).
-    ``pod_egress_cidrs``: destinations outside the cluster CIDR that stay on
-    this machine and pods may reach even so (the node underlay, where other
-    nodes and the cluster DNS live).
-    ``localhost_nodeports``: whether node ports answer on 127.0.0.0/8 (upstream's
-    ``--iptables-localhost-nodeports``; needs ``route_localnet``, which the
-    daemon sets). When False the jump to KUBE-NODEPORTS excludes loopback.
-    """
-
-    cluster_cidr: str | None = None
-    chain_prefix: str = "KUBE"
-    masquerade_bit: int = 14
-    masquerade_all: bool = False
-    pod_egress: bool = False
-    pod_egress_cidrs: tuple[str, ...] = ()
-    localhost_nodeports: bool = True
-
-    @property
-    def mark(self) -> str:
-        """The masquerade fwmark as a hex string, e.g. "0x4000" for bit 14."""
-        return f"{1 << self.masquerade_bit:#x}"
-
-    def chain(self, suffix: str) -> str:
-        """``"<prefix>-<suffix>"``, e.g. ``chain("SERVICES") == "KUBE-SERVICES"``."""
-        return f"{self.chain_prefix}-{suffix}"
 
 
 class JumpRule(NamedTuple):
