@@ -12,7 +12,9 @@ aggregation is not resolved by our RBAC), system:basic-user,
 system:discovery, system:public-info-viewer, system:monitoring (/metrics),
 system:service-account-issuer-discovery, system:auth-delegator,
 system:node (bound to nobody: nodes get it through the Node authorizer, as
-upstream), system:node-proxier, system:node-bootstrapper,
+upstream), system:node-proxier, system:node-bootstrapper and the
+certificatesigningrequests:nodeclient / :selfnodeclient roles (bound by
+``kubeling token create`` as kubeadm binds them),
 system:kube-scheduler, system:kube-controller-manager (one identity: the
 union of what upstream's per-controller roles grant, since kubeling's
 controller-manager does not use service-account credentials), system:kube-dns.
@@ -219,6 +221,12 @@ def cluster_roles() -> list[dict]:
             rule(READ, ["discovery.k8s.io"], ["endpointslices"])]),
         cluster_role("system:node-bootstrapper", [
             rule(["create", "get", "list", "watch"], ["certificates.k8s.io"], ["certificatesigningrequests"])]),
+        # What the csrapproving controller's SubjectAccessReview asks for: the requester may have a
+        # node client certificate auto-approved for a new node (bootstrap) or for itself (renewal).
+        cluster_role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+            rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"])]),
+        cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [
+            rule(["create"], ["certificates.k8s.io"], ["certificatesigningrequests/selfnodeclient"])]),
         cluster_role("system:kube-scheduler", _scheduler_rules()),
         cluster_role("system:kube-controller-manager", _controller_manager_rules()),
         # Upstream's system:kube-dns reads services and endpoints; kubeling's DNS also reads

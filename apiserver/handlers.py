@@ -211,7 +211,7 @@ class ResourceHandler:
             return await self.scale(store, request, verb, ns, info.name, dry_run=dry_run, user=user)
         if sub == "finalize" and verb != "update":
             raise errors.method_not_allowed(request.method, "namespaces/finalize")
-        if sub in ("status", "finalize") and verb not in ("get", "update", "patch"):
+        if sub in ("status", "finalize", "approval") and verb not in ("get", "update", "patch"):
             raise errors.method_not_allowed(request.method, f"{info.resource}/{sub}")
         as_table = printers.wants_table(request.headers.get("accept"))
         include = q.get("includeObject") or "Metadata"
@@ -243,7 +243,8 @@ class ResourceHandler:
             return with_warnings(json_response(await store.create(ns, body, dry_run=dry_run, user=user), 201),
                                  warnings)
         if verb == "update":
-            body, warnings = self.check_fields(store, sub, q, await read_json(request), operation="update")
+            reader = getattr(store, "read_body", read_json)  # CSRs also take kubectl's protobuf approvals
+            body, warnings = self.check_fields(store, sub, q, await reader(request), operation="update")
             obj, created = await store.update(ns, info.name, body, subresource=sub, dry_run=dry_run, user=user)
             return with_warnings(json_response(obj, 201 if created else 200), warnings)
         if verb == "patch":

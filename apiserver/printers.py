@@ -400,6 +400,25 @@ _REPLICAS = [NAME, Column("Desired", "integer", "Number of desired replicas."),
              Column("Ready", "integer", "Number of ready replicas."), AGE, CONTAINERS, IMAGES, SELECTOR]
 
 # kind -> (column definitions, cells); cells has one value per column, wide ones included.
+
+def csr_condition(csr: dict) -> str:
+    """extractCSRStatus: Denied / Approved / Pending, then ``,Failed`` and ``,Issued`` when they apply."""
+    types = {c.get("type") for c in (csr.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+    out = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        out += ",Failed"
+    if (csr.get("status") or {}).get("certificate"):
+        out += ",Issued"
+    return out
+
+
+def csr_cells(csr: dict, now: float) -> list:
+    """printCertificateSigningRequest: NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION."""
+    spec = csr.get("spec") or {}
+    exp = spec.get("expirationSeconds")
+    return [_name(csr), _age(csr, now), spec.get("signerName") or "<none>", spec.get("username") or "",
+            human_duration(exp) if isinstance(exp, int) else "<none>", csr_condition(csr)]
+
 PRINTERS: dict[str, tuple[list[Column], Cells]] = {
     "Pod": ([NAME, Column("Ready", description="The aggregate readiness state of this pod for accepting traffic."),
              Column("Status", description="The aggregate status of the containers in this pod."),
@@ -496,6 +515,14 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
     "ClusterRole": ([NAME, CREATED_AT], default_cells),
     "RoleBinding": _ROLE_BINDING,
     "ClusterRoleBinding": _ROLE_BINDING,
+    "CertificateSigningRequest": ([NAME, AGE, Column("SignerName", description="Only include a signerName "
+                                                     "if you request a specific signer."),
+                                   Column("Requestor", description="Name of the user which submitted the "
+                                          "request."),
+                                   Column("RequestedDuration", description="expirationSeconds is the requested "
+                                          "duration of validity of the issued certificate."),
+                                   Column("Condition", description="Conditions applied to the request.")],
+                                  csr_cells),
 }
 DEFAULT: tuple[list[Column], Cells] = ([NAME, CREATED_AT], default_cells)
 

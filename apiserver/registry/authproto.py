@@ -17,7 +17,7 @@ from apiserver import errors
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 
-# field number -> (JSON name, "str" | "strs" | "int" | nested schema)
+# field number -> (JSON name, "str" | "strs" | "int" | "bytes" | nested schema | [schema of a repeated message])
 OBJECT_META = {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str")}
 RESOURCE_ATTRIBUTES = {1: ("namespace", "str"), 2: ("verb", "str"), 3: ("group", "str"), 4: ("version", "str"),
                        5: ("resource", "str"), 6: ("subresource", "str"), 7: ("name", "str")}
@@ -36,6 +36,14 @@ SCHEMAS = {
         1: ("audiences", "strs"), 3: ("boundObjectRef", BOUND_OBJECT_REFERENCE), 4: ("expirationSeconds", "int")})},
 }
 SCHEMAS["LocalSubjectAccessReview"] = SCHEMAS["SubjectAccessReview"]
+# kubectl certificate approve|deny PUT the whole CSR to /approval; only the name, resourceVersion and the
+# conditions count there (certificates.k8s.io/v1 generated.proto; metav1.Time is {1 seconds, 2 nanos}).
+TIME = {1: ("seconds", "int"), 2: ("nanos", "int")}
+SCHEMAS["CertificateSigningRequest"] = {
+    1: ("metadata", {1: ("name", "str"), 6: ("resourceVersion", "str")}),
+    3: ("status", {1: ("conditions", [{1: ("type", "str"), 2: ("reason", "str"), 3: ("message", "str"),
+                                       4: ("lastUpdateTime", TIME), 5: ("lastTransitionTime", TIME),
+                                       6: ("status", "str")}])})}
 UNKNOWN = {1: ("typeMeta", {1: ("apiVersion", "str"), 2: ("kind", "str")}), 2: ("raw", "bytes")}
 
 
@@ -101,6 +109,8 @@ def _message(data: bytes, schema: dict, depth: int = 0) -> dict:
                 out[name] = text
         elif isinstance(kind, dict):
             out[name] = _message(value, kind, depth + 1)
+        elif isinstance(kind, list):  # repeated message: [schema]
+            out.setdefault(name, []).append(_message(value, kind[0], depth + 1))
     return out
 
 

@@ -75,6 +75,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, ()),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, ()),
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, ()),
+    Resource("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False,
+             ("csr",)),
     # served over the same storage as core v1 events; names resolve to the core row first, as kubectl's
     # preferred-version order does
     Resource("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
