@@ -17,6 +17,7 @@ from kubeling.client import leaderelection
 from kubeling.duration import flag_duration
 from controllers.manager import ALL_CONTROLLERS, ControllerManager, InformerFactory, build_controllers, \
     enabled_controllers
+from controllers.certificates.signer import DEFAULT_DURATION as SIGNING_DURATION
 from controllers.podgc import TERMINATED_POD_GC_THRESHOLD
 from controllers.resourcequota import RESOURCE_QUOTA_SYNC_PERIOD
 from controllers.nodelifecycle import NODE_MONITOR_GRACE_PERIOD, NODE_MONITOR_PERIOD, NODE_STARTUP_GRACE_PERIOD
@@ -52,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     leaderelection.add_flags(p, resource_name="kube-controller-manager")
     p.add_argument("--root-ca-file", default="",
                    help="the cluster CA (PEM) published as the kube-root-ca.crt ConfigMap in every namespace")
+    p.add_argument("--cluster-signing-cert-file", default="",
+                   help="PEM CA certificate the csrsigning controller issues certificates with")
+    p.add_argument("--cluster-signing-key-file", default="", help="PEM private key of --cluster-signing-cert-file")
+    p.add_argument("--cluster-signing-duration", type=flag_duration, default=SIGNING_DURATION,
+                   help="longest validity of a signed certificate (8760h0m0s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -85,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                                             node_startup_grace_period=args.node_startup_grace_period,
                                             terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
                                             resource_quota_sync_period=args.resource_quota_sync_period,
-                                            root_ca=root_ca)
+                                            root_ca=root_ca,
+                                            cluster_signing_cert_file=args.cluster_signing_cert_file,
+                                            cluster_signing_key_file=args.cluster_signing_key_file,
+                                            cluster_signing_duration=args.cluster_signing_duration)
         except ValueError as e:
             log.error("%s", e)
             await client.close()

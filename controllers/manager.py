@@ -15,6 +15,8 @@ from typing import Callable
 from kubeling.api import resources as res
 from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
+from controllers.certificates.approver import CSRApprovingController
+from controllers.certificates.signer import CA, DEFAULT_DURATION as SIGNING_DURATION, CSRSigningController
 from controllers.controller_utils import BaseController
 from controllers.cronjob import CronJobController
 from controllers.daemonset import DaemonSetsController
@@ -41,11 +43,11 @@ log = logging.getLogger(__name__)
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
                    "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
                    "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota",
-                   "root-ca-cert-publisher")
+                   "root-ca-cert-publisher", "csrapproving", "csrsigning")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
            "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
            "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2,
-           "resourcequota": 2, "root-ca-cert-publisher": 1}
+           "resourcequota": 2, "root-ca-cert-publisher": 1, "csrapproving": 1, "csrsigning": 1}
 
 
 class InformerFactory:
@@ -102,9 +104,10 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                       node_startup_grace_period: float = NODE_STARTUP_GRACE_PERIOD,
                       terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD,
                       resource_quota_sync_period: float = RESOURCE_QUOTA_SYNC_PERIOD,
-                      root_ca: str = "") -> list[BaseController]:
+                      root_ca: str = "", cluster_signing_cert_file: str = "", cluster_signing_key_file: str = "",
+                      cluster_signing_duration: float = SIGNING_DURATION) -> list[BaseController]:
     """Construct the named controllers over ``factory``'s shared informers.
-    Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size."""
+    Raises ValueError for a bad --cluster-cidr / --node-cidr-mask-size or unreadable signing files."""
     inf: Callable[[str], Informer] = factory.informer
     out: list[BaseController] = []
     for name in names:
@@ -157,6 +160,18 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
                 log.info("root-ca-cert-publisher: no --root-ca-file, not publishing kube-root-ca.crt")
                 continue
             out.append(RootCACertPublisher(client, inf("namespaces"), inf("configmaps"), root_ca=root_ca))
+        elif name == "csrapproving":
+            out.append(CSRApprovingController(client, inf("certificatesigningrequests")))
+        elif name == "csrsigning":
+            if not (cluster_signing_cert_file and cluster_signing_key_file):
+                log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file, not signing")
+                continue
+            try:
+                ca = CA(cluster_signing_cert_file, cluster_signing_key_file)
+            except (OSError, ValueError, TypeError) as e:
+                raise ValueError(f"csrsigning: cannot load the signing CA: {e}") from None
+            out.append(CSRSigningController(client, inf("certificatesigningrequests"), ca=ca,
+                                            duration=cluster_signing_duration))
         elif name == "nodeipam":
             if not allocate_node_cidrs:
                 log.info("nodeipam: --allocate-node-cidrs not set, not allocating pod CIDRs")

@@ -274,6 +274,9 @@ class Cluster:
             comps.append(Component("apiserver-lb", ["haproxy", "-db", "-f", str(h / "haproxy.cfg")],
                                    _http_ok(f"{self.server}/readyz", verify=self.ca), "haproxy", wave=0))
         root_ca = ["--root-ca-file", str(self.pki / "ca.crt")] if self.secure else []
+        if self.secure:  # csrsigning issues the certificates of nodes that join with a bootstrap token
+            root_ca += ["--cluster-signing-cert-file", str(self.pki / "ca.crt"),
+                        "--cluster-signing-key-file", str(self.pki / "ca.key")]
         for i in range(2 if self.ha else 1):
             suffix = f"-{i}" if self.ha else ""
             cm_port = config.CONTROLLER_MANAGER_PORT + 10 * i
