@@ -21,6 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the kubelet's flags."""
     p = argparse.ArgumentParser(prog="kubelet", description="kubeling node agent (kubelet)")
     p.add_argument("--kubeconfig", help="kubeconfig to reach the apiserver")
+    p.add_argument("--bootstrap-kubeconfig", default="",
+                   help="kubeconfig with a bootstrap token: when --kubeconfig is missing or its certificate "
+                        "expired, request a client certificate with it and write --kubeconfig (TLS bootstrap)")
+    p.add_argument("--cert-dir", default="",
+                   help="where the bootstrapped client certificate goes (default: <root-dir>/pki)")
+    # How long the TLS bootstrap waits for its certificate to be approved and issued (seconds).
+    p.add_argument("--bootstrap-certificate-timeout", type=flag_duration, default=300.0, help=argparse.SUPPRESS)
     p.add_argument("--hostname-override", default="", help="node name (default: the host name)")
     p.add_argument("--node-ip", default="127.0.0.1", help="address the kubelet serves on and reports")
     p.add_argument("--container-runtime-endpoint", default="unix:///var/run/kubeling/cri.sock",
@@ -107,11 +114,33 @@ def main(argv: list[str] | None = None) -> int:
                        anonymous_auth=args.anonymous_auth == "true") if args.tls_cert_file else None)
 
     async def run(stop):
+        if args.bootstrap_kubeconfig:
+            from kubelet.certificate import bootstrap
+            import asyncio
+            boot = asyncio.ensure_future(bootstrap.load_client_cert(
+                args.kubeconfig, args.bootstrap_kubeconfig, args.cert_dir or os.path.join(args.root_dir, "pki"),
+                cfg.node_name, timeout=args.bootstrap_certificate_timeout))
+            stopped = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({boot, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if boot not in done:  # SIGTERM while waiting for the certificate
+                boot.cancel()
+                return
+            boot.result()
         await Kubelet(cfg).run(stop)
+    import httpx
+    from kubeling.client import ApiError
+    from kubeling.client.csr import CSRError
     try:
         daemon.run(run)
-    except KubeconfigError as e:
+    except (KubeconfigError, CSRError) as e:
         logging.getLogger("kubelet").error("%s", e)
+        return 1
+    except ApiError as e:
+        logging.getLogger("kubelet").error("TLS bootstrap: %s", e)
+        return 1
+    except httpx.HTTPError as e:  # the apiserver could not be reached during the bootstrap
+        logging.getLogger("kubelet").error("TLS bootstrap: %s", e)
         return 1
     return 0
 

@@ -1,0 +1,1 @@
+"""The kubelet's certificates (upstream pkg/kubelet/certificate): TLS bootstrap of its client certificate."""
