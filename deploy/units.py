@@ -17,6 +17,7 @@ See deploy/VMS.md for the whole procedure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import pathlib
 import shlex
@@ -74,13 +75,14 @@ def unit_text(comp: Component, *, home: pathlib.Path, after: list[str]) -> str:
     ])
 
 
-def write_units(cluster: Cluster, out: pathlib.Path) -> list[pathlib.Path]:
-    """Write one unit per component of ``cluster`` into ``out``; returns the paths written.
-    Node components start after docker.service; the kubelet after its CRI shim."""
+def write_units(cluster: Cluster, out: pathlib.Path, *, comps: list[Component] | None = None) -> list[pathlib.Path]:
+    """Write one unit per component of ``cluster`` (or of ``comps``) into ``out``; returns the paths
+    written. Node components start after docker.service; the kubelet after its CRI shim."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    comps = cluster.control_plane_components() if not cluster.nodes else \
-        [c for n in cluster.nodes for c in cluster.node_components(n)]
+    if comps is None:
+        comps = cluster.control_plane_components() if not cluster.nodes else \
+            [c for n in cluster.nodes for c in cluster.node_components(n)]
     for comp in comps:
         after = []
         if not comp.name.startswith(("etcdlite", "kube-apiserver", "kube-controller", "kube-scheduler",
@@ -92,6 +94,23 @@ def write_units(cluster: Cluster, out: pathlib.Path) -> list[pathlib.Path]:
         path.write_text(unit_text(comp, home=cluster.home, after=after))
         written.append(path)
     return written
+
+
+def join_components(cluster: Cluster) -> list[Component]:
+    """The components of a worker that joined with a bootstrap token (``kubeling join``): as
+    ``node_components``, the kubelet with ``--bootstrap-kubeconfig nodes/<n>/bootstrap-kubelet.kubeconfig``
+    and ``--cert-dir nodes/<n>/pki`` so it obtains its own client certificate (upstream's TLS bootstrap)."""
+    out = []
+    for node in cluster.nodes:
+        for comp in cluster.node_components(node):
+            if comp.name == f"kubelet-{node.name}":
+                argv = list(comp.argv)
+                i = argv.index("--kubeconfig") + 2
+                argv[i:i] = ["--bootstrap-kubeconfig", str(node.dir / "bootstrap-kubelet.kubeconfig"),
+                             "--cert-dir", str(node.dir / "pki")]
+                comp = dataclasses.replace(comp, argv=argv)
+            out.append(comp)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

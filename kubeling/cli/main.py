@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Awaitable, Callable
 
-from kubeling.cli import apply, auth, cluster, delete, describe, get, info, logs, secrets
+from kubeling.cli import apply, auth, cluster, delete, describe, get, info, join, logs, secrets, token
 from kubeling.cli.errors import CLIError, error_line
 from kubeling.cli.factory import Factory
 
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reencrypt: rewrite every Secret (all namespaces, or -n) under the current encryption key")
     p.set_defaults(func=secrets.reencrypt, args=[])
     cluster.add_parsers(sub, common)
+    token.add_parser(sub, common)
+    join.add_parser(sub, common)
     return parser
 
 
