@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -629,6 +630,55 @@ def start_scheduler_and_controllers(cp: ControlPlane, *, kubeconfig: Path | str 
     for name, url in urls.items():
         cp.procs.wait_ready(name, url=f"{url}/healthz", timeout=timeout)
     return urls
+
+
+@contextlib.contextmanager
+def secure_control_plane(tmp_path: Path | str, *, controllers: str = "",
+                         apiserver_args: Sequence[str] = (), timeout: float = 40.0) -> Iterator[ControlPlane]:
+    """etcd 3.4 + an HTTPS apiserver with kubeadm's PKI (``kubeling.pki.ensure`` under ``tmp/pki``),
+    client certificates, bootstrap tokens, Node,RBAC and NodeRestriction, as the launcher runs it.
+
+    ``kubeconfig`` is the admin's (system:masters, embedded certificates); ``extra["pki"]`` is the PKI
+    dir. With ``controllers`` (a --controllers value, e.g. "csrapproving,csrsigning") a
+    controller-manager runs as system:kube-controller-manager with the cluster CA as signing CA.
+    Skips without /usr/bin/etcd; every process is stopped by PID when the block ends.
+    """
+    from kubeling import pki
+    from kubeling.pki import flags
+    tmp = Path(tmp_path)
+    if not os.path.exists(ETCD):
+        pytest.skip("etcd 3.4 is not installed at /usr/bin/etcd")
+    p = tmp / "pki"
+    pki.ensure(p, etcd_members=["default"], front_proxy=False)
+    with ProcessGroup(tmp) as procs:
+        port, peer, api_port = free_port(), free_port(), free_port()
+        procs.spawn("etcd", store_argv("etcd", tmp / "etcd-data", port, peer))
+        procs.wait_ready("etcd", port=port, timeout=timeout)
+        server = f"https://127.0.0.1:{api_port}"
+        procs.spawn("apiserver", [sys.executable, "-m", "apiserver", "--etcd-servers", f"http://127.0.0.1:{port}",
+                                  "--bind-address", "127.0.0.1", "--secure-port", str(api_port),
+                                  *flags.apiserver_flags(p)[:6], "--authorization-mode", "Node,RBAC",
+                                  "--enable-bootstrap-token-auth", "--enable-admission-plugins", "NodeRestriction",
+                                  *apiserver_args])
+        ca = str(p / "ca.crt")
+        verify = ssl.create_default_context(cafile=ca)
+        wait_for("apiserver /readyz", lambda: procs.get("apiserver").poll() is None and httpx.get(
+            f"{server}/readyz", verify=verify, timeout=2, trust_env=False).status_code == 200, timeout, 0.2,
+            errors=(httpx.HTTPError,))
+        kc = tmp / "admin.kubeconfig"
+        pki.write_kubeconfig(kc, pki_dir=p, identity="admin", server=server)
+        extra: dict = {"pki": p}
+        if controllers:
+            cm_kc, cm_port = tmp / "controller-manager.kubeconfig", free_port()
+            pki.write_kubeconfig(cm_kc, pki_dir=p, identity="controller-manager", server=server)
+            procs.spawn("controller-manager", [
+                sys.executable, "-m", "controllers", "--kubeconfig", str(cm_kc), "--bind-address", "127.0.0.1",
+                "--secure-port", str(cm_port), "--controllers", controllers, "--leader-elect=false",
+                "--cluster-signing-cert-file", ca, "--cluster-signing-key-file", str(p / "ca.key")])
+            procs.wait_ready("controller-manager", url=f"http://127.0.0.1:{cm_port}/healthz", timeout=timeout)
+        yield ControlPlane(server=server, kubeconfig=kc, etcd_endpoint=f"http://127.0.0.1:{port}",
+                           etcd_log=procs.log_path("etcd"), apiserver_log=procs.log_path("apiserver"), procs=procs,
+                           tmp=tmp, extra=extra)
 
 
 # --------------------------------------------------------------------------- DNS
