@@ -12,6 +12,10 @@ reach each other without NAT when the VMs share one L2 subnet (``--node-cidr``).
     python -m deploy units worker --name worker1 --address 10.0.0.11 --control-plane 10.0.0.10 \\
         --node-cidr 10.0.0.0/24 --out /etc/systemd/system
 
+A worker that joins with a bootstrap token (``kubeling join``) gets the same
+units with a kubelet that obtains its own client certificate
+(``join_components``: ``--bootstrap-kubeconfig``, ``--cert-dir``).
+
 See deploy/VMS.md for the whole procedure.
 """
 from __future__ import annotations
