@@ -18,3 +18,8 @@ IPTABLES_RESTORE_FAILURES = prom.Counter(
 IPTABLES_RULES = prom.Gauge(
     "kubeproxy_sync_proxy_rules_iptables_total", "Number of iptables rules written by kube-proxy in last sync",
     ["table"])
+NFTABLES_SYNC_FAILURES = prom.Counter(
+    "kubeproxy_sync_proxy_rules_nftables_sync_failures", "Cumulative proxy nftables sync failures")
+NFTABLES_ELEMENTS = prom.Gauge(
+    "kubeproxy_sync_proxy_rules_nftables_elements", "Number of map and set elements written by kube-proxy",
+    ["set"])

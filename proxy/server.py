@@ -6,8 +6,13 @@ sync (at most one per --min-sync-period, at least one per --sync-period;
 syncs are partial, rewriting only what changed, with a full one every
 --sync-period); /healthz answers ``ok`` once the first sync has succeeded;
 /metrics serves the sync metrics. ``--cleanup`` removes every rule and chain
-and exits. Only the iptables mode exists: ``--proxy-mode=ipvs`` exits with
-one line saying why (this kernel has no IPVS).
+of both modes and exits. ``--proxy-mode`` is iptables (default, one
+iptables-restore per sync) or nftables (one ``nft -f`` transaction per sync
+into the table ``ip kube-proxy``, proxy.nftables); the two proxiers share
+the change tracking, the runner, health/metrics and the conntrack cleanup,
+and starting in one mode removes what the other left, as upstream's
+platformCleanup. ``--proxy-mode=ipvs`` exits with one line saying why (this
+kernel has no IPVS).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import ipaddress
 import logging
 import os
 import re
+import shutil
 import sys
 
 from kubeling import daemon
@@ -25,6 +31,8 @@ from proxy.bounded_frequency_runner import BoundedFrequencyRunner
 from proxy.iptables.proxier import Proxier, cleanup_leftovers
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables, IptablesError
+from proxy.nftables import proxier as nftables_proxier
+from proxy.nftables.runner import Nft, NftError
 from proxy.nodeport_addresses import NodePortAddresses
 
 log = logging.getLogger("proxy")
@@ -81,19 +89,23 @@ def parse_bool(text: str) -> bool:
 IPVS_PROC = "/proc/net/ip_vs"
 
 
-def check_proxy_mode(mode: str, *, ipvs_proc: str = IPVS_PROC) -> str | None:
+def check_proxy_mode(mode: str, *, ipvs_proc: str = IPVS_PROC, nft: str = "nft") -> str | None:
     """None if ``mode`` can run here, else the one-line reason it cannot."""
+    if mode == "nftables":
+        return None if shutil.which(nft) else \
+            f"--proxy-mode=nftables: the {nft} binary is not installed; use --proxy-mode=iptables"
     if mode != "ipvs":
         return None
     if not os.path.exists(ipvs_proc):
         return (f"--proxy-mode=ipvs: this kernel has no IPVS ({ipvs_proc} is missing and it loads no modules); "
-                "use --proxy-mode=iptables")
-    return "--proxy-mode=ipvs: kubeling implements only the iptables mode; use --proxy-mode=iptables"
+                "use --proxy-mode=iptables or --proxy-mode=nftables")
+    return ("--proxy-mode=ipvs: kubeling implements only the iptables mode and the nftables mode; "
+            "use --proxy-mode=iptables or --proxy-mode=nftables")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The kube-proxy style argument parser (durations like ``1s``/``30s`` become float seconds)."""
-    p = argparse.ArgumentParser(prog="python -m proxy", description="kubeling kube-proxy (iptables mode)")
+    p = argparse.ArgumentParser(prog="python -m proxy", description="kubeling kube-proxy (iptables or nftables mode)")
     p.add_argument("--kubeconfig", help="kubeconfig to reach the apiserver")
     p.add_argument("--hostname-override", default="", help="name of this node")
     p.add_argument("--cluster-cidr", type=parse_cidr, default=None,
@@ -109,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated CIDRs outside --cluster-cidr that pods may still reach when egress "
                         "is rejected, e.g. the node underlay 10.250.0.0/24 (kubeling)")
     p.add_argument("--iptables-masquerade-bit", type=int, default=14, choices=range(0, 32), metavar="0..31")
-    p.add_argument("--proxy-mode", default="iptables", choices=("iptables", "ipvs"),
-                   help="iptables (default); ipvs only where the kernel has IPVS")
+    p.add_argument("--proxy-mode", default="iptables", choices=("iptables", "nftables", "ipvs"),
+                   help="iptables (default), nftables (table ip kube-proxy); ipvs only where the kernel has IPVS")
     p.add_argument("--nodeport-addresses", type=parse_cidr_list, default=(),
                    help="comma-separated CIDRs: node ports answer only on the node's addresses inside them "
                         "(default: every local address)")
@@ -156,19 +168,54 @@ async def check_iptables(iptables: Iptables) -> None:
         log.warning("%s is not the nf_tables build; kubeling expects iptables-nft", version)
 
 
-async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    """Run the proxy until ``stop`` is set."""
+async def cleanup_nftables(config: RulesConfig) -> bool:
+    """Delete the nftables mode's table; True when done or when nft is not installed."""
+    if not shutil.which("nft"):
+        return True
+    return await nftables_proxier.cleanup_leftovers(config)
+
+
+async def cleanup_all(config: RulesConfig) -> bool:
+    """``--cleanup``: the iptables chains and the nftables table (upstream cleans every mode)."""
+    ok = await cleanup_leftovers(config)
+    return await cleanup_nftables(config) and ok
+
+
+async def make_proxier(args: argparse.Namespace, list_services, list_endpoints):
+    """The Proxier of ``args.proxy_mode`` (iptables or nftables), after removing what
+    the other mode left (upstream's platformCleanup). Raises IptablesError/NftError
+    when the tools fail."""
+    config = rules_config(args)
+    nodeport_addresses = NodePortAddresses(args.nodeport_addresses)
+    node_ips = None if nodeport_addresses.match_all else nodeport_addresses.node_ips
+    if args.proxy_mode == "nftables":
+        nft = Nft()
+        log.info("nftables mode: %s, table ip %s", await nft.version(), config.nftables_table)
+        if shutil.which("iptables") and not await cleanup_leftovers(config):
+            log.warning("could not remove every iptables-mode chain; continuing")
+        return nftables_proxier.Proxier(list_services=list_services, list_endpoints=list_endpoints,
+                                        config=config, nft=nft, full_sync_period=args.sync_period,
+                                        node_ips=node_ips)
     iptables = Iptables()
     await check_iptables(iptables)
+    if not await cleanup_nftables(config):
+        log.warning("could not remove the nftables-mode table ip %s; continuing", config.nftables_table)
+    return Proxier(list_services=list_services, list_endpoints=list_endpoints, config=config,
+                   iptables=iptables, jump_check_period=args.sync_period, full_sync_period=args.sync_period,
+                   node_ips=node_ips)
+
+
+async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Run the proxy until ``stop`` is set."""
     client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-proxy")
     services_selector, endpoints_selector = label_selectors(args.service_proxy_name)
     services = Informer(client, "services", label_selector=services_selector)
     endpoints = Informer(client, "endpoints", label_selector=endpoints_selector)
-    nodeport_addresses = NodePortAddresses(args.nodeport_addresses)
-    proxier = Proxier(list_services=services.lister.list, list_endpoints=endpoints.lister.list,
-                      config=rules_config(args), iptables=iptables, jump_check_period=args.sync_period,
-                      full_sync_period=args.sync_period,
-                      node_ips=None if nodeport_addresses.match_all else nodeport_addresses.node_ips)
+    try:
+        proxier = await make_proxier(args, services.lister.list, endpoints.lister.list)
+    except BaseException:
+        await client.close()
+        raise
     runner = BoundedFrequencyRunner("sync-proxy-rules", proxier.sync_proxy_rules,
                                     min_interval=args.min_sync_period, max_interval=args.sync_period)
 
@@ -197,7 +244,8 @@ async def proxy_main(args: argparse.Namespace, stop: asyncio.Event) -> None:
     addresses = [a for a in (args.healthz_bind_address, args.metrics_bind_address) if a]
     for host, port in dict.fromkeys(addresses):
         tasks.append(daemon.serve_health(host, port, lambda: proxier.healthy))
-    log.info("kube-proxy starting for node %r, chain prefix %s", args.hostname_override, args.chain_prefix)
+    log.info("kube-proxy starting for node %r, %s mode, chain prefix %s", args.hostname_override,
+             args.proxy_mode, args.chain_prefix)
     try:
         await daemon.run_until_stopped(stop, *tasks)
     finally:
@@ -210,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     daemon.setup_logging("kube-proxy", verbose=args.verbose)
     if args.cleanup:
         try:
-            ok = asyncio.run(cleanup_leftovers(rules_config(args)))
-        except (OSError, IptablesError) as e:
+            ok = asyncio.run(cleanup_all(rules_config(args)))
+        except (OSError, IptablesError, NftError) as e:
             print(f"kube-proxy: cleanup failed: {e}", file=sys.stderr)
             return 1
         return 0 if ok else 1
@@ -227,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     except KubeconfigError as e:
         print(f"kube-proxy: {e}", file=sys.stderr)
         return 1
-    except (OSError, IptablesError) as e:
+    except (OSError, IptablesError, NftError) as e:
         print(f"kube-proxy: {e}", file=sys.stderr)
         return 1
     return 0

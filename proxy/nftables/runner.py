@@ -1,0 +1,96 @@
+"""Running ``nft`` as an asyncio subprocess.
+
+kube-proxy must never block its event loop on the kernel, so every call is an
+``asyncio.create_subprocess_exec`` with a timeout. A whole ruleset goes in one
+``nft -f -`` call, which the kernel applies as one transaction (all or
+nothing). Mirrors the part of upstream's sigs.k8s.io/knftables (Interface:
+Run, Check, ListChains/List) that the nftables proxier uses.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class NftError(Exception):
+    """``nft`` exited non-zero (``rc``) or timed out; the message is its stderr."""
+
+    def __init__(self, cmd: list[str], rc: int | None, stderr: str):
+        self.cmd, self.rc, self.stderr = cmd, rc, stderr.strip()
+        super().__init__(f"{' '.join(cmd[:4])} exited {rc}: {self.stderr[:2000]}")
+
+
+class Nft:
+    """Async wrapper around the ``nft`` binary (``binary``: path or name on PATH).
+
+    ``netns``: run it inside that named network namespace (``ip netns exec``),
+    for tests; None is the current namespace. ``timeout``: seconds per call.
+    """
+
+    def __init__(self, *, binary: str = "nft", timeout: float = DEFAULT_TIMEOUT, netns: str | None = None):
+        self.binary = binary
+        self.timeout = timeout
+        self.netns = netns
+
+    async def _run(self, args: list[str], stdin: str | None = None) -> str:
+        cmd = [self.binary, *args]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except FileNotFoundError as e:
+            raise NftError(cmd, None, f"{e.filename or self.binary}: not found") from None
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise NftError(cmd, None, f"timed out after {self.timeout}s") from None
+        except asyncio.CancelledError:
+            proc.kill()  # a stopping proxy must not leave an nft running
+            raise
+        if proc.returncode:
+            raise NftError(cmd, proc.returncode, err.decode())
+        return out.decode()
+
+    async def version(self) -> str:
+        """``nft --version`` output, e.g. ``nftables v1.0.6 (Lester Gooch #5)``."""
+        return (await self._run(["--version"])).strip()
+
+    async def apply(self, text: str) -> None:
+        """Apply ``text`` (nft script) as one transaction. Raises NftError with nft's message."""
+        await self._run(["-f", "-"], stdin=text)
+
+    async def check(self, text: str) -> None:
+        """Validate ``text`` against the kernel without changing anything (``nft -c``)."""
+        await self._run(["-c", "-f", "-"], stdin=text)
+
+    async def list_names(self, table: str, *, family: str = "ip") -> tuple[set[str], set[str]]:
+        """(chain names, set and map names) of ``family table`` -- empty when it does not
+        exist. Terse JSON listing: no rules, no elements are read."""
+        chains = _names(await self._run(["-j", "list", "chains", family]), "chain", table)
+        sets = _names(await self._run(["-t", "-j", "list", "sets", family]), "set", table)
+        sets |= _names(await self._run(["-t", "-j", "list", "maps", family]), "map", table)
+        return chains, sets
+
+    async def list_table(self, table: str, *, family: str = "ip") -> str:
+        """``nft list table`` text ("" when the table does not exist)."""
+        try:
+            return await self._run(["list", "table", family, table])
+        except NftError as e:
+            if "No such file" in e.stderr:
+                return ""
+            raise
+
+
+def _names(text: str, kind: str, table: str) -> set[str]:
+    """Names of the ``kind`` objects of ``table`` in ``nft -j list ...`` output."""
+    if not text.strip():
+        return set()
+    items = json.loads(text).get("nftables", [])
+    return {o[kind]["name"] for o in items if kind in o and o[kind].get("table") == table}
