@@ -106,7 +106,8 @@ class APIServer:
             unreachable_seconds=config.default_unreachable_toleration_seconds,
             # the projected token volume only where the TokenRequest API can issue its tokens
             mount_service_account_token=bool(config.auth.service_account_signing_key_file
-                                             and config.auth.service_account_issuers))
+                                             and config.auth.service_account_issuers),
+            authorizer=lambda: self.auth.authorizer)  # built below; asked per request
         address = config.advertise_address or config.bind_address
         self.discovery = Discovery([s.info for s in self.stores.values()] + metrics_api.RESOURCE_INFOS
                                    + authorization.RESOURCE_INFOS, server_address=f"{address}:{config.secure_port}")

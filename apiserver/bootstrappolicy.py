@@ -187,6 +187,11 @@ def _controller_manager_rules() -> list[dict]:
         rule(["create"], ["batch"], ["jobs"]),
         rule(["create"], ["discovery.k8s.io"], ["endpointslices"]),
         rule(["create", "get", "list", "watch", "update", "patch", "delete"], ["coordination.k8s.io"], ["leases"]),
+        # upstream's system:controller:certificate-controller: what csrapproving and csrsigning do
+        rule(["approve"], ["certificates.k8s.io"], ["signers"], names=["kubernetes.io/kube-apiserver-client-kubelet"]),
+        rule(["sign"], ["certificates.k8s.io"], ["signers"], names=[
+            "kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",
+            "kubernetes.io/kubelet-serving"]),
     ]
 
 

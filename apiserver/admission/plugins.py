@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from apiserver import errors
 from apiserver.admission import AdmissionChain, Plugin
+from apiserver.admission.certificates import CertificateApproval, CertificateSigning, CertificateSubjectRestriction
 from apiserver.admission.defaulttolerationseconds import DefaultTolerationSeconds
 from apiserver.admission.limitranger import LimitRanger
 from apiserver.admission.namespacelifecycle import NamespaceLifecycle
@@ -43,7 +44,8 @@ UPSTREAM_DEFAULT_ON = frozenset({
     "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
 })
 IMPLEMENTED = frozenset({"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
-                         "DefaultTolerationSeconds", "ResourceQuota"})
+                         "DefaultTolerationSeconds", "CertificateApproval", "CertificateSigning",
+                         "CertificateSubjectRestriction", "ResourceQuota"})
 DEFAULT_ENABLED = tuple(n for n in ALL_ORDERED_PLUGINS if n in UPSTREAM_DEFAULT_ON and n in IMPLEMENTED)
 
 
@@ -124,8 +126,9 @@ class QuotaStoreAccess(CachedLister):
 def build(names: list[str], *, store: Callable[[str], object],
           namespace_getter: Callable[[str], Awaitable[dict | None]], explicitly_enabled: frozenset[str] = frozenset(),
           not_ready_seconds: int = 300, unreachable_seconds: int = 300,
-          mount_service_account_token: bool = False) -> list[Plugin]:
-    """The plugin instances of ``names`` over the apiserver's stores (``store(plural)`` -> its Store)."""
+          mount_service_account_token: bool = False, authorizer: Callable[[], object] = lambda: None) -> list[Plugin]:
+    """The plugin instances of ``names`` over the apiserver's stores (``store(plural)`` -> its Store);
+    ``authorizer()`` is the apiserver's authorizer for the certificate plugins (None: allow)."""
     factories: dict[str, Callable[[], Plugin]] = {
         "NamespaceLifecycle": lambda: NamespaceLifecycle(namespace_getter),
         "LimitRanger": lambda: LimitRanger(CachedLister(store("limitranges")).list),
@@ -136,6 +139,9 @@ def build(names: list[str], *, store: Callable[[str], object],
         "DefaultTolerationSeconds": lambda: DefaultTolerationSeconds(not_ready_seconds=not_ready_seconds,
                                                                      unreachable_seconds=unreachable_seconds),
         "ResourceQuota": lambda: ResourceQuota(QuotaStoreAccess(store("resourcequotas"))),
+        "CertificateApproval": lambda: CertificateApproval(authorizer),
+        "CertificateSigning": lambda: CertificateSigning(authorizer),
+        "CertificateSubjectRestriction": CertificateSubjectRestriction,
     }
     return [factories[n]() for n in names]
 

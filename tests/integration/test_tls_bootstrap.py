@@ -213,8 +213,12 @@ def test_bootstrap_token_rbac_is_tight(cp, tmp_path):
                 with pytest.raises(ApiError) as e:
                     await call
                 assert e.value.code == 403
-            csr = await request_certificate(c, make_csr(new_private_key(), common_name="system:admin",
-                                                        organizations=("system:masters",)),
+            with pytest.raises(ApiError) as e:  # CertificateSubjectRestriction
+                await request_certificate(c, make_csr(new_private_key(), common_name="system:admin",
+                                                      organizations=("system:masters",)),
+                                          signer_name="kubernetes.io/kube-apiserver-client", usages=["client auth"])
+            assert e.value.code == 403 and "system:masters group is not allowed" in e.value.message
+            csr = await request_certificate(c, make_csr(new_private_key(), common_name="system:admin"),
                                             signer_name="kubernetes.io/kube-apiserver-client",
                                             usages=["client auth"])
             assert csr["spec"]["username"] == f"system:bootstrap:{token[:6]}"
@@ -225,4 +229,11 @@ def test_bootstrap_token_rbac_is_tight(cp, tmp_path):
             await asyncio.sleep(1)  # the approver leaves it alone: not a kubelet client request
             got = await c.get("certificatesigningrequests", csr["metadata"]["name"])
             assert not (got.get("status") or {}).get("conditions")
+        # CertificateApproval: the controller-manager may approve only kubelet client requests
+        async with Client.from_kubeconfig(cp.tmp / "controller-manager.kubeconfig") as cm:
+            got.setdefault("status", {})["conditions"] = [{"type": "Approved", "status": "True"}]
+            with pytest.raises(ApiError) as e:
+                await cm.replace("certificatesigningrequests", got, subresource="approval")
+            assert e.value.code == 403 and e.value.message.endswith(
+                'user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client"')
     asyncio.run(probe())

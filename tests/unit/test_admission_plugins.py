@@ -38,7 +38,8 @@ def refused(plugin, obj, **kw) -> errors.StatusError:
 
 def test_default_set_is_upstreams_default_limited_to_what_we_implement():
     assert plugins.DEFAULT_ENABLED == ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity",
-                                       "DefaultTolerationSeconds", "ResourceQuota")
+                                       "DefaultTolerationSeconds", "CertificateApproval", "CertificateSigning",
+                                       "CertificateSubjectRestriction", "ResourceQuota")
     assert plugins.enabled_plugins([], []) == list(plugins.DEFAULT_ENABLED)
 
 
@@ -46,7 +47,7 @@ def test_flags_combine_in_upstream_order():
     """The chain runs in upstream's order whatever the order of the flag."""
     assert plugins.enabled_plugins(["ResourceQuota", "NodeRestriction"], ["LimitRanger", "PodNodeSelector"]) == [
         "NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "PodSecurity", "DefaultTolerationSeconds",
-        "ResourceQuota"]
+        "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction", "ResourceQuota"]
 
 
 @pytest.mark.parametrize("enable,disable,message", [

@@ -245,3 +245,55 @@ def test_token_secret_is_kubeadms():
             token_secret(bad, ttl=0, usages=[], groups=[])
     with pytest.raises(CLIError):
         token_secret(token, ttl=0, usages=[], groups=["system:masters"])
+
+
+# --------------------------------------------------------------------------- admission
+
+class FakeAuthorizer:
+    def __init__(self, *allowed: tuple[str, str]):
+        self.allowed = set(allowed)
+
+    async def authorize(self, user, attrs):
+        return (attrs.verb, attrs.name) in self.allowed, ""
+
+
+def attrs(operation, subresource=None):
+    from apiserver.admission import Attributes
+    from apiserver.authn import UserInfo
+    return Attributes(operation, CertificateSigningRequestStrategy.info, None, "c", subresource, UserInfo("u"))
+
+
+async def test_admission_approve_and_sign_need_the_signer_verbs():
+    """CertificateApproval / CertificateSigning: approve / sign on signers/<signerName> or <domain>/*."""
+    from apiserver.admission.certificates import CertificateApproval, CertificateSigning
+    from apiserver import errors
+    obj = csr_obj(conditions=["Approved"])
+    await CertificateApproval(lambda: FakeAuthorizer(("approve", certs.KUBE_APISERVER_CLIENT_KUBELET))).admit(
+        attrs("update", "approval"), obj, csr_obj())
+    await CertificateApproval(lambda: FakeAuthorizer(("approve", "kubernetes.io/*"))).admit(
+        attrs("update", "approval"), obj, csr_obj())
+    with pytest.raises(errors.StatusError) as e:
+        await CertificateApproval(lambda: FakeAuthorizer(("sign", certs.KUBE_APISERVER_CLIENT_KUBELET))).admit(
+            attrs("update", "approval"), obj, csr_obj())
+    assert e.value.code == 403 and "not permitted to approve" in str(e.value.status["message"])
+    issued = csr_obj(conditions=["Approved"], certificate="Y2VydA==")
+    with pytest.raises(errors.StatusError):
+        await CertificateSigning(lambda: FakeAuthorizer()).admit(attrs("update", "status"), issued, obj)
+    await CertificateSigning(lambda: FakeAuthorizer(("sign", certs.KUBE_APISERVER_CLIENT_KUBELET))).admit(
+        attrs("update", "status"), issued, obj)
+    await CertificateSigning(lambda: FakeAuthorizer()).admit(attrs("update", "status"), obj, obj)  # no certificate
+    await CertificateApproval(lambda: None).admit(attrs("update", "approval"), obj, csr_obj())  # no authorization
+
+
+async def test_subject_restriction_refuses_system_masters():
+    """CertificateSubjectRestriction: no O=system:masters for kube-apiserver-client; other signers untouched."""
+    from apiserver.admission.certificates import CertificateSubjectRestriction
+    from apiserver import errors
+    masters = request(cn="root", orgs=("system:masters",))
+    with pytest.raises(errors.StatusError):
+        await CertificateSubjectRestriction().admit(attrs("create"), csr_obj(
+            signer_name=certs.KUBE_APISERVER_CLIENT, req=masters), None)
+    await CertificateSubjectRestriction().admit(attrs("create"), csr_obj(signer_name="example.com/x", req=masters),
+                                                None)
+    await CertificateSubjectRestriction().admit(attrs("create"), csr_obj(signer_name=certs.KUBE_APISERVER_CLIENT,
+                                                                         req=request(cn="jane", orgs=())), None)
