@@ -1,9 +1,11 @@
-"""kube-proxy's iptables mode in a node network namespace of its own, as `make up NODES=3` runs it.
+"""kube-proxy's iptables and nftables modes in a node network namespace of its own, as `make up NODES=3` runs it.
 
-Needs root, iproute2, iptables (nf_tables). Everything lives in namespaces
-this module creates, named ``kl-pxe-<id>-*`` and deleted at the end, also on
-failure; the proxy's rules go into the node namespace only (chain prefix
-KLPXE as well), so the host's tables are never touched:
+Every test runs once per mode (the ``mode`` fixture): iptables (chains
+KLPXE-*) and nftables (table ``ip klpxe-proxy``). Needs root, iproute2,
+iptables (nf_tables), nft. Everything lives in namespaces this module
+creates, named ``kl-pxe-<id>-*`` and deleted at the end, also on failure;
+the proxy's rules go into the node namespace only (chain prefix KLPXE as
+well), so the host's tables are never touched:
 
     client netns C  eth0 10.250.77.1/24 --- ul0 10.250.77.2/24  node netns N  br0 10.244.77.1/24
     (another machine on the underlay;                           |-- pod netns P1 eth0 10.244.77.2
@@ -34,8 +36,10 @@ from proxy.conntrack import Conntrack
 from proxy.iptables.proxier import Proxier, cleanup_leftovers
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables
+from proxy.nftables import proxier as nftables_proxier
+from proxy.nftables.runner import Nft
 
-_missing = [t for t in ("ip", "iptables", "iptables-restore", "iptables-save") if not shutil.which(t)]
+_missing = [t for t in ("ip", "iptables", "iptables-restore", "iptables-save", "nft") if not shutil.which(t)]
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(_missing),
     reason=f"kube-proxy netns e2e tests need root and {', '.join(_missing) or 'iproute2/iptables'}")
@@ -116,6 +120,7 @@ class Topology:
         k = os.getpid() % 200 + 20
         self.host_ip, self.node_link_ip = f"10.251.{k}.1", f"10.251.{k}.2"
         self.servers: list[subprocess.Popen] = []
+        self.mode = "iptables"  # set per test by the ``mode`` fixture
 
     def ask(self, proto: str, host: str, port: int, n: int = 1, *, netns: str | None = None,
             source_port: int = 0) -> list[str]:
@@ -126,7 +131,12 @@ class Topology:
         return out.splitlines()
 
     def our_rules(self) -> list[str]:
-        """iptables-save lines naming our chains in the node netns, counters stripped."""
+        """Our rules in the node netns in the current mode: iptables-save lines naming
+        our chains (counters stripped), or the lines of our nft table ([] when absent)."""
+        if self.mode == "nftables":
+            out = subprocess.run(["ip", "netns", "exec", self.node, "nft", "list", "table", "ip", CONFIG.nftables_table],
+                                 capture_output=True, text=True, timeout=15).stdout
+            return out.splitlines()
         out = []
         for table in ("filter", "nat"):
             for line in sh("ip", "netns", "exec", self.node, "iptables-save", "-t", table).splitlines():
@@ -200,15 +210,35 @@ HTTP = {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
 HTTP_EP = {"name": "http", "port": 8080, "protocol": "TCP"}
 
 
-def proxier(topo: Topology, state: dict, **kw) -> Proxier:
-    return Proxier(list_services=lambda: state["svcs"], list_endpoints=lambda: state["eps"], config=CONFIG,
-                   iptables=Iptables(netns=topo.node), conntrack=Conntrack(netns=topo.node), **kw)
+def proxier(topo: Topology, state: dict, **kw) -> Proxier | nftables_proxier.Proxier:
+    sources = dict(list_services=lambda: state["svcs"], list_endpoints=lambda: state["eps"], config=CONFIG,
+                   conntrack=Conntrack(netns=topo.node))
+    if topo.mode == "nftables":
+        return nftables_proxier.Proxier(**sources, nft=Nft(netns=topo.node), **kw)
+    return Proxier(**sources, iptables=Iptables(netns=topo.node), **kw)
+
+
+# What an endpoint's chain looks like in our_rules() per mode.
+ENDPOINT_CHAIN = {"iptables": ":KLPXE-SEP-", "nftables": "\tchain endpoint-"}
+
+
+@pytest.fixture(params=["iptables", "nftables"])
+def mode(request, topo) -> str:
+    topo.mode = request.param
+    yield request.param
+    topo.mode = "iptables"
+
+
+async def cleanup(topo: Topology) -> bool:
+    if topo.mode == "nftables":
+        return await nftables_proxier.cleanup_leftovers(CONFIG, nft=Nft(netns=topo.node))
+    return await cleanup_leftovers(CONFIG, iptables=Iptables(netns=topo.node))
 
 
 @pytest.fixture
-def clean(topo):
+def clean(topo, mode):
     yield topo
-    assert asyncio.run(cleanup_leftovers(CONFIG, iptables=Iptables(netns=topo.node)))
+    assert asyncio.run(cleanup(topo))
     assert topo.our_rules() == []
 
 
@@ -251,11 +281,12 @@ async def test_udp_service_and_conntrack_flush(clean):
     state = {"svcs": [svc("dns", "10.96.77.53", dns)], "eps": [eps("dns", [PODS["p1"]], dns_ep)]}
     p = proxier(topo, state)
     await p.sync_proxy_rules()
-    assert topo.ask("udp", "10.96.77.53", 53, 3, source_port=40053) == [f"p1 {NODE_POD_GW}"] * 3
+    sport = {"iptables": 40053, "nftables": 40054}[topo.mode]  # the other mode's flow is still in conntrack
+    assert topo.ask("udp", "10.96.77.53", 53, 3, source_port=sport) == [f"p1 {NODE_POD_GW}"] * 3
     state["eps"] = [eps("dns", [PODS["p2"]], dns_ep)]
     await p.sync_proxy_rules()
     # p1 still runs: without the flush this flow would keep reaching it.
-    answers = topo.ask("udp", "10.96.77.53", 53, 2, source_port=40053)
+    answers = topo.ask("udp", "10.96.77.53", 53, 2, source_port=sport)
     assert answers == [f"p2 {NODE_POD_GW}"] * 2, answers
 
 
@@ -319,10 +350,10 @@ def start_proxy(procs: support.ProcessGroup, topo: Topology, kubeconfig, health:
         "--healthz-bind-address", f"{topo.node_link_ip}:{health}", "--metrics-bind-address", f"{topo.node_link_ip}:{metrics}" if metrics else "",
         "--min-sync-period", "100ms", "--sync-period", "30s", "--chain-prefix", PREFIX,
         "--iptables-masquerade-bit", "13", "--service-proxy-name", "kl-pxe",
-        "--nodeport-addresses", "10.250.77.0/24"])
+        "--nodeport-addresses", "10.250.77.0/24", "--proxy-mode", topo.mode])
 
 
-async def test_kill9_restart_gives_identical_rules_then_cleanup(topo, apiserver, tmp_path):
+async def test_kill9_restart_gives_identical_rules_then_cleanup(topo, mode, apiserver, tmp_path):
     """`python -m proxy` in the node netns: a Service made through the API answers at the
     node port; after kill -9 and a restart the ruleset of our chains is identical;
     an Endpoints change made while no proxy ran is applied by the restarted one;
@@ -343,9 +374,9 @@ async def test_kill9_restart_gives_identical_rules_then_cleanup(topo, apiserver,
             text = httpx.get(f"http://{topo.node_link_ip}:{metrics_port}/metrics", timeout=5).text
             assert "kubeproxy_sync_proxy_rules_duration_seconds_count" in text
             # Only the labelled Service: not the test apiserver's default/kubernetes.
-            assert not any("10.96.0.1/32" in line for line in topo.our_rules())
+            assert not any("10.96.0.1/32" in line or "10.96.0.1 " in line for line in topo.our_rules())
             before = topo.our_rules()
-            assert any(":KLPXE-SEP-" in line for line in before)
+            assert any(ENDPOINT_CHAIN[mode] in line for line in before)
 
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
@@ -366,7 +397,7 @@ async def test_kill9_restart_gives_identical_rules_then_cleanup(topo, apiserver,
             assert topo.ask("tcp", NODE_UNDERLAY, 30777) == [f"p2 {NODE_POD_GW}"]
             after = topo.our_rules()
             assert not any(PODS["p1"] in line for line in after), "the crashed proxy's endpoint chain was kept"
-            assert len([line for line in after if ":KLPXE-SEP-" in line]) == 1
+            assert len([line for line in after if ENDPOINT_CHAIN[mode] in line]) == 1
     finally:
         procs.close()
     out = subprocess.run(["ip", "netns", "exec", topo.node, sys.executable, "-m", "proxy", "--cleanup",
