@@ -1,4 +1,5 @@
-"""kube-proxy sync cost as services grow, against the real kernel (iptables-nft).
+"""kube-proxy sync cost as services grow, against the real kernel, in the iptables
+mode (iptables-nft) and the nftables mode (nft).
 
 For each size (default 100, 1,000 and 5,000 services with 10 hollow endpoints
 each: addresses nothing answers on), inside a throwaway network namespace
@@ -7,17 +8,23 @@ host's tables are never touched), it drives the Proxier directly from Python
 (no apiserver: the informer path is left out, its cost is the watch event
 decode plus one dict replacement per change) and prints:
 
-- the first full sync: iptables-save (listing chains), render (parse + rules
-  text) and iptables-restore, and the ruleset's size in lines and bytes;
+- the first full sync: listing what exists (iptables: chains; nftables: chain
+  and set names), render (parse + rules text) and apply (iptables-restore,
+  or one ``nft -f -``), and the ruleset's size in lines and bytes;
 - a second full sync with the chains in place (what every --sync-period does);
 - a one-endpoint change (one Endpoints object replaced by one with another
   address), timed from ``runner.run()`` -- what the informer handler calls --
-  to iptables-restore done, through the same BoundedFrequencyRunner as the
-  daemon (min-sync-period 1 s, the change arriving after it has elapsed):
-  with partial syncs (upstream 1.28's MinimizeIPTablesRestore, the default)
-  and with every sync full (``minimize=False``), median and max of N changes.
+  to the tool done, through the same BoundedFrequencyRunner as the daemon
+  (min-sync-period 1 s, the change arriving after it has elapsed): with
+  partial syncs (the default in both modes) and with every sync full
+  (``minimize=False``), median and max of N changes.
 
-    sudo .venv/bin/python bench/proxy_sync.py [--changes N] [--timeout S] [SERVICES ...]
+    sudo .venv/bin/python bench/proxy_sync.py [--mode iptables|nftables|both] [--changes N]
+        [--iptables-max N] [--timeout S] [SERVICES ...]
+
+``--mode both`` (the default) runs the iptables mode only up to
+``--iptables-max`` services (default 1,000: at 5,000 one iptables-restore
+took 148-184 s, iptables-nft 1.8.9's quadratic chain lookups).
 
 Prints figures only; nothing here asserts on timing. Every restore has a
 timeout (a size that hits it prints "timeout").
@@ -36,9 +43,12 @@ import time
 
 from proxy.bounded_frequency_runner import BoundedFrequencyRunner
 from proxy.conntrack import Conntrack
-from proxy.iptables.proxier import Proxier, SyncStats
+from proxy.iptables.proxier import Proxier
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables, IptablesError
+from proxy.nftables import proxier as nftables_proxier
+from proxy.nftables.runner import Nft, NftError
+from proxy.types import SyncStats
 
 ENDPOINTS = 10
 MIN_SYNC = 1.0
@@ -92,33 +102,39 @@ async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: 
 def fmt(stats: SyncStats | None) -> str:
     if stats is None:
         return "timeout"
-    return f"save {stats.save_seconds:6.2f}  render {stats.render_seconds:6.2f}  restore {stats.restore_seconds:7.2f}"
+    return f"list {stats.save_seconds:6.2f}  render {stats.render_seconds:6.2f}  apply {stats.restore_seconds:7.2f}"
 
 
 CREATED: list[str] = []  # namespaces to delete even when the bench is killed with SIGTERM
 
 
-async def bench_size(n: int, args: argparse.Namespace) -> None:
-    ns = f"kl-pxb-{os.getpid()}-{n}"
+def make_proxier(mode: str, ns: str, svcs: list[dict], eps: list[dict], timeout: float):
+    config = RulesConfig(cluster_cidr="10.244.0.0/14")
+    common = dict(list_services=lambda: svcs, list_endpoints=lambda: eps, config=config,
+                  conntrack=Conntrack(netns=ns), full_sync_period=3600.0)
+    if mode == "nftables":
+        return nftables_proxier.Proxier(**common, nft=Nft(netns=ns, timeout=timeout))
+    return Proxier(**common, iptables=Iptables(netns=ns, timeout=timeout), jump_check_period=3600.0)
+
+
+async def bench_size(mode: str, n: int, args: argparse.Namespace) -> None:
+    ns = f"kl-pxb-{os.getpid()}-{mode[:3]}-{n}"
     sh("ip", "netns", "add", ns)
     CREATED.append(ns)
     try:
-        ipt = Iptables(netns=ns, timeout=args.timeout)
         svcs = [service(i) for i in range(n)]
         eps = [endpoints(i) for i in range(n)]
-        config = RulesConfig(cluster_cidr="10.244.0.0/14")
-        proxier = Proxier(list_services=lambda: svcs, list_endpoints=lambda: eps, config=config, iptables=ipt,
-                          conntrack=Conntrack(netns=ns), full_sync_period=3600.0, jump_check_period=3600.0)
+        proxier = make_proxier(mode, ns, svcs, eps, args.timeout)
         t0 = time.monotonic()
         try:
             first = await proxier.sync_proxy_rules()
-        except IptablesError as e:
-            print(f"{n:>6} services: first full sync failed: {e}", flush=True)
+        except (IptablesError, NftError) as e:
+            print(f"{mode:>8} {n:>6} services: first full sync failed: {e}", flush=True)
             return
         first_total = time.monotonic() - t0
-        print(f"{n:>6} services x {ENDPOINTS} endpoints: ruleset {first.lines} lines, {first.bytes / 1e6:.2f} MB",
-              flush=True)
-        print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s (incl. jump rules)", flush=True)
+        print(f"{mode:>8} {n:>6} services x {ENDPOINTS} endpoints: ruleset {first.lines} lines, "
+              f"{first.bytes / 1e6:.2f} MB", flush=True)
+        print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s", flush=True)
         proxier.force_full_sync()
         again = await proxier.sync_proxy_rules()
         print(f"        full resync        {fmt(again)}   (chains in place, renderings cached)", flush=True)
@@ -139,8 +155,9 @@ async def bench_size(n: int, args: argparse.Namespace) -> None:
 
 def conditions() -> str:
     ipt = subprocess.run(["iptables", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    nft = subprocess.run(["nft", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     load = " ".join(open("/proc/loadavg").read().split()[:3])
-    return (f"{os.cpu_count()} cores, load average {load}, kernel {platform.release()}, {ipt}, "
+    return (f"{os.cpu_count()} cores, load average {load}, kernel {platform.release()}, {ipt}, {nft}, "
             f"Python {platform.python_version()}, min-sync-period {MIN_SYNC:g}s")
 
 
@@ -149,14 +166,21 @@ async def main() -> int:
     p.add_argument("sizes", nargs="*", type=int, default=[100, 1000, 5000])
     p.add_argument("--changes", type=int, default=5, help="one-endpoint changes timed with partial syncs")
     p.add_argument("--full-changes", type=int, default=2, help="... and with full syncs (0: skip)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per iptables call")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per iptables/nft call")
+    p.add_argument("--mode", choices=("iptables", "nftables", "both"), default="both")
+    p.add_argument("--iptables-max", type=int, default=1000,
+                   help="with --mode both, the largest size run in the iptables mode")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("proxy_sync bench needs root (network namespaces, iptables)", file=sys.stderr)
         return 1
     print("conditions:", conditions(), flush=True)
     for n in args.sizes:
-        await bench_size(n, args)
+        for mode in ("iptables", "nftables") if args.mode == "both" else (args.mode,):
+            if mode == "iptables" and args.mode == "both" and n > args.iptables_max:
+                print(f"iptables {n:>6} services: skipped (over --iptables-max {args.iptables_max})", flush=True)
+                continue
+            await bench_size(mode, n, args)
     print("conditions at end:", conditions(), flush=True)
     return 0
 
