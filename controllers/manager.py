@@ -16,6 +16,7 @@ from kubeling.api import resources as res
 from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
 from controllers.certificates.approver import CSRApprovingController
+from controllers.certificates.cleaner import CSRCleanerController
 from controllers.certificates.signer import CA, DEFAULT_DURATION as SIGNING_DURATION, CSRSigningController
 from controllers.controller_utils import BaseController
 from controllers.cronjob import CronJobController
@@ -33,6 +34,7 @@ from controllers.podgc import TERMINATED_POD_GC_THRESHOLD, PodGCController
 from controllers.statefulset import StatefulSetController
 from controllers.rootcacertpublisher import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountsController
+from controllers.tokencleaner import TokenCleaner
 from controllers.ttlafterfinished import TTLAfterFinishedController
 from controllers.replicaset import ReplicaSetController, ReplicationManager
 from controllers.resourcequota import REPLENISHED, RESOURCE_QUOTA_SYNC_PERIOD, ResourceQuotaController
@@ -43,11 +45,12 @@ log = logging.getLogger(__name__)
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
                    "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
                    "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota",
-                   "root-ca-cert-publisher", "csrapproving", "csrsigning")
+                   "root-ca-cert-publisher", "csrapproving", "csrsigning", "csrcleaner", "tokencleaner")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
            "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
            "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2,
-           "resourcequota": 2, "root-ca-cert-publisher": 1, "csrapproving": 1, "csrsigning": 1}
+           "resourcequota": 2, "root-ca-cert-publisher": 1, "csrapproving": 1, "csrsigning": 1,
+           "csrcleaner": 1, "tokencleaner": 1}
 
 
 class InformerFactory:
@@ -162,6 +165,10 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
             out.append(RootCACertPublisher(client, inf("namespaces"), inf("configmaps"), root_ca=root_ca))
         elif name == "csrapproving":
             out.append(CSRApprovingController(client, inf("certificatesigningrequests")))
+        elif name == "csrcleaner":
+            out.append(CSRCleanerController(client, inf("certificatesigningrequests")))
+        elif name == "tokencleaner":
+            out.append(TokenCleaner(client, inf("secrets")))
         elif name == "csrsigning":
             if not (cluster_signing_cert_file and cluster_signing_key_file):
                 log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file, not signing")

@@ -30,7 +30,7 @@ KUBELING = [os.path.join(os.path.dirname(sys.executable), "kubeling")]
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory):
     with support.secure_control_plane(tmp_path_factory.mktemp("tlsboot"),
-                                      controllers="csrapproving,csrsigning") as cp:
+                                      controllers="csrapproving,csrsigning,tokencleaner") as cp:
         yield cp
 
 
@@ -174,7 +174,8 @@ def test_wrong_ca_hash_is_one_line(cp, tmp_path):
 
 
 def test_deleted_and_expired_tokens_are_refused(cp, tmp_path):
-    """A deleted token and an expired one get 401 from the apiserver: join says so in one line."""
+    """A deleted token and an expired one get 401 from the apiserver: join says so in one line; the
+    tokencleaner deletes the expired token's Secret."""
     token = kubeling(cp, "token", "create").stdout.strip()
     kubeling(cp, "token", "delete", token)
     expired = "abcdef.0123456789abcdef"
@@ -192,6 +193,8 @@ def test_deleted_and_expired_tokens_are_refused(cp, tmp_path):
         assert r.stderr.strip().splitlines() == [
             f"error: the apiserver at {cp.server} refused the bootstrap token (401 Unauthorized): it is unknown, "
             f"expired or deleted; create one with `kubeling token create` on the control plane"], r.stderr
+    support.wait_for("tokencleaner deleting the expired token's Secret", lambda: kubectl(
+        cp, "get", "secret", "-n", "kube-system", f"bootstrap-token-{expired[:6]}").returncode != 0, 15, 0.3)
 
 
 def test_bootstrap_token_rbac_is_tight(cp, tmp_path):
@@ -237,3 +240,34 @@ def test_bootstrap_token_rbac_is_tight(cp, tmp_path):
             assert e.value.code == 403 and e.value.message.endswith(
                 'user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client"')
     asyncio.run(probe())
+
+
+def test_kubectl_deny_is_final(cp, tmp_path):
+    """kubectl certificate deny (a protobuf PUT to /approval) marks the request Denied; the signer leaves it,
+    and a later approve is refused."""
+    from kubeling.client.csr import make_csr, request_certificate
+    from kubeling.pki.certs import new_private_key
+
+    async def create():
+        async with Client.from_kubeconfig(cp.kubeconfig) as c:
+            return await request_certificate(c, make_csr(new_private_key(), common_name="jane"), name="jane-deny",
+                                             signer_name="kubernetes.io/kube-apiserver-client",
+                                             usages=["client auth"])
+    asyncio.run(create())
+    r = kubectl(cp, "certificate", "deny", "jane-deny")
+    assert r.returncode == 0 and "denied" in r.stdout, r.stderr
+    time.sleep(0.5)
+    r = kubectl(cp, "get", "csr", "jane-deny", "--no-headers")
+    assert r.stdout.split()[-1] == "Denied", r.stdout
+    r = kubectl(cp, "certificate", "approve", "jane-deny")
+    assert r.returncode == 1 and r.stderr.strip() == 'error: certificate signing request "jane-deny" is already Denied'
+
+    async def approve_anyway():  # what kubectl checks on its side, the apiserver enforces
+        async with Client.from_kubeconfig(cp.kubeconfig) as c:
+            csr = await c.get("certificatesigningrequests", "jane-deny")
+            csr["status"]["conditions"].append({"type": "Approved", "status": "True"})
+            with pytest.raises(ApiError) as e:
+                await c.replace("certificatesigningrequests", csr, subresource="approval")
+            assert e.value.code == 422 and "mutually exclusive" in e.value.message
+            assert "certificate" not in (await c.get("certificatesigningrequests", "jane-deny"))["status"]
+    asyncio.run(approve_anyway())

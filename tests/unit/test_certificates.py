@@ -297,3 +297,32 @@ async def test_subject_restriction_refuses_system_masters():
                                                 None)
     await CertificateSubjectRestriction().admit(attrs("create"), csr_obj(signer_name=certs.KUBE_APISERVER_CLIENT,
                                                                          req=request(cn="jane", orgs=())), None)
+
+
+# --------------------------------------------------------------------------- cleaners
+
+def test_csrcleaner_due_times():
+    """csrcleaner: 1 h after approval/denial/failure, 24 h pending, or when the issued certificate expires."""
+    from controllers.certificates.cleaner import due
+    created = "2030-01-01T00:00:00Z"
+    t0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    pending = {"metadata": {"creationTimestamp": created}, "status": {}}
+    assert due(pending) == t0 + 24 * 3600
+    approved = {"metadata": {"creationTimestamp": created}, "status": {"conditions": [
+        {"type": "Approved", "status": "True", "lastUpdateTime": "2030-01-01T00:10:00Z"}]}}
+    assert due(approved) == t0 + 600 + 3600
+    ca, ca_key = new_ca("ca")
+    leaf, _ = new_signed_cert(CertSpec("x", "x", "ca"), ca, ca_key)
+    issued = {**approved, "status": {**approved["status"], "certificate": b64(cert_pem(leaf))}}
+    assert due(issued) == min(t0 + 600 + 3600, leaf.not_valid_after_utc.timestamp())
+
+
+def test_tokencleaner_expiration():
+    """tokencleaner acts on kube-system bootstrap token Secrets with an expiration only."""
+    from controllers.tokencleaner import expiration
+    now = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    s = token_secret(generate_token(), ttl=60, usages=["authentication"], groups=[], now=now)
+    s["metadata"]["namespace"] = "kube-system"
+    assert expiration(s) == now.timestamp() + 60
+    assert expiration(token_secret(generate_token(), ttl=0, usages=[], groups=[])) is None
+    assert expiration({**s, "type": "Opaque"}) is None
