@@ -184,6 +184,30 @@ def namespaces_for_pod(pod: dict) -> pb.NamespaceOption:
                               ipc=pb.NODE if spec.get("hostIPC") else pb.POD, pid=pid)
 
 
+def seccomp_profile(pod: dict, container: dict | None = None, *,
+                    seccomp_root: str = "/var/lib/kubelet/seccomp") -> pb.SecurityProfile:
+    """The CRI seccomp profile of ``container`` (or of the pod's sandbox when None).
+
+    Mirrors the kubelet's getSeccompProfile (pkg/kubelet/kuberuntime/helpers.go):
+    the container's securityContext.seccompProfile wins over the pod's;
+    RuntimeDefault and Localhost (``localhostProfile`` under ``seccomp_root``)
+    pass through; Unconfined or nothing set is Unconfined, as with the
+    kubelet's --seccomp-default=false (upstream's default).
+    """
+    sp = None
+    if container is not None:
+        sp = (container.get("securityContext") or {}).get("seccompProfile")
+    if not sp:
+        sp = (pod.get("spec", {}).get("securityContext") or {}).get("seccompProfile")
+    kind = (sp or {}).get("type")
+    if kind == "RuntimeDefault":
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+    if kind == "Localhost":
+        ref = os.path.join(seccomp_root, sp.get("localhostProfile") or "")
+        return pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref=ref)
+    return pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+
+
 def dns_config(pod: dict, *, cluster_dns: list[str], cluster_domain: str) -> pb.DNSConfig:
     """The sandbox's resolver settings per dnsPolicy (mirrors pkg/kubelet/network/dns
     GetPodDNS): ClusterFirst uses the cluster DNS with the namespace search
@@ -278,6 +302,17 @@ class KubeRuntimeManager:
         status.containers.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
         return status
 
+    async def _first_sandbox_status(self, status: PodStatus, sandbox_id: str, attempt: int) -> PodStatus:
+        """``status`` (a pod with no sandbox nor container yet) plus its new sandbox ``sandbox_id``,
+        from PodSandboxStatus; the full get_pod_status if that sandbox is not ready. Raises CRIError."""
+        s = await self.runtime.pod_sandbox_status(sandbox_id)
+        if s.state != pb.SANDBOX_READY:
+            return await self.get_pod_status(status.uid)
+        out = PodStatus(status.uid, name=s.metadata.name, namespace=s.metadata.namespace)
+        out.sandboxes.append(SandboxStatus(sandbox_id, True, s.metadata.attempt or attempt, s.created_at / 1e9,
+                                           s.network.ip))
+        return out
+
     # ---- configs ----------------------------------------------------------
 
     def sandbox_config(self, pod: dict, attempt: int) -> pb.PodSandboxConfig:
@@ -292,7 +327,7 @@ class KubeRuntimeManager:
             labels=pod_labels(pod),
             annotations={k: str(v) for k, v in (meta.get("annotations") or {}).items()},
             linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=namespaces_for_pod(pod))))
+                namespace_options=namespaces_for_pod(pod), seccomp=seccomp_profile(pod))))
         for c in spec.get("containers", []):
             for p in c.get("ports") or []:
                 if p.get("hostPort"):
@@ -328,7 +363,7 @@ class KubeRuntimeManager:
             log_path=f"{container['name']}/{restart_count}.log",
             stdin=bool(container.get("stdin")), tty=bool(container.get("tty")),
             linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                namespace_options=namespaces_for_pod(pod))))
+                namespace_options=namespaces_for_pod(pod), seccomp=seccomp_profile(pod, container))))
 
     # ---- acting -----------------------------------------------------------
 
@@ -493,7 +528,12 @@ class KubeRuntimeManager:
                 for c in pod.get("spec", {}).get("containers", []):
                     result.reasons[c["name"]] = ("ContainerCreating", msg)
                 return result
-            status = await self.get_pod_status(pod["metadata"]["uid"])
+            if status.sandboxes or status.containers:
+                status = await self.get_pod_status(pod["metadata"]["uid"])
+            else:
+                # A pod's first sandbox: nothing else of it exists, so its status is known but for
+                # the IP; one PodSandboxStatus instead of relisting every sandbox and container.
+                status = await self._first_sandbox_status(status, sandbox_id, actions.attempt)
         if actions.next_init is not None:
             await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result,
                                        volumes=volumes)

@@ -124,6 +124,7 @@ class ContainerMixin:
             read_only=sec.readonly_rootfs,
             group_add=[str(g) for g in sec.supplemental_groups] or None,
             cgroup_parent=request.sandbox_config.linux.cgroup_parent or None,
+            security_opt=h.seccomp_security_opts(sec) or None,
             **_resources(config.linux.resources))
         sm = slabels
         name = h.docker_name(config.metadata.name, sm.get(h.POD_NAME), sm.get(h.POD_NAMESPACE),
@@ -187,7 +188,8 @@ class ContainerMixin:
         """CRI ListContainers: our containers matching the filter (id prefix, state, sandbox id, labels)."""
         f = request.filter
         out = []
-        for c in await self._list_own(h.TYPE_CONTAINER):
+        full_id = f.pod_sandbox_id if len(f.pod_sandbox_id) == 64 else ""
+        for c in await self._list_own(h.TYPE_CONTAINER, sandbox_id=full_id, labels=f.label_selector):
             labels = c.get("Labels") or {}
             sandbox_id = labels.get(h.SANDBOX_ID, "")
             if f.id and not c["Id"].startswith(f.id):

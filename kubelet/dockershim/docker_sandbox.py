@@ -80,6 +80,7 @@ class SandboxMixin:
         })
         host_config = self.api.create_host_config(
             network_mode="host" if host_network else "none", init=True, ipc_mode="shareable",
+            security_opt=h.seccomp_security_opts(config.linux.security_context) or None,
             pid_mode="host" if ns_opts.pid == api_pb2.NODE else None,
             cgroup_parent=config.linux.cgroup_parent or None,
             sysctls=dict(config.linux.sysctls) or None)
@@ -227,7 +228,7 @@ class SandboxMixin:
         """CRI ListPodSandbox: our sandboxes matching the filter (id prefix, state, labels)."""
         f = request.filter
         items = []
-        for c in await self._list_own(h.TYPE_SANDBOX):
+        for c in await self._list_own(h.TYPE_SANDBOX, labels=f.label_selector):
             if f.id and not c["Id"].startswith(f.id):
                 continue
             labels = c.get("Labels") or {}

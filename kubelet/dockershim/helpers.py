@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import time
 import traceback
@@ -60,6 +61,42 @@ def not_found(kind: str, ident: str) -> CRIError:
 def invalid(message: str) -> CRIError:
     """An INVALID_ARGUMENT CRIError with ``message``."""
     return CRIError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def seccomp_security_opts(sec) -> list[str]:
+    """Docker ``security_opt`` entries for a CRI security context's seccomp settings.
+
+    ``sec`` is a LinuxSandboxSecurityContext or LinuxContainerSecurityContext.
+    Mirrors dockershim's getSeccompSecurityOpts: Unconfined (and, for clients
+    that set only the deprecated ``seccomp_profile_path``, "" or "unconfined")
+    is ``seccomp=unconfined``; RuntimeDefault ("runtime/default",
+    "docker/default") leaves Docker's default profile; Localhost
+    ("localhost/<path>") passes the profile file's JSON. Raises an
+    INVALID_ARGUMENT CRIError for a profile file that cannot be read or an
+    unknown profile name.
+    """
+    if sec.HasField("seccomp"):
+        kind, ref = sec.seccomp.profile_type, sec.seccomp.localhost_ref
+    else:
+        path = sec.seccomp_profile_path
+        if path in ("", "unconfined"):
+            kind, ref = api_pb2.SecurityProfile.Unconfined, ""
+        elif path in ("runtime/default", "docker/default"):
+            kind, ref = api_pb2.SecurityProfile.RuntimeDefault, ""
+        elif path.startswith("localhost/"):
+            kind, ref = api_pb2.SecurityProfile.Localhost, path[len("localhost/"):]
+        else:
+            raise invalid(f"unknown seccomp profile {path!r}")
+    if kind == api_pb2.SecurityProfile.Unconfined:
+        return ["seccomp=unconfined"]
+    if kind == api_pb2.SecurityProfile.Localhost:
+        try:
+            with open(ref) as f:
+                profile = json.load(f)
+        except (OSError, ValueError) as e:
+            raise invalid(f"cannot load seccomp profile {ref!r}: {e}") from None
+        return ["seccomp=" + json.dumps(profile, separators=(",", ":"))]
+    return []
 
 
 def grpc_errors(method):

@@ -154,6 +154,10 @@ def test_pod_lifecycle(shim):
     assert ex.exit_code == 3 and ex.stdout.startswith(b"hi\n") and b"nameserver 10.96.0.10" in ex.stdout
     ex = rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["hostname"], timeout=10), timeout=20)
     assert ex.stdout.strip() == b"web"
+    # No seccomp profile asked for: Unconfined, as dockershim (and the kubelet's --seccomp-default=false).
+    ex = rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["grep", "Seccomp:", "/proc/self/status"],
+                                         timeout=10), timeout=20)
+    assert ex.stdout.split() == [b"Seccomp:", b"0"], ex.stdout
 
     deadline = time.monotonic() + 10
     lines: list[str] = []
@@ -208,12 +212,21 @@ def test_unknown_ids_are_not_found(shim, call):
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and "not found" in err.value.details()
 
 
+def _with_seccomp(sc: cri.PodSandboxConfig, profile: cri.SecurityProfile) -> cri.PodSandboxConfig:
+    sc.linux.security_context.seccomp.CopyFrom(profile)
+    return sc
+
+
 def test_bad_arguments(shim):
-    """Missing fields and a bad CIDR answer INVALID_ARGUMENT."""
+    """Missing fields, a bad CIDR and an unreadable seccomp profile answer INVALID_ARGUMENT."""
     for call in (lambda: shim.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=cri.PodSandboxConfig()), timeout=10),
                  lambda: shim.rt.UpdateRuntimeConfig(cri.UpdateRuntimeConfigRequest(runtime_config=cri.RuntimeConfig(
                      network_config=cri.NetworkConfig(pod_cidr="10.244.999.0/24"))), timeout=10),
-                 lambda: shim.im.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec()), timeout=10)):
+                 lambda: shim.im.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec()), timeout=10),
+                 lambda: shim.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=_with_seccomp(
+                     sandbox_config(shim.tmp, "badseccomp"), cri.SecurityProfile(
+                         profile_type=cri.SecurityProfile.Localhost, localhost_ref="/nonexistent/profile.json"))),
+                     timeout=10)):
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()

@@ -62,3 +62,22 @@ def test_socket_path():
     assert socket_path("unix:///run/x/cri.sock") == "/run/x/cri.sock"
     with pytest.raises(ValueError):
         socket_path("tcp://127.0.0.1:1")
+
+
+def test_seccomp_security_opts(tmp_path):
+    """As dockershim's getSeccompSecurityOpts: the typed field first, the deprecated path otherwise."""
+    sec = api_pb2.LinuxContainerSecurityContext()
+    assert h.seccomp_security_opts(sec) == ["seccomp=unconfined"]
+    sec.seccomp_profile_path = "runtime/default"
+    assert h.seccomp_security_opts(sec) == []
+    sec.seccomp.profile_type = api_pb2.SecurityProfile.Unconfined
+    assert h.seccomp_security_opts(sec) == ["seccomp=unconfined"]
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    sec.seccomp.CopyFrom(api_pb2.SecurityProfile(profile_type=api_pb2.SecurityProfile.Localhost,
+                                                 localhost_ref=str(profile)))
+    assert h.seccomp_security_opts(sec) == ['seccomp={"defaultAction":"SCMP_ACT_ALLOW"}']
+    sec.seccomp.localhost_ref = str(tmp_path / "missing.json")
+    with pytest.raises(h.CRIError) as err:
+        h.seccomp_security_opts(sec)
+    assert "missing.json" in err.value.message

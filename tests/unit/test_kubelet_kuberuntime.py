@@ -146,6 +146,20 @@ def test_container_config_carries_the_pod_namespaces():
     assert cfg.linux.security_context.namespace_options.pid == pb.CONTAINER
 
 
+def test_seccomp_profile_container_over_pod_unconfined_by_default():
+    """As the kubelet's getSeccompProfile with --seccomp-default=false."""
+    from kubelet.kuberuntime import seccomp_profile
+    from proto.cri import api_pb2 as pb
+    p = pod()
+    assert seccomp_profile(p).profile_type == pb.SecurityProfile.Unconfined
+    p["spec"]["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    c = {"name": "app", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "a.json"}}}
+    assert seccomp_profile(p).profile_type == pb.SecurityProfile.RuntimeDefault
+    assert seccomp_profile(p, {"name": "x"}).profile_type == pb.SecurityProfile.RuntimeDefault
+    prof = seccomp_profile(p, c, seccomp_root="/var/lib/kubelet/seccomp")
+    assert (prof.profile_type, prof.localhost_ref) == (pb.SecurityProfile.Localhost, "/var/lib/kubelet/seccomp/a.json")
+
+
 def test_service_env_as_docker_links():
     """Service variables (FromServices): own namespace unless enableServiceLinks is false, kubernetes always."""
     from kubelet.envvars import container_env, service_env
