@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 venv: deps $(VENV)/.installed
 
 up: venv
-	@$(PY) -m deploy up $(if $(NODES),--nodes $(NODES)) $(if $(filter 1 true yes,$(HA)),--ha)
+	@$(PY) -m deploy up $(if $(NODES),--nodes $(NODES)) $(if $(filter 1 true yes,$(HA)),--ha) $(if $(PROXY_MODE),--proxy-mode $(PROXY_MODE))
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m deploy down; fi

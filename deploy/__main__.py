@@ -11,7 +11,7 @@ from rich.table import Table
 
 from deploy import host
 from kubeling import config
-from deploy.cluster import Cluster, LaunchError
+from deploy.cluster import PROXY_MODES, Cluster, LaunchError
 
 console = Console(highlight=False, width=max(100, Console().width))
 
@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ha", action="store_true", default=None,
                         help="highly available control plane: 3 etcdlite members, 2 apiservers behind haproxy, "
                              "2 controller-managers, 2 schedulers (default: $HA, else the last `up`'s)")
+    parser.add_argument("--proxy-mode", choices=PROXY_MODES, default=None,
+                        help="kube-proxy's mode (default: $PROXY_MODE, else the last `up`'s, else iptables)")
     args = parser.parse_args(args_in)
     try:
-        cluster = Cluster(nodes=args.nodes, ha=args.ha)
+        cluster = Cluster(nodes=args.nodes, ha=args.ha, proxy_mode=args.proxy_mode)
     except ValueError as e:
         console.print(f"[red]error:[/] {e}")
         return 2

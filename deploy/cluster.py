@@ -34,6 +34,7 @@ from kubeling.pki import flags as pki_flags
 PY = sys.executable
 NODE = "node1"
 NODE_IP = "127.0.0.1"
+PROXY_MODES = ("iptables", "nftables")  # kube-proxy's --proxy-mode values kubeling implements
 LAYOUT_FILE = "cluster.json"  # remembers NODES and HA so that `make down` / `make status` need no flag
 # HA=1: (component, client port, peer port) of the three etcdlite members (DESIGN.md's ports),
 # and the apiservers' own ports behind haproxy on the apiserver port.
@@ -185,12 +186,15 @@ class Cluster:
     ``nodes`` (default: ``$NODES``, else what the last ``up`` recorded, else 1):
     with one node, ``node1`` runs in the host's network namespace at 127.0.0.1;
     with more, every node runs in its own netns on the underlay bridge
-    (``deploy.underlay``), at 10.250.0.11, .12, ... Raises ValueError on a bad count.
+    (``deploy.underlay``), at 10.250.0.11, .12, ... ``proxy_mode`` (default:
+    ``$PROXY_MODE``, else the last ``up``'s, else "iptables") is kube-proxy's
+    --proxy-mode, iptables or nftables. Raises ValueError on a bad count or mode.
     """
 
     def __init__(self, home: pathlib.Path | None = None, *, nodes: int | None = None,
                  node_list: list[Node] | None = None, control_plane_ip: str = config.UNDERLAY_HOST_IP,
-                 node_cidr: str = config.UNDERLAY_CIDR, ha: bool | None = None, secure: bool | None = None):
+                 node_cidr: str = config.UNDERLAY_CIDR, ha: bool | None = None, secure: bool | None = None,
+                 proxy_mode: str | None = None):
         self.home = home or config.home()
         self.logs = self.home / "logs"
         self.run = self.home / "run"
@@ -198,6 +202,10 @@ class Cluster:
         self.control_plane_ip = control_plane_ip
         self.node_cidr = node_cidr
         self.ha = ha if ha is not None else (_env_flag("HA") or bool(self._recorded("ha")))
+        self.proxy_mode = (proxy_mode or os.environ.get("PROXY_MODE", "").strip()
+                           or self._recorded("proxy_mode") or "iptables")
+        if self.proxy_mode not in PROXY_MODES:
+            raise ValueError(f"PROXY_MODE must be one of {', '.join(PROXY_MODES)}, not {self.proxy_mode!r}")
         if node_list is not None:  # a layout given whole (deploy.units for VMs)
             self.nodes = node_list
         else:
@@ -384,7 +392,7 @@ backend apiservers
             Component(f"kube-proxy-{n}", node.wrap([
                 PY, "-m", "proxy", "--kubeconfig", str(nd / "kube-proxy.kubeconfig"),
                 "--hostname-override", n, "--cluster-cidr", config.CLUSTER_CIDR,
-                "--pod-egress-cidrs", self.node_cidr,
+                "--proxy-mode", self.proxy_mode, "--pod-egress-cidrs", self.node_cidr,
                 "--healthz-bind-address", f"{ip}:{config.PROXY_HEALTHZ_PORT}",
                 "--metrics-bind-address", f"{ip}:{config.PROXY_METRICS_PORT}"]),
                 _http_ok(f"http://{ip}:{config.PROXY_HEALTHZ_PORT}/healthz"), "-m proxy"),
@@ -403,7 +411,8 @@ backend apiservers
         for d in (self.logs, self.run, self.home / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
         (self.home / LAYOUT_FILE).write_text(json.dumps({"nodes": len(self.nodes), "ha": self.ha,
-                                                          "secure": self.secure}) + "\n")
+                                                          "secure": self.secure,
+                                                          "proxy_mode": self.proxy_mode}) + "\n")
         if self.ha:
             (self.home / "haproxy.cfg").write_text(self.haproxy_cfg())
         if self.secure:
@@ -613,7 +622,7 @@ backend apiservers
         if not self.netns_mode:
             r = subprocess.run([PY, "-m", "proxy", "--cleanup"], capture_output=True, text=True, timeout=60)
             if r.returncode == 0:
-                done.append("removed kube-proxy iptables rules")
+                done.append("removed kube-proxy rules (iptables chains, nftables table)")
             else:
                 done.append(f"kube-proxy --cleanup failed: {(r.stderr or r.stdout).strip()[-200:]}")
             done.extend(teardown_node_network())

@@ -66,6 +66,23 @@ def test_cluster_layout_single_and_netns(tmp_path, monkeypatch):
         Cluster(tmp_path)
 
 
+def test_proxy_mode_from_flag_env_or_the_last_up(tmp_path, monkeypatch):
+    from deploy.cluster import Cluster
+
+    monkeypatch.delenv("PROXY_MODE", raising=False)
+    monkeypatch.delenv("NODES", raising=False)
+    assert Cluster(tmp_path).proxy_mode == "iptables"
+    c = Cluster(tmp_path, proxy_mode="nftables")
+    proxy = next(x for x in c.components() if x.name == "kube-proxy-node1")
+    assert proxy.argv[proxy.argv.index("--proxy-mode") + 1] == "nftables"
+    c.secure = False
+    c.write_state()
+    assert Cluster(tmp_path).proxy_mode == "nftables"  # `make down` / `status` use what `up` ran
+    monkeypatch.setenv("PROXY_MODE", "ipvs")
+    with pytest.raises(ValueError, match="PROXY_MODE must be one of iptables, nftables"):
+        Cluster(tmp_path)
+
+
 def test_vm_units_run_the_launchers_command_lines(tmp_path):
     from deploy import units
 
