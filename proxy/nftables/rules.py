@@ -71,6 +71,9 @@ FIXED_SETS = {
                                      'comment "vmap to reject packets to service nodeports with no endpoints" ;'),
 }
 ELEMENT_CHUNK = 1000  # elements per "add element" line
+# Rewritten by every partial sync without being declared first: if someone
+# deleted the table, flushing it fails and the proxier falls back to a full sync.
+SENTINEL_CHAIN = "services"
 
 
 def hash_and_truncate(name: str) -> str:
@@ -281,8 +284,9 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
     never flushed (their entries are the clients' sessions). Otherwise it is
     a partial sync against ``previous`` (the last applied Ruleset): only the
     chains of the service ports in ``write``, the fixed chains whose rules
-    changed and the element differences are written, and the chains and sets
-    of removed service ports and endpoints deleted. ``node_ips``: addresses
+    changed (and SENTINEL_CHAIN, always, undeclared: a partial sync fails
+    when the table is gone) and the element differences are written, and the
+    chains and sets of removed service ports and endpoints deleted. ``node_ips``: addresses
     node ports answer on (--nodeport-addresses), None for every local one.
     Output is deterministic (service ports sorted by name and protocol).
     """
@@ -293,15 +297,17 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
     existing_sets = set(previous.sets if not full else existing_sets)
     fixed = fixed_chain_rules(config, node_ips)
 
-    decl = [f'add table {table} {{ comment "rules for kube-proxy" ; }}']
-    for name, kind, hook, prio in BASE_CHAINS:
-        decl.append(f"add chain {table} {name} {{ type {kind} hook {hook} priority {prio} ; }}")
-    decl += [f"add chain {table} {name}" for name in REGULAR_CHAINS]
-    decl += [f"add {kind} {table} {name} {{ {spec} }}" for name, (kind, spec) in FIXED_SETS.items()]
+    decl = []
+    if full:
+        decl.append(f'add table {table} {{ comment "rules for kube-proxy" ; }}')
+        for name, kind, hook, prio in BASE_CHAINS:
+            decl.append(f"add chain {table} {name} {{ type {kind} hook {hook} priority {prio} ; }}")
+        decl += [f"add chain {table} {name}" for name in REGULAR_CHAINS]
+        decl += [f"add {kind} {table} {name} {{ {spec} }}" for name, (kind, spec) in FIXED_SETS.items()]
     flush: list[str] = []
     body: list[str] = []
     for name in FIXED_CHAINS:
-        if full or previous.fixed.get(name) != fixed[name]:
+        if full or name == SENTINEL_CHAIN or previous.fixed.get(name) != fixed[name]:
             if name in existing_chains:
                 flush.append(f"flush chain {table} {name}")
             body += [f"add rule {table} {name} {rule}" for rule in fixed[name]]
@@ -324,9 +330,10 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
         decl += [f"add set {table} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {t}s ; }}"
                  for name, t in r.sets]
         for chain, chain_rules in r.chains:
-            decl.append(f"add chain {table} {chain}")
             if chain in existing_chains:
                 flush.append(f"flush chain {table} {chain}")
+            else:
+                decl.append(f"add chain {table} {chain}")
             body += [f"add rule {table} {chain} {rule}" for rule in chain_rules]
 
     delete: list[str] = []

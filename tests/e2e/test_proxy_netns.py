@@ -37,7 +37,7 @@ from proxy.iptables.proxier import Proxier, cleanup_leftovers
 from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables
 from proxy.nftables import proxier as nftables_proxier
-from proxy.nftables.runner import Nft
+from proxy.nftables.runner import Nft, NftError
 
 _missing = [t for t in ("ip", "iptables", "iptables-restore", "iptables-save", "nft") if not shutil.which(t)]
 pytestmark = pytest.mark.skipif(
@@ -327,6 +327,24 @@ async def test_several_ports_with_named_target_port(clean):
     await proxier(topo, state).sync_proxy_rules()
     assert topo.ask("tcp", "10.96.77.20", 80) == [f"p2 {NODE_POD_GW}"]
     assert topo.ask("udp", "10.96.77.20", 53) == [f"p2 {NODE_POD_GW}"]
+
+
+async def test_nftables_partial_sync_notices_a_deleted_table(topo):
+    """nftables mode: partial syncs do not redeclare the table, so one after someone
+    deleted it fails, and the next sync is a full one that brings the service back."""
+    topo.mode = "nftables"
+    try:
+        state = {"svcs": [svc("web", "10.96.77.10", HTTP)], "eps": [eps("web", [PODS["p1"]], HTTP_EP)]}
+        p = proxier(topo, state)
+        await p.sync_proxy_rules()
+        sh("ip", "netns", "exec", topo.node, "nft", "delete", "table", "ip", CONFIG.nftables_table)
+        with pytest.raises(NftError):
+            await p.sync_proxy_rules()
+        assert (await p.sync_proxy_rules()).full
+        assert topo.ask("tcp", "10.96.77.10", 80) == [f"p1 {NODE_POD_GW}"]
+    finally:
+        assert await cleanup(topo)
+        topo.mode = "iptables"
 
 
 # ---------------------------------------------------------------- python -m proxy in the node netns

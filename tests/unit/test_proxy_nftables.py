@@ -204,7 +204,8 @@ def test_partial_sync_writes_only_the_difference():
         endpoint_chain(WEB, Endpoint("10.244.1.3", 8080)) in lines
     assert lines[-2:] == [f"flush chain ip kube-proxy {gone}", f"delete chain ip kube-proxy {gone}"]
     assert "db" not in second.text  # the other service is not touched
-    assert not any(line.startswith(("add rule ip kube-proxy services", "add element")) for line in lines)
+    assert not any(line.startswith(("add element", "add table", "add map")) for line in lines)
+    assert f"add chain ip kube-proxy {s}" not in lines  # exists: flushed, not declared
     assert second.written == 1 and gone not in second.chains
 
     # The last endpoint goes: the map element moves from service-ips to no-endpoint-services.
@@ -288,8 +289,12 @@ async def test_proxier_full_then_partial_then_full_after_failure():
     stats = await p.sync_proxy_rules()
     assert not stats.full and stats.written == 1 and nft.listed == 1
     assert "delete chain ip kube-proxy " + endpoint_chain(WEB, Endpoint("10.244.1.2", 8080)) in nft.applied[-1]
-    stats = await p.sync_proxy_rules()  # nothing changed: fixed chains and elements are left alone
-    assert not stats.full and stats.written == 0 and "add rule" not in nft.applied[-1]
+    stats = await p.sync_proxy_rules()  # nothing changed: only the sentinel chain is rewritten
+    assert not stats.full and stats.written == 0
+    assert nft.applied[-1] == ("flush chain ip kube-proxy services\n"
+                               "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips\n"
+                               "add rule ip kube-proxy services fib daddr type local meta l4proto . th dport "
+                               "vmap @service-nodeports\n")
     nft.fail = True
     state["eps"] = []
     with pytest.raises(NftError):
