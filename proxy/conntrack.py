@@ -9,11 +9,11 @@ tool (it is not installed on every machine) this is skipped with one warning.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 from typing import Mapping
 
+from proxy import command
 from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,12 @@ class Conntrack:
                 log.warning("conntrack tool not found: stale UDP conntrack entries are not flushed")
                 self._warned = True
             return
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        proc = await asyncio.create_subprocess_exec(
-            *prefix, self.path, "-D", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+        _, rc, _, err = await command.run([self.path, "-D", *args], timeout=self.timeout, netns=self.netns)
+        if rc is None:
             log.warning("conntrack -D %s timed out", " ".join(args))
-            return
         # Exit 1 with "0 flow entries have been deleted" just means nothing matched.
-        if proc.returncode not in (0, 1):
-            log.warning("conntrack -D %s: %s", " ".join(args), err.decode().strip())
+        elif rc not in (0, 1):
+            log.warning("conntrack -D %s: %s", " ".join(args), err.strip())
 
     async def clear_entries_for_ip(self, ip: str, protocol: str = "udp") -> None:
         """Delete flows whose original destination is ``ip`` (a service IP)."""

@@ -25,12 +25,12 @@ import time
 from typing import Awaitable, Callable, Collection, Iterable
 
 from proxy import metrics
-from proxy.changetracker import ChangeTracker
-from proxy.conntrack import Conntrack, clean_stale_entries
+from proxy.conntrack import Conntrack
 from proxy.iptables.rules import (JUMP_RULES, RulesConfig, ServicePortRules, assemble, render_cleanup,
                                   service_port_rules)
 from proxy.iptables.runner import Iptables, IptablesError
-from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
+from proxy.provider import ProxierBase
+from proxy.serviceport import ServicePortName
 from proxy.types import SyncStats
 
 log = logging.getLogger(__name__)
@@ -38,21 +38,16 @@ log = logging.getLogger(__name__)
 TABLES = ("filter", "nat")
 
 
-class Proxier:
+class Proxier(ProxierBase):
     """Programs iptables for the Services and Endpoints its sources return.
 
-    ``list_services`` / ``list_endpoints``: callables returning the current
-    Service and v1 Endpoints dicts (informer listers in the daemon, plain
-    lists in tests and the benchmark; replace an object to change it, never
-    mutate it in place). ``config``: node-level settings (cluster CIDR, chain
-    prefix, masquerade bit). ``iptables`` / ``conntrack``: the tool runners
+    ``list_services``, ``list_endpoints``, ``config``, ``conntrack``,
+    ``minimize``, ``node_ips``: see ProxierBase. ``iptables`` / ``conntrack``: the tool runners
     (injectable for tests). ``jump_check_period``: seconds between checks
     (``iptables -C``, one process per jump) that the built-in chains still jump
     to ours; upstream likewise re-ensures them only on its periodic syncs.
-    ``full_sync_period``: seconds between full syncs (upstream: --sync-period);
-    ``minimize`` False makes every sync full. ``node_ips``: async callable
-    giving the addresses node ports answer on (NodePortAddresses.node_ips for
-    --nodeport-addresses), None for all local addresses. ``sync_proxy_rules`` raises IptablesError when the
+    ``full_sync_period``: seconds between full syncs (kubeling: --sync-period).
+    ``sync_proxy_rules`` raises IptablesError when the
     restore fails; the caller (BoundedFrequencyRunner) retries, with a full sync.
     """
 
@@ -61,44 +56,28 @@ class Proxier:
                  iptables: Iptables | None = None, conntrack: Conntrack | None = None,
                  jump_check_period: float = 30.0, full_sync_period: float = 30.0, minimize: bool = True,
                  node_ips: Callable[[], Awaitable[Collection[str]]] | None = None):
-        self.list_services = list_services
-        self.list_endpoints = list_endpoints
-        self.config = config
+        super().__init__(list_services=list_services, list_endpoints=list_endpoints, config=config,
+                         conntrack=conntrack, full_sync_period=full_sync_period, minimize=minimize,
+                         node_ips=node_ips)
         self.iptables = iptables or Iptables()
-        self.conntrack = conntrack or Conntrack()
-        self.last_synced: float | None = None  # wall clock of the last successful sync
-        self.last_stats: SyncStats | None = None
         self.jump_check_period = jump_check_period
-        self.full_sync_period = full_sync_period
-        self.minimize = minimize
-        self.node_ips = node_ips
         self._jumps_checked_at: float | None = None
-        self._last_full: float | None = None
-        self._tracker = ChangeTracker()
-        self._applied_services: dict[ServicePortName, ServicePort] = {}
-        self._applied_endpoints: EndpointsMap = {}
         self._applied_rules: dict[ServicePortName, ServicePortRules] = {}
         self._applied_chains: frozenset[str] = frozenset()
         self._applied_fixed: dict[tuple[str, str], tuple[str, ...]] = {}
         self._applied_node_ips: Collection[str] | None = None
 
-    @property
-    def healthy(self) -> bool:
-        """True once a sync has succeeded (what /healthz reports)."""
-        return self.last_synced is not None
-
     def force_full_sync(self) -> None:
         """Make the next sync a full one (upstream's needFullSync)."""
-        self._last_full = None
+        super().force_full_sync()
         self._applied_fixed = {}
 
     async def sync_proxy_rules(self) -> SyncStats:
         """Render and apply the ruleset (one iptables-restore), then ensure the jumps
         from built-in chains and flush stale UDP conntrack entries. Returns what it did."""
         start = time.monotonic()
-        full = (not self.minimize or self._last_full is None
-                or start - self._last_full >= self.full_sync_period)
-        node_ips = sorted(await self.node_ips()) if self.node_ips is not None else None
+        full = self.full_sync_due(start)
+        node_ips = await self.current_node_ips()
         save_seconds = 0.0
         if full:
             existing = {"nat": await self.iptables.list_chains("nat")}
@@ -106,7 +85,7 @@ class Proxier:
         else:
             existing = {"nat": self._applied_chains}
         render_start = time.monotonic()
-        service_map, endpoints_map = self._tracker.update(self.list_services(), self.list_endpoints())
+        service_map, endpoints_map = self.current_state()
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
         ruleset = assemble(rules, self.config, existing_chains=existing, node_ips=node_ips, write=write,
@@ -121,27 +100,15 @@ class Proxier:
             log.error("iptables-restore failed: %s\n--- rules ---\n%s", e.stderr, _numbered(ruleset.text))
             raise
         done = time.monotonic()
-        if full:
-            self._last_full = start
         if self._jumps_checked_at is None or start - self._jumps_checked_at >= self.jump_check_period:
             await self.ensure_jump_rules()
             self._jumps_checked_at = start
-        await clean_stale_entries(self.conntrack, self._applied_services, self._applied_endpoints,
-                                  service_map, endpoints_map, first=self.last_synced is None)
-        self._applied_services, self._applied_endpoints = service_map, endpoints_map
         self._applied_rules, self._applied_chains, self._applied_fixed = rules, ruleset.chains, ruleset.fixed
-        self.last_synced = time.time()
         stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
                           save_seconds, restore_start - render_start, done - restore_start, done)
-        self.last_stats = stats
-        elapsed = time.monotonic() - start
-        metrics.SYNC_PROXY_RULES_LATENCY.observe(elapsed)
-        metrics.SYNC_PROXY_RULES_LAST_TIMESTAMP.set(self.last_synced)
+        await self.synced(stats, start, service_map, endpoints_map)
         for table in TABLES:
             metrics.IPTABLES_RULES.labels(table).set(ruleset.count_rules(table))
-        log.info("%s sync: %d service ports (%d with endpoints), %d rewritten, %d lines, in %.3fs",
-                 "full" if full else "partial", len(service_map),
-                 sum(1 for k in service_map if endpoints_map.get(k)), ruleset.written, stats.lines, elapsed)
         return stats
 
     async def ensure_jump_rules(self) -> None:

@@ -9,9 +9,10 @@ nf_tables build (never iptables-legacy: the two must not be mixed).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
+
+from proxy import command
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +43,10 @@ class Iptables:
         self.nft = shutil.which(nft) if nft else None
 
     async def _run(self, cmd: list[str], stdin: str | None = None) -> tuple[int, str, str]:
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise IptablesError(cmd, None, f"timed out after {self.timeout}s") from None
-        except asyncio.CancelledError:
-            proc.kill()  # a stopping proxy must not leave an iptables-restore running
-            raise
-        return proc.returncode, out.decode(), err.decode()
+        cmd, rc, out, err = await command.run(cmd, stdin=stdin, timeout=self.timeout, netns=self.netns)
+        if rc is None:
+            raise IptablesError(cmd, None, err)
+        return rc, out, err
 
     async def version(self) -> str:
         """``iptables --version`` output, e.g. ``iptables v1.8.9 (nf_tables)``."""

@@ -23,12 +23,12 @@ import time
 from typing import Awaitable, Callable, Collection, Iterable
 
 from proxy import metrics
-from proxy.changetracker import ChangeTracker
 from proxy.config import RulesConfig
-from proxy.conntrack import Conntrack, clean_stale_entries
+from proxy.conntrack import Conntrack
 from proxy.nftables.rules import Ruleset, ServicePortNft, assemble, render_cleanup, service_port_rules
 from proxy.nftables.runner import Nft, NftError
-from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
+from proxy.provider import ProxierBase
+from proxy.serviceport import ServicePortName
 from proxy.types import SyncStats
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,16 @@ log = logging.getLogger(__name__)
 FULL_SYNC_PERIOD = 3600.0
 
 
-class Proxier:
+class Proxier(ProxierBase):
     """Programs the nftables table ``config.nftables_table`` for the Services and
     Endpoints its sources return.
 
-    ``list_services`` / ``list_endpoints``: callables returning the current
-    Service and v1 Endpoints dicts (informer listers in the daemon, plain lists
-    in tests; replace an object to change it, never mutate it). ``config``:
-    node-level settings. ``nft`` / ``conntrack``: the tool runners.
-    ``full_sync_period``: seconds between full syncs (upstream: FullSyncPeriod, 1 h);
-    ``minimize`` False makes every sync full. ``node_ips``: async callable giving
-    the addresses node ports answer on (--nodeport-addresses), None for all
-    local addresses. ``sync_proxy_rules`` raises NftError when nft fails; the
-    caller (BoundedFrequencyRunner) retries, with a full sync.
+    ``list_services``, ``list_endpoints``, ``config``, ``conntrack``,
+    ``minimize``, ``node_ips``: see ProxierBase. ``nft``: the nft runner.
+    ``full_sync_period``: seconds between full syncs (upstream's
+    FullSyncPeriod, 1 h; the periodic --sync-period syncs are partial).
+    ``sync_proxy_rules`` raises NftError when nft fails; the caller
+    (BoundedFrequencyRunner) retries, with a full sync.
     """
 
     def __init__(self, *, list_services: Callable[[], Iterable[dict]],
@@ -59,46 +56,30 @@ class Proxier:
                  nft: Nft | None = None, conntrack: Conntrack | None = None,
                  full_sync_period: float = FULL_SYNC_PERIOD, minimize: bool = True,
                  node_ips: Callable[[], Awaitable[Collection[str]]] | None = None):
-        self.list_services = list_services
-        self.list_endpoints = list_endpoints
-        self.config = config
+        super().__init__(list_services=list_services, list_endpoints=list_endpoints, config=config,
+                         conntrack=conntrack, full_sync_period=full_sync_period, minimize=minimize,
+                         node_ips=node_ips)
         self.nft = nft or Nft()
-        self.conntrack = conntrack or Conntrack()
-        self.full_sync_period = full_sync_period
-        self.minimize = minimize
-        self.node_ips = node_ips
-        self.last_synced: float | None = None  # wall clock of the last successful sync
-        self.last_stats: SyncStats | None = None
-        self._last_full: float | None = None
-        self._tracker = ChangeTracker()
-        self._applied_services: dict[ServicePortName, ServicePort] = {}
-        self._applied_endpoints: EndpointsMap = {}
         self._applied_rules: dict[ServicePortName, ServicePortNft] = {}
         self._applied: Ruleset | None = None
 
-    @property
-    def healthy(self) -> bool:
-        """True once a sync has succeeded (what /healthz reports)."""
-        return self.last_synced is not None
-
     def force_full_sync(self) -> None:
         """Make the next sync a full one (upstream's needFullSync)."""
-        self._last_full = None
+        super().force_full_sync()
         self._applied = None
 
     async def sync_proxy_rules(self) -> SyncStats:
         """Render and apply the table in one ``nft -f -`` transaction, then flush
         stale UDP conntrack entries. Returns what it did; raises NftError."""
         start = time.monotonic()
-        full = (not self.minimize or self._applied is None or self._last_full is None
-                or start - self._last_full >= self.full_sync_period)
-        node_ips = sorted(await self.node_ips()) if self.node_ips is not None else None
+        full = self.full_sync_due(start) or self._applied is None
+        node_ips = await self.current_node_ips()
         chains: set[str] = set()
         sets: set[str] = set()
         if full:
             chains, sets = await self.nft.list_names(self.config.nftables_table)
         render_start = time.monotonic()
-        service_map, endpoints_map = self._tracker.update(self.list_services(), self.list_endpoints())
+        service_map, endpoints_map = self.current_state()
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
         ruleset = assemble(rules, self.config, node_ips=node_ips, existing_chains=chains, existing_sets=sets,
@@ -109,26 +90,14 @@ class Proxier:
         except NftError as e:
             metrics.NFTABLES_SYNC_FAILURES.inc()
             self.force_full_sync()
-            log.error("nft -f failed: %s\n--- first lines ---\n%s", e.stderr, "\n".join(ruleset.text.splitlines()[:60]))
+            log.error("nft -f failed: %s\n--- first lines ---\n%s", e.stderr,
+                      "\n".join(ruleset.text.splitlines()[:60]))
             raise
         done = time.monotonic()
-        if full:
-            self._last_full = start
-        await clean_stale_entries(self.conntrack, self._applied_services, self._applied_endpoints,
-                                  service_map, endpoints_map, first=self.last_synced is None)
-        self._applied_services, self._applied_endpoints = service_map, endpoints_map
         self._applied_rules, self._applied = rules, ruleset
-        self.last_synced = time.time()
         stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
                           render_start - start if full else 0.0, apply_start - render_start, done - apply_start, done)
-        self.last_stats = stats
-        elapsed = time.monotonic() - start
-        metrics.SYNC_PROXY_RULES_LATENCY.observe(elapsed)
-        metrics.SYNC_PROXY_RULES_LAST_TIMESTAMP.set(self.last_synced)
-        log.info("%s sync: %d service ports (%d with endpoints), %d rewritten, %d lines, in %.3fs",
-                 "full" if full else "partial", len(service_map),
-                 sum(1 for k in service_map if endpoints_map.get(k)), ruleset.written, stats.lines, elapsed)
-        return stats
+        return await self.synced(stats, start, service_map, endpoints_map)
 
 
 async def cleanup_leftovers(config: RulesConfig, *, nft: Nft | None = None) -> bool:

@@ -8,8 +8,9 @@ Run, Check, ListChains/List) that the nftables proxier uses.
 """
 from __future__ import annotations
 
-import asyncio
 import json
+
+from proxy import command
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -35,28 +36,14 @@ class Nft:
         self.netns = netns
 
     async def _run(self, args: list[str], stdin: str | None = None) -> str:
-        cmd = [self.binary, *args]
-        if self.netns:
-            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            cmd, rc, out, err = await command.run([self.binary, *args], stdin=stdin, timeout=self.timeout,
+                                                  netns=self.netns)
         except FileNotFoundError as e:
-            raise NftError(cmd, None, f"{e.filename or self.binary}: not found") from None
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), self.timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise NftError(cmd, None, f"timed out after {self.timeout}s") from None
-        except asyncio.CancelledError:
-            proc.kill()  # a stopping proxy must not leave an nft running
-            raise
-        if proc.returncode:
-            raise NftError(cmd, proc.returncode, err.decode())
-        return out.decode()
+            raise NftError([self.binary, *args], None, f"{e.filename or self.binary}: not found") from None
+        if rc != 0:
+            raise NftError(cmd, rc, err)
+        return out
 
     async def version(self) -> str:
         """``nft --version`` output, e.g. ``nftables v1.0.6 (Lester Gooch #5)``."""
