@@ -20,6 +20,3 @@ IPTABLES_RULES = prom.Gauge(
     ["table"])
 NFTABLES_SYNC_FAILURES = prom.Counter(
     "kubeproxy_sync_proxy_rules_nftables_sync_failures", "Cumulative proxy nftables sync failures")
-NFTABLES_ELEMENTS = prom.Gauge(
-    "kubeproxy_sync_proxy_rules_nftables_elements", "Number of map and set elements written by kube-proxy",
-    ["set"])
