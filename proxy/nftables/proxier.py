@@ -8,7 +8,9 @@ flushes stale UDP conntrack entries (proxy.conntrack, shared too).
 A full sync (the first one, one after a failure, and one per
 ``full_sync_period``) lists the table's chains and sets (names only) and
 rewrites everything, deleting whatever it does not want: the leftovers of a
-crashed proxy are replaced atomically. A partial sync rewrites only the
+crashed proxy are replaced atomically. Should a full sync fail (what exists
+cannot be flushed into shape, e.g. a base chain at another priority), the
+next one deletes and recreates the table in the same transaction. A partial sync rewrites only the
 chains of the service ports that changed and the map elements that differ.
 Unlike the iptables mode nothing outside our table is touched: the base
 chains hook into netfilter themselves, so no jump rules are needed.
@@ -62,6 +64,7 @@ class Proxier(ProxierBase):
         self.nft = nft or Nft()
         self._applied_rules: dict[ServicePortName, ServicePortNft] = {}
         self._applied: Ruleset | None = None
+        self._recreate = False  # the last full sync failed: the next one deletes the table first
 
     def force_full_sync(self) -> None:
         """Make the next sync a full one (upstream's needFullSync)."""
@@ -83,17 +86,20 @@ class Proxier(ProxierBase):
         rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
         write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
         ruleset = assemble(rules, self.config, node_ips=node_ips, existing_chains=chains, existing_sets=sets,
-                           write=write, previous=None if full else self._applied)
+                           write=write, previous=None if full else self._applied,
+                           recreate=full and self._recreate)
         apply_start = time.monotonic()
         try:
             await self.nft.apply(ruleset.text)
         except NftError as e:
             metrics.NFTABLES_SYNC_FAILURES.inc()
+            self._recreate = full
             self.force_full_sync()
             log.error("nft -f failed: %s\n--- first lines ---\n%s", e.stderr,
                       "\n".join(ruleset.text.splitlines()[:60]))
             raise
         done = time.monotonic()
+        self._recreate = False
         self._applied_rules, self._applied = rules, ruleset
         stats = SyncStats(full, len(service_map), ruleset.written, ruleset.text.count("\n"), len(ruleset.text),
                           render_start - start if full else 0.0, apply_start - render_start, done - apply_start, done)

@@ -274,7 +274,7 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
              node_ips: Collection[str] | None = None,
              existing_chains: Iterable[str] = (), existing_sets: Iterable[str] = (),
              write: Collection[ServicePortName] | None = None,
-             previous: Ruleset | None = None) -> Ruleset:
+             previous: Ruleset | None = None, recreate: bool = False) -> Ruleset:
     """The ``nft -f`` transaction for ``rules`` (from service_port_rules).
 
     ``write`` None is a full sync: every chain, set and map is declared, those
@@ -288,7 +288,11 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
     when the table is gone) and the element differences are written, and the
     chains and sets of removed service ports and endpoints deleted. ``node_ips``: addresses
     node ports answer on (--nodeport-addresses), None for every local one.
-    Output is deterministic (service ports sorted by name and protocol).
+    ``recreate`` (full syncs only) deletes the table first, in the same
+    transaction: the way out when what exists cannot be flushed into shape
+    (e.g. a base chain of another priority left by another version); it
+    forgets the affinity sessions. Output is deterministic (service ports
+    sorted by name and protocol).
     """
     table = f"ip {config.nftables_table}"
     full = write is None or previous is None
@@ -298,6 +302,9 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
     fixed = fixed_chain_rules(config, node_ips)
 
     decl = []
+    if full and recreate:
+        decl += [f"add table {table}", f"delete table {table}"]
+        existing_chains, existing_sets = set(), set()
     if full:
         decl.append(f'add table {table} {{ comment "rules for kube-proxy" ; }}')
         for name, kind, hook, prio in BASE_CHAINS:

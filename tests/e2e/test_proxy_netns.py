@@ -347,6 +347,30 @@ async def test_nftables_partial_sync_notices_a_deleted_table(topo):
         topo.mode = "iptables"
 
 
+async def test_nftables_replaces_a_table_it_cannot_flush_into_shape(topo):
+    """nftables mode over a table left by something else (a base chain at another
+    priority, a stray chain and set): the first full sync fails, the retry deletes
+    and recreates the table in one transaction, and the service works."""
+    topo.mode = "nftables"
+    table = CONFIG.nftables_table
+    try:
+        sh("ip", "netns", "exec", topo.node, "nft", "-f", "-", input=(
+            f"add table ip {table}\n"
+            f"add chain ip {table} filter-input {{ type filter hook input priority 0 ; }}\n"
+            f"add chain ip {table} endpoint-STALE-x\nadd set ip {table} affinity-STALE-x {{ type ipv4_addr ; }}\n"))
+        state = {"svcs": [svc("web", "10.96.77.10", HTTP)], "eps": [eps("web", [PODS["p2"]], HTTP_EP)]}
+        p = proxier(topo, state)
+        with pytest.raises(NftError):
+            await p.sync_proxy_rules()
+        assert (await p.sync_proxy_rules()).full
+        assert topo.ask("tcp", "10.96.77.10", 80) == [f"p2 {NODE_POD_GW}"]
+        rules = "\n".join(topo.our_rules())
+        assert "STALE" not in rules and "type filter hook input priority -110" in rules
+    finally:
+        assert await cleanup(topo)
+        topo.mode = "iptables"
+
+
 # ---------------------------------------------------------------- python -m proxy in the node netns
 
 @pytest.fixture

@@ -318,3 +318,30 @@ def test_proxy_mode_flag():
     assert check_proxy_mode("nftables", nft="/nonexistent/nft").startswith("--proxy-mode=nftables: ")
     if _nft:
         assert check_proxy_mode("nftables") is None
+
+
+def test_recreate_deletes_the_table_in_the_same_transaction():
+    text = render_ruleset({}, {}, CONFIG, existing_chains={"services", "endpoint-OLD"}, existing_sets={"service-ips"})
+    assert "flush chain ip kube-proxy services" in text
+    rules = service_port_rules({}, {}, CONFIG)
+    lines = assemble(rules, CONFIG, existing_chains={"services", "endpoint-OLD"}, existing_sets={"service-ips"},
+                     recreate=True).text.splitlines()
+    assert lines[:3] == ["add table ip kube-proxy", "delete table ip kube-proxy",
+                         'add table ip kube-proxy { comment "rules for kube-proxy" ; }']
+    assert not any(line.startswith(("flush", "delete chain", "delete set")) for line in lines)
+
+
+async def test_failed_full_sync_is_retried_with_the_table_recreated():
+    state = {"svcs": [svc("web", "10.96.0.10", HTTP)], "eps": []}
+    nft = FakeNft()
+    p = Proxier(list_services=lambda: state["svcs"], list_endpoints=lambda: state["eps"], config=CONFIG,
+                nft=nft, conntrack=NoConntrack())
+    nft.fail = True
+    with pytest.raises(NftError):
+        await p.sync_proxy_rules()
+    nft.fail = False
+    assert (await p.sync_proxy_rules()).full
+    assert nft.applied[-1].startswith("add table ip kube-proxy\ndelete table ip kube-proxy\n")
+    p.force_full_sync()
+    await p.sync_proxy_rules()
+    assert "delete table" not in nft.applied[-1]  # only after a failed full sync
