@@ -8,8 +8,6 @@ Run, Check, ListChains/List) that the nftables proxier uses.
 """
 from __future__ import annotations
 
-import json
-
 from proxy import command
 
 DEFAULT_TIMEOUT = 60.0
@@ -59,11 +57,9 @@ class Nft:
 
     async def list_names(self, table: str, *, family: str = "ip") -> tuple[set[str], set[str]]:
         """(chain names, set and map names) of ``family table`` -- empty when it does not
-        exist. Terse JSON listing: no rules, no elements are read."""
-        chains = _names(await self._run(["-j", "list", "chains", family]), "chain", table)
-        sets = _names(await self._run(["-t", "-j", "list", "sets", family]), "set", table)
-        sets |= _names(await self._run(["-t", "-j", "list", "maps", family]), "map", table)
-        return chains, sets
+        exist. One terse listing: no rules, no elements are read."""
+        return parse_names(await self._run(["-t", "-f", "-"], stdin=f"list chains {family}\nlist sets {family}\n"
+                                                                    f"list maps {family}\n"), table)
 
     async def list_table(self, table: str, *, family: str = "ip") -> str:
         """``nft list table`` text ("" when the table does not exist)."""
@@ -75,9 +71,20 @@ class Nft:
             raise
 
 
-def _names(text: str, kind: str, table: str) -> set[str]:
-    """Names of the ``kind`` objects of ``table`` in ``nft -j list ...`` output."""
-    if not text.strip():
-        return set()
-    items = json.loads(text).get("nftables", [])
-    return {o[kind]["name"] for o in items if kind in o and o[kind].get("table") == table}
+def parse_names(text: str, table: str) -> tuple[set[str], set[str]]:
+    """(chains, sets and maps) of ``table`` in ``nft -t list chains/sets/maps`` text output
+    (``table ip NAME {`` then one ``<tab>chain|set|map NAME {`` line per object)."""
+    chains: set[str] = set()
+    sets: set[str] = set()
+    current = None
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0] == "table" and words[3] == "{":
+            current = words[2].strip('"')
+        elif current == table and len(words) == 3 and line.startswith("\t") and not line.startswith("\t\t") \
+                and words[2] == "{":
+            if words[0] == "chain":
+                chains.add(words[1].strip('"'))
+            elif words[0] in ("set", "map"):
+                sets.add(words[1].strip('"'))
+    return chains, sets

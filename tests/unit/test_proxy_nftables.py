@@ -14,7 +14,7 @@ from proxy.config import RulesConfig
 from proxy.nftables.proxier import Proxier, cleanup_leftovers
 from proxy.nftables.rules import (affinity_set, assemble, endpoint_chain, external_chain, render_cleanup,
                                   render_ruleset, service_chain, service_port_rules)
-from proxy.nftables.runner import NftError, _names
+from proxy.nftables.runner import NftError, parse_names
 from proxy.serviceport import Endpoint, ServicePortName, build_endpoints_map, build_service_map
 
 CONFIG = RulesConfig(cluster_cidr="10.244.0.0/16")
@@ -222,11 +222,15 @@ def test_cleanup_is_one_transaction_whether_or_not_the_table_exists():
     assert RulesConfig(chain_prefix="KLNFT").nftables_table == "klnft-proxy"
 
 
-def test_names_from_nft_json():
-    text = ('{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"chain": {"family": "ip", "table": "kube-proxy", '
-            '"name": "services"}}, {"chain": {"family": "ip", "table": "nat", "name": "KUBE-SERVICES"}}]}')
-    assert _names(text, "chain", "kube-proxy") == {"services"}
-    assert _names("", "set", "kube-proxy") == set()
+def test_names_from_nft_terse_listing():
+    text = ("table ip nat {\n\tchain KUBE-SERVICES {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+            "\t}\n}\ntable ip kube-proxy {\n\tchain services {\n\t}\n\tchain endpoint-AB-ns/x/tcp/__10.0.0.1/80 {\n"
+            "\t}\n}\ntable ip kube-proxy {\n\tset affinity-AB-x {\n\t\ttype ipv4_addr\n\t}\n}\n"
+            "table ip kube-proxy {\n\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
+            "\t}\n}\n")
+    assert parse_names(text, "kube-proxy") == ({"services", "endpoint-AB-ns/x/tcp/__10.0.0.1/80"},
+                                               {"affinity-AB-x", "service-ips"})
+    assert parse_names("", "kube-proxy") == (set(), set())
 
 
 # ------------------------------------------------------------------ nft -c (root, nft; changes nothing)
