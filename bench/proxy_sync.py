@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -105,6 +106,22 @@ def fmt(stats: SyncStats | None) -> str:
     return f"list {stats.save_seconds:6.2f}  render {stats.render_seconds:6.2f}  apply {stats.restore_seconds:7.2f}"
 
 
+def cpu() -> tuple[float, float]:
+    """(CPU seconds of this process, of its finished children: the tools), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+async def timed_sync(proxier) -> tuple[SyncStats, float, str]:
+    """One sync: (stats, wall seconds, "cpu: python X s + tools Y s") -- CPU time is
+    what to compare on a loaded machine, where wall time mostly measures the queue."""
+    (me0, kids0), t0 = cpu(), time.monotonic()
+    stats = await proxier.sync_proxy_rules()
+    wall = time.monotonic() - t0
+    me1, kids1 = cpu()
+    return stats, wall, f"cpu: python {me1 - me0:.2f} s + tools {kids1 - kids0:.2f} s"
+
+
 CREATED: list[str] = []  # namespaces to delete even when the bench is killed with SIGTERM
 
 
@@ -125,19 +142,18 @@ async def bench_size(mode: str, n: int, args: argparse.Namespace) -> None:
         svcs = [service(i) for i in range(n)]
         eps = [endpoints(i) for i in range(n)]
         proxier = make_proxier(mode, ns, svcs, eps, args.timeout)
-        t0 = time.monotonic()
         try:
-            first = await proxier.sync_proxy_rules()
+            first, first_total, first_cpu = await timed_sync(proxier)
         except (IptablesError, NftError) as e:
             print(f"{mode:>8} {n:>6} services: first full sync failed: {e}", flush=True)
             return
-        first_total = time.monotonic() - t0
         print(f"{mode:>8} {n:>6} services x {ENDPOINTS} endpoints: ruleset {first.lines} lines, "
               f"{first.bytes / 1e6:.2f} MB", flush=True)
-        print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s", flush=True)
+        print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s  ({first_cpu})", flush=True)
         proxier.force_full_sync()
-        again = await proxier.sync_proxy_rules()
-        print(f"        full resync        {fmt(again)}   (chains in place, renderings cached)", flush=True)
+        again, again_total, again_cpu = await timed_sync(proxier)
+        print(f"        full resync        {fmt(again)}   total {again_total:7.2f} s  ({again_cpu}; chains in place, "
+              "renderings cached)", flush=True)
         partial = await measure_changes(proxier, eps, args.changes, n)
         last = proxier.last_stats
         print(f"        1-endpoint change, partial sync: median {statistics.median(partial):.3f} s, "
