@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 from typing import Callable, NamedTuple
 
-from kubeling.cli.printers import human_duration, node_roles, parse_time, pod_summary, service_external_ip, \
-    service_ports
+from kubeling.cli.printers import csr_condition, human_duration, node_roles, parse_time, pod_summary, \
+    service_external_ip, service_ports
 
 
 class Column(NamedTuple):
@@ -400,17 +400,6 @@ _REPLICAS = [NAME, Column("Desired", "integer", "Number of desired replicas."),
              Column("Ready", "integer", "Number of ready replicas."), AGE, CONTAINERS, IMAGES, SELECTOR]
 
 # kind -> (column definitions, cells); cells has one value per column, wide ones included.
-
-def csr_condition(csr: dict) -> str:
-    """extractCSRStatus: Denied / Approved / Pending, then ``,Failed`` and ``,Issued`` when they apply."""
-    types = {c.get("type") for c in (csr.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
-    out = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
-    if "Failed" in types:
-        out += ",Failed"
-    if (csr.get("status") or {}).get("certificate"):
-        out += ",Issued"
-    return out
-
 
 def csr_cells(csr: dict, now: float) -> list:
     """printCertificateSigningRequest: NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION."""

@@ -465,6 +465,26 @@ def lease_row(lease: dict, now: float, wide: bool) -> list[str]:
             age(meta.get("creationTimestamp"), now)]
 
 
+def csr_condition(csr: dict) -> str:
+    """extractCSRStatus: Denied / Approved / Pending, then ``,Failed`` and ``,Issued`` when they apply."""
+    types = {c.get("type") for c in (csr.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+    out = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        out += ",Failed"
+    if (csr.get("status") or {}).get("certificate"):
+        out += ",Issued"
+    return out
+
+
+def csr_row(csr: dict, now: float, wide: bool) -> list[str]:
+    """Cells NAME AGE SIGNERNAME REQUESTOR REQUESTEDDURATION CONDITION."""
+    meta, spec = csr.get("metadata") or {}, csr.get("spec") or {}
+    exp = spec.get("expirationSeconds")
+    return [meta.get("name", ""), age(meta.get("creationTimestamp"), now), spec.get("signerName") or "<none>",
+            spec.get("username") or "", human_duration(exp) if isinstance(exp, int) else "<none>",
+            csr_condition(csr)]
+
+
 def default_row(obj: dict, now: float, wide: bool) -> list[str]:
     """Cells NAME AGE, for kinds without a dedicated printer."""
     meta = obj.get("metadata") or {}
@@ -490,6 +510,8 @@ PRINTERS: dict[str, tuple[Columns, Row]] = {
     "ConfigMap": (Columns(("NAME", "DATA", "AGE")), configmap_row),
     "Secret": (Columns(("NAME", "TYPE", "DATA", "AGE")), secret_row),
     "Lease": (Columns(("NAME", "HOLDER", "AGE")), lease_row),
+    "CertificateSigningRequest": (Columns(("NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION",
+                                           "CONDITION")), csr_row),
 }
 _DEFAULT = (Columns(("NAME", "AGE")), default_row)
 _EVENT_WIDE = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN",

@@ -326,3 +326,20 @@ def test_tokencleaner_expiration():
     assert expiration(s) == now.timestamp() + 60
     assert expiration(token_secret(generate_token(), ttl=0, usages=[], groups=[])) is None
     assert expiration({**s, "type": "Opaque"}) is None
+
+
+def test_printers_match_kubectl_columns():
+    """kubectl get csr's columns from the apiserver's Table and the same cells in kubeling get csr."""
+    from apiserver import printers as server_printers
+    from kubeling.cli import printers as cli_printers
+    obj = csr_obj(conditions=["Approved"], certificate="Y2VydA==")
+    obj["metadata"]["creationTimestamp"] = "2030-01-01T00:00:00Z"
+    obj["spec"]["expirationSeconds"] = 3600
+    now = datetime.datetime(2030, 1, 1, 0, 5, tzinfo=datetime.timezone.utc).timestamp()
+    want = ["c", "5m", certs.KUBE_APISERVER_CLIENT_KUBELET, "system:bootstrap:abcdef", "60m", "Approved,Issued"]
+    assert server_printers.row("CertificateSigningRequest", obj, now=now)["cells"] == want
+    assert cli_printers.row("CertificateSigningRequest", obj, now=now) == want
+    assert [c["name"] for c in server_printers.table("CertificateSigningRequest", [])["columnDefinitions"]] == [
+        "Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"]
+    assert cli_printers.csr_condition(csr_obj(conditions=["Denied"])) == "Denied"
+    assert cli_printers.csr_condition(csr_obj()) == "Pending"
