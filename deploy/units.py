@@ -103,7 +103,8 @@ def write_units(cluster: Cluster, out: pathlib.Path, *, comps: list[Component] |
 def join_components(cluster: Cluster) -> list[Component]:
     """The components of a worker that joined with a bootstrap token (``kubeling join``): as
     ``node_components``, the kubelet with ``--bootstrap-kubeconfig nodes/<n>/bootstrap-kubelet.kubeconfig``
-    and ``--cert-dir nodes/<n>/pki`` so it obtains its own client certificate (upstream's TLS bootstrap)."""
+    and ``--cert-dir nodes/<n>/pki`` so it obtains its own client certificate (upstream's TLS bootstrap), and
+    ``--rotate-certificates`` so it renews it before it expires."""
     out = []
     for node in cluster.nodes:
         for comp in cluster.node_components(node):
@@ -111,7 +112,7 @@ def join_components(cluster: Cluster) -> list[Component]:
                 argv = list(comp.argv)
                 i = argv.index("--kubeconfig") + 2
                 argv[i:i] = ["--bootstrap-kubeconfig", str(node.dir / "bootstrap-kubelet.kubeconfig"),
-                             "--cert-dir", str(node.dir / "pki")]
+                             "--cert-dir", str(node.dir / "pki"), "--rotate-certificates"]
                 comp = dataclasses.replace(comp, argv=argv)
             out.append(comp)
     return out

@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "expired, request a client certificate with it and write --kubeconfig (TLS bootstrap)")
     p.add_argument("--cert-dir", default="",
                    help="where the bootstrapped client certificate goes (default: <root-dir>/pki)")
+    p.add_argument("--rotate-certificates", type=lambda v: v.lower() in ("true", "1", "yes"), nargs="?",
+                   const=True, default=False,
+                   help="renew the client certificate in --cert-dir before it expires (needs --bootstrap-kubeconfig)")
     # How long the TLS bootstrap waits for its certificate to be approved and issued (seconds).
     p.add_argument("--bootstrap-certificate-timeout", type=flag_duration, default=300.0, help=argparse.SUPPRESS)
     p.add_argument("--hostname-override", default="", help="node name (default: the host name)")
@@ -114,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                        anonymous_auth=args.anonymous_auth == "true") if args.tls_cert_file else None)
 
     async def run(stop):
+        import asyncio
         if args.bootstrap_kubeconfig:
             from kubelet.certificate import bootstrap
-            import asyncio
             boot = asyncio.ensure_future(bootstrap.load_client_cert(
                 args.kubeconfig, args.bootstrap_kubeconfig, args.cert_dir or os.path.join(args.root_dir, "pki"),
                 cfg.node_name, timeout=args.bootstrap_certificate_timeout))
@@ -127,7 +130,22 @@ def main(argv: list[str] | None = None) -> int:
                 boot.cancel()
                 return
             boot.result()
-        await Kubelet(cfg).run(stop)
+        kubelet = Kubelet(cfg)
+        rotation = None
+        if args.rotate_certificates and args.bootstrap_kubeconfig:
+            from kubelet.certificate import manager
+
+            def reload(pem) -> None:  # new connections present the new certificate
+                if kubelet.client.ssl_context is not None:
+                    kubelet.client.ssl_context.load_cert_chain(str(pem), str(pem))
+            rotation = asyncio.ensure_future(manager.run(
+                args.kubeconfig, args.cert_dir or os.path.join(args.root_dir, "pki"), cfg.node_name, reload=reload,
+                stop=stop, timeout=args.bootstrap_certificate_timeout))
+        try:
+            await kubelet.run(stop)
+        finally:
+            if rotation is not None:
+                rotation.cancel()
     import httpx
     from kubeling.client import ApiError
     from kubeling.client.csr import CSRError

@@ -55,6 +55,8 @@ class Client:
                  user_agent: str = "kubeling"):
         self.config = config
         kwargs = config.httpx_kwargs()
+        # kept so a rotated client certificate can be loaded into it (kubelet --rotate-certificates)
+        self.ssl_context = kwargs.get("verify")
         headers = {"User-Agent": user_agent, "Accept": "application/json", **kwargs.pop("headers", {})}
         kwargs["transport"] = client_metrics.transport(verify=kwargs.pop("verify", True))  # rest_client_*
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers, **kwargs)

@@ -53,7 +53,8 @@ def test_kubelet_bootstraps_and_registers(tmp_path, docker_client):
             t0 = time.monotonic()
             cp.procs.spawn("kubelet", [sys.executable, "-m", "kubelet", "--kubeconfig", str(nd / "kubelet.kubeconfig"),
                                        "--bootstrap-kubeconfig", str(nd / "bootstrap-kubelet.kubeconfig"),
-                                       "--cert-dir", str(nd / "pki"), "--hostname-override", NODE,
+                                       "--cert-dir", str(nd / "pki"), "--rotate-certificates",
+                                       "--hostname-override", NODE,
                                        "--node-ip", "127.0.0.1", "--container-runtime-endpoint", f"unix://{sock}",
                                        "--root-dir", str(nd), "--port", str(port), "--healthz-port", str(healthz),
                                        "--bridge-name", BRIDGE])

@@ -150,6 +150,7 @@ def test_join_then_kubelet_bootstrap(cp, tmp_path):
                 await c.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "w2"}})
             assert e.value.code == 403
     asyncio.run(register())
+    asyncio.run(rotate(kc_path, home / "nodes" / "w1" / "pki", client_cert))
     r = kubectl(cp, "get", "csr")
     assert r.returncode == 0, r.stderr
     rows = [ln.split() for ln in r.stdout.splitlines()]
@@ -158,7 +159,32 @@ def test_join_then_kubelet_bootstrap(cp, tmp_path):
                     and row[3] == requester]
     assert kubelet_rows and kubelet_rows[-1][-1] == "Approved,Issued", r.stdout
     assert sum(row[-1] == "Approved,Issued" and row[3] == requester for row in rows) == 3, r.stdout
+    assert [row[-1] for row in rows if row[3] == "system:node:w1"] == ["Approved,Issued"], r.stdout
     assert kubectl(cp, "get", "node", "w1").returncode == 0
+
+
+async def rotate(kc_path, cert_dir, old_cert):
+    """--rotate-certificates: once due, the node renews as itself (selfnodeclient auto-approval), the pair
+    is replaced and the running client's TLS context reloaded; the new certificate works."""
+    from kubelet.certificate import manager
+    stop = asyncio.Event()
+    reloaded = []
+
+    def reload(path):
+        reloaded.append(path)
+        stop.set()
+    far = old_cert.not_valid_after_utc
+    await asyncio.wait_for(manager.run(kc_path, cert_dir, "w1", reload=reload, stop=stop, timeout=30,
+                                       now=lambda: far), 40)
+    assert reloaded == [cert_dir / "kubelet-client-current.pem"]
+    new = x509.load_pem_x509_certificates(reloaded[0].read_bytes())[0]
+    assert new.serial_number != old_cert.serial_number and new.subject == old_cert.subject
+    async with Client.from_kubeconfig(kc_path) as c:
+        csrs = (await c.list("certificatesigningrequests"))["items"]
+        mine = [x for x in csrs if x["spec"]["username"] == "system:node:w1"]
+        assert [x["status"]["conditions"][0]["message"] for x in mine] == [
+            "Auto approving self kubelet client certificate after SubjectAccessReview."]
+        await c.get("nodes", "w1")
 
 
 def test_wrong_ca_hash_is_one_line(cp, tmp_path):

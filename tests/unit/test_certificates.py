@@ -343,3 +343,16 @@ def test_printers_match_kubectl_columns():
         "Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"]
     assert cli_printers.csr_condition(csr_obj(conditions=["Denied"])) == "Denied"
     assert cli_printers.csr_condition(csr_obj()) == "Pending"
+
+
+def test_rotation_deadline_is_jittered_between_70_and_90_percent():
+    """nextRotationDeadline: NotBefore + 70..90 % of the lifetime."""
+    import random
+    from kubelet.certificate.manager import rotation_deadline
+    ca, ca_key = new_ca("ca")
+    leaf, _ = new_signed_cert(CertSpec("x", "x", "ca"), ca, ca_key)
+    life = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    rng = random.Random(7)
+    for _ in range(50):
+        d = rotation_deadline(leaf, rng=rng) - leaf.not_valid_before_utc
+        assert life * 0.7 <= d <= life * 0.9
