@@ -49,6 +49,16 @@ RUNNING_PODS = prometheus_client.Gauge("kubelet_running_pods", "Number of pods t
 PLEG_EVENTS = prometheus_client.Counter("kubelet_pleg_events_total", "PLEG events by type.", ["type"])
 
 
+def pods_differ_semantically(old: dict, new: dict) -> bool:
+    """Whether an update of a pod needs a sync: anything but its status changed (spec, labels,
+    annotations, deletionTimestamp, deletionGracePeriodSeconds, uid). Mirrors
+    pkg/kubelet/config's podsDifferSemantically, which keeps status-only updates from the pod workers."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return (old.get("spec") != new.get("spec")
+            or any(om.get(k) != nm.get(k) for k in ("uid", "labels", "annotations", "deletionTimestamp",
+                                                      "deletionGracePeriodSeconds")))
+
+
 @dataclasses.dataclass
 class KubeletConfig:
     """Everything the command line sets (see kubelet/__main__.py for the flags)."""
@@ -259,7 +269,16 @@ class Kubelet:
         self.workers.update(uid)
 
     def _on_pod_update(self, old: dict, new: dict) -> None:
-        self._on_pod_add(new)
+        if pods_differ_semantically(old, new):
+            self._on_pod_add(new)
+            return
+        # A status-only change (mostly our own status writes) is stored but syncs nothing: the
+        # next sync compares against it. Each write would otherwise cost the runtime a relist.
+        uid = new["metadata"]["uid"]
+        if uid in self.pod_by_uid:
+            self.pod_by_uid[uid] = new
+        else:
+            self._on_pod_add(new)
 
     def _on_pod_delete(self, pod: dict) -> None:
         uid = pod["metadata"].get("uid", "")
@@ -371,7 +390,8 @@ class Kubelet:
                 reasons = result.reasons
                 if result.requeue_after is not None:
                     self.workers.update_after(uid, result.requeue_after)
-                status = await self.runtime_manager.get_pod_status(uid)
+                if result.changed:
+                    status = await self.runtime_manager.get_pod_status(uid)
             self.prober.update(pod, status)
             pod = self.pod_by_uid.get(uid, pod)
             api_status = generate_api_pod_status(pod, status, node_ip=self.config.node_ip, now=time.time(),

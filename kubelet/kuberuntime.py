@@ -79,6 +79,7 @@ class SyncResult:
 
     reasons: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     requeue_after: float | None = None
+    changed: bool = False  # whether the sync acted on the runtime (the pod's status must be read again)
 
     def soon(self, delay: float) -> None:
         """Ask for a resync within ``delay`` seconds."""
@@ -495,6 +496,8 @@ class KubeRuntimeManager:
         per-container reasons and when to resync. Raises CRIError on runtime failures."""
         result = SyncResult()
         actions = compute_pod_actions(pod, status, liveness_failed=liveness_failed)
+        result.changed = bool(actions.kill_pod or actions.containers_to_kill or actions.create_sandbox
+                              or actions.next_init is not None or actions.containers_to_start)
         if actions.kill_pod:
             await self.kill_pod(pod, status, grace=pod_grace_period(pod) if not actions.create_sandbox else 0)
             if not actions.create_sandbox:

@@ -90,9 +90,7 @@ class ContainerMixin:
             raise h.invalid("config.metadata.name is required")
         if not config.image.image:
             raise h.invalid("config.image.image is required")
-        sandbox = await self._inspect_own(request.pod_sandbox_id, h.TYPE_SANDBOX)
-        sandbox_id = sandbox["Id"]
-        slabels = sandbox["Config"].get("Labels") or {}
+        sandbox_id, slabels, _ = await self._own_labels(request.pod_sandbox_id, h.TYPE_SANDBOX)
         log_dir = slabels.get(h.LOG_DIRECTORY) or request.sandbox_config.log_directory
         log_path = os.path.join(log_dir, config.log_path) if log_dir and config.log_path else ""
         internal = {
@@ -137,6 +135,7 @@ class ContainerMixin:
             created = await self._create_replacing_leftover(kwargs, h.TYPE_CONTAINER)
         except docker.errors.ImageNotFound:
             raise h.CRIError(grpc.StatusCode.NOT_FOUND, f"image {config.image.image!r} not present") from None
+        self._remember(created["Id"], labels, tty=config.tty)
         return api_pb2.CreateContainerResponse(container_id=created["Id"])
 
     @h.grpc_errors
@@ -144,9 +143,10 @@ class ContainerMixin:
         """CRI StartContainer: start the container and begin copying its output to the CRI log file;
         NOT_FOUND for an unknown id.
         """
-        info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
-        await asyncio.to_thread(self.api.start, info["Id"])
-        await asyncio.to_thread(self.logs.follow, info["Id"], (info["Config"].get("Labels") or {}).get(h.LOG_PATH, ""))
+        cid, labels, tty = await self._own_labels(request.container_id, h.TYPE_CONTAINER)
+        await asyncio.to_thread(self.api.start, cid)
+        self._forget(cid)  # a container starts once; later RPCs inspect its current state
+        await asyncio.to_thread(self.logs.follow, cid, labels.get(h.LOG_PATH, ""), tty=tty)
         return api_pb2.StartContainerResponse()
 
     @h.grpc_errors
@@ -177,6 +177,7 @@ class ContainerMixin:
             await asyncio.to_thread(self.api.remove_container, info["Id"], force=True)
         except docker.errors.NotFound:
             pass
+        self._forget(info["Id"])
         self.logs.forget(info["Id"])
         return api_pb2.RemoveContainerResponse()
 

@@ -107,6 +107,7 @@ class SandboxMixin:
                                  f"failed to set up network of sandbox for pod {md.namespace}/{md.name}: "
                                  f"{e.msg}{': ' + e.details if e.details else ''}") from None
             raise
+        self._remember(sandbox_id, labels)
         log.info("sandbox %s ready for pod %s/%s ip=%s", sandbox_id[:12], md.namespace, md.name,
                  self.network.pod_ip(sandbox_id))
         return api_pb2.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
@@ -122,6 +123,7 @@ class SandboxMixin:
             await asyncio.to_thread(self.api.remove_container, sandbox_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
+        self._forget(sandbox_id)
         self.network.forget(sandbox_id)
 
     async def _create_replacing_leftover(self, kwargs: dict, kind: str) -> dict:
@@ -189,11 +191,13 @@ class SandboxMixin:
                 await asyncio.to_thread(self.api.remove_container, c["Id"], force=True)
             except docker.errors.NotFound:
                 pass
+            self._forget(c["Id"])
             self.logs.forget(c["Id"])
         try:
             await asyncio.to_thread(self.api.remove_container, sandbox_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
+        self._forget(sandbox_id)
         self.network.forget(sandbox_id)
 
     @h.grpc_errors

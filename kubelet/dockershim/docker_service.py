@@ -45,14 +45,38 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
         self.network = network
         self.logs = logs
         self.infra_image = infra_image
+        # id -> {"labels", "tty"} of sandboxes and containers this shim created, so that the
+        # CreateContainer / StartContainer following a create need not inspect (a Docker call each,
+        # queued behind the starts of a burst of pods). A restarted shim falls back to inspect.
+        self._created: dict[str, dict] = {}
+
+    def _remember(self, ident: str, labels: dict, *, tty: bool = False) -> None:
+        if len(self._created) >= 4096:
+            self._created.pop(next(iter(self._created)))
+        self._created[ident] = {"labels": labels, "tty": tty}
+
+    def _forget(self, ident: str) -> None:
+        self._created.pop(ident, None)
+
+    async def _own_labels(self, ident: str, kind: str) -> tuple[str, dict, bool]:
+        """(full id, Docker labels, tty) of a sandbox/container of this node: from what this shim
+        created, else inspected (CRIError NOT_FOUND as _inspect_own)."""
+        known = self._created.get(ident)
+        if known is not None and known["labels"].get(h.TYPE) == kind:
+            return ident, known["labels"], known["tty"]
+        info = await self._inspect_own(ident, kind)
+        return info["Id"], info["Config"].get("Labels") or {}, bool(info["Config"].get("Tty"))
 
     # ---- lookups ---------------------------------------------------------------
 
-    async def _list_own(self, kind: str, *, sandbox_id: str = "") -> list[dict]:
-        """Docker's container list entries of this node of one type (podsandbox|container)."""
+    async def _list_own(self, kind: str, *, sandbox_id: str = "", labels=None) -> list[dict]:
+        """Docker's container list entries of this node of one type (podsandbox|container), with
+        ``sandbox_id`` and every pair of ``labels`` (a CRI label_selector) among their Docker labels.
+        Docker filters: a kubelet asking for one pod's objects gets those, not the node's all."""
         label_filter = [f"{h.TYPE}={kind}", f"{h.NODE}={self.node_name}"]
         if sandbox_id:
             label_filter.append(f"{h.SANDBOX_ID}={sandbox_id}")
+        label_filter += [f"{k}={v}" for k, v in sorted((labels or {}).items()) if "=" not in k]
         return await asyncio.to_thread(self.api.containers, all=True, filters={"label": label_filter})
 
     async def _inspect_own(self, ident: str, kind: str) -> dict:

@@ -3,8 +3,9 @@
 The kubelet reads container logs from the file it named in ContainerConfig
 (sandbox log_directory + log_path) in the CRI format, one line per entry:
 ``<RFC3339Nano timestamp> <stdout|stderr> <P|F> <message>``. Docker keeps its own
-copy (json-file driver); a follower thread per stream per started container
-streams it with Docker's timestamps and appends to the CRI file. After a shim
+copy (json-file driver); one follower thread per started container streams
+both outputs (Docker's multiplexed frames, each tagged stdout or stderr) with
+Docker's timestamps and appends to the CRI file. After a shim
 restart the follower resumes from the last timestamp already in the file, so
 no line is written twice. Mirrors what dockershim's docker_container.go did
 with its log symlinks and what cri-o's conmon does, in a simpler form.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 
 import docker
@@ -62,8 +64,9 @@ class LogManager:
         self._lock = threading.Lock()
         self._followers: dict[str, list[threading.Thread]] = {}
 
-    def follow(self, container_id: str, path: str) -> None:
-        """Copy the container's logs to ``path`` until it exits; no-op if already following."""
+    def follow(self, container_id: str, path: str, *, tty: bool | None = None) -> None:
+        """Copy the container's logs to ``path`` until it exits; no-op if already following.
+        ``tty``: whether the container has a terminal (one raw stream, all stdout); None asks Docker."""
         if not path:
             return
         with self._lock:
@@ -72,8 +75,14 @@ class LogManager:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             since = last_timestamps(path)
             file_lock = threading.Lock()
-            threads = [threading.Thread(target=self._copy, args=(container_id, path, s, since[s], file_lock),
-                                        name=f"logs-{container_id[:12]}-{s}", daemon=True) for s in STREAMS]
+            if tty is False:
+                # One demultiplexed stream: half the requests and no inspect (the SDK's logs() asks
+                # Docker whether the container has a tty, once per call).
+                threads = [threading.Thread(target=self._copy_multiplexed, args=(container_id, path, since),
+                                            name=f"logs-{container_id[:12]}", daemon=True)]
+            else:
+                threads = [threading.Thread(target=self._copy, args=(container_id, path, s, since[s], file_lock),
+                                            name=f"logs-{container_id[:12]}-{s}", daemon=True) for s in STREAMS]
             self._followers[container_id] = threads
         for t in threads:
             t.start()
@@ -82,6 +91,39 @@ class LogManager:
         """Stop tracking the log follower of ``container_id`` (on removal); unknown ids are ignored."""
         with self._lock:
             self._followers.pop(container_id, None)
+
+    def _copy_multiplexed(self, container_id: str, path: str, since: dict[str, int]) -> None:
+        """Follow both streams of a container without a tty: Docker's frames are an 8-byte header
+        (stream 1 = stdout, 2 = stderr, 3 zero bytes, big-endian payload length) and the payload."""
+        api = self.client.api
+        after = min(since.values())
+        params = {"stdout": 1, "stderr": 1, "follow": 1, "timestamps": 1, "tail": "all"}
+        if after:
+            params["since"] = int(after // 1_000_000_000)
+        file_lock = threading.Lock()
+        pending = {s: b"" for s in STREAMS}
+        try:
+            res = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
+            api._raise_for_status(res)
+            while True:
+                header = res.raw.read(8)
+                if len(header) < 8:
+                    break
+                kind, length = struct.unpack(">BxxxL", header)
+                data = res.raw.read(length) if length else b""
+                if length and not data:
+                    break
+                stream = "stderr" if kind == 2 else "stdout"
+                pending[stream] += data
+                *lines, pending[stream] = pending[stream].split(b"\n")
+                self._write(path, stream, lines, since[stream], file_lock)
+            for stream, rest in pending.items():
+                if rest:
+                    self._write(path, stream, [rest], since[stream], file_lock)
+        except docker.errors.NotFound:
+            pass
+        except Exception as e:  # a log follower must never take the shim down
+            log.warning("log follower %s stopped: %s", container_id[:12], e)
 
     def _copy(self, container_id: str, path: str, stream: str, after_ns: int, file_lock: threading.Lock) -> None:
         try:

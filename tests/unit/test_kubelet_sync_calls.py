@@ -1,0 +1,90 @@
+"""What one pod start costs the runtime: the CRI calls of a first sync against a fake runtime,
+and which pod updates sync at all (status-only updates do not, as upstream's podsDifferSemantically)."""
+import copy
+
+from kubelet.kubelet import pods_differ_semantically
+from kubelet.kuberuntime import KubeRuntimeManager
+from kubelet.container import PodStatus
+from proto.cri import api_pb2 as pb
+
+POD = {"metadata": {"name": "p", "namespace": "default", "uid": "u1", "labels": {"a": "1"}},
+       "spec": {"containers": [{"name": "app", "image": "busybox:1.35", "command": ["sleep", "9"]}]},
+       "status": {"phase": "Pending"}}
+
+
+def test_status_only_updates_do_not_differ():
+    new = copy.deepcopy(POD)
+    new["status"] = {"phase": "Running", "podIP": "10.244.0.2"}
+    new["metadata"]["resourceVersion"] = "7"
+    new["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    assert not pods_differ_semantically(POD, new)
+
+
+def test_spec_labels_annotations_and_deletion_differ():
+    for change in (lambda p: p["spec"]["containers"][0].update(image="busybox:2"),
+                   lambda p: p["metadata"]["labels"].update(a="2"),
+                   lambda p: p["metadata"].update(annotations={"x": "y"}),
+                   lambda p: p["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z"),
+                   lambda p: p["metadata"].update(deletionGracePeriodSeconds=0),
+                   lambda p: p["metadata"].update(uid="u2")):
+        new = copy.deepcopy(POD)
+        change(new)
+        assert pods_differ_semantically(POD, new)
+
+
+class FakeRuntime:
+    """Records CRI calls; one sandbox "s1" with IP 10.244.0.9 once RunPodSandbox ran."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def run_pod_sandbox(self, cfg):
+        self.calls.append("RunPodSandbox")
+        return "s1"
+
+    async def pod_sandbox_status(self, sid):
+        self.calls.append("PodSandboxStatus")
+        return pb.PodSandboxStatus(id=sid, state=pb.SANDBOX_READY, created_at=2_000_000_000,
+                                   metadata=pb.PodSandboxMetadata(name="p", namespace="default", uid="u1"),
+                                   network=pb.PodSandboxNetworkStatus(ip="10.244.0.9"))
+
+    async def list_pod_sandbox(self, *, labels=None):
+        self.calls.append("ListPodSandbox")
+        return []
+
+    async def list_containers(self, *, labels=None):
+        self.calls.append("ListContainers")
+        return []
+
+    async def image_status(self, image):
+        self.calls.append("ImageStatus")
+        return type("Img", (), {"id": "sha256:1"})()
+
+    async def create_container(self, sandbox_id, cfg, sandbox_config):
+        self.calls.append(("CreateContainer", sandbox_id, [e.value for e in cfg.envs if e.key == "IP"]))
+        return "c1"
+
+    async def start_container(self, cid):
+        self.calls.append("StartContainer")
+
+
+async def test_first_sync_reads_the_new_sandbox_without_relisting(tmp_path):
+    rt = FakeRuntime()
+    m = KubeRuntimeManager(rt, root_dir=str(tmp_path), node_ip="127.0.0.1", recorder=lambda *a: None)
+    pod = copy.deepcopy(POD)
+    pod["spec"]["containers"][0]["env"] = [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    result = await m.sync_pod(pod, PodStatus("u1"))
+    assert result.changed and not result.reasons
+    assert rt.calls == ["RunPodSandbox", "PodSandboxStatus", "ImageStatus",
+                        ("CreateContainer", "s1", ["10.244.0.9"]), "StartContainer"]
+
+
+async def test_a_sync_with_nothing_to_do_reports_no_change(tmp_path):
+    from kubelet.container import ContainerStatus, SandboxStatus, container_hash
+    rt = FakeRuntime()
+    m = KubeRuntimeManager(rt, root_dir=str(tmp_path), node_ip="127.0.0.1", recorder=lambda *a: None)
+    st = PodStatus("u1", sandboxes=[SandboxStatus("s1", True, 0, 1.0, "10.244.0.9")],
+                   containers=[ContainerStatus("c1", "app", "running",
+                                               hash=container_hash(POD["spec"]["containers"][0]))])
+    result = await m.sync_pod(POD, st)
+    assert not result.changed and rt.calls == []
