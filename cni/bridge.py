@@ -60,30 +60,40 @@ def _netns_path(args: CmdArgs) -> str:
     return args.netns
 
 
+def _get_link(ipr: IPRoute, name: str):
+    """The link message of interface ``name``, None if there is none. One RTM_GETLINK by name:
+    pyroute2's link_lookup dumps every link of the netns to find one."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise
+
+
 def _ensure_bridge(ipr: IPRoute, name: str, mtu: int) -> int:
-    idx = ipr.link_lookup(ifname=name)
-    if not idx:
+    link = _get_link(ipr, name)
+    if link is None:
         with contextlib.suppress(NetlinkError):  # a concurrent ADD may win the race
             ipr.link("add", ifname=name, kind="bridge")
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
+        link = _get_link(ipr, name)
+        if link is None:
             raise CNIError(ERR_INTERNAL, f"could not create bridge {name}")
-    link = ipr.get_links(idx[0])[0]
-    if link.get_attr("IFLA_LINKINFO") is not None and link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") != "bridge":
+    info = link.get_attr("IFLA_LINKINFO")
+    if info is not None and info.get_attr("IFLA_INFO_KIND") != "bridge":
         raise CNIError(ERR_INTERNAL, f"{name} already exists but is not a bridge")
     # Each netlink write takes the kernel's rtnl lock: skip the ones that change nothing.
     if mtu and link.get_attr("IFLA_MTU") != mtu:
-        ipr.link("set", index=idx[0], mtu=mtu)
+        ipr.link("set", index=link["index"], mtu=mtu)
     if not link["flags"] & IFF_UP:
-        ipr.link("set", index=idx[0], state="up")
-    return idx[0]
+        ipr.link("set", index=link["index"], state="up")
+    return link["index"]
 
 
 def _ensure_gateway_addr(ipr: IPRoute, bridge_idx: int, gateway: str, prefixlen: int) -> None:
-    have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=bridge_idx)}
-    if gateway not in have:
-        with contextlib.suppress(NetlinkError):
-            ipr.addr("add", index=bridge_idx, address=gateway, prefixlen=prefixlen)
+    # Added blindly, EEXIST meaning it is there: one request instead of dumping the addresses.
+    with contextlib.suppress(NetlinkError):
+        ipr.addr("add", index=bridge_idx, address=gateway, prefixlen=prefixlen)
 
 
 def _set_sysctl(path: str, value: str) -> None:
@@ -127,50 +137,54 @@ def cmd_add(args: CmdArgs) -> dict:
     is_gw = bool(conf.get("isGateway")) or is_default_gw
     host_if = host_veth_name(args.container_id, args.ifname)
 
-    with iproute_in(netns) as ns:
-        if ns.link_lookup(ifname=args.ifname):
+    # One netlink socket in the container's netns and one in ours for the whole ADD, and each
+    # interface read by name (RTM_GETLINK): every pyroute2 call costs about half a millisecond.
+    with iproute_in(netns) as ns, IPRoute() as ipr:
+        if _get_link(ns, args.ifname) is not None:
             raise CNIError(ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists")
-
-    with IPRoute() as ipr:
         bridge_idx = _ensure_bridge(ipr, bridge, mtu)
-        for stale in ipr.link_lookup(ifname=host_if):  # left by an ADD that failed half way
-            ipr.link("del", index=stale)
         fd = os.open(netns, os.O_RDONLY)
         try:
             peer = {"ifname": args.ifname, "net_ns_fd": fd}
             if mtu:
                 peer["mtu"] = mtu
-            ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
+            try:
+                ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
+            except NetlinkError as e:
+                stale = _get_link(ipr, host_if) if e.code == errno.EEXIST else None
+                if stale is None:
+                    raise
+                ipr.link("del", index=stale["index"])  # left by an ADD that failed half way
+                ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
         finally:
             os.close(fd)
-        host_idx = ipr.link_lookup(ifname=host_if)[0]
+        host = _get_link(ipr, host_if)
+        host_idx, host_mac = host["index"], host.get_attr("IFLA_ADDRESS")
         ipr.link("set", index=host_idx, master=bridge_idx, state="up")
         if conf.get("hairpinMode"):
             # Over netlink (IFLA_BRPORT_MODE), not /sys/class/net/*/brport: sysfs shows the
             # links of the netns it was mounted in, which is not ours when the plugin runs
             # in a node netns entered with setns (nsenter) only.
             ipr.brport("set", index=host_idx, mode=1)
-        host_mac = ipr.get_links(host_idx)[0].get_attr("IFLA_ADDRESS")
-        bridge_mac = ipr.get_links(bridge_idx)[0].get_attr("IFLA_ADDRESS")
 
-    try:
-        ipam_conf = {k: v for k, v in conf.items() if k != "prevResult"}
-        ipam_result = exec_plugin(conf["ipam"]["type"], command="ADD", conf=ipam_conf,
-                                  container_id=args.container_id, netns=args.netns,
-                                  ifname=args.ifname, paths=args.path, args=args.args)
-        if not ipam_result or not ipam_result.get("ips"):
-            raise CNIError(ERR_INTERNAL, "IPAM plugin returned missing IP config")
-        ips = ipam_result["ips"]
-        routes = list(ipam_result.get("routes") or [])
-        with iproute_in(netns) as ns:
-            cidx = ns.link_lookup(ifname=args.ifname)[0]
-            for lo in ns.link_lookup(ifname="lo"):  # what the loopback plugin would do
-                ns.link("set", index=lo, state="up")
+        try:
+            ipam_conf = {k: v for k, v in conf.items() if k != "prevResult"}
+            ipam_result = exec_plugin(conf["ipam"]["type"], command="ADD", conf=ipam_conf,
+                                      container_id=args.container_id, netns=args.netns,
+                                      ifname=args.ifname, paths=args.path, args=args.args)
+            if not ipam_result or not ipam_result.get("ips"):
+                raise CNIError(ERR_INTERNAL, "IPAM plugin returned missing IP config")
+            ips = ipam_result["ips"]
+            routes = list(ipam_result.get("routes") or [])
+            container = _get_link(ns, args.ifname)
+            cidx, container_mac = container["index"], container.get_attr("IFLA_ADDRESS")
+            lo = _get_link(ns, "lo")
+            if lo is not None and not lo["flags"] & IFF_UP:  # what the loopback plugin would do
+                ns.link("set", index=lo["index"], state="up")
             for entry in ips:
                 iface = ipaddress.ip_interface(entry["address"])
                 ns.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
             ns.link("set", index=cidx, state="up")
-            container_mac = ns.get_links(cidx)[0].get_attr("IFLA_ADDRESS")
             first_gw = ips[0].get("gateway")
             if is_default_gw and first_gw and not any(r.get("dst") in ("0.0.0.0/0", "default") for r in routes):
                 routes.append({"dst": "0.0.0.0/0", "gw": first_gw})
@@ -179,23 +193,23 @@ def cmd_add(args: CmdArgs) -> dict:
                 dst = ipaddress.ip_network(r["dst"], strict=False)
                 with contextlib.suppress(NetlinkError):  # an existing identical route is fine
                     ns.route("add", dst=str(dst.network_address), dst_len=dst.prefixlen, gateway=gw, oif=cidx)
-        if is_gw:
-            with IPRoute() as ipr:
+            if is_gw:
                 for entry in ips:
                     if entry.get("gateway"):
                         prefix = ipaddress.ip_interface(entry["address"]).network.prefixlen
                         _ensure_gateway_addr(ipr, bridge_idx, entry["gateway"], prefix)
-            _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
-        if conf.get("ipMasq"):
-            _setup_masq(conf, args.container_id, ipaddress.ip_interface(ips[0]["address"]))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
-                        netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
-        with contextlib.suppress(Exception), IPRoute() as ipr:
-            for idx in ipr.link_lookup(ifname=host_if):
-                ipr.link("del", index=idx)
-        raise
+                _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+            if conf.get("ipMasq"):
+                _setup_masq(conf, args.container_id, ipaddress.ip_interface(ips[0]["address"]))
+            # Read last, as the reference plugin does: a bridge's MAC may change as ports join.
+            bridge_mac = ipr.link("get", index=bridge_idx)[0].get_attr("IFLA_ADDRESS")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
+                            netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
+            with contextlib.suppress(Exception):
+                ipr.link("del", index=host_idx)
+            raise
 
     version = conf.get("cniVersion", "1.0.0")
     out_ips = []
