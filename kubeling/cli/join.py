@@ -39,6 +39,7 @@ import pathlib
 import socket
 import ssl
 import sys
+import time
 import urllib.parse
 
 import httpx
@@ -149,8 +150,10 @@ async def request_node_certificates(client: Client, *, node: str, node_ip: str, 
     names = [serving["metadata"]["name"], proxy["metadata"]["name"]]
     say(f"waiting up to {timeout:g}s for an administrator to approve the kubelet serving and kube-proxy "
         f"certificates: kubectl certificate approve {' '.join(names)}")
+    deadline = time.monotonic() + timeout  # one wait for both: an administrator approves them together
     serving_pem = await wait_for_certificate(client, names[0], serving["metadata"].get("uid", ""), timeout=timeout)
-    proxy_pem = await wait_for_certificate(client, names[1], proxy["metadata"].get("uid", ""), timeout=timeout)
+    proxy_pem = await wait_for_certificate(client, names[1], proxy["metadata"].get("uid", ""),
+                                           timeout=max(deadline - time.monotonic(), 0))
     write_file(pki / "nodes" / node / "kubelet.crt", serving_pem, private=False)
     write_file(pki / "nodes" / node / "kubelet.key", key_pem(serving_key), private=True)
     kubeconfig.write(node_dir / "kube-proxy.kubeconfig", server=server, user="system:kube-proxy",

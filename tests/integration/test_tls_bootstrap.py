@@ -297,3 +297,15 @@ def test_kubectl_deny_is_final(cp, tmp_path):
             assert e.value.code == 422 and "mutually exclusive" in e.value.message
             assert "certificate" not in (await c.get("certificatesigningrequests", "jane-deny"))["status"]
     asyncio.run(approve_anyway())
+
+
+def test_join_unapproved_times_out_in_one_line(cp, tmp_path):
+    """Nobody approves the serving and kube-proxy requests: join gives up after --certificate-timeout, one line."""
+    token = kubeling(cp, "token", "create").stdout.strip()
+    r = subprocess.run(join_argv(cp, token, tmp_path / "w", "w7", "--certificate-timeout", "1s"),
+                       capture_output=True, text=True, timeout=60, cwd=support.REPO)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: timed out after 1s waiting for certificate signing request csr-") and \
+        last.endswith("to be approved"), r.stderr
+    assert "kubectl certificate approve csr-" in r.stderr
