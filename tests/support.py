@@ -554,10 +554,11 @@ class TestNode:
 @contextlib.contextmanager
 def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_client,
          image: str = "busybox:1.35", kubelet_flags: Sequence[str] = (), store: str = "etcd",
-         apiserver_args: Sequence[str] = ()) -> Iterator[TestNode]:
+         apiserver_args: Sequence[str] = (), shim_flags: Sequence[str] = ()) -> Iterator[TestNode]:
     """etcd + apiserver (``control_plane``) + the CRI shim + a kubelet named ``name`` on free ports,
     pods on the test-only ``bridge`` and ``pod_cidr`` (set on the Node as the controller-manager would).
-    ``store`` and ``apiserver_args`` are passed to ``control_plane``.
+    ``store`` and ``apiserver_args`` are passed to ``control_plane``; ``shim_flags`` are appended
+    to the CRI shim's command line.
 
     Yields a TestNode once the node is registered. On exit stops every process and removes the
     containers labelled with the node and the bridge, whatever happened.
@@ -574,7 +575,7 @@ def node(tmp_path: Path | str, *, name: str, bridge: str, pod_cidr: str, docker_
                                  "--node-name", name, "--state-dir", os.path.join(tmp, "node", "shim"),
                                  "--cni-bin-dir", os.path.join(tmp, "node", "cni", "bin"),
                                  "--cni-conf-dir", os.path.join(tmp, "node", "cni", "net.d"),
-                                 "--cni-bridge", bridge, "--pod-infra-container-image", image])
+                                 "--cni-bridge", bridge, "--pod-infra-container-image", image, *shim_flags])
             with httpx.Client(base_url=cp.server, timeout=10, trust_env=False) as http:
                 wait_for("apiserver /healthz", lambda: http.get("/healthz").status_code == 200, 30)
                 kubelet_args = [sys.executable, "-m", "kubelet", "--kubeconfig", str(cp.kubeconfig),
