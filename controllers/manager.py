@@ -15,6 +15,7 @@ from typing import Callable
 from kubeling.api import resources as res
 from kubeling.client import Client, Informer
 from kubeling.client.record import EventRecorder
+from controllers.bootstrapsigner import BootstrapSigner
 from controllers.certificates.approver import CSRApprovingController
 from controllers.certificates.cleaner import CSRCleanerController
 from controllers.certificates.signer import CA, DEFAULT_DURATION as SIGNING_DURATION, CSRSigningController
@@ -45,12 +46,12 @@ log = logging.getLogger(__name__)
 ALL_CONTROLLERS = ("deployment", "replicaset", "replicationcontroller", "daemonset", "statefulset", "job",
                    "cronjob", "ttl-after-finished", "endpoints", "endpointslice", "serviceaccount",
                    "garbagecollector", "podgc", "namespace", "nodeipam", "nodelifecycle", "resourcequota",
-                   "root-ca-cert-publisher", "csrapproving", "csrsigning", "csrcleaner", "tokencleaner")
+                   "root-ca-cert-publisher", "csrapproving", "csrsigning", "csrcleaner", "tokencleaner", "bootstrapsigner")
 WORKERS = {"deployment": 3, "replicaset": 3, "replicationcontroller": 2, "daemonset": 2, "statefulset": 2,
            "job": 3, "cronjob": 1, "ttl-after-finished": 1, "endpoints": 3, "endpointslice": 3,
            "serviceaccount": 1, "garbagecollector": 5, "namespace": 2, "nodeipam": 1, "nodelifecycle": 2,
            "resourcequota": 2, "root-ca-cert-publisher": 1, "csrapproving": 1, "csrsigning": 1,
-           "csrcleaner": 1, "tokencleaner": 1}
+           "csrcleaner": 1, "tokencleaner": 1, "bootstrapsigner": 1}
 
 
 class InformerFactory:
@@ -169,6 +170,8 @@ def build_controllers(client: Client, factory: InformerFactory, names: list[str]
             out.append(CSRCleanerController(client, inf("certificatesigningrequests")))
         elif name == "tokencleaner":
             out.append(TokenCleaner(client, inf("secrets")))
+        elif name == "bootstrapsigner":
+            out.append(BootstrapSigner(client, inf("configmaps"), inf("secrets")))
         elif name == "csrsigning":
             if not (cluster_signing_cert_file and cluster_signing_key_file):
                 log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file, not signing")

@@ -2,9 +2,11 @@
 
 Mirrors ``kubeadm join``'s discovery and kubelet-start phases
 (cmd/kubeadm/app/discovery/token): fetch ``kube-public/cluster-info``
-with the bootstrap token over TLS that is not yet verified, trust the CA in
-it only if the SHA-256 of its SubjectPublicKeyInfo is one of the given
-pins, fetch it again over TLS verified against that CA; then write what
+with the bootstrap token over TLS that is not yet verified, check the
+detached JWS the controller-manager's bootstrapsigner put there for this
+token (the server knows the token's secret), trust the CA in it only if
+the SHA-256 of its SubjectPublicKeyInfo is one of the given pins, fetch it
+again over TLS verified against that CA; then write what
 the node needs under ``--home`` (``pki/ca.crt``, the kubelet's bootstrap
 kubeconfig ``nodes/<node>/bootstrap-kubelet.kubeconfig``) and the
 systemd units of a worker (deploy.units: CRI shim, kubelet with
@@ -32,6 +34,7 @@ join never runs systemctl: it prints the command that starts the units.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import ipaddress
 import os
@@ -52,7 +55,7 @@ from kubeling.cli.token import CLUSTER_INFO, PUBLIC_NAMESPACE, TOKEN_RE
 from kubeling.client import ApiError, Client, kubeconfig
 from kubeling.client.csr import CSRError, make_csr, request_certificate, wait_for_certificate
 from kubeling.duration import flag_duration
-from kubeling.pki import pubkeypin
+from kubeling.pki import jws, pubkeypin
 from kubeling.pki.certs import key_pem, new_private_key, write_file
 
 CLUSTER_INFO_PATH = f"/api/v1/namespaces/{PUBLIC_NAMESPACE}/configmaps/{CLUSTER_INFO}"
@@ -97,15 +100,31 @@ def _ca_of(cm: dict) -> bytes:
         raise CLIError(f"the {CLUSTER_INFO} ConfigMap holds no kubeconfig with a certificate-authority-data") from None
 
 
-async def discover(server: str, token: str, pins: list[str]) -> bytes:
-    """The cluster CA (PEM) of the apiserver at ``server``, verified against ``pins`` (``sha256:<hex>``).
+async def discover(server: str, token: str, pins: list[str], *, timeout: float = 300.0) -> bytes:
+    """The cluster CA (PEM) of the apiserver at ``server``, verified as kubeadm's token discovery does:
+    cluster-info must carry the detached JWS of its kubeconfig under this token (waits up to ``timeout``
+    seconds for the bootstrapsigner to write it), and its CA must match one of ``pins`` (``sha256:<hex>``).
 
     Raises CLIError with one readable line: unreachable server, refused token,
-    no cluster-info, or a CA that matches none of the pins."""
+    no cluster-info, no or a wrong signature, or a CA that matches none of the pins."""
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
-    ca = _ca_of(await _fetch_cluster_info(server, token, verify=insecure))
+    token_id, token_secret = token.split(".", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        cm = await _fetch_cluster_info(server, token, verify=insecure)
+        signature = (cm.get("data") or {}).get(f"jws-kubeconfig-{token_id}")
+        if signature or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(1.0)
+    if not signature:
+        raise CLIError(f'token id "{token_id}" is invalid for this cluster or it has expired: cluster-info has no '
+                       f'signature for it (is the controller-manager\'s bootstrapsigner running?)')
+    content = (cm.get("data") or {}).get("kubeconfig") or ""
+    if not jws.detached_token_is_valid(signature, content, token_id, token_secret):
+        raise CLIError("failed to verify JWS signature of received cluster info object, can't trust this API Server")
+    ca = _ca_of(cm)
     try:
         cas = x509.load_pem_x509_certificates(ca)
     except ValueError:
@@ -187,7 +206,7 @@ async def run(args: argparse.Namespace, factory) -> int:
         raise CLIError(f"API_SERVER and --node-ip must be IP addresses (got {host!r}, {node_ip!r})") from None
     node_cidr = args.node_cidr or str(ipaddress.ip_network(f"{node_ip}/24", strict=False))
 
-    ca = await discover(server, args.token, pins)
+    ca = await discover(server, args.token, pins, timeout=args.discovery_timeout)
     home = pathlib.Path(args.home).absolute()
     cluster = units.vm_cluster("worker", home=home, address=node_ip, control_plane=host, node_cidr=node_cidr,
                                name=node)
@@ -249,6 +268,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="state directory of this node (KUBELING_HOME)")
     p.add_argument("--units-dir", default="", help="where to write the .service files "
                    "(default /etc/systemd/system on a systemd machine, else <home>/units)")
+    p.add_argument("--discovery-timeout", type=flag_duration, default=300.0,
+                   help="how long to wait for cluster-info to be signed with the token (5m)")
     p.add_argument("--certificate-timeout", type=flag_duration, default=300.0,
                    help="how long to wait for the serving and kube-proxy certificates to be approved (5m)")
     p.add_argument("--dry-run", action="store_true", help="verify and write the files, request no certificate")

@@ -32,7 +32,8 @@ def docker_client():
 def test_kubelet_bootstraps_and_registers(tmp_path, docker_client):
     """From a token to a registered Node, the kubelet's client certificate obtained through an auto-approved CSR."""
     try:
-        with support.secure_control_plane(tmp_path, controllers="csrapproving,csrsigning") as cp:
+        with support.secure_control_plane(tmp_path,
+                                          controllers="csrapproving,csrsigning,bootstrapsigner") as cp:
             kc = str(cp.kubeconfig)
             token = subprocess.run([KUBELING, "--kubeconfig", kc, "token", "create"], capture_output=True,
                                    text=True, timeout=60, check=True).stdout.strip()

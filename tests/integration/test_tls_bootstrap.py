@@ -30,7 +30,7 @@ KUBELING = [os.path.join(os.path.dirname(sys.executable), "kubeling")]
 @pytest.fixture(scope="module")
 def cp(tmp_path_factory):
     with support.secure_control_plane(tmp_path_factory.mktemp("tlsboot"),
-                                      controllers="csrapproving,csrsigning,tokencleaner") as cp:
+                                      controllers="csrapproving,csrsigning,tokencleaner,bootstrapsigner") as cp:
         yield cp
 
 
@@ -309,3 +309,25 @@ def test_join_unapproved_times_out_in_one_line(cp, tmp_path):
     assert last.startswith("error: timed out after 1s waiting for certificate signing request csr-") and \
         last.endswith("to be approved"), r.stderr
     assert "kubectl certificate approve csr-" in r.stderr
+
+
+def test_cluster_info_is_signed_per_token(cp, tmp_path):
+    """The bootstrapsigner signs cluster-info with each signing token and drops the signature when the token
+    goes; join refuses a token that is not for signing, in one line."""
+    from kubeling.pki import jws
+    token = kubeling(cp, "token", "create").stdout.strip()
+
+    def signature() -> str | None:
+        r = kubectl(cp, "get", "configmap", "-n", "kube-public", "cluster-info", "-o", "json")
+        return json.loads(r.stdout)["data"].get(f"jws-kubeconfig-{token[:6]}") if r.returncode == 0 else None
+    support.wait_for("cluster-info signed", lambda: signature() is not None, 15, 0.2)
+    cm = json.loads(kubectl(cp, "get", "configmap", "-n", "kube-public", "cluster-info", "-o", "json").stdout)
+    assert jws.detached_token_is_valid(signature(), cm["data"]["kubeconfig"], token[:6], token[7:])
+    kubeling(cp, "token", "delete", token[:6])
+    support.wait_for("signature removed", lambda: signature() is None, 15, 0.2)
+    auth_only = kubeling(cp, "token", "create", "--usages", "authentication").stdout.strip()
+    r = subprocess.run(join_argv(cp, auth_only, tmp_path / "w", "w6", "--discovery-timeout", "2s"),
+                       capture_output=True, text=True, timeout=60, cwd=support.REPO)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f'error: token id "{auth_only[:6]}" is invalid for this cluster or it has expired: cluster-info has no '
+        f"signature for it (is the controller-manager's bootstrapsigner running?)"], r.stderr

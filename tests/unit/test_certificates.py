@@ -356,3 +356,39 @@ def test_rotation_deadline_is_jittered_between_70_and_90_percent():
     for _ in range(50):
         d = rotation_deadline(leaf, rng=rng) - leaf.not_valid_before_utc
         assert life * 0.7 <= d <= life * 0.9
+
+
+# --------------------------------------------------------------------------- cluster-info signatures
+
+def test_jws_matches_upstreams_vectors():
+    """cluster-bootstrap's jws_test.go vectors: detached HS256 with the token id as kid."""
+    from kubeling.pki import jws
+    content = "Hello from the other side. I must have called a thousand times."
+    sig = "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..VShe2taLd-YTrmWuRkcL_8QTNDHYxQIEBsAYYiIj1_8"
+    assert jws.compute_detached_signature(content, "joshua", "my voice is my passcode") == sig
+    assert jws.compute_detached_signature("", "joshua", "my voice is my passcode") == \
+        "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..7Ui1ALizW4jXphVUB7xUqC9vLYLL9RZeOFfVLoB7Tgk"
+    assert jws.detached_token_is_valid(sig, content, "joshua", "my voice is my passcode")
+    assert not jws.detached_token_is_valid(sig + "foo", content, "joshua", "my voice is my passcode")
+
+
+def test_bootstrapsigner_signs_with_valid_signing_tokens_only():
+    """One signature per unexpired signing token; stale signatures go."""
+    from controllers.bootstrapsigner import signed_data, signing_tokens
+    now = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def secret(token, **kw):
+        s = token_secret(token, **kw)
+        s["metadata"]["namespace"] = "kube-system"
+        return s
+    good, auth_only, expired = "aaaaaa.0123456789abcdef", "bbbbbb.0123456789abcdef", "cccccc.0123456789abcdef"
+    tokens, soonest = signing_tokens([
+        secret(good, ttl=60, usages=["signing"], groups=[], now=now),
+        secret(auth_only, ttl=0, usages=["authentication"], groups=[]),
+        secret(expired, ttl=60, usages=["signing"], groups=[], now=now - datetime.timedelta(hours=1))],
+        now.timestamp())
+    assert tokens == {"aaaaaa": "0123456789abcdef"} and soonest == now.timestamp() + 60
+    data = signed_data({"kubeconfig": "kc", "jws-kubeconfig-zzzzzz": "old"}, tokens)
+    from kubeling.pki import jws
+    assert set(data) == {"kubeconfig", "jws-kubeconfig-aaaaaa"}
+    assert jws.detached_token_is_valid(data["jws-kubeconfig-aaaaaa"], "kc", "aaaaaa", "0123456789abcdef")
