@@ -162,14 +162,14 @@ class Trace:
             for n, ev in order[-3:]))
 
 
-def pod_startup(n_pods: int, rounds: int, *, trace: bool = False) -> list[float]:
+def pod_startup(n_pods: int, rounds: int, *, trace: bool = False, shim_flags: list[str] | None = None) -> list[float]:
     """Startup latencies (s) of ``rounds`` x ``n_pods`` pods created at once on one real node;
     ``trace`` prints per-stage times and CPU seconds per component of each round."""
     docker_client = support.docker_or_skip("bench", IMAGE)
     latencies: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kubeling-bench-node-") as tmp, \
             support.node(tmp, name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR, docker_client=docker_client,
-                         image=IMAGE) as n:
+                         image=IMAGE, shim_flags=shim_flags or ()) as n:
         http = n.http
 
         def node_ready() -> bool:
@@ -324,13 +324,16 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--cni-adds", type=int, default=20)
     p.add_argument("--trace", action="store_true", help="per-stage pod times and CPU seconds per component")
+    p.add_argument("--max-concurrent-starts", type=int, default=None,
+                   help="the CRI shim's --max-concurrent-starts (default: the shim's)")
     a = p.parse_args()
     if os.geteuid() != 0:
         print("error: needs root (Docker, netns, bridges)", file=sys.stderr)
         return 1
     a.pods, a.rounds, a.cni_adds = min(max(a.pods, 0), 200), min(a.rounds, 10), min(a.cni_adds, 200)
     if a.pods > 0:  # --pods 0: CNI figures only
-        lat = pod_startup(a.pods, a.rounds, trace=a.trace)
+        lat = pod_startup(a.pods, a.rounds, trace=a.trace, shim_flags=[] if a.max_concurrent_starts is None else
+                          ["--max-concurrent-starts", str(a.max_concurrent_starts)])
         print(f"\npod startup latency, {a.pods} pods created at once on one node x {a.rounds} round(s) "
               "(SLO: p99 < 5 s)")
         print(f"  p50 {statistics.median(lat):.2f} s   p99 {pct(lat, 0.99):.2f} s   max {max(lat):.2f} s   "

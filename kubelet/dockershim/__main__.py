@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import sys
 
-from kubelet.dockershim.server import Options, serve, socket_path
+from kubelet.dockershim.server import DEFAULT_MAX_CONCURRENT_STARTS, Options, serve, socket_path
 from kubeling import klog
 
 
@@ -22,8 +22,13 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--cni-bridge", default="kubeling0", help="bridge name in the conflist we write")
     p.add_argument("--streaming-address", default="127.0.0.1", help="address of the exec streaming server")
     p.add_argument("--streaming-port", type=int, default=0, help="its port (0: a free port chosen at start)")
+    p.add_argument("--max-concurrent-starts", type=int, default=DEFAULT_MAX_CONCURRENT_STARTS,
+                   help="Docker container starts in flight, app containers of started pods before new "
+                        f"sandboxes (0: unbounded; default {DEFAULT_MAX_CONCURRENT_STARTS})")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
+    if a.max_concurrent_starts < 0:
+        p.error("--max-concurrent-starts must be >= 0")
     try:
         socket_path(a.listen)
     except ValueError as e:
@@ -32,7 +37,8 @@ def parse_args(argv: list[str]) -> Options:
     return Options(listen=a.listen, node_name=a.node_name, state_dir=a.state_dir, cni_bin_dir=a.cni_bin_dir,
                    cni_conf_dir=a.cni_conf_dir, pod_infra_container_image=a.pod_infra_container_image,
                    docker_host=a.docker_host, cni_bridge=a.cni_bridge,
-                   streaming_address=a.streaming_address, streaming_port=a.streaming_port)
+                   streaming_address=a.streaming_address, streaming_port=a.streaming_port,
+                   max_concurrent_starts=a.max_concurrent_starts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import docker.errors
 import grpc
 
 from kubelet.dockershim import helpers as h
+from kubelet.dockershim.start_gate import APP
 from kubelet.dockershim.streaming import ExecSession
 from proto.cri import api_pb2
 
@@ -144,7 +145,8 @@ class ContainerMixin:
         NOT_FOUND for an unknown id.
         """
         cid, labels, tty = await self._own_labels(request.container_id, h.TYPE_CONTAINER)
-        await asyncio.to_thread(self.api.start, cid)
+        async with self.start_gate.slot(APP):
+            await asyncio.to_thread(self.api.start, cid)
         self._forget(cid)  # a container starts once; later RPCs inspect its current state
         await asyncio.to_thread(self.logs.follow, cid, labels.get(h.LOG_PATH, ""), tty=tty)
         return api_pb2.StartContainerResponse()

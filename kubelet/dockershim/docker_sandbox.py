@@ -16,6 +16,7 @@ import grpc
 
 from cni.skel import CNIError
 from kubelet.dockershim import helpers as h
+from kubelet.dockershim.start_gate import SANDBOX
 from proto.cri import api_pb2
 
 log = logging.getLogger("dockershim.sandbox")
@@ -90,7 +91,8 @@ class SandboxMixin:
         created = await self._create_replacing_leftover(kwargs, h.TYPE_SANDBOX)
         sandbox_id = created["Id"]
         try:
-            await asyncio.to_thread(self.api.start, sandbox_id)
+            async with self.start_gate.slot(SANDBOX):
+                await asyncio.to_thread(self.api.start, sandbox_id)
             info = await asyncio.to_thread(self.api.inspect_container, sandbox_id)
             if config.dns_config.servers and info.get("ResolvConfPath") and not host_network:
                 # Docker writes the file at start; app containers share the sandbox's (as dockershim did).

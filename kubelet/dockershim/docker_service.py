@@ -20,6 +20,7 @@ from kubelet.dockershim.docker_container import ContainerMixin
 from kubelet.dockershim.docker_sandbox import SandboxMixin
 from kubelet.dockershim.logs import LogManager
 from kubelet.dockershim.network import NetworkPlugin
+from kubelet.dockershim.start_gate import StartGate
 from proto.cri import api_pb2, api_pb2_grpc
 
 log = logging.getLogger("dockershim")
@@ -33,13 +34,15 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
     """The runtime.v1 RuntimeService of one node.
 
     ``client``: a docker.DockerClient; ``network``: the node's NetworkPlugin;
-    ``logs``: the LogManager copying container output to CRI log files.
+    ``logs``: the LogManager copying container output to CRI log files;
+    ``max_concurrent_starts``: Docker starts in flight (0 = unbounded, see start_gate.py).
     RPCs not defined here answer UNIMPLEMENTED (the generated base class).
     """
 
     def __init__(self, *, client: docker.DockerClient, node_name: str, network: NetworkPlugin,
-                 logs: LogManager, infra_image: str) -> None:
+                 logs: LogManager, infra_image: str, max_concurrent_starts: int = 0) -> None:
         self.client = client
+        self.start_gate = StartGate(max_concurrent_starts)  # Docker starts in flight, app containers first
         self.api = client.api
         self.node_name = node_name
         self.network = network

@@ -29,6 +29,10 @@ log = logging.getLogger("dockershim")
 
 THREAD_POOL_SIZE = 32
 DOCKER_TIMEOUT = 120
+# Docker container starts in flight, app containers first (start_gate.py). On 2 cores with Docker
+# 20.10 + runc, 30 pods created at once became Running with p50 ~6 s instead of ~8 s at 6
+# (interleaved runs under load 14-20), the last pod no later.
+DEFAULT_MAX_CONCURRENT_STARTS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Options:
     cni_bridge: str = "kubeling0"
     streaming_address: str = "127.0.0.1"
     streaming_port: int = 0  # 0: a free port chosen at start
+    max_concurrent_starts: int = DEFAULT_MAX_CONCURRENT_STARTS  # Docker starts in flight (0: unbounded)
 
 
 def socket_path(listen: str) -> str:
@@ -82,7 +87,8 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     network = NetworkPlugin(state_dir=opts.state_dir, cni_bin_dir=opts.cni_bin_dir,
                             cni_conf_dir=opts.cni_conf_dir, bridge=opts.cni_bridge)
     runtime = DockerService(client=client, node_name=opts.node_name, network=network,
-                            logs=LogManager(log_client), infra_image=opts.pod_infra_container_image)
+                            logs=LogManager(log_client), infra_image=opts.pod_infra_container_image,
+                            max_concurrent_starts=opts.max_concurrent_starts)
     # Exec streams go through their own websocket server, as upstream's CRI streaming server.
     streaming = StreamingServer(log_client.api, host=opts.streaming_address, port=opts.streaming_port)
     await streaming.start()
