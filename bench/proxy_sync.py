@@ -49,7 +49,7 @@ from proxy.iptables.rules import RulesConfig
 from proxy.iptables.runner import Iptables, IptablesError
 from proxy.nftables import proxier as nftables_proxier
 from proxy.nftables.runner import Nft, NftError
-from proxy.types import SyncStats
+from proxy.syncstats import SyncStats
 
 ENDPOINTS = 10
 MIN_SYNC = 1.0

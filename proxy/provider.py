@@ -18,7 +18,7 @@ from proxy.changetracker import ChangeTracker
 from proxy.config import RulesConfig
 from proxy.conntrack import Conntrack, clean_stale_entries
 from proxy.serviceport import EndpointsMap, ServicePort, ServicePortName
-from proxy.types import SyncStats
+from proxy.syncstats import SyncStats
 
 log = logging.getLogger("proxy")
 

@@ -31,7 +31,7 @@ from proxy.iptables.rules import (JUMP_RULES, RulesConfig, ServicePortRules, ass
 from proxy.iptables.runner import Iptables, IptablesError
 from proxy.provider import ProxierBase
 from proxy.serviceport import ServicePortName
-from proxy.types import SyncStats
+from proxy.syncstats import SyncStats
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from proxy.nftables.rules import Ruleset, ServicePortNft, assemble, render_clean
 from proxy.nftables.runner import Nft, NftError
 from proxy.provider import ProxierBase
 from proxy.serviceport import ServicePortName
-from proxy.types import SyncStats
+from proxy.syncstats import SyncStats
 
 log = logging.getLogger(__name__)
 
