@@ -4,7 +4,7 @@ Mirrors upstream's cmd/kube-proxy/app/server.go: Service and Endpoints
 informers feed a Proxier; every change asks the BoundedFrequencyRunner for a
 sync (at most one per --min-sync-period, at least one per --sync-period;
 syncs are partial, rewriting only what changed, with a full one every
---sync-period); /healthz answers ``ok`` once the first sync has succeeded;
+--sync-period in the iptables mode, every hour in the nftables mode); /healthz answers ``ok`` once the first sync has succeeded;
 /metrics serves the sync metrics. ``--cleanup`` removes every rule and chain
 of both modes and exits. ``--proxy-mode`` is iptables (default, one
 iptables-restore per sync) or nftables (one ``nft -f`` transaction per sync
