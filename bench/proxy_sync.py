@@ -73,8 +73,10 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, timeout=30, capture_output=True)
 
 
-async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: int) -> list[float]:
-    """Latency (s) of ``n_changes`` one-endpoint changes through a BoundedFrequencyRunner."""
+async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: int,
+                          cpu_out: list[float] | None = None) -> list[float]:
+    """Latency (s) of ``n_changes`` one-endpoint changes through a BoundedFrequencyRunner;
+    the CPU seconds (python + tools) of each go to ``cpu_out``."""
     runner = BoundedFrequencyRunner("bench", proxier.sync_proxy_rules, min_interval=MIN_SYNC,
                                     max_interval=3600.0)
     runner.mark_ran(time.monotonic())
@@ -86,7 +88,7 @@ async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: 
             before = proxier.last_stats
             i = (c * 7) % n
             eps[i] = endpoints(i, salt=c + 1)  # a new object, as an informer stores it
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), sum(cpu())
             runner.run()
             deadline = t0 + 900
             while proxier.last_stats is before:
@@ -94,6 +96,8 @@ async def measure_changes(proxier: Proxier, eps: list[dict], n_changes: int, n: 
                     raise TimeoutError("sync did not finish in 900 s")
                 await asyncio.sleep(0.002)
             out.append(proxier.last_stats.done_at - t0)
+            if cpu_out is not None:
+                cpu_out.append(sum(cpu()) - cpu0)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -154,10 +158,11 @@ async def bench_size(mode: str, n: int, args: argparse.Namespace) -> None:
         again, again_total, again_cpu = await timed_sync(proxier)
         print(f"        full resync        {fmt(again)}   total {again_total:7.2f} s  ({again_cpu}; chains in place, "
               "renderings cached)", flush=True)
-        partial = await measure_changes(proxier, eps, args.changes, n)
+        partial_cpu: list[float] = []
+        partial = await measure_changes(proxier, eps, args.changes, n, partial_cpu)
         last = proxier.last_stats
         print(f"        1-endpoint change, partial sync: median {statistics.median(partial):.3f} s, "
-              f"max {max(partial):.3f} s over {len(partial)} changes "
+              f"max {max(partial):.3f} s over {len(partial)} changes, median cpu {statistics.median(partial_cpu):.3f} s "
               f"(last: {last.written} service port rewritten, {last.lines} lines, {fmt(last)})", flush=True)
         if not args.full_changes:
             return
