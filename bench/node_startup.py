@@ -83,7 +83,7 @@ def _kubelet_metrics(n) -> dict[str, float]:
         return out
     for line in text.splitlines():
         name, _, value = line.partition(" ")
-        if name in out:
+        if name in out or name.startswith("kubelet_pleg_events_total{"):
             out[name] = float(value)
     return out
 
@@ -231,13 +231,14 @@ def pod_startup(n_pods: int, rounds: int, *, trace: bool = False, shim_flags: li
                 wall = time.time() - wall0
                 tr.stop()
                 tr.report(created, running)
-                m = {k: v - metrics0[k] for k, v in _kubelet_metrics(n).items()}
+                m = {k: v - metrics0.get(k, 0.0) for k, v in _kubelet_metrics(n).items()}
                 syncs, pleg = m["kubelet_pod_worker_duration_seconds_count"], m["kubelet_pleg_relist_duration_seconds_count"]
                 starts = m["kubelet_pod_start_duration_seconds_count"]
                 print(f"  kubelet: {syncs:.0f} pod syncs (mean {m['kubelet_pod_worker_duration_seconds_sum'] / max(syncs, 1):.2f} s), "
                       f"{pleg:.0f} PLEG relists (mean {m['kubelet_pleg_relist_duration_seconds_sum'] / max(pleg, 1) * 1000:.0f} ms), "
                       f"kubelet_pod_start_duration_seconds mean {m['kubelet_pod_start_duration_seconds_sum'] / max(starts, 1):.2f} s "
-                      f"over {starts:.0f}")
+                      f"over {starts:.0f}; PLEG events " + ", ".join(
+                          f"{k.split(chr(34))[1]} {v:.0f}" for k, v in sorted(m.items()) if "pleg_events" in k))
                 print(f"  CPU s over {wall:.1f} s wall (load average {os.getloadavg()[0]:.1f}): " + ", ".join(
                     f"{k} {cpu_seconds(p) - cpu0[k]:.2f}" for k, p in pids.items()))
             http.delete("/api/v1/namespaces/default/pods", params={"labelSelector": f"bench={tag}"})

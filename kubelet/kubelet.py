@@ -29,7 +29,7 @@ from kubelet.cri import CRIError, RemoteRuntime
 from kubeling.client.record import EventRecorder
 from kubelet.kuberuntime import KubeRuntimeManager, pod_grace_period, pod_log_dir
 from kubelet.nodestatus import NodeStatusManager
-from kubelet.pleg import GenericPLEG, PodLifecycleEvent
+from kubelet.pleg import CONTAINER_STARTED, GenericPLEG, PodLifecycleEvent
 from kubelet.pod_status import TERMINAL_PHASES, generate_api_pod_status
 from kubelet.pod_workers import PodWorkers
 from kubelet.prober import ProbeManager
@@ -119,6 +119,11 @@ class Kubelet:
             root_dir=config.root_dir, readiness=self._node_readiness,
             interval=config.node_status_update_frequency, recorder=self.recorder.event,
             pressure=lambda: {"MemoryPressure": self.eviction.under_pressure(time.monotonic())})
+        # Containers and sandboxes each pod's last sync saw running, and ContainerStarted events that
+        # came while its sync ran: PLEG reporting a start the kubelet made itself needs no second sync.
+        self._seen_running: dict[str, set[str]] = {}
+        self._syncing: set[str] = set()
+        self._started_during_sync: dict[str, set[str]] = {}
         self.runtime_conditions: dict[str, tuple[bool, str]] = {}
         self.runtime_up = False
         self.network_ready = False
@@ -288,6 +293,12 @@ class Kubelet:
 
     def _on_pleg_event(self, ev: PodLifecycleEvent) -> None:
         PLEG_EVENTS.labels(ev.type).inc()
+        if ev.type == CONTAINER_STARTED:
+            if ev.uid in self._syncing:  # decided when that sync ends (sync_pod's finally)
+                self._started_during_sync.setdefault(ev.uid, set()).add(ev.data)
+                return
+            if ev.data in self._seen_running.get(ev.uid, ()):
+                return  # the sync that started it already reported it
         self.workers.update(ev.uid)
 
     async def _resync_loop(self) -> None:
@@ -358,6 +369,17 @@ class Kubelet:
     async def sync_pod(self, uid: str) -> None:
         """Make the runtime match pod ``uid`` and report its status. Raises on
         runtime/API failures (the pod worker retries)."""
+        self._seen_running.pop(uid, None)
+        self._syncing.add(uid)
+        try:
+            await self._sync_pod(uid)
+        finally:
+            self._syncing.discard(uid)
+            started = self._started_during_sync.pop(uid, set())
+            if started - self._seen_running.get(uid, set()):
+                self.workers.update(uid)
+
+    async def _sync_pod(self, uid: str) -> None:
         with SYNC_DURATION.time():
             pod = self.pod_by_uid.get(uid)
             status = await self.runtime_manager.get_pod_status(uid)
@@ -399,6 +421,8 @@ class Kubelet:
             if api_status.get("phase") == "Running":
                 self.pod_starts.running(uid)
             await self.status_manager.set_pod_status(pod, api_status)
+            self._seen_running[uid] = ({c.id for c in status.containers if c.state == STATE_RUNNING}
+                                       | {s.id for s in status.sandboxes if s.ready})
 
     async def _terminate(self, pod: dict, status: PodStatus) -> None:
         """Graceful deletion: stop containers, remove the sandbox, then delete the
@@ -417,6 +441,7 @@ class Kubelet:
             if e.code not in (404, 409):
                 raise
         self.status_manager.forget(uid)
+        self._seen_running.pop(uid, None)
         self.workers.forget(uid)
 
     async def _cleanup_orphan(self, uid: str, status: PodStatus) -> None:
@@ -430,6 +455,7 @@ class Kubelet:
         await self.runtime_manager.volumes.teardown_pod(uid)
         self.prober.remove_pod(uid)
         self.status_manager.forget(uid)
+        self._seen_running.pop(uid, None)
         self.workers.forget(uid)
 
     # ---- server host interface --------------------------------------------

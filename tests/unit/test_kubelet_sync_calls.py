@@ -88,3 +88,48 @@ async def test_a_sync_with_nothing_to_do_reports_no_change(tmp_path):
                                                hash=container_hash(POD["spec"]["containers"][0]))])
     result = await m.sync_pod(POD, st)
     assert not result.changed and rt.calls == []
+
+
+class _Workers:
+    def __init__(self):
+        self.updates = []
+
+    def update(self, uid):
+        self.updates.append(uid)
+
+
+def _kubelet(sync):
+    from kubelet.kubelet import Kubelet
+    k = object.__new__(Kubelet)  # only what PLEG event handling and the sync wrapper touch
+    k.workers, k._seen_running, k._syncing, k._started_during_sync = _Workers(), {}, set(), {}
+    k._sync_pod = sync
+    return k
+
+
+async def test_pleg_start_of_a_container_the_sync_saw_running_needs_no_sync():
+    from kubelet.pleg import CONTAINER_DIED, CONTAINER_STARTED, PodLifecycleEvent
+
+    async def sync(uid):
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_STARTED, "c1"))  # PLEG relists mid-sync
+        k._seen_running[uid] = {"s1", "c1"}  # what the sync's final status saw running
+    k = _kubelet(sync)
+    await k.sync_pod("u1")
+    k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_STARTED, "s1"))
+    assert k.workers.updates == []
+    k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_STARTED, "c2"))  # not started by that sync
+    k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_DIED, "c1"))
+    assert k.workers.updates == ["u1", "u1"]
+
+
+async def test_a_start_the_sync_did_not_see_or_a_failed_sync_syncs_again():
+    from kubelet.pleg import CONTAINER_STARTED, PodLifecycleEvent
+
+    async def sync(uid):
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_STARTED, "c9"))
+        raise RuntimeError("runtime down")
+    k = _kubelet(sync)
+    try:
+        await k.sync_pod("u1")
+    except RuntimeError:
+        pass
+    assert k.workers.updates == ["u1"] and not k._syncing
