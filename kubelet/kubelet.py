@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import random
 import time
 
 import httpx
@@ -29,7 +30,7 @@ from kubelet.cri import CRIError, RemoteRuntime
 from kubeling.client.record import EventRecorder
 from kubelet.kuberuntime import KubeRuntimeManager, pod_grace_period, pod_log_dir
 from kubelet.nodestatus import NodeStatusManager
-from kubelet.pleg import CONTAINER_STARTED, GenericPLEG, PodLifecycleEvent
+from kubelet.pleg import CONTAINER_CHANGED, CONTAINER_DIED, CONTAINER_STARTED, GenericPLEG, PodLifecycleEvent
 from kubelet.pod_status import TERMINAL_PHASES, generate_api_pod_status
 from kubelet.pod_workers import PodWorkers
 from kubelet.prober import ProbeManager
@@ -119,11 +120,12 @@ class Kubelet:
             root_dir=config.root_dir, readiness=self._node_readiness,
             interval=config.node_status_update_frequency, recorder=self.recorder.event,
             pressure=lambda: {"MemoryPressure": self.eviction.under_pressure(time.monotonic())})
-        # Containers and sandboxes each pod's last sync saw running, and ContainerStarted events that
-        # came while its sync ran: PLEG reporting a start the kubelet made itself needs no second sync.
-        self._seen_running: dict[str, set[str]] = {}
+        # Containers and sandboxes each pod's last sync saw running (id -> "container" | "sandbox"),
+        # and the PLEG events that came while its sync ran: PLEG reporting the creation and start
+        # the kubelet made itself (see _stale_events) needs no second sync.
+        self._seen_running: dict[str, dict[str, str]] = {}
         self._syncing: set[str] = set()
-        self._started_during_sync: dict[str, set[str]] = {}
+        self._events_during_sync: dict[str, list[PodLifecycleEvent]] = {}
         self.runtime_conditions: dict[str, tuple[bool, str]] = {}
         self.runtime_up = False
         self.network_ready = False
@@ -293,20 +295,37 @@ class Kubelet:
 
     def _on_pleg_event(self, ev: PodLifecycleEvent) -> None:
         PLEG_EVENTS.labels(ev.type).inc()
-        if ev.type == CONTAINER_STARTED:
-            if ev.uid in self._syncing:  # decided when that sync ends (sync_pod's finally)
-                self._started_during_sync.setdefault(ev.uid, set()).add(ev.data)
-                return
-            if ev.data in self._seen_running.get(ev.uid, ()):
-                return  # the sync that started it already reported it
+        if ev.uid in self._syncing:  # decided when that sync ends (sync_pod's finally)
+            self._events_during_sync.setdefault(ev.uid, []).append(ev)
+            return
+        if ev.type == CONTAINER_STARTED and ev.data in self._seen_running.get(ev.uid, {}):
+            return  # the sync that started it already reported it
         self.workers.update(ev.uid)
 
+    def _stale_events(self, uid: str, events: list[PodLifecycleEvent]) -> bool:
+        """Whether PLEG events that came during a sync of ``uid`` told nothing that sync's final status
+        did not see: a start (or the created state, ContainerChanged) of what it saw running, or a
+        sandbox first listed before it was up (NOTREADY counts as died) that it saw ready. A container
+        seen only in its created state keeps PLEG's view "unknown", so its later death still is an event."""
+        seen = self._seen_running.get(uid, {})
+        for ev in events:
+            kind = seen.get(ev.data)
+            if kind is None:
+                return False
+            if ev.type in (CONTAINER_STARTED, CONTAINER_CHANGED):
+                continue
+            if ev.type == CONTAINER_DIED and kind == "sandbox":
+                continue
+            return False
+        return True
+
     async def _resync_loop(self) -> None:
-        """Sync every pod periodically (probes, backoffs and missed events converge)."""
+        """Every sync_frequency: the running-pods gauge and the backoff GC. Pods themselves are
+        resynced one by one, sync_frequency (+ up to 50% jitter) after their own last sync
+        (sync_pod), as upstream's pod workers requeue each pod: a tick syncing every pod at once
+        would hit the runtime with a relist per pod in the middle of a burst of starts."""
         while True:
             await asyncio.sleep(self.config.sync_frequency)
-            for uid in list(self.pod_by_uid):
-                self.workers.update(uid)
             RUNNING_PODS.set(sum(1 for p in self.pleg.pods.values()
                                  if any(s.state == pb.SANDBOX_READY for s in p.sandboxes)))
             self.runtime_manager.backoff.gc()
@@ -375,9 +394,13 @@ class Kubelet:
             await self._sync_pod(uid)
         finally:
             self._syncing.discard(uid)
-            started = self._started_during_sync.pop(uid, set())
-            if started - self._seen_running.get(uid, set()):
+            events = self._events_during_sync.pop(uid, [])
+            if events and not self._stale_events(uid, events):
                 self.workers.update(uid)
+            if uid in self.pod_by_uid and uid in self.workers:
+                # Probes, backoffs, volume sources and missed events converge (upstream's resyncInterval
+                # with workerResyncIntervalJitterFactor 0.5); an earlier pending sync wins.
+                self.workers.update_after(uid, self.config.sync_frequency * (1 + 0.5 * random.random()))
 
     async def _sync_pod(self, uid: str) -> None:
         with SYNC_DURATION.time():
@@ -421,8 +444,8 @@ class Kubelet:
             if api_status.get("phase") == "Running":
                 self.pod_starts.running(uid)
             await self.status_manager.set_pod_status(pod, api_status)
-            self._seen_running[uid] = ({c.id for c in status.containers if c.state == STATE_RUNNING}
-                                       | {s.id for s in status.sandboxes if s.ready})
+            self._seen_running[uid] = {**{c.id: "container" for c in status.containers if c.state == STATE_RUNNING},
+                                       **{s.id: "sandbox" for s in status.sandboxes if s.ready}}
 
     async def _terminate(self, pod: dict, status: PodStatus) -> None:
         """Graceful deletion: stop containers, remove the sandbox, then delete the

@@ -92,26 +92,36 @@ async def test_a_sync_with_nothing_to_do_reports_no_change(tmp_path):
 
 class _Workers:
     def __init__(self):
-        self.updates = []
+        self.updates, self.later = [], []
+
+    def __contains__(self, uid):
+        return True
 
     def update(self, uid):
         self.updates.append(uid)
+
+    def update_after(self, uid, delay):
+        self.later.append((uid, delay))
 
 
 def _kubelet(sync):
     from kubelet.kubelet import Kubelet
     k = object.__new__(Kubelet)  # only what PLEG event handling and the sync wrapper touch
-    k.workers, k._seen_running, k._syncing, k._started_during_sync = _Workers(), {}, set(), {}
+    k.workers, k._seen_running, k._syncing, k._events_during_sync = _Workers(), {}, set(), {}
+    k.pod_by_uid = {}
     k._sync_pod = sync
     return k
 
 
 async def test_pleg_start_of_a_container_the_sync_saw_running_needs_no_sync():
-    from kubelet.pleg import CONTAINER_DIED, CONTAINER_STARTED, PodLifecycleEvent
+    from kubelet.pleg import CONTAINER_CHANGED, CONTAINER_DIED, CONTAINER_STARTED, PodLifecycleEvent
 
     async def sync(uid):
-        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_STARTED, "c1"))  # PLEG relists mid-sync
-        k._seen_running[uid] = {"s1", "c1"}  # what the sync's final status saw running
+        # PLEG relists mid-sync: the sandbox not ready yet ("died"), the container created, then started
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_DIED, "s1"))
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_CHANGED, "c1"))
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_STARTED, "c1"))
+        k._seen_running[uid] = {"s1": "sandbox", "c1": "container"}  # what its final status saw running
     k = _kubelet(sync)
     await k.sync_pod("u1")
     k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_STARTED, "s1"))
@@ -119,6 +129,17 @@ async def test_pleg_start_of_a_container_the_sync_saw_running_needs_no_sync():
     k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_STARTED, "c2"))  # not started by that sync
     k._on_pleg_event(PodLifecycleEvent("u1", CONTAINER_DIED, "c1"))
     assert k.workers.updates == ["u1", "u1"]
+
+
+async def test_a_container_death_during_a_sync_syncs_again():
+    from kubelet.pleg import CONTAINER_DIED, PodLifecycleEvent
+
+    async def sync(uid):
+        k._on_pleg_event(PodLifecycleEvent(uid, CONTAINER_DIED, "c1"))
+        k._seen_running[uid] = {"s1": "sandbox", "c1": "container"}
+    k = _kubelet(sync)
+    await k.sync_pod("u1")
+    assert k.workers.updates == ["u1"]
 
 
 async def test_a_start_the_sync_did_not_see_or_a_failed_sync_syncs_again():
@@ -133,3 +154,16 @@ async def test_a_start_the_sync_did_not_see_or_a_failed_sync_syncs_again():
     except RuntimeError:
         pass
     assert k.workers.updates == ["u1"] and not k._syncing
+
+
+async def test_each_pod_is_resynced_on_its_own_after_its_sync():
+    import dataclasses
+
+    async def sync(uid):
+        pass
+    k = _kubelet(sync)
+    k.config = dataclasses.make_dataclass("C", [("sync_frequency", float)])(10.0)
+    k.pod_by_uid = {"u1": {}}
+    await k.sync_pod("u1")
+    await k.sync_pod("gone")  # deleted meanwhile: no timer keeps its worker alive
+    assert [u for u, _ in k.workers.later] == ["u1"] and 10.0 <= k.workers.later[0][1] <= 15.0
