@@ -86,19 +86,23 @@ def test_base_chains_maps_and_masquerading():
 def test_cluster_ip_service_chain_and_map_element():
     text = render([svc("web", "10.96.0.10", HTTP)], [eps("web", ["10.244.1.2", "10.244.1.3"], HTTP_EP)])
     s = service_chain(WEB)
-    e1, e2 = (endpoint_chain(WEB, Endpoint(ip, 8080)) for ip in ("10.244.1.2", "10.244.1.3"))
     chain_rules = [line[len(T) + 1:] for line in text.splitlines() if line.startswith(f"{T} {s} ")]
     assert chain_rules == [
         f"{s} ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        f"{s} numgen random mod 2 == 0 goto {e1}",
-        f"{s} goto {e2}"]
+        f"{s} goto service-dnat-tcp-2"]
+    # The endpoints are elements of one data map, picked by one shared chain per endpoint count.
+    assert f"{T} service-dnat-tcp-2 meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 2 " \
+        "map @service-endpoints-tcp" in text
+    assert "add element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.2 . 8080, " \
+        "10.96.0.10 . 80 . 1 : 10.244.1.3 . 8080 }" in text
     assert f"add element ip kube-proxy service-ips {{ 10.96.0.10 . tcp . 80 : goto {s} }}" in text
     assert "add element ip kube-proxy cluster-ips { 10.96.0.10 }" in text
     # Hairpin: a pod reaching itself through the service is masqueraded.
-    assert f"{T} {e1} ip saddr 10.244.1.2 jump mark-for-masquerade" in text
-    assert f"{T} {e1} meta l4proto tcp dnat to 10.244.1.2:8080" in text
+    assert "add element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2, 10.244.1.3 . 10.244.1.3 }" in text
+    assert f"{T} masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints meta mark set meta mark | 0x4000" \
+        in text.splitlines()[text.splitlines().index(f"{T} masquerading meta mark & 0x4000 == 0 return") - 1]
     assert "no-endpoint" not in text.split("add element", 1)[1]
-    assert external_chain(WEB) not in text
+    assert external_chain(WEB) not in text and "chain ip kube-proxy endpoint-" not in text
 
 
 def test_masquerade_all_and_no_cluster_cidr():
@@ -113,8 +117,12 @@ def test_node_port_goes_through_external_chain():
     text = render([svc("web", "10.96.0.10", {**HTTP, "nodePort": 30080}, type="NodePort")],
                   [eps("web", ["10.244.1.2"], HTTP_EP)])
     x, s = external_chain(WEB), service_chain(WEB)
-    assert f"{T} {x} jump mark-for-masquerade\n{T} {x} goto {s}\n" in text
+    assert f"{T} {x} jump mark-for-masquerade\n{T} {x} goto nodeport-dnat-tcp-1\n" in text
+    assert f"{T} nodeport-dnat-tcp-1 meta l4proto tcp dnat ip to tcp dport . numgen random mod 1 " \
+        "map @nodeport-endpoints-tcp" in text
+    assert "add element ip kube-proxy nodeport-endpoints-tcp { 30080 . 0 : 10.244.1.2 . 8080 }" in text
     assert f"add element ip kube-proxy service-nodeports {{ tcp . 30080 : goto {x} }}" in text
+    assert f"{T} {s} goto service-dnat-tcp-1" in text
 
 
 def test_nodeport_addresses_and_localhost():
@@ -164,8 +172,10 @@ def test_several_ports_and_named_target_ports():
         + "-default/multi/udp/dns"
     assert f"10.96.0.20 . tcp . 80 : goto {service_chain(http)}" in text
     assert f"10.96.0.20 . udp . 53 : goto {service_chain(dns)}" in text
-    assert f"{T} {endpoint_chain(http, Endpoint('10.244.1.2', 8080))} meta l4proto tcp dnat to 10.244.1.2:8080" in text
-    assert f"{T} {endpoint_chain(dns, Endpoint('10.244.1.2', 9053))} meta l4proto udp dnat to 10.244.1.2:9053" in text
+    assert "add element ip kube-proxy service-endpoints-tcp { 10.96.0.20 . 80 . 0 : 10.244.1.2 . 8080 }" in text
+    assert "add element ip kube-proxy service-endpoints-udp { 10.96.0.20 . 53 . 0 : 10.244.1.2 . 9053 }" in text
+    assert f"{T} service-dnat-udp-1 meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 " \
+        "map @service-endpoints-udp" in text
     assert "add element ip kube-proxy cluster-ips { 10.96.0.20 }" in text  # once for both ports
 
 
@@ -198,15 +208,19 @@ def test_partial_sync_writes_only_the_difference():
     assert changed == {WEB}
     second = assemble(rules2, CONFIG, write=changed, previous=first)
     lines = second.text.splitlines()
-    gone = endpoint_chain(WEB, Endpoint("10.244.1.2", 8080))
     s = service_chain(WEB)
-    assert f"flush chain ip kube-proxy {s}" in lines and f"{T} {s} goto " + \
-        endpoint_chain(WEB, Endpoint("10.244.1.3", 8080)) in lines
-    assert lines[-2:] == [f"flush chain ip kube-proxy {gone}", f"delete chain ip kube-proxy {gone}"]
-    assert "db" not in second.text  # the other service is not touched
-    assert not any(line.startswith(("add element", "add table", "add map")) for line in lines)
+    assert f"flush chain ip kube-proxy {s}" in lines and f"{T} {s} goto service-dnat-tcp-1" in lines
+    # service-dnat-tcp-1 exists (db uses it); the 2-endpoint one nobody uses any more goes.
+    assert "add chain ip kube-proxy service-dnat-tcp-1" not in lines
+    assert lines[-2:] == ["flush chain ip kube-proxy service-dnat-tcp-2", "delete chain ip kube-proxy service-dnat-tcp-2"]
+    assert lines[-5:-2] == [
+        "delete element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }",
+        "delete element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0, 10.96.0.10 . 80 . 1 }",
+        "add element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.3 . 8080 }"]
+    assert "db" not in second.text and "10.96.0.11" not in second.text  # the other service is not touched
+    assert not any(line.startswith(("add table", "add map")) for line in lines)
     assert f"add chain ip kube-proxy {s}" not in lines  # exists: flushed, not declared
-    assert second.written == 1 and gone not in second.chains
+    assert second.written == 1 and "service-dnat-tcp-2" not in second.chains
 
     # The last endpoint goes: the map element moves from service-ips to no-endpoint-services.
     rules3 = service_port_rules(sm, {k: v for k, v in em2.items() if k != WEB}, CONFIG, previous=rules2)
@@ -292,7 +306,7 @@ async def test_proxier_full_then_partial_then_full_after_failure():
     state["eps"] = [eps("web", ["10.244.1.3"], HTTP_EP)]
     stats = await p.sync_proxy_rules()
     assert not stats.full and stats.written == 1 and nft.listed == 1
-    assert "delete chain ip kube-proxy " + endpoint_chain(WEB, Endpoint("10.244.1.2", 8080)) in nft.applied[-1]
+    assert "delete element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }" in nft.applied[-1]
     stats = await p.sync_proxy_rules()  # nothing changed: only the sentinel chain is rewritten
     assert not stats.full and stats.written == 0
     assert nft.applied[-1] == ("flush chain ip kube-proxy services\n"
