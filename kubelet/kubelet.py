@@ -126,6 +126,7 @@ class Kubelet:
         self._seen_running: dict[str, dict[str, str]] = {}
         self._syncing: set[str] = set()
         self._events_during_sync: dict[str, list[PodLifecycleEvent]] = {}
+        self._synced_once: set[str] = set()  # pods this process synced at least once
         self.runtime_conditions: dict[str, tuple[bool, str]] = {}
         self.runtime_up = False
         self.network_ready = False
@@ -405,7 +406,14 @@ class Kubelet:
     async def _sync_pod(self, uid: str) -> None:
         with SYNC_DURATION.time():
             pod = self.pod_by_uid.get(uid)
-            status = await self.runtime_manager.get_pod_status(uid)
+            first = uid not in self._synced_once
+            self._synced_once.add(uid)
+            if first and pod is not None and self.pleg.relisted.is_set() and uid not in self.pleg.pods:
+                # Nothing of a pod this process never synced can exist unless an earlier kubelet made
+                # it, and that would be in every relist: no need to ask the runtime.
+                status = PodStatus(uid)
+            else:
+                status = await self.runtime_manager.get_pod_status(uid)
             if pod is None:
                 await self._cleanup_orphan(uid, status)
                 return
@@ -436,7 +444,7 @@ class Kubelet:
                 if result.requeue_after is not None:
                     self.workers.update_after(uid, result.requeue_after)
                 if result.changed:
-                    status = await self.runtime_manager.get_pod_status(uid)
+                    status = await self.runtime_manager.status_after(result, uid)
             self.prober.update(pod, status)
             pod = self.pod_by_uid.get(uid, pod)
             api_status = generate_api_pod_status(pod, status, node_ip=self.config.node_ip, now=time.time(),
@@ -465,6 +473,7 @@ class Kubelet:
                 raise
         self.status_manager.forget(uid)
         self._seen_running.pop(uid, None)
+        self._synced_once.discard(uid)
         self.workers.forget(uid)
 
     async def _cleanup_orphan(self, uid: str, status: PodStatus) -> None:
@@ -479,6 +488,7 @@ class Kubelet:
         self.prober.remove_pod(uid)
         self.status_manager.forget(uid)
         self._seen_running.pop(uid, None)
+        self._synced_once.discard(uid)
         self.workers.forget(uid)
 
     # ---- server host interface --------------------------------------------

@@ -80,10 +80,25 @@ class SyncResult:
     reasons: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     requeue_after: float | None = None
     changed: bool = False  # whether the sync acted on the runtime (the pod's status must be read again)
+    created: list[str] = dataclasses.field(default_factory=list)  # ids of the containers it created
+    first_start: PodStatus | None = None  # a pod's first start: its status with the new sandbox only
 
     def soon(self, delay: float) -> None:
         """Ask for a resync within ``delay`` seconds."""
         self.requeue_after = delay if self.requeue_after is None else min(self.requeue_after, delay)
+
+
+def _container_status(cs: pb.ContainerStatus, fallback_annotations: dict[str, str]) -> ContainerStatus:
+    """A CRI ContainerStatus as the kubelet keeps it (times in seconds, restart count and spec hash from
+    its annotations, else ``fallback_annotations``: those of the ListContainers entry)."""
+    ann = dict(cs.annotations) or fallback_annotations
+    return ContainerStatus(
+        id=cs.id, name=cs.metadata.name, state=state_of(cs.state),
+        created_at=cs.created_at / 1e9, started_at=cs.started_at / 1e9,
+        finished_at=cs.finished_at / 1e9, exit_code=cs.exit_code, image=cs.image.image,
+        image_ref=cs.image_ref, reason=cs.reason, message=cs.message,
+        restart_count=int(ann.get(RESTART_COUNT_ANNOTATION, cs.metadata.attempt) or 0),
+        hash=ann.get(CONTAINER_HASH_ANNOTATION, ""), log_path=cs.log_path)
 
 
 def pod_grace_period(pod: dict) -> int:
@@ -292,14 +307,23 @@ class KubeRuntimeManager:
                 if e.not_found:
                     continue
                 raise
-            ann = dict(cs.annotations) or dict(c.annotations)
-            status.containers.append(ContainerStatus(
-                id=cs.id, name=cs.metadata.name, state=state_of(cs.state),
-                created_at=cs.created_at / 1e9, started_at=cs.started_at / 1e9,
-                finished_at=cs.finished_at / 1e9, exit_code=cs.exit_code, image=cs.image.image,
-                image_ref=cs.image_ref, reason=cs.reason, message=cs.message,
-                restart_count=int(ann.get(RESTART_COUNT_ANNOTATION, cs.metadata.attempt) or 0),
-                hash=ann.get(CONTAINER_HASH_ANNOTATION, ""), log_path=cs.log_path))
+            status.containers.append(_container_status(cs, dict(c.annotations)))
+        status.containers.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
+        return status
+
+    async def status_after(self, result: SyncResult, uid: str) -> PodStatus:
+        """The pod's status after a sync that changed something: for a pod's first start, its new
+        sandbox plus a ContainerStatus of each container the sync created (nothing else of it can
+        exist); otherwise get_pod_status. Raises CRIError."""
+        if result.first_start is None:
+            return await self.get_pod_status(uid)
+        status = dataclasses.replace(result.first_start, containers=[])
+        for cid in result.created:
+            try:
+                status.containers.append(_container_status(await self.runtime.container_status(cid), {}))
+            except CRIError as e:
+                if not e.not_found:
+                    raise
         status.containers.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
         return status
 
@@ -450,6 +474,7 @@ class KubeRuntimeManager:
             return False
         try:
             cid = await self.runtime.create_container(sandbox_id, cfg, sandbox_config)
+            result.created.append(cid)
         except CRIError as e:
             result.reasons[name] = ("CreateContainerError", e.message)
             self.recorder(pod, "Warning", "Failed", f"Error: {e.message}")
@@ -537,6 +562,8 @@ class KubeRuntimeManager:
                 # A pod's first sandbox: nothing else of it exists, so its status is known but for
                 # the IP; one PodSandboxStatus instead of relisting every sandbox and container.
                 status = await self._first_sandbox_status(status, sandbox_id, actions.attempt)
+                if len(status.sandboxes) == 1 and not status.containers:
+                    result.first_start = status
         if actions.next_init is not None:
             await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result,
                                        volumes=volumes)

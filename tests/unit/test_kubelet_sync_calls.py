@@ -67,6 +67,11 @@ class FakeRuntime:
     async def start_container(self, cid):
         self.calls.append("StartContainer")
 
+    async def container_status(self, cid):
+        self.calls.append("ContainerStatus")
+        return pb.ContainerStatus(id=cid, metadata=pb.ContainerMetadata(name="app"), state=pb.CONTAINER_RUNNING,
+                                  started_at=3_000_000_000, annotations={"io.kubernetes.container.restartCount": "0"})
+
 
 async def test_first_sync_reads_the_new_sandbox_without_relisting(tmp_path):
     rt = FakeRuntime()
@@ -77,6 +82,11 @@ async def test_first_sync_reads_the_new_sandbox_without_relisting(tmp_path):
     assert result.changed and not result.reasons
     assert rt.calls == ["RunPodSandbox", "PodSandboxStatus", "ImageStatus",
                         ("CreateContainer", "s1", ["10.244.0.9"]), "StartContainer"]
+    rt.calls.clear()
+    st = await m.status_after(result, "u1")  # the sandbox it made plus its container: no relist
+    assert rt.calls == ["ContainerStatus"]
+    assert [s.id for s in st.sandboxes] == ["s1"] and st.ip == "10.244.0.9"
+    assert [(c.id, c.name, c.state, c.started_at) for c in st.containers] == [("c1", "app", "running", 3.0)]
 
 
 async def test_a_sync_with_nothing_to_do_reports_no_change(tmp_path):
