@@ -15,35 +15,42 @@ set and map names): one table ``ip kube-proxy`` holding
   (proto . dport -> goto external chain, for local destinations),
   ``no-endpoint-services`` / ``no-endpoint-nodeports`` (-> goto reject-chain),
   and the ``cluster-ips`` set (other ports of a cluster IP are rejected);
-- per service port ``service-<hash>-ns/name/proto/port`` (masquerade mark for
-  traffic from outside the cluster CIDR) and ``external-<hash>-...`` (node port:
-  masquerade), as upstream.
+- per service port with ClientIP affinity, upstream's chains:
+  ``service-<hash>-ns/name/proto/port`` (masquerade mark for traffic from
+  outside the cluster CIDR, affinity lookups, ``numgen`` choice),
+  ``external-<hash>-...`` (node port: masquerade, then the service chain) and
+  per endpoint ``endpoint-<hash>-...__ip/port`` (hairpin masquerade mark, DNAT,
+  client recorded in its ``affinity-<hash>-...`` dynamic set).
 
-Deviation from upstream's layout (why: kernel object count; a 5,000-service
-full sync took 5 s of nft + kernel CPU with 55k chains, now about 1 s): a
-service port WITHOUT ClientIP affinity has no ``endpoint-<hash>-...`` chains.
-Its endpoints are elements of the data maps ``service-endpoints-<proto>``
-(cluster IP . port . index -> endpoint ip . port) and
-``nodeport-endpoints-<proto>`` (node port . index -> endpoint), and its chains
-``goto`` a chain shared by every service port with the same endpoint count n,
-``service-dnat-<proto>-<n>`` / ``nodeport-dnat-<proto>-<n>``, whose one rule
-is ``dnat ip to <key> . numgen random mod n map @...``: each endpoint 1/n, as
-upstream's ``numgen random mod n vmap``. The maps are per protocol and named,
-not anonymous, because the kernel walks every element of a map for each rule
-that binds it (5,000 binding rules x 50,000 elements was 5 s) and allocates
-anonymous sets' names by walking all sets; the key names the protocol
-(``tcp dport``) because nft 1.0.6 cannot read back a ``th dport`` key. Hairpin
-(a pod reaching itself through a service; upstream: ``ip saddr <ep> jump
-mark-for-masquerade`` per endpoint chain) is one rule in ``masquerading``
-matching ``ct status dnat`` packets whose ``saddr . daddr`` is in the
-``hairpin-endpoints`` set (endpoint . endpoint). Service ports WITH ClientIP
-affinity keep upstream's per-endpoint ``endpoint-<hash>-...__ip/port`` chains
-(hairpin mark, DNAT) and ``affinity-<hash>-...`` dynamic sets, chosen with
-``numgen random mod (N-i) == 0 goto`` rules (upstream's anonymous vmap is a
-verdict map the jump loop check walks on every jump: quadratic here). Kept
-from upstream: the table, base chains, the service/external chain names, the
+Deviation from upstream's layout, for every service port WITHOUT ClientIP
+affinity (why: kernel object count -- 5,000 services x 10 endpoints made 55k
+chains and took ~5 s of nft + kernel CPU per full sync; now 15 chains and
+~0.8 s): no chain of its own at all. Its endpoints are elements of the data
+maps ``service-endpoints-<proto>`` (cluster IP . port . index -> endpoint
+ip . port) and ``nodeport-endpoints-<proto>`` (node port . index -> endpoint);
+its ``service-ips`` / ``service-nodeports`` elements ``goto`` a chain shared by
+every service port with the same protocol and endpoint count n,
+``service-dnat-<proto>-<n>`` (masquerade mark as upstream's service chain,
+then ``dnat ip to ip daddr . <proto> dport . numgen random mod n map
+@service-endpoints-<proto>``) / ``nodeport-dnat-<proto>-<n>`` (masquerade mark
+as upstream's external chain, then the same from ``@nodeport-endpoints-<proto>``):
+each endpoint 1/n, as upstream's ``numgen random mod n vmap``. The maps are
+named and shared, not anonymous per service, because the kernel walks every
+element of a map for each rule binding it (5,000 binding rules x 50,000
+elements took 5 s) and allocates anonymous sets' names by walking all sets;
+the key spells the protocol (``tcp dport``) because nft 1.0.6 cannot read back
+a rule whose map key has ``th dport``. Hairpin (a pod reaching itself through
+a service; upstream: ``ip saddr <ep> jump mark-for-masquerade`` in each
+endpoint chain) is the first rule of ``masquerading``: ``ct status dnat``
+packets whose ``ip saddr . ip daddr`` is in the ``hairpin-endpoints`` set
+(endpoint . endpoint) get the masquerade mark. Affinity service ports choose
+with ``numgen random mod (N-i) == 0 goto`` rules, not upstream's anonymous
+vmap (a verdict map the jump loop check walks on every jump: quadratic here).
+Kept from upstream: the table, the base and helper chains, the
 ``service-ips`` / ``service-nodeports`` / ``no-endpoint-*`` maps and the
-``cluster-ips`` set, and the behaviour (choice, masquerading, REJECT).
+``cluster-ips`` set with upstream's names and keys, the chain names of
+affinity service ports, and the behaviour (uniform choice, masquerading,
+hairpin, REJECT without endpoints, ClientIP affinity).
 
 Besides upstream, ``filter-forward`` carries what kubeling's KUBE-FORWARD
 chain does in the iptables mode (invalid drop, accept the cluster CIDR,
@@ -159,12 +166,21 @@ def dnat_chain(proto: str, n: int, *, node_port: bool = False) -> str:
     return f"{'nodeport' if node_port else 'service'}-dnat-{proto}-{n}"
 
 
-def dnat_chain_rules(name: str) -> tuple[str, ...]:
-    """The one rule of a dnat_chain, from its name: DNAT to the endpoint the data map
-    gives for (cluster IP . port or node port) . random index below n."""
+def dnat_chain_rules(name: str, config: RulesConfig) -> tuple[str, ...]:
+    """The rules of a dnat_chain, from its name: the masquerade mark (node-port
+    traffic always; cluster-IP traffic as upstream's service chain marks it), then
+    DNAT to the endpoint the data map gives for (cluster IP . port, or node port) .
+    a random index below n."""
     kind, _, proto, n = name.split("-")
-    key = f"ip daddr . {proto} dport" if kind == "service" else f"{proto} dport"
-    return (f"meta l4proto {proto} dnat ip to {key} . numgen random mod {n} map @{kind}-endpoints-{proto}",)
+    if kind == "nodeport":
+        rules = ["jump mark-for-masquerade"]
+        key = f"{proto} dport"
+    else:
+        rules = ["jump mark-for-masquerade"] if config.masquerade_all else \
+            [f"ip saddr != {config.cluster_cidr} jump mark-for-masquerade"] if config.cluster_cidr else []
+        key = f"ip daddr . {proto} dport"
+    rules.append(f"meta l4proto {proto} dnat ip to {key} . numgen random mod {n} map @{kind}-endpoints-{proto}")
+    return tuple(rules)
 
 
 class ServicePortNft(NamedTuple):
@@ -201,6 +217,22 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
             elements.append(("no-endpoint-nodeports", f"{proto} . {sp.node_port}", "goto reject-chain"))
         return ServicePortNft(key, (), (), tuple(elements), eps)
 
+    n = len(eps)
+    if not sp.affinity_timeout:
+        # No chain of its own: the map elements lead to the shared chains.
+        shared = [dnat_chain(proto, n)]
+        elements.append(("service-ips", f"{cip} . {proto} . {sp.port}", f"goto {shared[0]}"))
+        emap = f"service-endpoints-{proto}"
+        prefix = f"{cip} . {sp.port} . "
+        elements += [(emap, f"{prefix}{i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
+        elements += [(HAIRPIN_SET, f"{ep.ip} . {ep.ip}", "") for ep in eps]
+        if sp.node_port:
+            shared.append(dnat_chain(proto, n, node_port=True))
+            elements.append(("service-nodeports", f"{proto} . {sp.node_port}", f"goto {shared[1]}"))
+            nmap = f"nodeport-endpoints-{proto}"
+            elements += [(nmap, f"{sp.node_port} . {i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
+        return ServicePortNft(key, (), (), tuple(elements), eps, tuple(shared))
+
     svc = service_chain(spn)
     dst = f"ip daddr {cip} {proto} dport {sp.port}"
     svc_rules = []
@@ -209,23 +241,6 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
     elif config.cluster_cidr:
         svc_rules.append(f"{dst} ip saddr != {config.cluster_cidr} jump mark-for-masquerade")
     elements.append(("service-ips", f"{cip} . {proto} . {sp.port}", f"goto {svc}"))
-    n = len(eps)
-    if not sp.affinity_timeout:
-        shared = [dnat_chain(proto, n)]
-        svc_rules.append(f"goto {shared[0]}")
-        chains = [(svc, tuple(svc_rules))]
-        emap = f"service-endpoints-{proto}"
-        prefix = f"{cip} . {sp.port} . "
-        elements += [(emap, f"{prefix}{i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
-        elements += [(HAIRPIN_SET, f"{ep.ip} . {ep.ip}", "") for ep in eps]
-        if sp.node_port:
-            ext = external_chain(spn)
-            shared.append(dnat_chain(proto, n, node_port=True))
-            chains.append((ext, ("jump mark-for-masquerade", f"goto {shared[1]}")))
-            elements.append(("service-nodeports", f"{proto} . {sp.node_port}", f"goto {ext}"))
-            nmap = f"nodeport-endpoints-{proto}"
-            elements += [(nmap, f"{sp.node_port} . {i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
-        return ServicePortNft(key, tuple(chains), (), tuple(elements), eps, tuple(shared))
 
     # ClientIP affinity: upstream's layout, one chain per endpoint that records
     # the client in its dynamic set; the lookups come before the random choice.
@@ -410,7 +425,7 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
                 flush.append(f"flush chain {table} {chain}")
             else:
                 decl.append(f"add chain {table} {chain}")
-            body += [f"add rule {table} {chain} {rule}" for rule in dnat_chain_rules(chain)]
+            body += [f"add rule {table} {chain} {rule}" for rule in dnat_chain_rules(chain, config)]
     chains.update(shared)
     for spn in sorted(rules, key=lambda s: (str(s), s.protocol)):
         r = rules[spn]
@@ -419,7 +434,7 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
         elements.update(((name, k), v) for name, k, v in r.elements)
         if not (full or spn in write_set):
             continue
-        written += bool(r.chains)
+        written += bool(r.chains or r.shared)
         decl += [f"add set {table} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {t}s ; }}"
                  for name, t in r.sets]
         for chain, chain_rules in r.chains:

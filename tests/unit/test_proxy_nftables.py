@@ -85,44 +85,45 @@ def test_base_chains_maps_and_masquerading():
 
 def test_cluster_ip_service_chain_and_map_element():
     text = render([svc("web", "10.96.0.10", HTTP)], [eps("web", ["10.244.1.2", "10.244.1.3"], HTTP_EP)])
-    s = service_chain(WEB)
-    chain_rules = [line[len(T) + 1:] for line in text.splitlines() if line.startswith(f"{T} {s} ")]
+    # No chain per service port or endpoint: the endpoints are elements of one data map,
+    # picked by one chain shared by every service port with as many endpoints.
+    d = "service-dnat-tcp-2"
+    chain_rules = [line[len(T) + 1:] for line in text.splitlines() if line.startswith(f"{T} {d} ")]
     assert chain_rules == [
-        f"{s} ip daddr 10.96.0.10 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        f"{s} goto service-dnat-tcp-2"]
-    # The endpoints are elements of one data map, picked by one shared chain per endpoint count.
-    assert f"{T} service-dnat-tcp-2 meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 2 " \
-        "map @service-endpoints-tcp" in text
+        f"{d} ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+        f"{d} meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 2 map @service-endpoints-tcp"]
     assert "add element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.2 . 8080, " \
         "10.96.0.10 . 80 . 1 : 10.244.1.3 . 8080 }" in text
-    assert f"add element ip kube-proxy service-ips {{ 10.96.0.10 . tcp . 80 : goto {s} }}" in text
+    assert f"add element ip kube-proxy service-ips {{ 10.96.0.10 . tcp . 80 : goto {d} }}" in text
     assert "add element ip kube-proxy cluster-ips { 10.96.0.10 }" in text
     # Hairpin: a pod reaching itself through the service is masqueraded.
     assert "add element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2, 10.244.1.3 . 10.244.1.3 }" in text
     assert f"{T} masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints meta mark set meta mark | 0x4000" \
         in text.splitlines()[text.splitlines().index(f"{T} masquerading meta mark & 0x4000 == 0 return") - 1]
     assert "no-endpoint" not in text.split("add element", 1)[1]
-    assert external_chain(WEB) not in text and "chain ip kube-proxy endpoint-" not in text
+    assert external_chain(WEB) not in text and service_chain(WEB) not in text
+    assert "chain ip kube-proxy endpoint-" not in text
 
 
 def test_masquerade_all_and_no_cluster_cidr():
     objs = ([svc("web", "10.96.0.10", HTTP)], [eps("web", ["10.244.1.2"], HTTP_EP)])
-    s = service_chain(WEB)
-    assert f"{T} {s} ip daddr 10.96.0.10 tcp dport 80 jump mark-for-masquerade" in \
+    d = "service-dnat-tcp-1"
+    dnat = f"{T} {d} meta l4proto tcp dnat"
+    assert f"{T} {d} jump mark-for-masquerade\n{dnat}" in \
         render(*objs, RulesConfig(cluster_cidr="10.244.0.0/16", masquerade_all=True))
-    assert "jump mark-for-masquerade" not in render(*objs, RulesConfig()).split(f"{T} {s} ", 1)[1].split("\n")[0]
+    assert [line for line in render(*objs, RulesConfig()).splitlines() if line.startswith(f"{T} {d} ")] == \
+        [f"{dnat} ip to ip daddr . tcp dport . numgen random mod 1 map @service-endpoints-tcp"]  # no masquerading
 
 
-def test_node_port_goes_through_external_chain():
+def test_node_port_goes_through_its_dnat_chain():
     text = render([svc("web", "10.96.0.10", {**HTTP, "nodePort": 30080}, type="NodePort")],
                   [eps("web", ["10.244.1.2"], HTTP_EP)])
-    x, s = external_chain(WEB), service_chain(WEB)
-    assert f"{T} {x} jump mark-for-masquerade\n{T} {x} goto nodeport-dnat-tcp-1\n" in text
-    assert f"{T} nodeport-dnat-tcp-1 meta l4proto tcp dnat ip to tcp dport . numgen random mod 1 " \
-        "map @nodeport-endpoints-tcp" in text
+    x = "nodeport-dnat-tcp-1"
+    assert f"{T} {x} jump mark-for-masquerade\n{T} {x} meta l4proto tcp dnat ip to tcp dport . " \
+        "numgen random mod 1 map @nodeport-endpoints-tcp\n" in text
     assert "add element ip kube-proxy nodeport-endpoints-tcp { 30080 . 0 : 10.244.1.2 . 8080 }" in text
     assert f"add element ip kube-proxy service-nodeports {{ tcp . 30080 : goto {x} }}" in text
-    assert f"{T} {s} goto service-dnat-tcp-1" in text
+    assert "10.96.0.10 . tcp . 80 : goto service-dnat-tcp-1" in text and external_chain(WEB) not in text
 
 
 def test_nodeport_addresses_and_localhost():
@@ -170,8 +171,8 @@ def test_several_ports_and_named_target_ports():
     http, dns = ServicePortName("default", "multi", "http", "TCP"), ServicePortName("default", "multi", "dns", "UDP")
     assert service_chain(dns) == service_chain(dns).split("-", 2)[0] + "-" + service_chain(dns).split("-", 2)[1] \
         + "-default/multi/udp/dns"
-    assert f"10.96.0.20 . tcp . 80 : goto {service_chain(http)}" in text
-    assert f"10.96.0.20 . udp . 53 : goto {service_chain(dns)}" in text
+    assert "10.96.0.20 . tcp . 80 : goto service-dnat-tcp-1" in text
+    assert "10.96.0.20 . udp . 53 : goto service-dnat-udp-1" in text
     assert "add element ip kube-proxy service-endpoints-tcp { 10.96.0.20 . 80 . 0 : 10.244.1.2 . 8080 }" in text
     assert "add element ip kube-proxy service-endpoints-udp { 10.96.0.20 . 53 . 0 : 10.244.1.2 . 9053 }" in text
     assert f"{T} service-dnat-udp-1 meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 " \
@@ -208,18 +209,16 @@ def test_partial_sync_writes_only_the_difference():
     assert changed == {WEB}
     second = assemble(rules2, CONFIG, write=changed, previous=first)
     lines = second.text.splitlines()
-    s = service_chain(WEB)
-    assert f"flush chain ip kube-proxy {s}" in lines and f"{T} {s} goto service-dnat-tcp-1" in lines
     # service-dnat-tcp-1 exists (db uses it); the 2-endpoint one nobody uses any more goes.
-    assert "add chain ip kube-proxy service-dnat-tcp-1" not in lines
+    assert not any(line.startswith(("add chain", "add table", "add map")) for line in lines)
     assert lines[-2:] == ["flush chain ip kube-proxy service-dnat-tcp-2", "delete chain ip kube-proxy service-dnat-tcp-2"]
-    assert lines[-5:-2] == [
+    assert lines[-7:-2] == [
         "delete element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }",
         "delete element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0, 10.96.0.10 . 80 . 1 }",
-        "add element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.3 . 8080 }"]
+        "delete element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 }",
+        "add element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 : 10.244.1.3 . 8080 }",
+        "add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-dnat-tcp-1 }"]
     assert "db" not in second.text and "10.96.0.11" not in second.text  # the other service is not touched
-    assert not any(line.startswith(("add table", "add map")) for line in lines)
-    assert f"add chain ip kube-proxy {s}" not in lines  # exists: flushed, not declared
     assert second.written == 1 and "service-dnat-tcp-2" not in second.chains
 
     # The last endpoint goes: the map element moves from service-ips to no-endpoint-services.
@@ -227,8 +226,8 @@ def test_partial_sync_writes_only_the_difference():
     third = assemble(rules3, CONFIG, write={WEB}, previous=second).text.splitlines()
     assert "delete element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 }" in third
     assert "add element ip kube-proxy no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }" in third
-    assert third.index("delete element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 }") < \
-        third.index(f"delete chain ip kube-proxy {s}")
+    assert "delete element ip kube-proxy service-endpoints-tcp { 10.96.0.10 . 80 . 0 }" in third
+    assert not any(line.startswith("delete chain") for line in third)  # db still uses service-dnat-tcp-1
 
 
 def test_cleanup_is_one_transaction_whether_or_not_the_table_exists():
