@@ -19,6 +19,7 @@ whether the client address was masqueraded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -367,6 +368,58 @@ async def test_nftables_replaces_a_table_it_cannot_flush_into_shape(topo):
         assert topo.ask("tcp", "10.96.77.10", 80) == [f"p2 {NODE_POD_GW}"]
         rules = "\n".join(topo.our_rules())
         assert "STALE" not in rules and "type filter hook input priority -110" in rules
+    finally:
+        assert await cleanup(topo)
+        topo.mode = "iptables"
+
+
+def nft_table_json(topo: Topology) -> list:
+    """Our nft table as sorted ``nft -j`` objects without handles, set and map elements
+    sorted (their listing order is the kernel's hash order, which partial and full
+    syncs need not share)."""
+    out = sh("ip", "netns", "exec", topo.node, "nft", "-j", "list", "table", "ip", CONFIG.nftables_table)
+    objs = []
+    for obj in json.loads(out)["nftables"]:
+        for kind, body in obj.items():
+            if isinstance(body, dict):
+                body.pop("handle", None)  # a rewritten rule gets a new one
+                if kind in ("set", "map") and "elem" in body:
+                    body["elem"] = sorted(body["elem"], key=json.dumps)
+        objs.append(json.dumps(obj, sort_keys=True))
+    return sorted(objs)
+
+
+async def test_nftables_partial_syncs_end_where_a_full_sync_does(topo):
+    """nftables mode: partial syncs through endpoint-count changes (the service moves
+    between the shared service-dnat-tcp-<n> chains, its map elements are replaced),
+    a new node port, ClientIP affinity on and off, and a removed service leave the
+    table a full sync writes, and traffic follows each change."""
+    topo.mode = "nftables"
+    web = svc("web", "10.96.77.10", HTTP)
+    web_np = svc("web", "10.96.77.10", {**HTTP, "nodePort": 30777}, type="NodePort")
+    sticky = svc("web", "10.96.77.10", {**HTTP, "nodePort": 30777}, type="NodePort", sessionAffinity="ClientIP")
+    other = svc("other", "10.96.77.11", HTTP)
+    both, only_p2 = eps("web", [PODS["p1"], PODS["p2"]], HTTP_EP), eps("web", [PODS["p2"]], HTTP_EP)
+    steps = [([web, other], [both, eps("other", [PODS["p1"]], HTTP_EP)], {"p1", "p2"}),
+             ([web, other], [only_p2, eps("other", [PODS["p1"]], HTTP_EP)], {"p2"}),
+             ([web_np, other], [both, eps("other", [PODS["p1"]], HTTP_EP)], {"p1", "p2"}),
+             ([sticky, other], [both], None),
+             ([web_np], [only_p2], {"p2"})]
+    try:
+        state = {"svcs": steps[0][0], "eps": steps[0][1]}
+        p = proxier(topo, state)
+        assert (await p.sync_proxy_rules()).full
+        for svcs, endpoints, reached in steps[1:]:
+            state["svcs"], state["eps"] = svcs, endpoints
+            assert not (await p.sync_proxy_rules()).full
+            answers = {a.split()[0] for a in topo.ask("tcp", "10.96.77.10", 80, 12)}
+            assert answers == reached if reached else len(answers) == 1, answers
+            partial = nft_table_json(topo)
+            p.force_full_sync()
+            assert (await p.sync_proxy_rules()).full
+            assert nft_table_json(topo) == partial
+        assert topo.ask("tcp", NODE_UNDERLAY, 30777) == [f"p2 {NODE_POD_GW}"]
+        assert not any("10.96.77.11" in obj for obj in nft_table_json(topo))  # the removed service left nothing
     finally:
         assert await cleanup(topo)
         topo.mode = "iptables"
