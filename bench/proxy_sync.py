@@ -10,7 +10,8 @@ decode plus one dict replacement per change) and prints:
 
 - the first full sync: listing what exists (iptables: chains; nftables: chain
   and set names), render (parse + rules text) and apply (iptables-restore,
-  or one ``nft -f -``), and the ruleset's size in lines and bytes;
+  or one ``nft -f -``), and the ruleset's size in lines and bytes (nftables:
+  also the chains, sets/maps and set elements in the table);
 - a second full sync with the chains in place (what every --sync-period does);
 - a one-endpoint change (one Endpoints object replaced by one with another
   address), timed from ``runner.run()`` -- what the informer handler calls --
@@ -151,8 +152,12 @@ async def bench_size(mode: str, n: int, args: argparse.Namespace) -> None:
         except (IptablesError, NftError) as e:
             print(f"{mode:>8} {n:>6} services: first full sync failed: {e}", flush=True)
             return
+        objects = ""
+        if mode == "nftables":  # lines say little here: map elements go 1,000 to a line
+            chains, sets = await proxier.nft.list_names(proxier.config.nftables_table)
+            objects = f", {len(chains)} chains, {len(sets)} sets and maps, {len(proxier._applied.elements)} elements"
         print(f"{mode:>8} {n:>6} services x {ENDPOINTS} endpoints: ruleset {first.lines} lines, "
-              f"{first.bytes / 1e6:.2f} MB", flush=True)
+              f"{first.bytes / 1e6:.2f} MB{objects}", flush=True)
         print(f"        first full sync    {fmt(first)}   total {first_total:7.2f} s  ({first_cpu})", flush=True)
         proxier.force_full_sync()
         again, again_total, again_cpu = await timed_sync(proxier)
