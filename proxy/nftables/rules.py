@@ -188,8 +188,8 @@ class ServicePortNft(NamedTuple):
 
     ``key``: what they were rendered from (equal keys give equal pieces).
     ``chains``: (chain name, its rules) pairs it owns (none without endpoints);
-    ``sets``: (affinity set name, timeout seconds); ``elements``: (set or map
-    name, element key, value: a verdict, endpoint data, or "" for a set) it puts in the shared sets
+    ``sets``: (affinity set name, timeout seconds); ``elements``: ((set or map
+    name, element key), value: a verdict, endpoint data, or "" for a set) it puts in the shared sets
     and maps. ``source``: the endpoint list rendered from (identity check).
     ``shared``: names of the dnat_chains it uses (other service ports may too).
     """
@@ -197,7 +197,7 @@ class ServicePortNft(NamedTuple):
     key: tuple
     chains: tuple[tuple[str, tuple[str, ...]], ...]
     sets: tuple[tuple[str, int], ...]
-    elements: tuple[tuple[str, str, str], ...]
+    elements: tuple[tuple[tuple[str, str], str], ...]
     source: object = None
     shared: tuple[str, ...] = ()
 
@@ -210,27 +210,27 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
     proto = spn.protocol.lower()
     key = (sp, tuple(eps))
     cip = sp.cluster_ip
-    elements = [("cluster-ips", cip, "")]
+    elements = [(("cluster-ips", cip), "")]
     if not eps:
-        elements.append(("no-endpoint-services", f"{cip} . {proto} . {sp.port}", "goto reject-chain"))
+        elements.append((("no-endpoint-services", f"{cip} . {proto} . {sp.port}"), "goto reject-chain"))
         if sp.node_port:
-            elements.append(("no-endpoint-nodeports", f"{proto} . {sp.node_port}", "goto reject-chain"))
+            elements.append((("no-endpoint-nodeports", f"{proto} . {sp.node_port}"), "goto reject-chain"))
         return ServicePortNft(key, (), (), tuple(elements), eps)
 
     n = len(eps)
     if not sp.affinity_timeout:
         # No chain of its own: the map elements lead to the shared chains.
         shared = [dnat_chain(proto, n)]
-        elements.append(("service-ips", f"{cip} . {proto} . {sp.port}", f"goto {shared[0]}"))
+        elements.append((("service-ips", f"{cip} . {proto} . {sp.port}"), f"goto {shared[0]}"))
         emap = f"service-endpoints-{proto}"
         prefix = f"{cip} . {sp.port} . "
-        elements += [(emap, f"{prefix}{i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
-        elements += [(HAIRPIN_SET, f"{ep.ip} . {ep.ip}", "") for ep in eps]
+        elements += [((emap, f"{prefix}{i}"), f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
+        elements += [((HAIRPIN_SET, f"{ep.ip} . {ep.ip}"), "") for ep in eps]
         if sp.node_port:
             shared.append(dnat_chain(proto, n, node_port=True))
-            elements.append(("service-nodeports", f"{proto} . {sp.node_port}", f"goto {shared[1]}"))
+            elements.append((("service-nodeports", f"{proto} . {sp.node_port}"), f"goto {shared[1]}"))
             nmap = f"nodeport-endpoints-{proto}"
-            elements += [(nmap, f"{sp.node_port} . {i}", f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
+            elements += [((nmap, f"{sp.node_port} . {i}"), f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
         return ServicePortNft(key, (), (), tuple(elements), eps, tuple(shared))
 
     svc = service_chain(spn)
@@ -240,7 +240,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
         svc_rules.append(f"{dst} jump mark-for-masquerade")
     elif config.cluster_cidr:
         svc_rules.append(f"{dst} ip saddr != {config.cluster_cidr} jump mark-for-masquerade")
-    elements.append(("service-ips", f"{cip} . {proto} . {sp.port}", f"goto {svc}"))
+    elements.append((("service-ips", f"{cip} . {proto} . {sp.port}"), f"goto {svc}"))
 
     # ClientIP affinity: upstream's layout, one chain per endpoint that records
     # the client in its dynamic set; the lookups come before the random choice.
@@ -258,7 +258,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
     if sp.node_port:
         ext = external_chain(spn)
         chains.append((ext, ("jump mark-for-masquerade", f"goto {svc}")))
-        elements.append(("service-nodeports", f"{proto} . {sp.node_port}", f"goto {ext}"))
+        elements.append((("service-nodeports", f"{proto} . {sp.node_port}"), f"goto {ext}"))
     for (ep, chain, (aset, _)) in zip(eps, ep_chains, sets):
         chains.append((chain, (f"ip saddr {ep.ip} jump mark-for-masquerade", f"update @{aset} {{ ip saddr }}",
                                f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}")))
@@ -431,7 +431,7 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
         r = rules[spn]
         chains.update(c for c, _ in r.chains)
         sets.update(s for s, _ in r.sets)
-        elements.update(((name, k), v) for name, k, v in r.elements)
+        elements.update(r.elements)
         if not (full or spn in write_set):
             continue
         written += bool(r.chains or r.shared)
