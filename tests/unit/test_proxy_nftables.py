@@ -256,11 +256,14 @@ def test_nft_check_accepts_the_rendered_ruleset():
     cfg = RulesConfig(cluster_cidr="10.244.0.0/16", chain_prefix="KLNFTCHK", pod_egress_cidrs=("10.250.0.0/24",))
     text = render([svc("web", "10.96.0.10", {**HTTP, "nodePort": 30080}, type="NodePort", sessionAffinity="ClientIP"),
                    svc("multi", "10.96.0.20", {"name": "http", "port": 80, "targetPort": "web"},
-                       {"name": "dns", "port": 53, "protocol": "UDP"}),
+                       {"name": "dns", "port": 53, "protocol": "UDP"},
+                       {"name": "sctp", "port": 99, "protocol": "SCTP", "nodePort": 30099}, type="NodePort"),
                    svc("empty", "10.96.0.30", {**HTTP, "nodePort": 30081}, type="NodePort")],
                   [eps("web", ["10.244.1.2", "10.244.1.3"], HTTP_EP),
-                   eps("multi", ["10.244.1.2"], {"name": "http", "port": 8080},
-                       {"name": "dns", "port": 53, "protocol": "UDP"})], cfg)
+                   eps("multi", ["10.244.1.2", "10.244.1.3"], {"name": "http", "port": 8080},
+                       {"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "sctp", "port": 99, "protocol": "SCTP"})],
+                  cfg)
+    assert "nodeport-dnat-sctp-2" in text and "service-dnat-udp-2" in text
     for variant in (text, render([], [], cfg, node_ips=["10.250.0.2"])):
         proc = subprocess.run([_nft, "-c", "-f", "-"], input=variant, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
