@@ -172,13 +172,12 @@ def dnat_chain_rules(name: str, config: RulesConfig) -> tuple[str, ...]:
     DNAT to the endpoint the data map gives for (cluster IP . port, or node port) .
     a random index below n."""
     kind, _, proto, n = name.split("-")
-    if kind == "nodeport":
-        rules = ["jump mark-for-masquerade"]
-        key = f"{proto} dport"
-    else:
-        rules = ["jump mark-for-masquerade"] if config.masquerade_all else \
-            [f"ip saddr != {config.cluster_cidr} jump mark-for-masquerade"] if config.cluster_cidr else []
-        key = f"ip daddr . {proto} dport"
+    rules = []
+    if kind == "nodeport" or config.masquerade_all:
+        rules.append("jump mark-for-masquerade")
+    elif config.cluster_cidr:
+        rules.append(f"ip saddr != {config.cluster_cidr} jump mark-for-masquerade")
+    key = f"{proto} dport" if kind == "nodeport" else f"ip daddr . {proto} dport"
     rules.append(f"meta l4proto {proto} dnat ip to {key} . numgen random mod {n} map @{kind}-endpoints-{proto}")
     return tuple(rules)
 
@@ -189,8 +188,9 @@ class ServicePortNft(NamedTuple):
     ``key``: what they were rendered from (equal keys give equal pieces).
     ``chains``: (chain name, its rules) pairs it owns (none without endpoints);
     ``sets``: (affinity set name, timeout seconds); ``elements``: ((set or map
-    name, element key), value: a verdict, endpoint data, or "" for a set) it puts in the shared sets
-    and maps. ``source``: the endpoint list rendered from (identity check).
+    name, element key), value) pairs it puts in the shared sets and maps, the
+    value a verdict, endpoint data ("ip . port") or "" for a set.
+    ``source``: the endpoint list rendered from (identity check).
     ``shared``: names of the dnat_chains it uses (other service ports may too).
     """
 
@@ -339,7 +339,7 @@ def fixed_chain_rules(config: RulesConfig, node_ips: Collection[str] | None) -> 
 
 class Ruleset(NamedTuple):
     """One ``nft -f`` input and what the table holds once it is applied: ``chains``
-    and ``sets`` (names, maps included), ``elements`` ((set, key) -> verdict or ""),
+    and ``sets`` (names, maps included), ``elements`` ((set, key) -> verdict, data or ""),
     the ``fixed`` chains' rules, and how many service ports had their chains
     ``written``."""
 
