@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections import Counter
 from typing import Collection, Iterable, Mapping, NamedTuple
 
 from proxy.config import RulesConfig
@@ -187,9 +188,9 @@ class ServicePortNft(NamedTuple):
 
     ``key``: what they were rendered from (equal keys give equal pieces).
     ``chains``: (chain name, its rules) pairs it owns (none without endpoints);
-    ``sets``: (affinity set name, timeout seconds); ``elements``: ((set or map
-    name, element key), value) pairs it puts in the shared sets and maps, the
-    value a verdict, endpoint data ("ip . port") or "" for a set.
+    ``sets``: (affinity set name, timeout seconds); ``elements``: (set or map
+    name, element key) -> value it puts in the shared sets and maps, the value
+    a verdict, endpoint data ("ip . port") or "" for a set.
     ``source``: the endpoint list rendered from (identity check).
     ``shared``: names of the dnat_chains it uses (other service ports may too).
     """
@@ -197,7 +198,7 @@ class ServicePortNft(NamedTuple):
     key: tuple
     chains: tuple[tuple[str, tuple[str, ...]], ...]
     sets: tuple[tuple[str, int], ...]
-    elements: tuple[tuple[tuple[str, str], str], ...]
+    elements: Mapping[tuple[str, str], str]
     source: object = None
     shared: tuple[str, ...] = ()
 
@@ -215,7 +216,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
         elements.append((("no-endpoint-services", f"{cip} . {proto} . {sp.port}"), "goto reject-chain"))
         if sp.node_port:
             elements.append((("no-endpoint-nodeports", f"{proto} . {sp.node_port}"), "goto reject-chain"))
-        return ServicePortNft(key, (), (), tuple(elements), eps)
+        return ServicePortNft(key, (), (), dict(elements), eps)
 
     n = len(eps)
     if not sp.affinity_timeout:
@@ -231,7 +232,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
             elements.append((("service-nodeports", f"{proto} . {sp.node_port}"), f"goto {shared[1]}"))
             nmap = f"nodeport-endpoints-{proto}"
             elements += [((nmap, f"{sp.node_port} . {i}"), f"{ep.ip} . {ep.port}") for i, ep in enumerate(eps)]
-        return ServicePortNft(key, (), (), tuple(elements), eps, tuple(shared))
+        return ServicePortNft(key, (), (), dict(elements), eps, tuple(shared))
 
     svc = service_chain(spn)
     dst = f"ip daddr {cip} {proto} dport {sp.port}"
@@ -262,7 +263,7 @@ def render_service_port(sp: ServicePort, eps: list[Endpoint], config: RulesConfi
     for (ep, chain, (aset, _)) in zip(eps, ep_chains, sets):
         chains.append((chain, (f"ip saddr {ep.ip} jump mark-for-masquerade", f"update @{aset} {{ ip saddr }}",
                                f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}")))
-    return ServicePortNft(key, tuple(chains), sets, tuple(elements), eps)
+    return ServicePortNft(key, tuple(chains), sets, dict(elements), eps)
 
 
 def service_port_rules(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,
@@ -341,7 +342,10 @@ class Ruleset(NamedTuple):
     """One ``nft -f`` input and what the table holds once it is applied: ``chains``
     and ``sets`` (names, maps included), ``elements`` ((set, key) -> verdict, data or ""),
     the ``fixed`` chains' rules, and how many service ports had their chains
-    ``written``."""
+    ``written``; for the next partial sync, the ``rules`` it was assembled from,
+    the node-port address elements (``extra``) and how many of those
+    renderings put each element in (``counts``: cluster IPs and hairpin pairs
+    are shared)."""
 
     text: str
     chains: frozenset[str]
@@ -349,6 +353,9 @@ class Ruleset(NamedTuple):
     elements: Mapping[tuple[str, str], str]
     fixed: Mapping[str, tuple[str, ...]]
     written: int
+    rules: Mapping[ServicePortName, ServicePortNft]
+    extra: Mapping[tuple[str, str], str]
+    counts: Mapping[tuple[str, str], int]
 
 
 def _elements(verb: str, table: str, name: str, items: list[tuple[str, str]]) -> list[str]:
@@ -357,6 +364,49 @@ def _elements(verb: str, table: str, name: str, items: list[tuple[str, str]]) ->
         body = ", ".join(f"{k} : {v}" if v else k for k, v in items[i:i + ELEMENT_CHUNK])
         out.append(f"{verb} element {table} {name} {{ {body} }}")
     return out
+
+
+def _element_changes(rules: Mapping[ServicePortName, ServicePortNft], extra: Mapping[tuple[str, str], str],
+                     previous: Ruleset | None):
+    """(elements, counts, gone, new): what the sets and maps hold after this sync,
+    how many renderings put each element in, and by set name the (key, "") pairs to
+    delete and (key, value) pairs to add -- against ``previous``, or from nothing
+    (None). A partial sync only looks at the renderings that changed."""
+    gone: dict[str, list[tuple[str, str]]] = {}
+    new: dict[str, list[tuple[str, str]]] = {}
+    if previous is None:
+        elements = dict(extra)
+        counts = Counter(extra.keys())
+        for r in rules.values():
+            elements.update(r.elements)
+            counts.update(r.elements.keys())
+        for (name, k), v in elements.items():
+            new.setdefault(name, []).append((k, v))
+        return elements, counts, gone, new
+    old_elements, elements, counts = previous.elements, dict(previous.elements), Counter(previous.counts)
+    before = [previous.extra] + [r for spn, r in previous.rules.items() if rules.get(spn) is not r]
+    after = [extra] + [r for spn, r in rules.items() if previous.rules.get(spn) is not r]
+    touched: dict[tuple[str, str], None] = {}
+    for part in before:
+        for key in part.elements if isinstance(part, ServicePortNft) else part:
+            touched[key] = None
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key], elements[key]
+    for part in after:
+        items = part.elements if isinstance(part, ServicePortNft) else part
+        for key, v in items.items():
+            touched[key] = None
+            counts[key] += 1
+            elements[key] = v
+    for key in touched:
+        was, now = old_elements.get(key), elements.get(key)
+        if was != now:
+            if was is not None:
+                gone.setdefault(key[0], []).append((key[1], ""))
+            if now is not None:
+                new.setdefault(key[0], []).append((key[1], now))
+    return elements, counts, gone, new
 
 
 def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfig, *,
@@ -412,8 +462,8 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
 
     chains: set[str] = set(FIXED_CHAINS)
     sets: set[str] = set(FIXED_SETS)
-    elements: dict[tuple[str, str], str] = {(("nodeport-ips", ip)): "" for ip in node_ips or ()
-                                            if config.localhost_nodeports or not ip.startswith("127.")}
+    extra = {("nodeport-ips", ip): "" for ip in node_ips or () if config.localhost_nodeports
+             or not ip.startswith("127.")}
     written = 0
     shared: set[str] = set()
     for r in rules.values():
@@ -427,13 +477,12 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
                 decl.append(f"add chain {table} {chain}")
             body += [f"add rule {table} {chain} {rule}" for rule in dnat_chain_rules(chain, config)]
     chains.update(shared)
-    for spn in sorted(rules, key=lambda s: (str(s), s.protocol)):
+    for r in rules.values():
+        if r.chains:
+            chains.update(c for c, _ in r.chains)
+            sets.update(s for s, _ in r.sets)
+    for spn in sorted(rules if full else write_set & rules.keys(), key=lambda s: (str(s), s.protocol)):
         r = rules[spn]
-        chains.update(c for c, _ in r.chains)
-        sets.update(s for s, _ in r.sets)
-        elements.update(r.elements)
-        if not (full or spn in write_set):
-            continue
         written += bool(r.chains or r.shared)
         decl += [f"add set {table} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {t}s ; }}"
                  for name, t in r.sets]
@@ -444,25 +493,9 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
                 decl.append(f"add chain {table} {chain}")
             body += [f"add rule {table} {chain} {rule}" for rule in chain_rules]
 
-    delete: list[str] = []
-    add: list[str] = []
-    by_set: dict[str, list[tuple[str, str]]] = {}
-    if full:
-        for (name, k), v in elements.items():
-            by_set.setdefault(name, []).append((k, v))
-    else:
-        old = previous.elements
-        gone: dict[str, list[tuple[str, str]]] = {}
-        for (name, k), v in old.items():
-            if elements.get((name, k)) != v:
-                gone.setdefault(name, []).append((k, ""))
-        for name, items in sorted(gone.items()):
-            delete += _elements("delete", table, name, items)
-        for (name, k), v in elements.items():
-            if old.get((name, k)) != v:
-                by_set.setdefault(name, []).append((k, v))
-    for name, items in sorted(by_set.items()):
-        add += _elements("add", table, name, items)
+    elements, counts, gone, new = _element_changes(rules, extra, None if full else previous)
+    delete = [line for name, items in sorted(gone.items()) for line in _elements("delete", table, name, items)]
+    add = [line for name, items in sorted(new.items()) for line in _elements("add", table, name, items)]
 
     stale_chains = sorted(existing_chains - chains)
     stale_sets = sorted(existing_sets - sets)
@@ -470,7 +503,7 @@ def assemble(rules: Mapping[ServicePortName, ServicePortNft], config: RulesConfi
     stale = ([f"flush chain {table} {c}" for c in stale_chains] + [f"delete chain {table} {c}" for c in stale_chains]
              + [f"delete set {table} {s}" for s in stale_sets])
     text = "\n".join(decl + flush + body + delete + add + stale) + "\n"
-    return Ruleset(text, frozenset(chains), frozenset(sets), elements, fixed, written)
+    return Ruleset(text, frozenset(chains), frozenset(sets), elements, fixed, written, rules, extra, counts)
 
 
 def render_ruleset(service_map: Mapping[ServicePortName, ServicePort], endpoints_map: EndpointsMap,

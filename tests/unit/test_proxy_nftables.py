@@ -230,6 +230,35 @@ def test_partial_sync_writes_only_the_difference():
     assert not any(line.startswith("delete chain") for line in third)  # db still uses service-dnat-tcp-1
 
 
+def test_partial_sync_keeps_elements_another_service_port_still_puts_in():
+    """Cluster IPs (several ports of one Service) and hairpin pairs (a pod behind
+    several services) are shared: a partial sync deletes one only with its last user,
+    and ends with the elements a full sync would write."""
+    two_ports = svc("multi", "10.96.0.20", HTTP, {"name": "dns", "port": 53, "protocol": "UDP"})
+    objs = {"svcs": [two_ports, svc("web", "10.96.0.10", HTTP)],
+            "eps": [eps("multi", ["10.244.1.2"], HTTP_EP, {"name": "dns", "port": 53, "protocol": "UDP"}),
+                    eps("web", ["10.244.1.2"], HTTP_EP)]}
+    rules = service_port_rules(build_service_map(objs["svcs"]), build_endpoints_map(objs["eps"]), CONFIG)
+    prev = assemble(rules, CONFIG, node_ips=["10.250.0.2"])
+    steps = [([svc("multi", "10.96.0.20", HTTP), svc("web", "10.96.0.10", HTTP)], objs["eps"], []),
+             ([svc("multi", "10.96.0.20", HTTP)], objs["eps"], ["10.96.0.10"]),
+             ([], objs["eps"], ["10.96.0.20", "10.244.1.2 . 10.244.1.2"])]
+    for i, (services, endpoints, deleted) in enumerate(steps):
+        new = service_port_rules(build_service_map(services), build_endpoints_map(endpoints), CONFIG,
+                                 previous=prev.rules)
+        ruleset = assemble(new, CONFIG, node_ips=["10.250.0.3"], write={k for k, v in new.items()
+                                                                          if prev.rules.get(k) is not v},
+                           previous=prev)
+        lines = ruleset.text.splitlines()
+        assert ("delete element ip kube-proxy nodeport-ips { 10.250.0.2 }" in lines) == (i == 0)
+        for key in ("10.96.0.10", "10.96.0.20"):
+            assert (f"delete element ip kube-proxy cluster-ips {{ {key} }}" in lines) == (key in deleted)
+        hairpin = "delete element ip kube-proxy hairpin-endpoints { 10.244.1.2 . 10.244.1.2 }"
+        assert (hairpin in lines) == ("10.244.1.2 . 10.244.1.2" in deleted)
+        assert ruleset.elements == assemble(new, CONFIG, node_ips=["10.250.0.3"]).elements
+        prev = ruleset
+
+
 def test_cleanup_is_one_transaction_whether_or_not_the_table_exists():
     assert render_cleanup(CONFIG) == "add table ip kube-proxy\ndelete table ip kube-proxy\n"
     assert RulesConfig(chain_prefix="KLNFT").nftables_table == "klnft-proxy"
