@@ -6,10 +6,10 @@ with runc starts about 8-10 containers a second on 2 cores whatever the
 concurrency, so every pod becomes Running near the end of the burst. With a
 few starts in flight and the app containers of pods whose sandbox is up
 served before new sandboxes, pods finish one after the other: the median pod
-becomes Running earlier (p50 ~6 s instead of ~8 s for 30 pods on 2 cores)
-and the last one no later. Not in upstream's dockershim (its kubelet had no
-such bound either); the shim's ``--max-concurrent-starts`` sets it (default 6),
-0 turns it off.
+becomes Running earlier (30 pods on 2 cores at 6: p50 ~5 s instead of ~6 s),
+though the last pods' sandboxes wait their turn (p99 0.5-1.5 s later). Not in
+upstream's dockershim (its kubelet had no such bound either); opt-in with the
+shim's ``--max-concurrent-starts`` (default 0: unbounded).
 """
 from __future__ import annotations
 
