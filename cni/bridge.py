@@ -22,6 +22,8 @@ import ipaddress
 import os
 import subprocess
 import sys
+import threading
+from typing import Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -58,6 +60,27 @@ def _netns_path(args: CmdArgs) -> str:
     if not os.path.exists(args.netns):
         raise CNIError(ERR_IO, f"failed to open netns {args.netns!r}: no such file")
     return args.netns
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def host_iproute() -> Iterator[IPRoute]:
+    """A netlink socket in our own netns, kept per thread: the CNI server's pooled threads reuse it
+    across invocations instead of opening one per ADD/DEL. Dropped after an unexpected error."""
+    ipr = getattr(_local, "ipr", None)
+    if ipr is None:
+        ipr = _local.ipr = IPRoute()
+    try:
+        yield ipr
+    except (NetlinkError, CNIError):
+        raise
+    except BaseException:
+        _local.ipr = None
+        with contextlib.suppress(Exception):
+            ipr.close()
+        raise
 
 
 def _get_link(ipr: IPRoute, name: str):
@@ -139,7 +162,7 @@ def cmd_add(args: CmdArgs) -> dict:
 
     # One netlink socket in the container's netns and one in ours for the whole ADD, and each
     # interface read by name (RTM_GETLINK): every pyroute2 call costs about half a millisecond.
-    with iproute_in(netns) as ns, IPRoute() as ipr:
+    with iproute_in(netns) as ns, host_iproute() as ipr:
         if _get_link(ns, args.ifname) is not None:
             raise CNIError(ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists")
         bridge_idx = _ensure_bridge(ipr, bridge, mtu)
@@ -239,12 +262,14 @@ def cmd_del(args: CmdArgs) -> None:
                 netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
     if args.netns and os.path.exists(args.netns):
         with contextlib.suppress(NetlinkError, OSError, CNIError), iproute_in(args.netns) as ns:
-            for idx in ns.link_lookup(ifname=args.ifname):
-                ns.link("del", index=idx)
-    with IPRoute() as ipr:
-        for idx in ipr.link_lookup(ifname=host_veth_name(args.container_id, args.ifname)):
+            link = _get_link(ns, args.ifname)
+            if link is not None:
+                ns.link("del", index=link["index"])
+    with host_iproute() as ipr:
+        host = _get_link(ipr, host_veth_name(args.container_id, args.ifname))
+        if host is not None:
             try:
-                ipr.link("del", index=idx)
+                ipr.link("del", index=host["index"])
             except NetlinkError as e:
                 if e.code != errno.ENODEV:
                     raise
