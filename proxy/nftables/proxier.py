@@ -20,6 +20,8 @@ pkg/proxy/nftables/proxier.go (Proxier, syncProxyRules, CleanupLeftovers).
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from typing import Awaitable, Callable, Collection, Iterable
@@ -40,6 +42,21 @@ log = logging.getLogger(__name__)
 # (--sync-period) syncs are partial; every partial sync fails if the table was
 # deleted, which forces a full one.
 FULL_SYNC_PERIOD = 3600.0
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """Pause Python's cyclic garbage collector for a render. A 5,000-service render
+    allocates about a million tuples, dicts and strings that form no cycles (reference
+    counting frees them); the collections they triggered took 0.2-0.3 s of a 0.6 s
+    render (measured). Nothing in the block awaits, so nothing else runs meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Proxier(ProxierBase):
@@ -83,12 +100,13 @@ class Proxier(ProxierBase):
         if full:
             chains, sets = await self.nft.list_names(self.config.nftables_table)
         render_start = time.monotonic()
-        service_map, endpoints_map = self.current_state()
-        rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
-        write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
-        ruleset = assemble(rules, self.config, node_ips=node_ips, existing_chains=chains, existing_sets=sets,
-                           write=write, previous=None if full else self._applied,
-                           recreate=full and self._recreate)
+        with _cyclic_gc_paused():
+            service_map, endpoints_map = self.current_state()
+            rules = service_port_rules(service_map, endpoints_map, self.config, previous=self._applied_rules)
+            write = None if full else {spn for spn, r in rules.items() if self._applied_rules.get(spn) is not r}
+            ruleset = assemble(rules, self.config, node_ips=node_ips, existing_chains=chains, existing_sets=sets,
+                               write=write, previous=None if full else self._applied,
+                               recreate=full and self._recreate)
         apply_start = time.monotonic()
         try:
             await self.nft.apply(ruleset.text)
