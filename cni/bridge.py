@@ -29,12 +29,12 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from cni.invoke import exec_plugin
-from cni.ns import iproute_in
+from cni.ns import iproute_in, netlink_socket
+from cni.rtnl import IFF_UP, Rtnl
 from cni.skel import (ERR_INTERNAL, ERR_INVALID_NETCONF, ERR_IO, CmdArgs,
                       CNIError, plugin_main)
 
 DEFAULT_BRIDGE = "kubeling0"
-IFF_UP = 0x1
 
 
 def host_veth_name(container_id: str, ifname: str) -> str:
@@ -66,57 +66,58 @@ _local = threading.local()
 
 
 @contextlib.contextmanager
-def host_iproute() -> Iterator[IPRoute]:
-    """A netlink socket in our own netns, kept per thread: the CNI server's pooled threads reuse it
-    across invocations instead of opening one per ADD/DEL. Dropped after an unexpected error."""
-    ipr = getattr(_local, "ipr", None)
-    if ipr is None:
-        ipr = _local.ipr = IPRoute()
+def _per_thread(attr: str, make) -> Iterator:
+    """A netlink socket in our own netns kept per thread (``make()`` opens it): the CNI server's
+    pooled threads reuse it across invocations. Dropped after an unexpected error."""
+    sock = getattr(_local, attr, None)
+    if sock is None:
+        sock = make()
+        setattr(_local, attr, sock)
     try:
-        yield ipr
+        yield sock
     except (NetlinkError, CNIError):
         raise
     except BaseException:
-        _local.ipr = None
+        setattr(_local, attr, None)
         with contextlib.suppress(Exception):
-            ipr.close()
+            sock.close()
         raise
 
 
-def _get_link(ipr: IPRoute, name: str):
-    """The link message of interface ``name``, None if there is none. One RTM_GETLINK by name:
-    pyroute2's link_lookup dumps every link of the netns to find one."""
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except NetlinkError as e:
-        if e.code == errno.ENODEV:
-            return None
-        raise
+def host_iproute() -> contextlib.AbstractContextManager[IPRoute]:
+    """pyroute2 in our netns, per thread: creating veth pairs (see cni.rtnl for why only that)."""
+    return _per_thread("ipr", IPRoute)
 
 
-def _ensure_bridge(ipr: IPRoute, name: str, mtu: int) -> int:
-    link = _get_link(ipr, name)
+def host_rtnl() -> contextlib.AbstractContextManager[Rtnl]:
+    """cni.rtnl in our netns, per thread: every other request of an ADD or DEL."""
+    return _per_thread("rtnl", Rtnl)
+
+
+def _ensure_bridge(r: Rtnl, name: str, mtu: int) -> int:
+    link = r.get_link(name=name)
     if link is None:
-        with contextlib.suppress(NetlinkError):  # a concurrent ADD may win the race
+        with contextlib.suppress(NetlinkError), host_iproute() as ipr:  # a concurrent ADD may win the race
             ipr.link("add", ifname=name, kind="bridge")
-        link = _get_link(ipr, name)
+        link = r.get_link(name=name)
         if link is None:
             raise CNIError(ERR_INTERNAL, f"could not create bridge {name}")
-    info = link.get_attr("IFLA_LINKINFO")
-    if info is not None and info.get_attr("IFLA_INFO_KIND") != "bridge":
+    if link.kind and link.kind != "bridge":
         raise CNIError(ERR_INTERNAL, f"{name} already exists but is not a bridge")
     # Each netlink write takes the kernel's rtnl lock: skip the ones that change nothing.
-    if mtu and link.get_attr("IFLA_MTU") != mtu:
-        ipr.link("set", index=link["index"], mtu=mtu)
-    if not link["flags"] & IFF_UP:
-        ipr.link("set", index=link["index"], state="up")
-    return link["index"]
+    if (mtu and link.mtu != mtu) or not link.flags & IFF_UP:
+        r.set_link(link.index, up=True, mtu=mtu if mtu and link.mtu != mtu else None)
+    return link.index
 
 
-def _ensure_gateway_addr(ipr: IPRoute, bridge_idx: int, gateway: str, prefixlen: int) -> None:
+def _ensure_gateway_addr(r: Rtnl, bridge_idx: int, gateway: str, prefixlen: int) -> None:
     # Added blindly, EEXIST meaning it is there: one request instead of dumping the addresses.
     with contextlib.suppress(NetlinkError):
-        ipr.addr("add", index=bridge_idx, address=gateway, prefixlen=prefixlen)
+        if ipaddress.ip_address(gateway).version == 4:
+            r.add_addr(bridge_idx, gateway, prefixlen)
+        else:
+            with host_iproute() as ipr:
+                ipr.addr("add", index=bridge_idx, address=gateway, prefixlen=prefixlen)
 
 
 def _set_sysctl(path: str, value: str) -> None:
@@ -160,35 +161,36 @@ def cmd_add(args: CmdArgs) -> dict:
     is_gw = bool(conf.get("isGateway")) or is_default_gw
     host_if = host_veth_name(args.container_id, args.ifname)
 
-    # One netlink socket in the container's netns and one in ours for the whole ADD, and each
-    # interface read by name (RTM_GETLINK): every pyroute2 call costs about half a millisecond.
-    with iproute_in(netns) as ns, host_iproute() as ipr:
-        if _get_link(ns, args.ifname) is not None:
+    # One netlink socket in the container's netns and one in ours for the whole ADD, each request
+    # written by cni.rtnl but the veth pair's creation (pyroute2 costs ~0.5 ms a request).
+    with Rtnl(netlink_socket(netns)) as ns, host_rtnl() as r:
+        if ns.get_link(name=args.ifname) is not None:
             raise CNIError(ERR_INTERNAL, f"container veth name provided ({args.ifname}) already exists")
-        bridge_idx = _ensure_bridge(ipr, bridge, mtu)
+        bridge_idx = _ensure_bridge(r, bridge, mtu)
         fd = os.open(netns, os.O_RDONLY)
         try:
             peer = {"ifname": args.ifname, "net_ns_fd": fd}
             if mtu:
                 peer["mtu"] = mtu
-            try:
-                ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
-            except NetlinkError as e:
-                stale = _get_link(ipr, host_if) if e.code == errno.EEXIST else None
-                if stale is None:
-                    raise
-                ipr.link("del", index=stale["index"])  # left by an ADD that failed half way
-                ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
+            with host_iproute() as ipr:
+                try:
+                    ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
+                except NetlinkError as e:
+                    stale = r.get_link(name=host_if) if e.code == errno.EEXIST else None
+                    if stale is None:
+                        raise
+                    r.del_link(stale.index)  # left by an ADD that failed half way
+                    ipr.link("add", ifname=host_if, kind="veth", peer=peer, **({"mtu": mtu} if mtu else {}))
         finally:
             os.close(fd)
-        host = _get_link(ipr, host_if)
-        host_idx, host_mac = host["index"], host.get_attr("IFLA_ADDRESS")
-        ipr.link("set", index=host_idx, master=bridge_idx, state="up")
+        host = r.get_link(name=host_if)
+        host_idx, host_mac = host.index, host.mac
+        r.set_link(host_idx, up=True, master=bridge_idx)
         if conf.get("hairpinMode"):
             # Over netlink (IFLA_BRPORT_MODE), not /sys/class/net/*/brport: sysfs shows the
             # links of the netns it was mounted in, which is not ours when the plugin runs
             # in a node netns entered with setns (nsenter) only.
-            ipr.brport("set", index=host_idx, mode=1)
+            r.set_hairpin(host_idx)
 
         try:
             ipam_conf = {k: v for k, v in conf.items() if k != "prevResult"}
@@ -199,39 +201,48 @@ def cmd_add(args: CmdArgs) -> dict:
                 raise CNIError(ERR_INTERNAL, "IPAM plugin returned missing IP config")
             ips = ipam_result["ips"]
             routes = list(ipam_result.get("routes") or [])
-            container = _get_link(ns, args.ifname)
-            cidx, container_mac = container["index"], container.get_attr("IFLA_ADDRESS")
-            lo = _get_link(ns, "lo")
-            if lo is not None and not lo["flags"] & IFF_UP:  # what the loopback plugin would do
-                ns.link("set", index=lo["index"], state="up")
+            container = ns.get_link(name=args.ifname)
+            cidx, container_mac = container.index, container.mac
+            lo = ns.get_link(name="lo")
+            if lo is not None and not lo.flags & IFF_UP:  # what the loopback plugin would do
+                ns.set_link(lo.index, up=True)
+            v6 = []
             for entry in ips:
                 iface = ipaddress.ip_interface(entry["address"])
-                ns.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            ns.link("set", index=cidx, state="up")
+                if iface.version == 4:
+                    ns.add_addr(cidx, str(iface.ip), iface.network.prefixlen)
+                else:
+                    v6.append(iface)
+            ns.set_link(cidx, up=True)
             first_gw = ips[0].get("gateway")
-            if is_default_gw and first_gw and not any(r.get("dst") in ("0.0.0.0/0", "default") for r in routes):
+            if is_default_gw and first_gw and not any(rt.get("dst") in ("0.0.0.0/0", "default") for rt in routes):
                 routes.append({"dst": "0.0.0.0/0", "gw": first_gw})
-            for r in routes:
-                gw = r.get("gw") or first_gw
-                dst = ipaddress.ip_network(r["dst"], strict=False)
-                with contextlib.suppress(NetlinkError):  # an existing identical route is fine
-                    ns.route("add", dst=str(dst.network_address), dst_len=dst.prefixlen, gateway=gw, oif=cidx)
+            if v6 or routes:
+                with iproute_in(netns) as pr:
+                    for iface in v6:
+                        pr.addr("add", index=cidx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                    for route in routes:
+                        gw = route.get("gw") or first_gw
+                        dst = ipaddress.ip_network(route["dst"], strict=False)
+                        with contextlib.suppress(NetlinkError):  # an existing identical route is fine
+                            pr.route("add", dst=str(dst.network_address), dst_len=dst.prefixlen, gateway=gw,
+                                     oif=cidx)
             if is_gw:
                 for entry in ips:
                     if entry.get("gateway"):
                         prefix = ipaddress.ip_interface(entry["address"]).network.prefixlen
-                        _ensure_gateway_addr(ipr, bridge_idx, entry["gateway"], prefix)
+                        _ensure_gateway_addr(r, bridge_idx, entry["gateway"], prefix)
                 _set_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
             if conf.get("ipMasq"):
                 _setup_masq(conf, args.container_id, ipaddress.ip_interface(ips[0]["address"]))
             # Read last, as the reference plugin does: a bridge's MAC may change as ports join.
-            bridge_mac = ipr.link("get", index=bridge_idx)[0].get_attr("IFLA_ADDRESS")
+            bridge_mac = r.get_link(index=bridge_idx).mac
         except BaseException:
             with contextlib.suppress(Exception):
                 exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
                             netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
             with contextlib.suppress(Exception):
-                ipr.link("del", index=host_idx)
+                r.del_link(host_idx)
             raise
 
     version = conf.get("cniVersion", "1.0.0")
@@ -261,15 +272,15 @@ def cmd_del(args: CmdArgs) -> None:
     exec_plugin(conf["ipam"]["type"], command="DEL", conf=conf, container_id=args.container_id,
                 netns=args.netns, ifname=args.ifname, paths=args.path, args=args.args)
     if args.netns and os.path.exists(args.netns):
-        with contextlib.suppress(NetlinkError, OSError, CNIError), iproute_in(args.netns) as ns:
-            link = _get_link(ns, args.ifname)
+        with contextlib.suppress(NetlinkError, OSError, CNIError), Rtnl(netlink_socket(args.netns)) as ns:
+            link = ns.get_link(name=args.ifname)
             if link is not None:
-                ns.link("del", index=link["index"])
-    with host_iproute() as ipr:
-        host = _get_link(ipr, host_veth_name(args.container_id, args.ifname))
+                ns.del_link(link.index)
+    with host_rtnl() as r:
+        host = r.get_link(name=host_veth_name(args.container_id, args.ifname))
         if host is not None:
             try:
-                ipr.link("del", index=host["index"])
+                r.del_link(host.index)
             except NetlinkError as e:
                 if e.code != errno.ENODEV:
                     raise
