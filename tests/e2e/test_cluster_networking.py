@@ -9,6 +9,10 @@ the kube-dns Service. A Deployment spread over the three nodes is reached
 pod to pod across nodes (no NAT), by service name through the cluster DNS,
 and through a NodePort at every node's address. `deploy down` runs in any
 case and the last test checks it left nothing behind.
+
+kube-proxy runs in iptables mode; ``PROXY_MODE=nftables`` runs the same file
+against the nftables mode (the backends and the ruleset are then read from
+the ``ip kube-proxy`` table).
 """
 from __future__ import annotations
 
@@ -201,10 +205,24 @@ def test_nodeport_answers_at_every_node_address(cluster, web):
         _wait(f"NodePort {url}", get, 10)
 
 
-def service_backends(node: str, service: str) -> set[str]:
-    """The DNAT targets kube-proxy programmed in ``node``'s netns for ``service``."""
-    rules = in_netns(node, "iptables-save", "-t", "nat").stdout
-    return set(re.findall(rf'--comment "{re.escape(service)}" .*-j DNAT .*--to-destination (\S+)', rules))
+def proxy_mode(cluster) -> str:
+    """The kube-proxy mode the launcher ran (``PROXY_MODE=nftables`` runs this file in nftables mode)."""
+    from deploy.cluster import Cluster
+
+    return Cluster(cluster["home"]).proxy_mode
+
+
+def service_backends(cluster, node: str, service: str) -> set[str]:
+    """The DNAT targets ("ip:port") kube-proxy programmed in ``node``'s netns for ``service``."""
+    if proxy_mode(cluster) == "iptables":
+        rules = in_netns(node, "iptables-save", "-t", "nat").stdout
+        return set(re.findall(rf'--comment "{re.escape(service)}" .*-j DNAT .*--to-destination (\S+)', rules))
+    # nftables: a service port without affinity is elements "<cluster IP> . <port> . <i> : <ip> . <port>"
+    # of the service-endpoints-<proto> map.
+    ns, name = service.split("/")
+    ip = json.loads(kubectl(cluster, "get", "service", name, "-n", ns, "-o", "json").stdout)["spec"]["clusterIP"]
+    text = in_netns(node, "nft", "list", "map", "ip", "kube-proxy", "service-endpoints-tcp").stdout
+    return {f"{a}:{p}" for a, p in re.findall(rf"{re.escape(ip)} \. \d+ \. \d+ : ([\d.]+) \. (\d+)", text)}
 
 
 def test_scaling_changes_backends_on_every_node_within_2s(cluster, web):
@@ -214,7 +232,7 @@ def test_scaling_changes_backends_on_every_node_within_2s(cluster, web):
     want = {f"{p['status']['podIP']}:80" for p in pods}
 
     def programmed():
-        return all(service_backends(n, "default/web") == want for n in NODES)
+        return all(service_backends(cluster, n, "default/web") == want for n in NODES)
     _wait("every node's kube-proxy to DNAT to the 5 pods", programmed, 10, interval=0.1)
     took = time.monotonic() - t_ready
     print(f"\n[networking] 5 pods Ready -> backends on all 3 nodes in {took:.2f}s")
@@ -222,11 +240,15 @@ def test_scaling_changes_backends_on_every_node_within_2s(cluster, web):
     kubectl(cluster, "scale", "deployment/web", "--replicas=3")
     pods = _wait("back to 3 web pods", lambda: ready_pods(cluster, 3), 120)
     want = {f"{p['status']['podIP']}:80" for p in pods}
-    _wait("backends back to 3", lambda: all(service_backends(n, "default/web") == want for n in NODES), 10)
+    _wait("backends back to 3", lambda: all(service_backends(cluster, n, "default/web") == want for n in NODES), 10)
 
 
-def our_rules(node: str) -> list[str]:
-    """node's KUBE-* rules and chains, counters dropped, in a stable order."""
+def our_rules(cluster, node: str) -> list[str]:
+    """node's KUBE-* rules and chains (iptables mode) or its ``ip kube-proxy`` table (nftables
+    mode), counters dropped, in a stable order."""
+    if proxy_mode(cluster) == "nftables":
+        text = in_netns(node, "nft", "list", "table", "ip", "kube-proxy").stdout
+        return sorted(re.sub(r"counter packets \d+ bytes \d+", "counter", ln).strip() for ln in text.splitlines())
     out = []
     for line in in_netns(node, "iptables-save").stdout.splitlines():
         if line.startswith("#") or "KUBE-" not in line:
@@ -238,8 +260,9 @@ def our_rules(node: str) -> list[str]:
 def test_kube_proxy_kill_9_is_restarted_by_the_supervisor_with_the_same_rules(cluster, web):
     from deploy.cluster import Cluster
 
-    before = our_rules("node1")
-    assert any("default/web" in r for r in before)
+    svc_ip = json.loads(kubectl(cluster, "get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    before = our_rules(cluster, "node1")
+    assert any(svc_ip in r for r in before)
     launcher = Cluster(cluster["home"])
     comp = next(c for c in launcher.components() if c.name == "kube-proxy-node1")
     pid = launcher.pid_of(comp)
@@ -250,8 +273,7 @@ def test_kube_proxy_kill_9_is_restarted_by_the_supervisor_with_the_same_rules(cl
     assert launcher.supervisor.restarts().get("kube-proxy-node1", 0) >= 1
     assert new_pid != pid
     time.sleep(2.5)  # past one min-sync-period, so the new proxy has rewritten its ruleset
-    assert our_rules("node1") == before
-    svc_ip = json.loads(kubectl(cluster, "get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    assert our_rules(cluster, "node1") == before
     r = in_netns("node1", "curl", "-s", "--max-time", "3", f"http://{svc_ip}/")
     assert r.stdout.startswith("hello from "), r.stdout + r.stderr
 
