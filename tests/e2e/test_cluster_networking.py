@@ -10,9 +10,9 @@ pod to pod across nodes (no NAT), by service name through the cluster DNS,
 and through a NodePort at every node's address. `deploy down` runs in any
 case and the last test checks it left nothing behind.
 
-kube-proxy runs in iptables mode; ``PROXY_MODE=nftables`` runs the same file
-against the nftables mode (the backends and the ruleset are then read from
-the ``ip kube-proxy`` table).
+Every test runs twice, with kube-proxy in iptables mode and in nftables mode
+(``make up PROXY_MODE=nftables``; the backends and the ruleset are then read
+from the ``ip kube-proxy`` table).
 """
 from __future__ import annotations
 
@@ -104,12 +104,15 @@ def host_state() -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def cluster(request, tmp_path_factory):
+    """One 3-node cluster per kube-proxy mode (pytest runs every test of this file against the
+    first, takes it down, then the second)."""
     before = host_state()
     if before["netns"] or any(link.startswith("kl-underlay") for link in before["links"]):
         pytest.fail(f"a multi-node kubeling cluster already exists on this host: {before}")
-    with support.deployed_cluster(tmp_path_factory.mktemp("cluster3"), "--nodes", "3", ports=(2379, 6443)) as c:
+    with support.deployed_cluster(tmp_path_factory.mktemp("cluster3"), "--nodes", "3",
+                                  "--proxy-mode", request.param, ports=(2379, 6443)) as c:
         c["before"] = before
         yield c
 
