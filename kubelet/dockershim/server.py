@@ -21,7 +21,7 @@ from cni import install
 from kubelet.dockershim.docker_image import DockerImageService
 from kubelet.dockershim.docker_service import DockerService
 from kubelet.dockershim.logs import LogManager
-from kubelet.dockershim.network import CNIServerProcess, NetworkPlugin
+from kubelet.dockershim.network import CNIServerProcess, NetworkPlugin, forward_to_cni_server
 from kubelet.dockershim.streaming import StreamingServer
 from proto.cri import api_pb2_grpc
 
@@ -82,6 +82,7 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     cni_server = CNIServerProcess(state_dir=opts.state_dir, bin_dir=ours) if ours else None
     if cni_server is not None:
         await cni_server.start()
+        forward_to_cni_server()
     client = docker.DockerClient(base_url=opts.docker_host, timeout=DOCKER_TIMEOUT, max_pool_size=THREAD_POOL_SIZE)
     log_client = docker.DockerClient(base_url=opts.docker_host, timeout=None, max_pool_size=THREAD_POOL_SIZE)
     network = NetworkPlugin(state_dir=opts.state_dir, cni_bin_dir=opts.cni_bin_dir,

@@ -209,3 +209,23 @@ def test_a_server_that_takes_the_request_and_dies_gives_try_again_later(tmp_path
     finally:
         t.join(10)
         listener.close()
+
+
+def test_shim_forwards_to_the_server_without_starting_the_stub(running, monkeypatch):
+    """The CRI shim's in-process runner answers like the stub executable, with no process started."""
+    from kubelet.dockershim import network
+    bin_dir, _ = running
+    started = []
+    monkeypatch.setattr(network.subprocess, "run", lambda *a, **k: started.append(a) or None)
+    run = network._server_runner("host-local")
+    rc, out, err = run({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_PATH": bin_dir}, b'{"x": 1}')
+    assert (rc, err) == (7, b"warn\n") and json.loads(out[:-2])["env"]["CNI_CONTAINERID"] == "c1"
+    assert started == []
+
+
+def test_shim_runner_without_a_server_runs_the_stub(tmp_path):
+    from kubelet.dockershim import network
+    bin_dir = tmp_path / "bin"
+    install.install(str(bin_dir))
+    rc, out, _ = network._server_runner("bridge")({"CNI_COMMAND": "VERSION", "CNI_PATH": str(bin_dir)}, b"")
+    assert rc == 0 and "1.0.0" in json.loads(out)["supportedVersions"]
