@@ -452,24 +452,22 @@ class RaftNode:
             await self._wal_drained()
             if hs is not None:
                 self._saved_term_vote = (hs.term, hs.vote)
-            # Committed entries already in our WAL are applied before this
-            # Ready's are written (etcd hands them to its apply loop before saving).
+            # Committed entries already in our WAL are applied while the disk
+            # syncs this Ready's (etcd hands them to its apply loop before saving).
             durable = self.storage.last_index()
             if rd.entries:
                 durable = min(durable, rd.entries[0].Index - 1)
             early = 0
             while early < len(committed) and committed[early].Index <= durable:
                 early += 1
-            if early:
-                self._apply_entries(committed[:early])
-                self._wake_applied()
-            # A follower waits for this write before anything else of the Ready,
-            # so it writes on the loop: handing it to the WAL thread and back
-            # costs two context switches, which on a shared 2-core VM cost more
-            # CPU than the write (measured: 20-35% less follower CPU per put).
-            pending = self.wal.start_save(entries, hs, sync=rd.must_sync, inline=True)
-            if pending is not None:
-                await pending
+            pending = self.wal.start_save(entries, hs, sync=rd.must_sync)
+            try:
+                if early:
+                    self._apply_entries(committed[:early])
+                    self._wake_applied()
+            finally:
+                if pending is not None:
+                    await pending
             if rd.entries and self.is_leader:
                 # A leader here (one that just won with a new term or vote,
                 # e.g. a lone member) reports its now durable entries too.

@@ -171,8 +171,7 @@ class WAL:
             await pending
 
     def start_save(self, entries: list[Entry], hard_state: Optional[HardState] = None, *,
-                   sync: bool = True, background: bool = False,
-                   inline: bool = False) -> Optional[asyncio.Future]:
+                   sync: bool = True, background: bool = False) -> Optional[asyncio.Future]:
         """Begin ``save`` at once and return a future to await (None when it is
         already done), so the caller can work while the disk does: the Raft
         loop applies committed entries during its fdatasync, and a leader does
@@ -184,8 +183,6 @@ class WAL:
         A synced write runs in the WAL's thread so the event loop keeps serving
         meanwhile (measured: inline fdatasync halved a leader's throughput);
         an unsynced one is only a page-cache write, cheaper than the hand-off.
-        ``inline`` asks for a synced write on the caller's thread too (a
-        follower, which waits for it anyway), unless the thread has work queued.
         """
         data = b"".join([encode_entry(e) for e in entries])
         if hard_state is not None:
@@ -193,8 +190,9 @@ class WAL:
         if not data:
             return None
         cut = entries[-1].index + 1 if entries else 0
-        if not background and not self._busy and (inline or not sync):
-            self._write_cut(data, sync, cut)
+        if (not sync and not background and not self._busy
+                and (not cut or self._size + len(data) < SEGMENT_SIZE)):
+            self._write(data, False)
             return None
         return self._submit(self._write_cut, data, sync, cut)
 
