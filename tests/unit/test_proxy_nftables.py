@@ -162,13 +162,14 @@ def test_session_affinity_uses_dynamic_sets():
 
 
 def test_several_ports_and_named_target_ports():
-    """Each port of a Service gets its own chain; the DNAT port is the one the
-    Endpoints give for the port's name (the endpoints controller resolved the named targetPort)."""
+    """Each port of a Service gets its own service-ips element and endpoint-map entries (through
+    the shared per-protocol dnat chains); the DNAT port is the one the Endpoints give for the
+    port's name (the endpoints controller resolved the named targetPort)."""
     text = render([svc("multi", "10.96.0.20", {"name": "http", "port": 80, "targetPort": "web"},
                        {"name": "dns", "port": 53, "targetPort": 9053, "protocol": "UDP"})],
                   [eps("multi", ["10.244.1.2"], {"name": "http", "port": 8080},
                        {"name": "dns", "port": 9053, "protocol": "UDP"})])
-    http, dns = ServicePortName("default", "multi", "http", "TCP"), ServicePortName("default", "multi", "dns", "UDP")
+    dns = ServicePortName("default", "multi", "dns", "UDP")
     assert service_chain(dns) == service_chain(dns).split("-", 2)[0] + "-" + service_chain(dns).split("-", 2)[1] \
         + "-default/multi/udp/dns"
     assert "10.96.0.20 . tcp . 80 : goto service-dnat-tcp-1" in text
