@@ -51,6 +51,15 @@ class BaseController:
         """Reconcile one key (level-triggered, idempotent). Raise to be retried with backoff."""
         raise NotImplementedError
 
+    def not_due(self, key: str, when: float, now: float) -> bool:
+        """True (and ``key`` queued again for then) while ``when`` (epoch seconds) is after
+        ``now``: the requeue-at-expiry step of upstream's TTL-style controllers (ttlafterfinished,
+        tokencleaner, csrcleaner)."""
+        if when > now:
+            self.queue.add_after(key, when - now)
+            return True
+        return False
+
     async def on_synced(self) -> None:
         """Hook run once the informers have synced, before the workers start."""
 

@@ -59,8 +59,7 @@ class TokenCleaner(BaseController):
         when = expiration(secret)
         if when is None:
             return
-        if when > self.now():
-            self.queue.add_after(key, when - self.now())
+        if self.not_due(key, when, self.now()):
             return
         try:
             await self.client.delete("secrets", name, namespace=ns)

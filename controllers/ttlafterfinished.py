@@ -55,15 +55,12 @@ class TTLAfterFinishedController(BaseController):
         at = expires_at(job)
         if at is None:
             return
-        if at > self.clock():
-            self.queue.add_after(key, at - self.clock())
+        if self.not_due(key, at, self.clock()):
             return
         try:
             fresh = await self.client.get("jobs", name, namespace=ns)
             at = expires_at(fresh)
-            if at is None or at > self.clock():
-                if at is not None:
-                    self.queue.add_after(key, at - self.clock())
+            if at is None or self.not_due(key, at, self.clock()):
                 return
             await self.client.delete("jobs", name, namespace=ns, propagation_policy="Foreground")
             log.info("deleted finished job %s after its TTL", key)

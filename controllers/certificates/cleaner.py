@@ -70,8 +70,7 @@ class CSRCleanerController(BaseController):
         when = due(csr)
         if when is None:
             return
-        if when > self.now():
-            self.queue.add_after(key, when - self.now())
+        if self.not_due(key, when, self.now()):
             return
         try:
             await self.client.delete("certificatesigningrequests", key)
