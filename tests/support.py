@@ -531,6 +531,17 @@ def docker_or_skip(what: str, image: str = "busybox:1.35"):
         pytest.skip(f"{what} need a running Docker with image {image}: {e}")
 
 
+def node_or_skip(what: str, image: str = "busybox:1.35", *, kubectl: bool = False):
+    """What ``node(...)`` needs, or pytest.skip naming ``what``: root (bridge, netns), /usr/bin/etcd,
+    /usr/bin/kubectl when ``kubectl``, and Docker with ``image``. Returns the docker SDK client."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} need root (bridge, netns, Docker)")
+    missing = [p for p, wanted in (("etcd", True), ("kubectl", kubectl)) if wanted and shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"{what} need " + " and ".join(f"/usr/bin/{p}" for p in missing))
+    return docker_or_skip(what, image)
+
+
 class TestNode:
     """A control plane plus one real node (CRI shim + kubelet) started by ``node(...)``."""
 

@@ -35,11 +35,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet, and a Running busybox pod; yields a dict of handles."""
-    if os.geteuid() != 0:
-        pytest.skip("exec e2e tests need root (bridge, netns, Docker)")
-    if KUBECTL is None or shutil.which("etcd") is None:
-        pytest.skip("exec e2e tests need /usr/bin/kubectl and /usr/bin/etcd")
-    docker_client = support.docker_or_skip("exec e2e tests", IMAGE)
+    docker_client = support.node_or_skip("exec e2e tests", IMAGE, kubectl=True)
     with support.node(tmp_path_factory.mktemp("exec"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
                       docker_client=docker_client, image=IMAGE) as n:
         http = n.http

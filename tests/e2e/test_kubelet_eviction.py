@@ -11,8 +11,6 @@ pod CIDR 10.244.245.0/24.
 """
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
 
@@ -29,11 +27,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("kubelet e2e tests need root (bridge, netns, Docker)")
-    docker_client = support.docker_or_skip("kubelet eviction test", IMAGE)
-    if shutil.which("etcd") is None:
-        pytest.skip("kubelet e2e tests need /usr/bin/etcd")
+    docker_client = support.node_or_skip("kubelet eviction tests", IMAGE)
     with support.node(tmp_path_factory.mktemp("evict"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
                       docker_client=docker_client, image=IMAGE,
                       kubelet_flags=["--sync-frequency", "2", "--eviction-monitoring-interval", "1s"]) as n:

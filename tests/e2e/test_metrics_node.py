@@ -7,8 +7,6 @@ deleted by support.node, whatever happens.
 """
 from __future__ import annotations
 
-import os
-import shutil
 
 import httpx
 import pytest
@@ -27,11 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("kubelet metrics e2e needs root (bridge, Docker)")
-    docker_client = support.docker_or_skip("kubelet metrics e2e", IMAGE)
-    if shutil.which("etcd") is None:
-        pytest.skip("kubelet metrics e2e needs /usr/bin/etcd")
+    docker_client = support.node_or_skip("kubelet metrics e2e tests", IMAGE)
     with support.node(tmp_path_factory.mktemp("metrics-node"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
                       docker_client=docker_client, image=IMAGE) as n:
         yield n

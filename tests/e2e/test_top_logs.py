@@ -34,11 +34,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """etcd + apiserver + shim + kubelet on free ports and a running pod printing a line a second."""
-    if os.geteuid() != 0:
-        pytest.skip("top/logs e2e tests need root (bridge, netns, Docker)")
-    if shutil.which("etcd") is None or KUBECTL is None:
-        pytest.skip("top/logs e2e tests need /usr/bin/etcd and kubectl")
-    docker_client = support.docker_or_skip("top/logs e2e tests", IMAGE)
+    docker_client = support.node_or_skip("top/logs e2e tests", IMAGE, kubectl=True)
     with support.node(tmp_path_factory.mktemp("toplogs"), name=NODE, bridge=BRIDGE, pod_cidr=POD_CIDR,
                       docker_client=docker_client, image=IMAGE, kubelet_flags=["--sync-frequency", "2"]) as n:
         http, tmp = n.http, str(n.cp.tmp)
