@@ -244,6 +244,11 @@ def pod_startup(n_pods: int, rounds: int, *, trace: bool = False, shim_flags: li
             http.delete("/api/v1/namespaces/default/pods", params={"labelSelector": f"bench={tag}"})
             support.wait_for("bench pods gone", lambda: not http.get(
                 "/api/v1/namespaces/default/pods", params={"labelSelector": f"bench={tag}"}).json()["items"], 120)
+            # Pods with a 0 s grace period leave the API at once (as upstream); the kubelet tears them
+            # down after. The next round starts on a node that is done with that, not in the middle of it.
+            support.wait_for("bench containers removed", lambda: not [
+                c for c in docker_client.containers.list(all=True, filters={"label": "io.kubernetes.pod.namespace=default"})
+                if c.labels.get("io.kubernetes.pod.name", "").startswith(f"b-{tag}-")], 120, 0.5)
     return latencies
 
 

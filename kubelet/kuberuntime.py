@@ -26,6 +26,7 @@ from kubelet.container import (CONTAINER_HASH_ANNOTATION, POD_UID_LABEL, RESTART
                                state_of)
 from kubelet.cri import CRIError, RemoteRuntime
 from kubelet.envvars import EnvError, container_env, env_references, expand, service_env
+from kubelet.etc_hosts import HOSTS_PATH, ensure_hosts_file, mounts_hosts
 from kubelet.volumemanager import Volume, VolumeError, VolumeManager, container_mounts
 from kubelet.pod_status import should_restart
 from kubelet.prober import ProbeResult, run_probe
@@ -367,11 +368,18 @@ class KubeRuntimeManager:
                          sources: dict[tuple[str, str], dict | None] | None = None) -> pb.ContainerConfig:
         """ContainerConfig (mirrors generateContainerConfig): command/args with
         $(VAR) expansion, env (from ``sources``: the ConfigMaps and Secrets it references),
-        volume mounts, workingDir, log path ``<name>/<restartCount>.log``.
-        Raises EnvError or VolumeError when the environment or a mount cannot be built."""
+        volume mounts plus the managed /etc/hosts (etc_hosts.py), workingDir, log path
+        ``<name>/<restartCount>.log``. Raises EnvError or VolumeError when the environment
+        or a mount cannot be built, OSError when the hosts file cannot be written."""
         env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources,
                             services=service_env(pod, self.services()) if self.services else None)
         mounts = container_mounts(container, volumes or {})
+        host_network = bool(pod.get("spec", {}).get("hostNetwork"))
+        ips = [self.node_ip] if host_network else [pod_ip]
+        if ips[0] and not mounts_hosts(container):  # upstream's shouldMountHostsFile + makeHostsMount
+            path = ensure_hosts_file(os.path.join(os.path.abspath(self.root_dir), "pods", pod["metadata"]["uid"]),
+                                     pod, ips, cluster_domain=self.cluster_domain)
+            mounts.append(pb.Mount(container_path=HOSTS_PATH, host_path=path))
         grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=container["name"], attempt=restart_count),
@@ -467,7 +475,7 @@ class KubeRuntimeManager:
                                                env_references(pod, container)) if self.volumes else {}
             cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip, volumes=volumes,
                                         sources=sources)
-        except (EnvError, VolumeError) as e:
+        except (EnvError, VolumeError, OSError) as e:
             result.reasons[name] = ("CreateContainerConfigError", str(e))
             self.recorder(pod, "Warning", "Failed", f"Error: {e}")
             result.soon(2.0)

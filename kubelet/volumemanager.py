@@ -17,6 +17,7 @@ reach running pods at the next sync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from kubeling.api import quantity
 from kubeling.client import ApiError, Client
 from kubelet.envvars import EnvError, object_data, pod_field, resource_field
+from kubelet.etc_hosts import FILE_NAME as ETC_HOSTS_FILE
 from proto.cri import api_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -394,14 +396,23 @@ class VolumeManager:
         return Volume(path, read_only=True)
 
     async def teardown_pod(self, uid: str) -> None:
-        """Unmount the pod's tmpfs emptyDirs and remove its volume directories (best effort, logged)."""
+        """Unmount the pod's tmpfs emptyDirs and remove its volume directories, then its
+        managed etc-hosts and the pod directory once empty (best effort, logged)."""
         self.forget_tokens(uid)
         await asyncio.to_thread(self._teardown, uid)
 
     def _teardown(self, uid: str) -> None:
+        if self._teardown_volumes(uid):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.pod_dir(uid), ETC_HOSTS_FILE))
+            with contextlib.suppress(OSError):
+                os.rmdir(self.pod_dir(uid))
+
+    def _teardown_volumes(self, uid: str) -> bool:
+        """Remove the pod's volume directories; False if a live mount kept them."""
         vols = os.path.join(self.pod_dir(uid), "volumes")
         if not os.path.isdir(vols):
-            return
+            return True
         empty = os.path.join(vols, "kubernetes.io~empty-dir")
         if os.path.isdir(empty):
             for name in os.listdir(empty):
@@ -410,8 +421,9 @@ class VolumeManager:
                     r = subprocess.run(["umount", path], capture_output=True, text=True, timeout=10)
                     if r.returncode != 0:
                         log.warning("umount %s: %s", path, r.stderr.strip())
-                        return  # never delete through a live mount
+                        return False  # never delete through a live mount
         shutil.rmtree(vols, ignore_errors=True)
+        return True
 
 
 def _volume_refs(v: dict) -> set[tuple[str, str]]:

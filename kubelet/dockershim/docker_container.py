@@ -116,7 +116,8 @@ class ContainerMixin:
             network_mode="host" if host_network else f"container:{sandbox_id}",
             ipc_mode=_namespace_mode(ns.ipc, sandbox_id),
             pid_mode=_namespace_mode(ns.pid, sandbox_id),
-            binds=_binds(config.mounts) or None,
+            binds=(_binds(config.mounts) + ([] if host_network else self.files.binds(
+                sandbox_id, {m.container_path for m in config.mounts}))) or None,
             privileged=sec.privileged,
             cap_add=list(sec.capabilities.add_capabilities) or None,
             cap_drop=list(sec.capabilities.drop_capabilities) or None,

@@ -20,6 +20,7 @@ from kubelet.dockershim.docker_container import ContainerMixin
 from kubelet.dockershim.docker_sandbox import SandboxMixin
 from kubelet.dockershim.logs import LogManager
 from kubelet.dockershim.network import NetworkPlugin
+from kubelet.dockershim.sandbox_files import SandboxFiles
 from kubelet.dockershim.start_gate import StartGate
 from proto.cri import api_pb2, api_pb2_grpc
 
@@ -35,18 +36,20 @@ class DockerService(SandboxMixin, ContainerMixin, api_pb2_grpc.RuntimeServiceSer
 
     ``client``: a docker.DockerClient; ``network``: the node's NetworkPlugin;
     ``logs``: the LogManager copying container output to CRI log files;
+    ``files``: the SandboxFiles holding each pod's resolv.conf and hosts;
     ``max_concurrent_starts``: Docker starts in flight (0 = unbounded, see start_gate.py).
     RPCs not defined here answer UNIMPLEMENTED (the generated base class).
     """
 
     def __init__(self, *, client: docker.DockerClient, node_name: str, network: NetworkPlugin,
-                 logs: LogManager, infra_image: str, max_concurrent_starts: int = 0) -> None:
+                 logs: LogManager, files: SandboxFiles, infra_image: str, max_concurrent_starts: int = 0) -> None:
         self.client = client
         self.start_gate = StartGate(max_concurrent_starts)  # Docker starts in flight, app containers first
         self.api = client.api
         self.node_name = node_name
         self.network = network
         self.logs = logs
+        self.files = files
         self.infra_image = infra_image
         # id -> {"labels", "tty"} of sandboxes and containers this shim created, so that the
         # CreateContainer / StartContainer following a create need not inspect (a Docker call each,

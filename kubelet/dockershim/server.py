@@ -22,6 +22,7 @@ from kubelet.dockershim.docker_image import DockerImageService
 from kubelet.dockershim.docker_service import DockerService
 from kubelet.dockershim.logs import LogManager
 from kubelet.dockershim.network import CNIServerProcess, NetworkPlugin, forward_to_cni_server
+from kubelet.dockershim.sandbox_files import SandboxFiles
 from kubelet.dockershim.streaming import StreamingServer
 from proto.cri import api_pb2_grpc
 
@@ -88,7 +89,8 @@ async def serve(opts: Options, *, ready: asyncio.Event | None = None) -> None:
     network = NetworkPlugin(state_dir=opts.state_dir, cni_bin_dir=opts.cni_bin_dir,
                             cni_conf_dir=opts.cni_conf_dir, bridge=opts.cni_bridge)
     runtime = DockerService(client=client, node_name=opts.node_name, network=network,
-                            logs=LogManager(log_client), infra_image=opts.pod_infra_container_image,
+                            logs=LogManager(log_client),
+                            files=SandboxFiles(os.path.join(opts.state_dir, "sandbox-files")), infra_image=opts.pod_infra_container_image,
                             max_concurrent_starts=opts.max_concurrent_starts)
     # Exec streams go through their own websocket server, as upstream's CRI streaming server.
     streaming = StreamingServer(log_client.api, host=opts.streaming_address, port=opts.streaming_port)

@@ -118,6 +118,10 @@ def test_pod_runs_serves_logs_and_is_deleted(cluster):
 
     body = wait_for("httpd answer", lambda: httpx.get(f"http://{ip}:8080/", timeout=3, trust_env=False).text, 20)
     assert body.strip() == "ok"
+    web = dock.containers.list(filters={"label": [f"io.kubernetes.pod.uid={uid}",
+                                                  "io.kubernetes.container.name=web"]})[0]
+    hosts = web.exec_run(["cat", "/etc/hosts"]).output.decode()  # the kubelet-managed file
+    assert hosts.startswith("# Kubernetes-managed hosts file.") and f"{ip}\t{name}\n" in hosts, hosts
 
     logs = httpx.get(f"{cluster['kubelet']}/containerLogs/default/{name}/web", trust_env=False, timeout=10)
     assert logs.status_code == 200 and "hello" in logs.text
@@ -474,7 +478,7 @@ def test_readiness_probe_moves_pod_in_and_out_of_endpoints(cluster, tmp_path):
                          "readinessProbe": {"exec": {"command": ["cat", "/flag/ready"]}, "periodSeconds": 1,
                                             "failureThreshold": 1}},
                         {"name": "sidecar", "image": IMAGE,
-                         "command": ["sh", "-c", "while true; do wget -q -O - http://127.0.0.1:8080/ > "
+                         "command": ["sh", "-c", "while true; do wget -q -O - http://localhost:8080/ > "
                                                  "/tmp/got 2>&1; sleep 1; done"]}]}}
     assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
 

@@ -138,10 +138,10 @@ def test_namespaces_for_pod_gives_each_container_its_own_pid_namespace():
     assert (ns.network, ns.ipc, ns.pid) == (pb.NODE, pb.NODE, pb.NODE)
 
 
-def test_container_config_carries_the_pod_namespaces():
+def test_container_config_carries_the_pod_namespaces(tmp_path):
     from kubelet.kuberuntime import KubeRuntimeManager
     from proto.cri import api_pb2 as pb
-    mgr = KubeRuntimeManager(None, root_dir="/tmp/kubelet", node_ip="127.0.0.1", recorder=lambda *a: None)
+    mgr = KubeRuntimeManager(None, root_dir=str(tmp_path), node_ip="127.0.0.1", recorder=lambda *a: None)
     cfg = mgr.container_config(pod(), {"name": "app", "image": "busybox:1.35"}, 0, pod_ip="10.244.0.2")
     assert cfg.linux.security_context.namespace_options.pid == pb.CONTAINER
 

@@ -43,9 +43,9 @@ POD = {"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
        "spec": {"containers": [{"name": "app", "image": "busybox:1.35", "command": ["sh"], "args": ["-c", "exit 1"]}]}}
 
 
-def manager(rt, clock):
+def manager(rt, clock, root):
     events = []
-    m = KubeRuntimeManager(rt, root_dir="/tmp/kltest-root", node_ip="127.0.0.1",
+    m = KubeRuntimeManager(rt, root_dir=str(root), node_ip="127.0.0.1",
                            recorder=lambda pod, t, reason, msg: events.append(reason),
                            backoff=Backoff(initial=10, max=40, clock=clock),
                            image_backoff=Backoff(initial=10, max=40, clock=clock))
@@ -56,9 +56,9 @@ def status(*containers):
     return PodStatus("u1", sandboxes=[SandboxStatus("s1", True, 0, 1.0, "10.244.0.2")], containers=list(containers))
 
 
-async def test_first_start_uses_restart_count_zero_and_log_path():
+async def test_first_start_uses_restart_count_zero_and_log_path(tmp_path):
     rt, clock = FakeRuntime(), Clock()
-    m, events = manager(rt, clock)
+    m, events = manager(rt, clock, tmp_path)
     res = SyncResult()
     ok = await m.start_container(POD, POD["spec"]["containers"][0], status(), "s1", m.sandbox_config(POD, 0), res)
     assert ok and ("create", "app", 0, "app/0.log") in rt.calls and ("start", "cid") in rt.calls
@@ -67,10 +67,10 @@ async def test_first_start_uses_restart_count_zero_and_log_path():
     assert events == ["Pulled", "Created", "Started"]
 
 
-async def test_crashloop_backoff_between_restarts():
+async def test_crashloop_backoff_between_restarts(tmp_path):
     """The first restart is immediate, the second waits 10 s (CrashLoopBackOff), then 20 s."""
     rt, clock = FakeRuntime(), Clock()
-    m, events = manager(rt, clock)
+    m, events = manager(rt, clock, tmp_path)
     spec = POD["spec"]["containers"][0]
     dead = ContainerStatus("old", "app", "exited", finished_at=clock.t, exit_code=1, restart_count=0)
     res = SyncResult()
@@ -88,9 +88,9 @@ async def test_crashloop_backoff_between_restarts():
     assert m.backoff.get("u1/app") == 20
 
 
-async def test_image_pull_failure_then_backoff():
+async def test_image_pull_failure_then_backoff(tmp_path):
     rt, clock = FakeRuntime(image_present=False, pull_error="no registry"), Clock()
-    m, events = manager(rt, clock)
+    m, events = manager(rt, clock, tmp_path)
     spec = POD["spec"]["containers"][0]
     res = SyncResult()
     assert not await m.start_container(POD, spec, status(), "s1", m.sandbox_config(POD, 0), res)
@@ -106,9 +106,9 @@ async def test_image_pull_failure_then_backoff():
     assert "Pulled" in events
 
 
-async def test_never_pull_policy_reports_err_image_never_pull():
+async def test_never_pull_policy_reports_err_image_never_pull(tmp_path):
     rt, clock = FakeRuntime(image_present=False), Clock()
-    m, _ = manager(rt, clock)
+    m, _ = manager(rt, clock, tmp_path)
     spec = dict(POD["spec"]["containers"][0], imagePullPolicy="Never")
     res = SyncResult()
     assert not await m.start_container(POD, spec, status(), "s1", m.sandbox_config(POD, 0), res)
