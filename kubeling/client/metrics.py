@@ -22,6 +22,7 @@ import httpx
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
 
+from kubeling.client import netbackend
 from kubeling.metrics import Watched
 
 REQUESTS = prometheus_client.Counter(
@@ -58,8 +59,9 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 
 
 def transport(**kwargs) -> InstrumentedTransport:
-    """An instrumented ``httpx.AsyncHTTPTransport(**kwargs)`` (e.g. ``verify=ssl_context``)."""
-    return InstrumentedTransport(httpx.AsyncHTTPTransport(**kwargs))
+    """An instrumented ``httpx.AsyncHTTPTransport(**kwargs)`` (e.g. ``verify=ssl_context``) on the
+    asyncio network backend (netbackend.py)."""
+    return InstrumentedTransport(netbackend.transport(**kwargs))
 
 
 def _leader_status(electors: list):
