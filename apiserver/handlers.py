@@ -20,7 +20,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from apiserver import authz, errors, fieldvalidation, printers
+from apiserver import authz, errors, fieldvalidation, printers, protobuf
 from apiserver.authn import UserInfo, authenticate
 from apiserver.authz import RequestAttributes
 from apiserver.kubeletlocation import kubelet_url, pod_container, pod_kubelet
@@ -128,6 +128,13 @@ async def read_json(request: Request, *, optional: bool = False):
     """The request body decoded as JSON (or YAML for ``application/yaml``); 400 for a malformed body,
     413 over MAX_REQUEST_BODY_BYTES (None when optional and empty)."""
     ct = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
+    if ct == protobuf.MEDIA_TYPE and request.method != "PATCH":
+        # kubectl's typed clients (create namespace|deployment|secret ...) send protobuf: decoded to the
+        # same dict a JSON body gives, or a 415 asking for JSON when a field would otherwise be lost.
+        raw = await read_body(request)
+        if not raw and optional:
+            return None
+        return protobuf.decode(raw)
     if request.method != "PATCH" and ct not in BODY_MEDIA_TYPES:
         # As upstream's NegotiateInputSerializer: a body we cannot decode (protobuf, CBOR ...) is a
         # 415 naming what we take, never a JSON parse error (PATCH types are checked by the store).

@@ -17,13 +17,13 @@ from typing import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from apiserver import errors
+from apiserver import errors, protobuf
 from apiserver.authn import MASTERS, UserInfo
 from apiserver.authz import AlwaysAllow, RequestAttributes, Union, non_resource
 from apiserver.authz.node import NodeAuthorizer, node_name
 from apiserver.authz.rbac import RBACAuthorizer
 from apiserver.handlers import json_response, read_body, read_json
-from apiserver.registry import authentication, authproto
+from apiserver.registry import authentication
 from apiserver.registry.rest import ResourceInfo
 from kubeling.api.resources import Resource
 
@@ -47,11 +47,11 @@ Route = Callable[[Request, object, UserInfo], Awaitable[Response]]
 async def read_review(request: Request, kind: str, *, optional: bool = False):
     """The body of a review: JSON / YAML as any create, or the protobuf kubectl's typed clients send."""
     ct = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ct == authproto.MEDIA_TYPE:
+    if ct == protobuf.MEDIA_TYPE:
         raw = await read_body(request)
         if not raw and optional:
             return None
-        return authproto.decode(raw, kind)
+        return protobuf.decode(raw, kind)
     return await read_json(request, optional=optional)
 
 

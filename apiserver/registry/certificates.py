@@ -238,11 +238,11 @@ async def read_body(request):
     """An update body: JSON / YAML, or the protobuf CSR that ``kubectl certificate approve|deny`` sends
     to ``/approval`` (decoded as far as an approval needs: name, resourceVersion, conditions)."""
     from apiserver.handlers import read_body as raw_body, read_json
-    from apiserver.registry import authproto
+    from apiserver import protobuf
     ct = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ct != authproto.MEDIA_TYPE:
+    if ct != protobuf.MEDIA_TYPE:
         return await read_json(request)
-    obj = authproto.decode(await raw_body(request), "CertificateSigningRequest")
+    obj = protobuf.decode(await raw_body(request), "CertificateSigningRequest")
     obj.pop("spec", None)
     for c in (obj.get("status") or {}).get("conditions") or []:
         for k in ("lastUpdateTime", "lastTransitionTime"):

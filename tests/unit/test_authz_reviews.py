@@ -1,4 +1,4 @@
-"""Review plumbing: protobuf bodies kubectl sends (apiserver/registry/authproto.py), review attributes and
+"""Review plumbing: protobuf bodies kubectl sends (apiserver/protobuf.py), review attributes and
 rules (apiserver/registry/authorization.py), default-policy reconciliation (apiserver/bootstrappolicy.py)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from apiserver import bootstrappolicy, errors
 from apiserver.authn import UserInfo
 from apiserver.authz import AlwaysAllow, Union
 from apiserver.authz.rbac import RBACAuthorizer, StaticPolicy
-from apiserver.registry import authproto
+from apiserver import protobuf as authproto
 from apiserver.registry.authorization import attributes, rules_for
 
 
