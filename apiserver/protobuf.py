@@ -40,6 +40,7 @@ MAX_DEPTH = 40
 #   "str" "int" "bool"      Go value fields: gogo writes them even when zero; zero is left out (omitempty)
 #   "str?" "int?" "bool?"   Go pointer fields: on the wire only when set, so a zero is kept
 #   "strs"                  repeated string
+#   "ints"                  repeated int32/int64 (proto2: one varint each; packed also taken)
 #   "bytes"                 raw bytes (the envelope's raw object)
 #   "map"                   map<string, string>          (entries: repeated {1 key, 2 value})
 #   "map:bytes"             map<string, bytes>           -> base64 strings, as JSON []byte
@@ -75,10 +76,11 @@ CONDITION = {1: ("type", "str"), 2: ("status", "str"), 3: ("observedGeneration",
 LOCAL_OBJECT_REFERENCE = {1: ("name", "str")}
 OBJECT_REFERENCE = {1: ("kind", "str"), 2: ("namespace", "str"), 3: ("name", "str"), 4: ("uid", "str"),
                     5: ("apiVersion", "str"), 6: ("resourceVersion", "str"), 7: ("fieldPath", "str")}
+OBJECT_FIELD_SELECTOR = {1: ("apiVersion", "str"), 2: ("fieldPath", "str")}
+RESOURCE_FIELD_SELECTOR = {1: ("containerName", "str"), 2: ("resource", "str"), 3: ("divisor", "quantity")}
 KEY_SELECTOR = {1: ("", ("inline", LOCAL_OBJECT_REFERENCE)), 2: ("key", "str"), 3: ("optional", "bool?")}
 ENV_VAR = {1: ("name", "str"), 2: ("value", "str"), 3: ("valueFrom", {
-    1: ("fieldRef", {1: ("apiVersion", "str"), 2: ("fieldPath", "str")}),
-    2: ("resourceFieldRef", {1: ("containerName", "str"), 2: ("resource", "str"), 3: ("divisor", "quantity")}),
+    1: ("fieldRef", OBJECT_FIELD_SELECTOR), 2: ("resourceFieldRef", RESOURCE_FIELD_SELECTOR),
     3: ("configMapKeyRef", KEY_SELECTOR),
     4: ("secretKeyRef", KEY_SELECTOR)})}
 ENV_FROM_SOURCE = {1: ("prefix", "str"),
@@ -90,35 +92,103 @@ RESOURCE_REQUIREMENTS = {1: ("limits", "map:quantity"), 2: ("requests", "map:qua
                          3: ("claims", [{1: ("name", "str"), 2: ("request", "str")}])}
 VOLUME_MOUNT = {1: ("name", "str"), 2: ("readOnly", "bool"), 3: ("mountPath", "str"), 4: ("subPath", "str"),
                 5: ("mountPropagation", "str?"), 6: ("subPathExpr", "str"), 7: ("recursiveReadOnly", "str?")}
+HTTP_GET = {1: ("path", "str"), 2: ("port", "intstr"), 3: ("host", "str"), 4: ("scheme", "str"),
+            5: ("httpHeaders", [{1: ("name", "str"), 2: ("value", "str")}])}
+TCP_SOCKET = {1: ("port", "intstr"), 2: ("host", "str")}
+EXEC_ACTION = {1: ("command", "strs")}
+PROBE = {
+    1: ("", ("inline", {1: ("exec", EXEC_ACTION), 2: ("httpGet", HTTP_GET), 3: ("tcpSocket", TCP_SOCKET),
+                        4: ("grpc", {1: ("port", "int"), 2: ("service", "str?")})})),
+    2: ("initialDelaySeconds", "int"), 3: ("timeoutSeconds", "int"), 4: ("periodSeconds", "int"),
+    5: ("successThreshold", "int"), 6: ("failureThreshold", "int"), 7: ("terminationGracePeriodSeconds", "int?"),
+}
+LIFECYCLE_HANDLER = {1: ("exec", EXEC_ACTION), 2: ("httpGet", HTTP_GET), 3: ("tcpSocket", TCP_SOCKET),
+                     4: ("sleep", {1: ("seconds", "int")})}
+SE_LINUX_OPTIONS = {1: ("user", "str"), 2: ("role", "str"), 3: ("type", "str"), 4: ("level", "str")}
+PROFILE = {1: ("type", "str"), 2: ("localhostProfile", "str?")}  # SeccompProfile, AppArmorProfile
+SECURITY_CONTEXT = {
+    1: ("capabilities", {1: ("add", "strs"), 2: ("drop", "strs")}), 2: ("privileged", "bool?"),
+    3: ("seLinuxOptions", SE_LINUX_OPTIONS), 4: ("runAsUser", "int?"), 5: ("runAsNonRoot", "bool?"),
+    6: ("readOnlyRootFilesystem", "bool?"), 7: ("allowPrivilegeEscalation", "bool?"), 8: ("runAsGroup", "int?"),
+    9: ("procMount", "str?"), 11: ("seccompProfile", PROFILE), 12: ("appArmorProfile", PROFILE),
+}
 CONTAINER = {
     1: ("name", "str"), 2: ("image", "str"), 3: ("command", "strs"), 4: ("args", "strs"), 5: ("workingDir", "str"),
     6: ("ports", [CONTAINER_PORT]), 7: ("env", [ENV_VAR]), 8: ("resources", RESOURCE_REQUIREMENTS),
     9: ("volumeMounts", [VOLUME_MOUNT]), 13: ("terminationMessagePath", "str"), 14: ("imagePullPolicy", "str"),
     16: ("stdin", "bool"), 17: ("stdinOnce", "bool"), 18: ("tty", "bool"), 19: ("envFrom", [ENV_FROM_SOURCE]),
-    20: ("terminationMessagePolicy", "str"), 24: ("restartPolicy", "str?"),
+    10: ("livenessProbe", PROBE), 11: ("readinessProbe", PROBE),
+    12: ("lifecycle", {1: ("postStart", LIFECYCLE_HANDLER), 2: ("preStop", LIFECYCLE_HANDLER)}),
+    15: ("securityContext", SECURITY_CONTEXT), 20: ("terminationMessagePolicy", "str"), 22: ("startupProbe", PROBE),
+    23: ("resizePolicy", [{1: ("resourceName", "str"), 2: ("restartPolicy", "str")}]), 24: ("restartPolicy", "str?"),
+}
+KEY_TO_PATH = {1: ("key", "str"), 2: ("path", "str"), 3: ("mode", "int?")}
+DOWNWARD_API_FILE = {1: ("path", "str"), 2: ("fieldRef", OBJECT_FIELD_SELECTOR),
+                     3: ("resourceFieldRef", RESOURCE_FIELD_SELECTOR), 4: ("mode", "int?")}
+VOLUME_SOURCE = {  # the sources a one-node cluster can serve; others are a 415
+    1: ("hostPath", {1: ("path", "str"), 2: ("type", "str?")}),
+    2: ("emptyDir", {1: ("medium", "str"), 2: ("sizeLimit", "quantity")}),
+    6: ("secret", {1: ("secretName", "str"), 2: ("items", [KEY_TO_PATH]), 3: ("defaultMode", "int?"),
+                   4: ("optional", "bool?")}),
+    10: ("persistentVolumeClaim", {1: ("claimName", "str"), 2: ("readOnly", "bool")}),
+    16: ("downwardAPI", {1: ("items", [DOWNWARD_API_FILE]), 2: ("defaultMode", "int?")}),
+    19: ("configMap", {1: ("", ("inline", LOCAL_OBJECT_REFERENCE)), 2: ("items", [KEY_TO_PATH]),
+                       3: ("defaultMode", "int?"), 4: ("optional", "bool?")}),
+    26: ("projected", {1: ("sources", [{
+        1: ("secret", {1: ("", ("inline", LOCAL_OBJECT_REFERENCE)), 2: ("items", [KEY_TO_PATH]),
+                       4: ("optional", "bool?")}),
+        2: ("downwardAPI", {1: ("items", [DOWNWARD_API_FILE])}),
+        3: ("configMap", {1: ("", ("inline", LOCAL_OBJECT_REFERENCE)), 2: ("items", [KEY_TO_PATH]),
+                          4: ("optional", "bool?")}),
+        4: ("serviceAccountToken", {1: ("audience", "str"), 2: ("expirationSeconds", "int?"), 3: ("path", "str")})}]),
+        2: ("defaultMode", "int?")}),
+}
+NODE_SELECTOR_TERM = {1: ("matchExpressions", [{1: ("key", "str"), 2: ("operator", "str"), 3: ("values", "strs")}]),
+                      2: ("matchFields", [{1: ("key", "str"), 2: ("operator", "str"), 3: ("values", "strs")}])}
+POD_AFFINITY_TERM = {1: ("labelSelector", LABEL_SELECTOR), 2: ("namespaces", "strs"), 3: ("topologyKey", "str"),
+                     4: ("namespaceSelector", LABEL_SELECTOR), 5: ("matchLabelKeys", "strs"),
+                     6: ("mismatchLabelKeys", "strs")}
+POD_AFFINITY = {1: ("requiredDuringSchedulingIgnoredDuringExecution", [POD_AFFINITY_TERM]),
+                2: ("preferredDuringSchedulingIgnoredDuringExecution", [{1: ("weight", "int"),
+                                                                         2: ("podAffinityTerm", POD_AFFINITY_TERM)}])}
+AFFINITY = {
+    1: ("nodeAffinity", {
+        1: ("requiredDuringSchedulingIgnoredDuringExecution", {1: ("nodeSelectorTerms", [NODE_SELECTOR_TERM])}),
+        2: ("preferredDuringSchedulingIgnoredDuringExecution", [{1: ("weight", "int"),
+                                                                 2: ("preference", NODE_SELECTOR_TERM)}])}),
+    2: ("podAffinity", POD_AFFINITY), 3: ("podAntiAffinity", POD_AFFINITY),
+}
+TOPOLOGY_SPREAD_CONSTRAINT = {
+    1: ("maxSkew", "int"), 2: ("topologyKey", "str"), 3: ("whenUnsatisfiable", "str"), 4: ("labelSelector", LABEL_SELECTOR),
+    5: ("minDomains", "int?"), 6: ("nodeAffinityPolicy", "str?"), 7: ("nodeTaintsPolicy", "str?"),
+    8: ("matchLabelKeys", "strs"),
 }
 POD_SECURITY_CONTEXT = {
-    1: ("seLinuxOptions", {1: ("user", "str"), 2: ("role", "str"), 3: ("type", "str"), 4: ("level", "str")}),
-    2: ("runAsUser", "int?"), 3: ("runAsNonRoot", "bool?"), 5: ("fsGroup", "int?"), 6: ("runAsGroup", "int?"),
+    1: ("seLinuxOptions", SE_LINUX_OPTIONS), 2: ("runAsUser", "int?"), 3: ("runAsNonRoot", "bool?"),
+    4: ("supplementalGroups", "ints"), 5: ("fsGroup", "int?"), 6: ("runAsGroup", "int?"),
     7: ("sysctls", [{1: ("name", "str"), 2: ("value", "str")}]), 9: ("fsGroupChangePolicy", "str?"),
-    10: ("seccompProfile", {1: ("type", "str"), 2: ("localhostProfile", "str?")}),
-    11: ("appArmorProfile", {1: ("type", "str"), 2: ("localhostProfile", "str?")}),
+    10: ("seccompProfile", PROFILE), 11: ("appArmorProfile", PROFILE),
     12: ("supplementalGroupsPolicy", "str?"), 13: ("seLinuxChangePolicy", "str?"),
 }
 POD_SPEC = {
-    2: ("containers", [CONTAINER]), 3: ("restartPolicy", "str"), 4: ("terminationGracePeriodSeconds", "int?"),
+    1: ("volumes", [{1: ("name", "str"), 2: ("", ("inline", VOLUME_SOURCE))}]), 2: ("containers", [CONTAINER]), 3: ("restartPolicy", "str"), 4: ("terminationGracePeriodSeconds", "int?"),
     5: ("activeDeadlineSeconds", "int?"), 6: ("dnsPolicy", "str"), 7: ("nodeSelector", "map"),
     8: ("serviceAccountName", "str"), 9: ("serviceAccount", "str"), 10: ("nodeName", "str"),
     11: ("hostNetwork", "bool"), 12: ("hostPID", "bool"), 13: ("hostIPC", "bool"),
     14: ("securityContext", POD_SECURITY_CONTEXT), 15: ("imagePullSecrets", [LOCAL_OBJECT_REFERENCE]),
-    16: ("hostname", "str"), 17: ("subdomain", "str"), 19: ("schedulerName", "str"), 20: ("initContainers", [CONTAINER]),
+    16: ("hostname", "str"), 17: ("subdomain", "str"), 18: ("affinity", AFFINITY), 19: ("schedulerName", "str"),
+    20: ("initContainers", [CONTAINER]),
     21: ("automountServiceAccountToken", "bool?"),
     22: ("tolerations", [{1: ("key", "str"), 2: ("operator", "str"), 3: ("value", "str"), 4: ("effect", "str"),
                           5: ("tolerationSeconds", "int?")}]),
     23: ("hostAliases", [{1: ("ip", "str"), 2: ("hostnames", "strs")}]),
-    24: ("priorityClassName", "str"), 25: ("priority", "int?"), 27: ("shareProcessNamespace", "bool?"),
+    24: ("priorityClassName", "str"), 25: ("priority", "int?"),
+    26: ("dnsConfig", {1: ("nameservers", "strs"), 2: ("searches", "strs"),
+                       3: ("options", [{1: ("name", "str"), 2: ("value", "str?")}])}),
+    27: ("shareProcessNamespace", "bool?"), 28: ("readinessGates", [{1: ("conditionType", "str")}]),
     29: ("runtimeClassName", "str?"), 30: ("enableServiceLinks", "bool?"), 31: ("preemptionPolicy", "str?"),
-    35: ("setHostnameAsFQDN", "bool?"), 37: ("hostUsers", "bool?"),
+    33: ("topologySpreadConstraints", [TOPOLOGY_SPREAD_CONSTRAINT]), 35: ("setHostnameAsFQDN", "bool?"),
+    36: ("os", {1: ("name", "str")}), 37: ("hostUsers", "bool?"), 38: ("schedulingGates", [{1: ("name", "str")}]),
 }
 POD_TEMPLATE_SPEC = {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)}
 SERVICE_PORT = {1: ("name", "str"), 2: ("protocol", "str"), 3: ("port", "int"), 4: ("targetPort", "intstr"),
@@ -359,6 +429,17 @@ def _message(data: bytes, schema: dict, strict: bool, path: str, depth: int, *, 
         want = _WIRE.get(kind, 2) if isinstance(kind, str) else 2
         if kind in ("int?", "bool?"):
             want = 0
+        if kind == "ints":
+            items = out.setdefault(name, [])
+            if wire == 0:
+                items.append(_signed(value))
+                continue
+            if wire == 2:
+                j = 0
+                while j < len(value):
+                    v, j = _varint(value, j)
+                    items.append(_signed(v))
+                continue
         if wire != want:
             if strict:
                 raise _Malformed(f"field {where} has wire type {wire}, expected {want}")

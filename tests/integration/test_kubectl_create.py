@@ -157,20 +157,116 @@ def test_rbac_and_quota(cp):
     assert q["spec"]["hard"] == {"pods": "10", "cpu": "1", "memory": "1Gi"} and q["spec"]["scopes"] == ["BestEffort"]
 
 
-def test_unknown_field_is_415_and_nothing_is_created(cp):
-    """A CronJob (created over JSON) whose container has a startupProbe, a field the protobuf tables do not
-    decode: ``create job --from`` copies it into a protobuf Job; the apiserver answers 415 naming the
-    field and asking for JSON, kubectl exits non-zero, and no Job exists."""
-    container = {"name": "c", "image": "busybox:1.35",
-                 "startupProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5}}
-    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "probed"},
-            "spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": {"template": {"spec": {
-                "containers": [container], "restartPolicy": "OnFailure"}}}}}}
+# A pod template using every table the decoder has beyond what ``create`` fills: ``create job --from``
+# re-encodes it with client-go's generated marshallers, so the Job read back equal to the CronJob's
+# template proves the field numbers (a wrong number would land under another name, or be a 415).
+RICH_POD_SPEC = {
+    "containers": [{
+        "name": "main", "image": "busybox:1.35", "command": ["sh", "-c"], "args": ["sleep 1"], "workingDir": "/tmp",
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP", "hostIP": "127.0.0.1"}],
+        "env": [{"name": "A", "value": "1"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"containerName": "main",
+                                                                   "resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}}],
+        "envFrom": [{"prefix": "CM_", "configMapRef": {"name": "cm", "optional": False}},
+                    {"secretRef": {"name": "s"}}],
+        "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "100m"}},
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                         {"name": "conf", "mountPath": "/conf", "readOnly": True, "subPath": "app"}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP",
+                                      "httpHeaders": [{"name": "X-A", "value": "b"}]},
+                          "initialDelaySeconds": 3, "timeoutSeconds": 2, "periodSeconds": 7,
+                          "successThreshold": 1, "failureThreshold": 4},
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        "startupProbe": {"exec": {"command": ["true"]}, "failureThreshold": 30, "periodSeconds": 1,
+                         "terminationGracePeriodSeconds": 9},
+        "lifecycle": {"postStart": {"exec": {"command": ["echo", "up"]}}, "preStop": {"sleep": {"seconds": 2}}},
+        "securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "privileged": False,
+                            "runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True,
+                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "FallbackToLogsOnError",
+        "imagePullPolicy": "Never", "stdin": True, "tty": True,
+    }],
+    "initContainers": [{"name": "init", "image": "busybox:1.35", "command": ["true"]}],
+    "volumes": [
+        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        {"name": "host", "hostPath": {"path": "/tmp", "type": "Directory"}},
+        {"name": "conf", "configMap": {"name": "cm", "items": [{"key": "a", "path": "a.txt", "mode": 256}],
+                                       "defaultMode": 420, "optional": True}},
+        {"name": "sec", "secret": {"secretName": "s", "defaultMode": 256}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "pvc", "readOnly": True}},
+        {"name": "info", "downwardAPI": {"items": [{"path": "labels",
+                                                    "fieldRef": {"apiVersion": "v1",
+                                                                 "fieldPath": "metadata.labels"}}]}},
+        {"name": "proj", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"audience": "api", "expirationSeconds": 3600, "path": "token"}},
+            {"configMap": {"name": "cm", "items": [{"key": "a", "path": "a"}]}},
+            {"secret": {"name": "s", "optional": True}},
+            {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"apiVersion": "v1",
+                                                                   "fieldPath": "metadata.namespace"}}]}}]}},
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}]},
+        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname",
+             "namespaces": ["default"]}]},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {
+                "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+                "topologyKey": "zone"}}]},
+    },
+    "tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 30},
+                    {"operator": "Exists"}],
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+                                   "labelSelector": {"matchLabels": {"app": "web"}}}],
+    "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["a.local"], "options": [{"name": "ndots", "value": "2"}]},
+    "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a", "b"]}],
+    "nodeSelector": {"disk": "ssd"}, "serviceAccountName": "default", "automountServiceAccountToken": False,
+    "terminationGracePeriodSeconds": 5, "activeDeadlineSeconds": 100, "hostname": "h", "subdomain": "sub",
+    "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 3000, "supplementalGroups": [4, 5],
+                        "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]},
+    "readinessGates": [{"conditionType": "example.com/ready"}], "os": {"name": "linux"},
+    "enableServiceLinks": False, "shareProcessNamespace": True, "restartPolicy": "OnFailure",
+}
+
+
+def post_cronjob(cp, name: str, pod_spec: dict) -> dict:
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": "0 0 * * *", "jobTemplate": {
+                "metadata": {"labels": {"team": "a"}, "annotations": {"note": "n"}},
+                "spec": {"backoffLimit": 2, "parallelism": 1, "activeDeadlineSeconds": 600,
+                         "ttlSecondsAfterFinished": 60, "template": {"spec": pod_spec}}}}}
     r = httpx.post(cp.server + "/apis/batch/v1/namespaces/default/cronjobs", json=cron, timeout=10)
     assert r.status_code == 201, r.text
-    r = kubectl(cp, "create", "job", "lost", "--from=cronjob/probed", ok=False)
+    return r.json()
+
+
+def test_job_from_rich_cronjob_keeps_every_field(cp):
+    cj = post_cronjob(cp, "rich", RICH_POD_SPEC)
+    kubectl(cp, "create", "job", "rich-run", "--from=cronjob/rich")
+    job = get(cp, "/apis/batch/v1/namespaces/default/jobs/rich-run")
+    want = cj["spec"]["jobTemplate"]["spec"]
+    assert job["spec"]["template"]["spec"] == want["template"]["spec"]
+    for k in ("backoffLimit", "parallelism", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        assert job["spec"][k] == want[k], k
+    assert job["metadata"]["labels"]["team"] == "a" and job["metadata"]["annotations"]["note"] == "n"
+
+
+def test_unknown_field_is_415_and_nothing_is_created(cp):
+    """A CronJob (created over JSON) with an NFS volume, a volume source the protobuf tables do not decode:
+    ``create job --from`` copies it into a protobuf Job; the apiserver answers 415 naming the field and
+    asking for JSON, kubectl exits non-zero, and no Job exists."""
+    post_cronjob(cp, "nfs", {"containers": [{"name": "c", "image": "busybox:1.35"}], "restartPolicy": "Never",
+                             "volumes": [{"name": "v", "nfs": {"server": "127.0.0.1", "path": "/x"}}]})
+    r = kubectl(cp, "create", "job", "lost", "--from=cronjob/nfs", ok=False)
     assert r.returncode != 0
-    assert "field number 22 of spec.template.spec.containers[0]" in r.stderr and "JSON" in r.stderr, r.stderr
+    assert "field number 7 of spec.template.spec.volumes[0]" in r.stderr and "JSON" in r.stderr, r.stderr
     assert httpx.get(cp.server + "/apis/batch/v1/namespaces/default/jobs/lost", timeout=10).status_code == 404
 
 

@@ -200,8 +200,10 @@ def test_times_and_negative_ints():
     ("ConfigMap", "v1", f(1, meta("cm1", f(99, 1))), "field number 99 of metadata"),
     ("Deployment", "apps/v1", f(2, f(3, f(2, pod_spec(container(f(99, b"\x08\x01")))))),
      "field number 99 of spec.template.spec.containers[0]"),
-    ("Deployment", "apps/v1", f(2, f(3, f(2, pod_spec(container(), container(f(22, b""))))))  ,
-     "field number 22 of spec.template.spec.containers[1]"),  # startupProbe: a kind this server does not decode
+    ("Deployment", "apps/v1", f(2, f(3, f(2, pod_spec(container(), container(f(21, b""))))))  ,
+     "field number 21 of spec.template.spec.containers[1]"),  # volumeDevices: not decoded by this server
+    ("Job", "batch/v1", f(2, f(6, f(2, f(1, m(f(1, "v"), f(2, f(7, f(1, "nfs")))))))),
+     "field number 7 of spec.template.spec.volumes[0]"),  # an NFS volume source
     ("ConfigMap", "v1", f(2, f(1, "a") + f(2, "b") + f(3, "c")), "field number 3 of data"),
     ("Service", "v1", f(2, f(1, m(f(3, 80), f(4, m(f(1, 0), f(2, 1), f(7, 1)))))), "spec.ports[0].targetPort"),
 ])
