@@ -93,6 +93,20 @@ class EtcdServer:
                    for n, urls in self.cfg.initial_cluster.items()}
         return RaftCluster(self.cfg.cluster_id, members, self.members_path)
 
+    def _recovered_initial_cluster(self, meta: dict) -> RaftCluster:
+        """The membership of a data dir with a WAL but no members.json (written before that file
+        existed): --initial-cluster, with this member under the ID its WAL records. IDs derived
+        from today's flags can differ from the recorded one (e.g. peer URLs moved from http to
+        https), and a member missing from its own cluster only talks to itself as a stranger."""
+        cluster = self._initial_cluster()
+        derived = self.cfg.member_ids.get(meta.get("name") or self.cfg.name)
+        own = meta["member_id"]
+        if derived is not None and derived != own and derived in cluster.members and own not in cluster.members:
+            member = cluster.members.pop(derived)
+            member.id = own
+            cluster.members[own] = member
+        return cluster
+
     def boot(self) -> None:
         """Rebuild the Raft log from the newest snapshot + the WAL, or create a
         new member (blocking; call before serving). Committed entries after the
@@ -109,7 +123,7 @@ class EtcdServer:
             if contents.repaired:
                 log.warning("cut %d bytes of a torn WAL tail", contents.repaired)
             self.member_id, self.cluster_id = meta["member_id"], meta["cluster_id"]
-            self.cluster = RaftCluster.load(self.members_path) or self._initial_cluster()
+            self.cluster = RaftCluster.load(self.members_path) or self._recovered_initial_cluster(meta)
             self.cluster.path, self.cluster.cluster_id = self.members_path, self.cluster_id
             if self.member_id in self.cluster.removed:
                 raise MemberRemovedError(

@@ -29,13 +29,13 @@ def start(kind: str, procs: support.ProcessGroup) -> str:
     """Start etcd or etcdlite in ``procs``; returns its gRPC endpoint once a Range answers."""
     port, peer = support.free_port(), support.free_port()
     url = f"http://127.0.0.1:{port}"
+    # Both advertise the same peer URL, so that member and cluster IDs (derived from it) match,
+    # but listen on a free port: a dev cluster may hold 2380.
     flags = ["--name", "m", "--data-dir", str(procs.log_dir / kind), "--listen-client-urls", url,
-             "--advertise-client-urls", url, "--initial-cluster", "m=http://127.0.0.1:2380"]
-    if kind == "etcd":
-        cmd = [ETCD, *flags, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-advertise-peer-urls", "http://127.0.0.1:2380"]
-    else:
-        cmd = [sys.executable, "-m", "etcdlite", *flags]
+             "--advertise-client-urls", url, "--initial-cluster", "m=http://127.0.0.1:2380",
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
+             "http://127.0.0.1:2380"]
+    cmd = [ETCD, *flags] if kind == "etcd" else [sys.executable, "-m", "etcdlite", *flags]
     proc = procs.spawn(kind, cmd)
     endpoint = f"127.0.0.1:{port}"
     with grpc.insecure_channel(endpoint) as ch:

@@ -30,6 +30,7 @@ class Member:
         self.data_dir = data_dir
         self.log = log
         self.port = support.free_port()
+        self.peer_port = support.free_port()  # never 2380: a dev cluster may hold it
         self.procs = support.ProcessGroup(log.parent)
         self.proc: subprocess.Popen | None = None
 
@@ -37,12 +38,12 @@ class Member:
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, *, wait: bool = True) -> None:
-        url = f"http://{self.endpoint}"
+    def start(self, *, wait: bool = True, extra: tuple[str, ...] = ()) -> None:
+        url, peer = f"http://{self.endpoint}", f"http://127.0.0.1:{self.peer_port}"
         cmd = [sys.executable, "-m", "etcdlite", "--name", "default", "--data-dir", str(self.data_dir),
                "--listen-client-urls", url, "--advertise-client-urls", url,
-               "--listen-peer-urls", "http://127.0.0.1:2380",
-               "--initial-cluster", "default=http://127.0.0.1:2380"]
+               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+               "--initial-cluster", f"default={peer}", *extra]
         self.proc = self.procs.spawn(self.log.stem, cmd)
         if wait:
             self.wait_ready()
@@ -190,6 +191,20 @@ def test_sigkill_restart_keeps_acknowledged_writes(member):
     assert after["kvs"] == before["kvs"]
     assert after["header"]["revision"] == before["header"]["revision"] == 22
     assert member.json("put", "/r/new", "x")["header"]["revision"] == 23
+
+
+def test_data_dir_without_members_file_keeps_its_member_id(member):
+    """A data dir written before members.json existed boots as the member its WAL names, even
+    when today's flags derive another ID (here a new --initial-cluster-token), and keeps serving."""
+    member.ctl("put", "/old/key", "v1")
+    own = member.json("member", "list")["members"][0]["ID"]
+    assert member.stop(signal.SIGTERM) == 0
+    (member.data_dir / "member" / "members.json").unlink()
+    member.start(extra=("--initial-cluster-token", "another-token"))
+    assert member.ctl("get", "/old/key", "--print-value-only").stdout.strip() == "v1"
+    member.ctl("put", "/old/key", "v2")
+    assert member.ctl("get", "/old/key", "--print-value-only").stdout.strip() == "v2"
+    assert [m["ID"] for m in member.json("member", "list")["members"]] == [own]
 
 
 def test_sigterm_is_graceful_and_corrupt_wal_refuses(member):
