@@ -2,7 +2,8 @@
 
 kubectl's typed clients post their bodies as protobuf: ``kubectl create
 namespace|configmap|secret|deployment|service|serviceaccount|job|cronjob|
-role|clusterrole|rolebinding|clusterrolebinding|quota``, the auth reviews
+role|clusterrole|rolebinding|clusterrolebinding|quota``, ``kubectl debug``'s
+Pods, ``kubectl auth reconcile``'s RBAC objects, the auth reviews
 (``auth can-i``, ``auth whoami``), ``create token`` and ``certificate
 approve|deny``. The wire form, as k8s.io/apimachinery's
 runtime/serializer/protobuf: the ``k8s\\x00`` magic, then a runtime.Unknown
@@ -190,6 +191,14 @@ POD_SPEC = {
     33: ("topologySpreadConstraints", [TOPOLOGY_SPREAD_CONSTRAINT]), 35: ("setHostnameAsFQDN", "bool?"),
     36: ("os", {1: ("name", "str")}), 37: ("hostUsers", "bool?"), 38: ("schedulingGates", [{1: ("name", "str")}]),
 }
+POD_STATUS = {  # what a new Pod carries (kubectl debug): the scalars gogo always writes, IPs, conditions
+    1: ("phase", "str"), 2: ("conditions", [{1: ("type", "str"), 2: ("status", "str"), 3: ("lastProbeTime", "time"),
+                                            4: ("lastTransitionTime", "time"), 5: ("reason", "str"),
+                                            6: ("message", "str")}]),
+    3: ("message", "str"), 4: ("reason", "str"), 5: ("hostIP", "str"), 6: ("podIP", "str"), 7: ("startTime", "time"),
+    9: ("qosClass", "str"), 11: ("nominatedNodeName", "str"), 12: ("podIPs", [{1: ("ip", "str")}]),
+    14: ("resize", "str"), 16: ("hostIPs", [{1: ("ip", "str")}]), 17: ("observedGeneration", "int"),
+}
 POD_TEMPLATE_SPEC = {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)}
 SERVICE_PORT = {1: ("name", "str"), 2: ("protocol", "str"), 3: ("port", "int"), 4: ("targetPort", "intstr"),
                 5: ("nodePort", "int"), 6: ("appProtocol", "str?")}
@@ -269,6 +278,7 @@ SCHEMAS: dict[str, dict] = {
     "Service": {1: ("metadata", OBJECT_META), 2: ("spec", SERVICE_SPEC), 3: ("status", SERVICE_STATUS)},
     "ResourceQuota": {1: ("metadata", OBJECT_META), 2: ("spec", RESOURCE_QUOTA_SPEC),
                       3: ("status", {1: ("hard", "map:quantity"), 2: ("used", "map:quantity")})},
+    "Pod": {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC), 3: ("status", POD_STATUS)},
     "Deployment": {1: ("metadata", OBJECT_META), 2: ("spec", DEPLOYMENT_SPEC), 3: ("status", DEPLOYMENT_STATUS)},
     "Job": {1: ("metadata", OBJECT_META), 2: ("spec", JOB_SPEC), 3: ("status", JOB_STATUS)},
     "CronJob": {1: ("metadata", OBJECT_META), 2: ("spec", CRON_JOB_SPEC), 3: ("status", CRON_JOB_STATUS)},

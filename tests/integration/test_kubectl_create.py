@@ -273,3 +273,36 @@ def test_unknown_field_is_415_and_nothing_is_created(cp):
 def test_kinds_not_served_keep_their_404(cp):
     r = kubectl(cp, "create", "priorityclass", "pc1", "--value=100", ok=False)
     assert r.returncode != 0 and "could not find the requested resource" in r.stderr
+
+
+def test_debug_pods_and_auth_reconcile(cp, tmp_path):
+    """Other typed-client bodies of kinds the decoder has: ``kubectl debug`` posts Pods (a node debugger
+    with host namespaces and a hostPath volume; a copy of a defaulted pod), ``auth reconcile`` RBAC."""
+    r = httpx.post(cp.server + "/api/v1/nodes", json={"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+                   timeout=10)
+    assert r.status_code == 201, r.text
+    out = kubectl(cp, "debug", "node/n1", "--image=busybox:1.35").stdout
+    name = out.split("debugging pod ", 1)[1].split()[0]
+    pod = get(cp, f"/api/v1/namespaces/default/pods/{name}")
+    spec = pod["spec"]
+    assert spec["nodeName"] == "n1" and spec["hostNetwork"] and spec["hostPID"] and spec["hostIPC"]
+    assert spec["volumes"][0]["hostPath"]["path"] == "/"
+    assert spec["containers"][0]["image"] == "busybox:1.35"
+    assert spec["containers"][0]["volumeMounts"][0]["mountPath"] == "/host"
+
+    kubectl(cp, "run", "orig", "--image=busybox:1.35", "--labels=app=orig")
+    kubectl(cp, "debug", "orig", "--copy-to=orig-copy", "--image=busybox:1.35", "--container=dbg")
+    copy = get(cp, "/api/v1/namespaces/default/pods/orig-copy")
+    assert [c["name"] for c in copy["spec"]["containers"]] == ["orig", "dbg"]
+
+    (tmp_path / "rbac.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: rec1}\n"
+        "rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rec2, namespace: default}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: rec1}\n"
+        "subjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]\n")
+    kubectl(cp, "auth", "reconcile", "-f", str(tmp_path / "rbac.yaml"))
+    assert get(cp, "/apis/rbac.authorization.k8s.io/v1/clusterroles/rec1")["rules"] == \
+        [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    assert get(cp, "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings/rec2")["subjects"] == \
+        [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]
