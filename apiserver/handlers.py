@@ -119,13 +119,15 @@ async def read_body(request: Request, *, limit: int = MAX_REQUEST_BODY_BYTES) ->
     return b"".join(chunks)
 
 
-# Body media types of create/update/delete requests: JSON and YAML (no protobuf or CBOR serializer).
+# Body media types of create/update/delete requests: JSON and YAML; protobuf (apiserver/protobuf.py) for
+# the kinds kubectl's typed clients post; no CBOR.
 ACCEPTED_MEDIA_TYPES = ("application/json", "application/yaml")
 BODY_MEDIA_TYPES = frozenset((*ACCEPTED_MEDIA_TYPES, "text/yaml", ""))
 
 
 async def read_json(request: Request, *, optional: bool = False):
-    """The request body decoded as JSON (or YAML for ``application/yaml``); 400 for a malformed body,
+    """The request body decoded as JSON (YAML for ``application/yaml``, protobuf for kubectl's typed
+    clients: apiserver/protobuf.py, 415 where a field would be lost); 400 for a malformed body,
     413 over MAX_REQUEST_BODY_BYTES (None when optional and empty)."""
     ct = request.headers.get("content-type", "application/json").split(";", 1)[0].strip().lower()
     if ct == protobuf.MEDIA_TYPE and request.method != "PATCH":

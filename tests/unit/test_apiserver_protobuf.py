@@ -259,3 +259,28 @@ def test_reviews_stay_lenient():
     obj = protobuf.decode(envelope("SelfSubjectAccessReview", "authorization.k8s.io/v1", raw),
                           "SelfSubjectAccessReview")
     assert obj["spec"] == {"resourceAttributes": {"namespace": "a", "verb": "list", "group": "", "resource": "pods"}}
+
+
+def test_pod_probes_volumes_inline_and_repeated_ints():
+    """Go embedded structs (ProbeHandler in Probe, LocalObjectReference in ConfigMapVolumeSource, VolumeSource
+    in Volume) are nested messages on the wire and inline in JSON; repeated int64 packed or not."""
+    probe = m(f(1, f(2, m(f(1, "/healthz"), f(2, intstr_int(8080)), f(3, ""), f(4, "HTTP")))), f(2, 3), f(3, 0),
+              f(4, 7), f(5, 0), f(6, 0))
+    c = container(f(10, probe), f(11, m(f(1, f(3, m(f(1, intstr_str("http")), f(2, "")))), f(2, 0))),
+                  f(15, m(f(1, m(f(1, "NET_ADMIN"), f(2, "ALL"))), f(4, 0), f(7, False))))
+    volumes = [m(f(1, "conf"), f(2, m(f(19, m(f(1, f(1, "cm")), f(2, m(f(1, "a"), f(2, "a.txt"))), f(3, 420)))))),
+               m(f(1, "tmp"), f(2, f(2, m(f(1, "Memory"), f(2, quantity("64Mi"))))))]
+    spec = pod_spec(c) + b"".join(f(1, v) for v in volumes)
+    psc = m(f(4, 4), f(4, 5)) + f(4, varint(6) + varint(7))  # supplementalGroups: unpacked, then packed
+    pod = decode("Pod", "v1", m(f(1, meta("p")), f(2, spec + f(14, psc)), f(3, m(f(1, ""), f(3, ""), f(17, 0)))))
+    got = pod["spec"]["containers"][0]
+    assert got["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                                    "initialDelaySeconds": 3, "periodSeconds": 7}
+    assert got["readinessProbe"] == {"tcpSocket": {"port": "http"}}
+    assert got["securityContext"] == {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "runAsUser": 0,
+                                      "allowPrivilegeEscalation": False}
+    assert pod["spec"]["volumes"] == [
+        {"name": "conf", "configMap": {"name": "cm", "items": [{"key": "a", "path": "a.txt"}], "defaultMode": 420}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    assert pod["spec"]["securityContext"] == {"supplementalGroups": [4, 5, 6, 7]}
+    assert pod["status"] == {}
