@@ -124,8 +124,10 @@ def unsupported_media_type(content_type: str) -> StatusError:
 
 
 def path_not_found() -> StatusError:
-    """404 for a path the server does not serve at all."""
-    return StatusError(404, "NotFound", "the server could not find the requested resource")
+    """404 for a path the server does not serve at all, with empty ``details`` as upstream's
+    responsewriters.NotFound (errors.NewNotFound of no resource): kubectl debug reads
+    details.name of it to tell a missing subresource from a missing pod, and crashes without it."""
+    return StatusError(404, "NotFound", "the server could not find the requested resource", details={})
 
 
 def internal(message: str) -> StatusError:
