@@ -158,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the apiserver until SIGTERM/SIGINT."""
     config = parse_args(argv)
     try:
-        tls = serving.uvicorn_tls_kwargs(cert_file=config.tls_cert_file, key_file=config.tls_private_key_file,
-                                         client_ca_file=config.client_ca_file)
+        # wsproto: the websockets library refuses kubectl port-forward's subprotocol
+        # "SPDY/3.1+portforward.k8s.io" ('/' is not a token character); Go's servers take it.
+        tls = {"ws": "wsproto", **serving.uvicorn_tls_kwargs(
+            cert_file=config.tls_cert_file, key_file=config.tls_private_key_file,
+            client_ca_file=config.client_ca_file, ws="wsproto")}
     except (ssl.SSLError, OSError, ValueError) as e:
         print(f"apiserver: cannot serve TLS: {e}", file=sys.stderr)
         return 1

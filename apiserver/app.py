@@ -270,7 +270,7 @@ def build_app(config: Config) -> tuple[FastAPI, APIServer]:
             return Response(status_code=304, headers=headers)
         return Response(data, media_type="application/json", headers=headers)
 
-    exec_routes.install(app, server)  # pods/exec websockets; before the catch-all
+    exec_routes.install(app, server)  # pods/exec and pods/portforward websockets; before the catch-all
     metrics.install(app, server)  # GET /metrics; before the catch-all
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -332,9 +332,10 @@ class ResourceFastPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in self.METHODS:
             path = scope["path"]
-            # pods/exec has its own route, which also answers (400) requests that are not websockets.
+            # pods/exec and pods/portforward have their own routes, which also answer (400) requests
+            # that are not websockets.
             if (path.startswith("/api/") or path.startswith("/apis/") or path in ("/api", "/apis")) and \
-                    not path.endswith("/exec"):
+                    not path.endswith(("/exec", "/portforward")):
                 response = await self.dispatch(Request(scope, receive, send), path[1:])
                 await response(scope, receive, send)
                 return

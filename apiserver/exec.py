@@ -1,13 +1,16 @@
-"""``pods/NAME/exec``: the websocket exec subresource, proxied to the pod's kubelet.
+"""``pods/NAME/exec`` and ``pods/NAME/portforward``: websocket subresources proxied to the pod's kubelet.
 
 kubectl 1.32 upgrades ``GET|POST .../pods/NAME/exec?command=..&stdin=..``
 to a websocket with subprotocol ``v5.channel.k8s.io`` (or v4); the
 apiserver opens a websocket to the node's kubelet
 (``/exec/{ns}/{pod}/{container}`` on InternalIP:kubeletEndpoint.Port) and
 relays frames both ways without looking at them. Requests that are not
-websocket upgrades (SPDY) get a 400 Status. Mirrors
-pkg/registry/core/pod/rest/subresources.go ExecREST + the upgrade-aware
-proxy handler (k8s.io/apimachinery/pkg/util/proxy/upgradeaware.go).
+websocket upgrades (SPDY) get a 400 Status. ``portforward`` is the same
+relay to the kubelet's ``/portForward/{ns}/{pod}`` with kubectl's
+``SPDY/3.1+portforward.k8s.io`` tunnel (kubelet/portforward.py speaks it).
+Mirrors pkg/registry/core/pod/rest/subresources.go ExecREST and
+PortForwardREST + the upgrade-aware proxy handler
+(k8s.io/apimachinery/pkg/util/proxy/upgradeaware.go).
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ from kubeling.remotecommand import (CONNECT_TIMEOUT, MAX_FRAME, PROTOCOLS, choos
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/namespaces/{namespace}/pods/{name}/exec"
+PORTFORWARD_PATH = "/api/v1/namespaces/{namespace}/pods/{name}/portforward"
+PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"  # kubectl's SPDY-over-websocket tunnel
+KUBELET_PORTFORWARD_PROTOCOL = "portforward.k8s.io"  # the hop to the kubelet: a valid websocket token
 PASSED_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 
 
@@ -49,13 +55,15 @@ async def kubelet_exec_url(stores, namespace: str, name: str, query, *, scheme: 
     return f"{scheme}://{where}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
 
 
-async def authorize(handler, connection, namespace: str, name: str) -> None:
-    """Authenticate the websocket's user and authorize ``create`` on pods/exec (upstream's verb for
-    exec); StatusError 401/403 otherwise. ``handler`` is the ResourceHandler holding the chains."""
+async def authorize(handler, connection, namespace: str, name: str, *, subresource: str = "exec") -> None:
+    """Authenticate the websocket's user and authorize ``create`` on pods/<subresource> (upstream's
+    verb for exec and portforward); StatusError 401/403 otherwise. ``handler`` is the
+    ResourceHandler holding the chains."""
     user = await authenticate(handler.authenticators, connection)
     if user is None:
         raise errors.StatusError(401, "Unauthorized", "Unauthorized")
-    await authz.check(handler.authorizer, user, RequestAttributes("create", "", "pods", "exec", namespace, name))
+    await authz.check(handler.authorizer, user,
+                      RequestAttributes("create", "", "pods", subresource, namespace, name))
 
 
 def install(app: FastAPI, server) -> None:
@@ -101,3 +109,41 @@ def install(app: FastAPI, server) -> None:
             + (f", not {upgrade!r}" if upgrade else "")))
 
     app.add_api_route(PATH, exec_http, methods=["GET", "POST"])
+
+    @app.websocket(PORTFORWARD_PATH)
+    async def portforward_ws(websocket: WebSocket, namespace: str, name: str) -> None:
+        """pods/NAME/portforward over a websocket: authorize, resolve the kubelet, connect, relay.
+        Failures before the relay close the websocket with the Status message as reason (kubectl
+        prints it); there is no error channel before SPDY runs."""
+        if PORTFORWARD_PROTOCOL not in (websocket.scope.get("subprotocols") or []):
+            await websocket.close(code=1002, reason=f"subprotocol {PORTFORWARD_PROTOCOL} is required")
+            return
+        up = None
+        try:
+            await authorize(server.handler, websocket, namespace, name, subresource="portforward")
+            pod = await server.stores[("", "v1", "pods")].get(namespace, name)
+            if (pod.get("status") or {}).get("phase") != "Running":
+                raise errors.bad_request(f"pod {name} is not running: phase {(pod.get('status') or {}).get('phase')}")
+            where = await pod_kubelet(server.stores, pod)
+            tls = getattr(server.kubelet_client, "ssl_context", None)
+            url = f"{'wss' if tls is not None else 'ws'}://{where}/portForward/{namespace}/{name}"
+            up = await asyncio.wait_for(connect(url, subprotocols=[KUBELET_PORTFORWARD_PROTOCOL], max_size=MAX_FRAME,
+                                                ping_interval=None, proxy=None,
+                                                **({"ssl": tls} if tls is not None else {})), CONNECT_TIMEOUT)
+        except errors.StatusError as e:
+            await websocket.close(code=1008 if e.code in (401, 403) else 1011, reason=e.message[:120])
+            return
+        except (OSError, InvalidHandshake, InvalidStatus, asyncio.TimeoutError) as e:
+            await websocket.close(code=1011, reason=f"error dialing backend: {e}"[:120])
+            return
+        await websocket.accept(subprotocol=PORTFORWARD_PROTOCOL)
+        log.info("portforward %s/%s relayed to %s", namespace, name, url)
+        await relay(websocket, up)
+
+    async def portforward_http(request: Request, namespace: str, name: str) -> Response:
+        """pods/NAME/portforward without a websocket upgrade (bare SPDY): 400."""
+        return status_response(errors.bad_request(
+            f"Upgrade request required: this server supports port-forward only over websockets "
+            f"({PORTFORWARD_PROTOCOL})"))
+
+    app.add_api_route(PORTFORWARD_PATH, portforward_http, methods=["GET", "POST"])

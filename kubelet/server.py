@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from kubelet.exec import install_exec_handlers
+from kubelet.portforward import install_portforward_handlers
 from kubelet.logs import parse_timestamp, read_logs
 from kubelet.stats import SummaryProvider, resource_metrics
 from kubeling.pki import serving as tls_serving
@@ -147,6 +148,7 @@ def build_app(host: HostInterface) -> FastAPI:
 
     install_stats_handlers(app, host)
     install_exec_handlers(app, host)
+    install_portforward_handlers(app, host)
     return app
 
 

@@ -1,4 +1,5 @@
-"""``kubectl exec`` end to end: real kubectl 1.32 -> apiserver -> kubelet -> CRI shim -> Docker.
+"""``kubectl exec`` and ``kubectl port-forward`` end to end: real kubectl 1.32 -> apiserver -> kubelet
+-> CRI shim -> Docker (port-forward: -> the pod's IP).
 
 Real processes on free ports: etcd + apiserver (support.control_plane), the
 CRI shim and the kubelet with test-only names (node "extest-kubelet", bridge
@@ -181,3 +182,67 @@ def test_kubelet_exec_without_websocket_is_400(cluster):
     r = httpx.post(cluster["kubelet"] + f"/exec/default/{POD}/main?command=true&stdout=1", timeout=10,
                    headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, trust_env=False)
     assert r.status_code == 400 and "websocket" in r.text
+
+
+def _port_forward(kubectl_args: list[str], local: int):
+    """Start the real ``kubectl port-forward`` (Popen) and wait until it listens on ``local``."""
+    proc = subprocess.Popen([KUBECTL, *kubectl_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def listening():
+        if proc.poll() is not None:
+            raise AssertionError(f"kubectl port-forward exited {proc.returncode}: {proc.stderr.read()}")
+        return "Forwarding from" in (proc.stdout.readline() or "")
+    wait_for("kubectl port-forward listening", listening, 30, 0.1)
+    return proc
+
+
+def test_port_forward_serves_the_pod_port(cluster, kubectl):
+    """kubectl port-forward (SPDY/3.1 through the websocket tunnel, apiserver -> kubelet -> pod IP):
+    HTTP requests over new local connections reach the pod's httpd, a 20,000-line body intact.
+    A port nothing listens on is reported on the error stream; kubectl 1.32 then closes the
+    session and exits, as against upstream."""
+    http = cluster["http"]
+    name = "pf-target"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "web", "image": IMAGE, "command": [
+                        "sh", "-c", "mkdir -p /www && seq 1 20000 > /www/big && echo pf-ok > /www/index.html "
+                                    "&& exec httpd -f -p 8080 -h /www"]}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    kc = os.path.join(cluster["tmp"], "kubectl-home", "kubeconfig")
+    procs = []
+    try:
+        wait_for("pod Running", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").json()
+                 .get("status", {}).get("phase") == "Running", 60)
+        local = support.free_port()
+        procs.append(_port_forward(["--kubeconfig", kc, "port-forward", f"pod/{name}", f"{local}:8080"], local))
+        for _ in range(3):
+            r = httpx.get(f"http://127.0.0.1:{local}/", timeout=10, trust_env=False)
+            assert r.status_code == 200 and r.text == "pf-ok\n"
+        big = httpx.get(f"http://127.0.0.1:{local}/big", timeout=10, trust_env=False)
+        assert big.text.split() == [str(i) for i in range(1, 20001)]
+        assert procs[0].poll() is None
+
+        dead = support.free_port()
+        procs.append(_port_forward(["--kubeconfig", kc, "port-forward", f"pod/{name}", f"{dead}:9"], dead))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{dead}/", timeout=10, trust_env=False)
+        _, err = procs[1].communicate(timeout=20)
+        assert procs[1].returncode != 0 and "failed to connect" in err and ":9" in err, err[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.communicate()
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
+
+
+def test_port_forward_without_websocket_is_400(cluster):
+    """pods/NAME/portforward answers 400 to a request that is not a websocket upgrade (bare SPDY)."""
+    r = httpx.post(cluster["api"] + f"/api/v1/namespaces/default/pods/{POD}/portforward", timeout=10,
+                   headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, trust_env=False)
+    assert r.status_code == 400 and "websockets" in r.json()["message"]
