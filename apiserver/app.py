@@ -332,10 +332,10 @@ class ResourceFastPath:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in self.METHODS:
             path = scope["path"]
-            # pods/exec and pods/portforward have their own routes, which also answer (400) requests
-            # that are not websockets.
+            # pods/exec, attach and portforward have their own routes, which also answer (400)
+            # requests that are not websockets.
             if (path.startswith("/api/") or path.startswith("/apis/") or path in ("/api", "/apis")) and \
-                    not path.endswith(("/exec", "/portforward")):
+                    not path.endswith(("/exec", "/attach", "/portforward")):
                 response = await self.dispatch(Request(scope, receive, send), path[1:])
                 await response(scope, receive, send)
                 return

@@ -1,11 +1,12 @@
-"""``pods/NAME/exec`` and ``pods/NAME/portforward``: websocket subresources proxied to the pod's kubelet.
+"""``pods/NAME/exec``, ``attach`` and ``portforward``: websocket subresources proxied to the pod's kubelet.
 
 kubectl 1.32 upgrades ``GET|POST .../pods/NAME/exec?command=..&stdin=..``
 to a websocket with subprotocol ``v5.channel.k8s.io`` (or v4); the
 apiserver opens a websocket to the node's kubelet
 (``/exec/{ns}/{pod}/{container}`` on InternalIP:kubeletEndpoint.Port) and
 relays frames both ways without looking at them. Requests that are not
-websocket upgrades (SPDY) get a 400 Status. ``portforward`` is the same
+websocket upgrades (SPDY) get a 400 Status. ``attach`` is exec without a
+command, to the kubelet's ``/attach/...``. ``portforward`` is the same
 relay to the kubelet's ``/portForward/{ns}/{pod}`` with kubectl's
 ``SPDY/3.1+portforward.k8s.io`` tunnel (kubelet/portforward.py speaks it).
 Mirrors pkg/registry/core/pod/rest/subresources.go ExecREST and
@@ -36,23 +37,25 @@ from kubeling.remotecommand import (CONNECT_TIMEOUT, MAX_FRAME, PROTOCOLS, choos
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/namespaces/{namespace}/pods/{name}/exec"
+ATTACH_PATH = "/api/v1/namespaces/{namespace}/pods/{name}/attach"
 PORTFORWARD_PATH = "/api/v1/namespaces/{namespace}/pods/{name}/portforward"
 PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"  # kubectl's SPDY-over-websocket tunnel
 KUBELET_PORTFORWARD_PROTOCOL = "portforward.k8s.io"  # the hop to the kubelet: a valid websocket token
 PASSED_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 
 
-async def kubelet_exec_url(stores, namespace: str, name: str, query, *, scheme: str = "ws") -> str:
-    """``ws://NODE_IP:PORT/exec/NS/POD/CONTAINER?...`` (``wss`` when ``scheme`` says so: kubelets
-    served over TLS) for the pod's node; StatusError (404 unknown pod,
-    400 no container/node/address) otherwise. Same resolution as pods/log (handlers.pod_log)."""
+async def kubelet_exec_url(stores, namespace: str, name: str, query, *, scheme: str = "ws",
+                           subresource: str = "exec") -> str:
+    """``ws://NODE_IP:PORT/<exec|attach>/NS/POD/CONTAINER?...`` (``wss`` when ``scheme`` says so:
+    kubelets served over TLS) for the pod's node; StatusError (404 unknown pod, 400 no command
+    for exec, no container/node/address) otherwise. Same resolution as pods/log (handlers.pod_log)."""
     pod = await stores[("", "v1", "pods")].get(namespace, name)
     container = pod_container(pod, query.get("container"))
-    if not query.getlist("command"):
+    if subresource == "exec" and not query.getlist("command"):
         raise errors.bad_request("you must specify at least one command for the container")
     where = await pod_kubelet(stores, pod)
     params = [(k, v) for k, v in query.multi_items() if k in PASSED_PARAMS]
-    return f"{scheme}://{where}/exec/{namespace}/{name}/{container}?{urlencode(params)}"
+    return f"{scheme}://{where}/{subresource}/{namespace}/{name}/{container}?{urlencode(params)}"
 
 
 async def authorize(handler, connection, namespace: str, name: str, *, subresource: str = "exec") -> None:
@@ -73,6 +76,14 @@ def install(app: FastAPI, server) -> None:
     @app.websocket(PATH)
     async def exec_ws(websocket: WebSocket, namespace: str, name: str) -> None:
         """pods/NAME/exec over a websocket: resolve the kubelet, connect, relay."""
+        await _remotecommand(websocket, namespace, name, "exec")
+
+    @app.websocket(ATTACH_PATH)
+    async def attach_ws(websocket: WebSocket, namespace: str, name: str) -> None:
+        """pods/NAME/attach over a websocket: resolve the kubelet, connect, relay."""
+        await _remotecommand(websocket, namespace, name, "attach")
+
+    async def _remotecommand(websocket: WebSocket, namespace: str, name: str, subresource: str) -> None:
         offered = list(websocket.scope.get("subprotocols") or [])
         proto = choose_subprotocol(offered)
         if proto is None:
@@ -81,10 +92,10 @@ def install(app: FastAPI, server) -> None:
         up = None
         error: errors.StatusError | None = None
         try:
-            await authorize(server.handler, websocket, namespace, name)
+            await authorize(server.handler, websocket, namespace, name, subresource=subresource)
             tls = getattr(server.kubelet_client, "ssl_context", None)
             url = await kubelet_exec_url(server.stores, namespace, name, websocket.query_params,
-                                         scheme="wss" if tls is not None else "ws")
+                                         scheme="wss" if tls is not None else "ws", subresource=subresource)
             up = await asyncio.wait_for(connect(url, subprotocols=[proto], max_size=MAX_FRAME, ping_interval=None,
                                                 proxy=None, **({"ssl": tls} if tls is not None else {})),
                                         CONNECT_TIMEOUT)
@@ -98,17 +109,19 @@ def install(app: FastAPI, server) -> None:
                 await websocket.send_bytes(failure_frame(error.message, reason=error.reason, code=error.code))
                 await websocket.close()
             return
-        log.info("exec %s/%s relayed to %s", namespace, name, url.split("?")[0])
+        log.info("%s %s/%s relayed to %s", subresource, namespace, name, url.split("?")[0])
         await relay(websocket, up)
 
     async def exec_http(request: Request, namespace: str, name: str) -> Response:
-        """pods/NAME/exec without a websocket upgrade (SPDY): 400, websockets are required."""
+        """pods/NAME/exec or attach without a websocket upgrade (SPDY): 400, websockets are required."""
         upgrade = request.headers.get("upgrade", "")
+        what = "attach" if request.url.path.endswith("/attach") else "exec"
         return status_response(errors.bad_request(
-            f"Upgrade request required: this server supports exec only over websockets ({', '.join(PROTOCOLS)})"
+            f"Upgrade request required: this server supports {what} only over websockets ({', '.join(PROTOCOLS)})"
             + (f", not {upgrade!r}" if upgrade else "")))
 
     app.add_api_route(PATH, exec_http, methods=["GET", "POST"])
+    app.add_api_route(ATTACH_PATH, exec_http, methods=["GET", "POST"])
 
     @app.websocket(PORTFORWARD_PATH)
     async def portforward_ws(websocket: WebSocket, namespace: str, name: str) -> None:

@@ -172,6 +172,14 @@ class RemoteRuntime:
         resp = await self._call(self._rt, "Exec", req)
         return resp.url
 
+    async def attach(self, container_id: str, *, tty: bool = False, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True) -> str:
+        """CRI Attach: the URL of the runtime's streaming server attaching to the container's own
+        stdio (one use; a remotecommand websocket, as exec)."""
+        req = pb.AttachRequest(container_id=container_id, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        resp = await self._call(self._rt, "Attach", req)
+        return resp.url
+
     # ---- images -----------------------------------------------------------
 
     async def image_status(self, image: str) -> pb.Image | None:

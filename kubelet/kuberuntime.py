@@ -394,7 +394,8 @@ class KubeRuntimeManager:
                          CONTAINER_HASH_ANNOTATION: container_hash(container),
                          TERMINATION_GRACE_ANNOTATION: str(grace)},
             log_path=f"{container['name']}/{restart_count}.log",
-            stdin=bool(container.get("stdin")), tty=bool(container.get("tty")),
+            stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
+            tty=bool(container.get("tty")),
             linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
                 namespace_options=namespaces_for_pod(pod), seccomp=seccomp_profile(pod, container))))
 

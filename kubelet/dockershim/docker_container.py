@@ -132,7 +132,8 @@ class ContainerMixin:
         kwargs = dict(image=config.image.image, entrypoint=list(config.command) or None,
                       command=list(config.args) or None, working_dir=config.working_dir or None,
                       environment=[f"{e.key}={e.value}" for e in config.envs], labels=labels, name=name,
-                      host_config=host_config, user=user, tty=config.tty, stdin_open=config.stdin)
+                      host_config=host_config, user=user, tty=config.tty, stdin_open=config.stdin,
+                      stdin_once=config.stdin_once)
         try:
             created = await self._create_replacing_leftover(kwargs, h.TYPE_CONTAINER)
         except docker.errors.ImageNotFound:
@@ -298,6 +299,30 @@ class ContainerMixin:
                                                   tty=request.tty, stdin=request.stdin,
                                                   stdout=request.stdout, stderr=request.stderr))
         return api_pb2.ExecResponse(url=url)
+
+    @h.grpc_errors
+    async def Attach(self, request, context):
+        """CRI Attach: register a streaming attach to a running container's own stdin/stdout/stderr and
+        return the URL of the shim's streaming server serving it; INVALID_ARGUMENT without any stream or
+        with tty and stderr together, FAILED_PRECONDITION if not running, or for stdin into a container
+        created without stdin. Mirrors dockershim's docker_streaming.go Attach -> GetAttach.
+        """
+        if not (request.stdin or request.stdout or request.stderr):
+            raise h.invalid("one of stdin, stdout, or stderr must be set")
+        if request.tty and request.stderr:
+            raise h.invalid("tty and stderr cannot both be true")
+        if self.streaming is None:
+            raise h.CRIError(grpc.StatusCode.UNAVAILABLE, "the streaming server is not running")
+        info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
+        if not info["State"].get("Running"):
+            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION, f"container {info['Id'][:12]} is not running")
+        if request.stdin and not info["Config"].get("OpenStdin"):
+            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"container {info['Id'][:12]} was not created with stdin (spec stdin: true)")
+        url = self.streaming.get_exec(ExecSession(container_id=info["Id"], cmd=None, tty=bool(info["Config"].get("Tty")),
+                                                  stdin=request.stdin, stdout=request.stdout,
+                                                  stderr=request.stderr and not info["Config"].get("Tty")))
+        return api_pb2.AttachResponse(url=url)
 
     def _kill_exec(self, exec_id: str) -> None:
         """Docker cannot cancel an exec; the shim runs on the host, so kill its process."""

@@ -131,7 +131,7 @@ class SandboxMixin:
     async def _create_replacing_leftover(self, kwargs: dict, kind: str) -> dict:
         """docker create; a name conflict with our own leftover (same node) removes it once."""
         try:
-            return await asyncio.to_thread(lambda: self.api.create_container(**kwargs))
+            return await asyncio.to_thread(self._docker_create, kwargs)
         except docker.errors.APIError as e:
             if e.status_code != 409:
                 raise
@@ -144,7 +144,17 @@ class SandboxMixin:
             await self._remove_sandbox(old["Id"], old)
         else:
             await asyncio.to_thread(self.api.remove_container, old["Id"], force=True)
-        return await asyncio.to_thread(lambda: self.api.create_container(**kwargs))
+        return await asyncio.to_thread(self._docker_create, kwargs)
+
+    def _docker_create(self, kwargs: dict) -> dict:
+        """APIClient.create_container(**kwargs), plus ``stdin_once`` (Docker's StdinOnce, which
+        docker-py's keyword arguments lack) set on the container config it builds."""
+        if not kwargs.get("stdin_once"):
+            return self.api.create_container(**{k: v for k, v in kwargs.items() if k != "stdin_once"})
+        kw = {k: v for k, v in kwargs.items() if k not in ("stdin_once", "name")}
+        config = self.api.create_container_config(**kw)
+        config["StdinOnce"] = True
+        return self.api.create_container_from_config(config, kwargs.get("name"))
 
     @h.grpc_errors
     async def StopPodSandbox(self, request, context):

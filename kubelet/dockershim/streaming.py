@@ -1,12 +1,14 @@
-"""The shim's streaming server: runs the Exec sessions the CRI Exec RPC hands out as URLs.
+"""The shim's streaming server: runs the Exec and Attach sessions the CRI RPCs hand out as URLs.
 
-CRI Exec does not stream over gRPC: the runtime returns a URL of its own
-streaming server and the kubelet connects to it. Mirrors
-k8s.io/kubelet/pkg/cri/streaming (server.go: GetExec caches the request under
-a one-time token, ``/exec/{token}`` serves it with the remotecommand
-websocket protocols ``v5.channel.k8s.io`` / ``v4.channel.k8s.io``) and
-dockershim's exec.go NativeExecHandler (a ``docker exec`` whose hijacked
-connection carries stdin/stdout/stderr, then the exit code from exec inspect).
+CRI Exec and Attach do not stream over gRPC: the runtime returns a URL of its
+own streaming server and the kubelet connects to it. Mirrors
+k8s.io/kubelet/pkg/cri/streaming (server.go: GetExec / GetAttach cache the
+request under a one-time token, ``/exec/{token}`` and ``/attach/{token}``
+serve it with the remotecommand websocket protocols ``v5.channel.k8s.io`` /
+``v4.channel.k8s.io``) and dockershim's exec.go NativeExecHandler (a ``docker
+exec`` whose hijacked connection carries stdin/stdout/stderr, then the exit
+code from exec inspect) and docker_streaming.go attach (``docker attach`` to
+the container's own stdio; Success once its streams end).
 
 Frames are binary websocket messages whose first byte is the channel:
 0 stdin, 1 stdout, 2 stderr, 3 status (a metav1 Status JSON), 4 resize
@@ -38,10 +40,11 @@ TOKEN_TTL = 60.0  # seconds a URL stays valid (upstream's streaming.DefaultConfi
 
 @dataclasses.dataclass(frozen=True)
 class ExecSession:
-    """One pending exec: the docker container id, argv and which streams the client wants."""
+    """One pending exec: the docker container id, argv and which streams the client wants.
+    ``cmd`` None is an attach to the container's own process."""
 
     container_id: str
-    cmd: list[str]
+    cmd: list[str] | None
     tty: bool
     stdin: bool
     stdout: bool
@@ -94,18 +97,19 @@ class StreamingServer:
             await self._server.wait_closed()
 
     def get_exec(self, session: ExecSession) -> str:
-        """Register ``session``; returns the URL the kubelet connects to."""
+        """Register ``session``; returns the URL the kubelet connects to (``/exec/TOKEN``, or
+        ``/attach/TOKEN`` when ``session.cmd`` is None)."""
         now = time.monotonic()
         for tok, (_, exp) in list(self._pending.items()):
             if exp < now:
                 del self._pending[tok]
         token = secrets.token_urlsafe(16)
         self._pending[token] = (session, now + TOKEN_TTL)
-        return f"http://{self.host}:{self.port}/exec/{token}"
+        return f"http://{self.host}:{self.port}/{'exec' if session.cmd is not None else 'attach'}/{token}"
 
     def _check_token(self, connection: ServerConnection, request):
         parts = request.path.split("?")[0].strip("/").split("/")
-        if len(parts) != 2 or parts[0] != "exec":
+        if len(parts) != 2 or parts[0] not in ("exec", "attach"):
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         entry = self._pending.get(parts[1])
         if entry is None or entry[1] < time.monotonic():
@@ -131,9 +135,14 @@ class StreamingServer:
 
     async def _exec(self, ws: ServerConnection, s: ExecSession) -> None:
         try:
-            exec_id = (await asyncio.to_thread(self.api.exec_create, s.container_id, s.cmd, stdin=s.stdin,
-                                               stdout=s.stdout, stderr=s.stderr, tty=s.tty))["Id"]
-            sock = await asyncio.to_thread(self.api.exec_start, exec_id, socket=True, tty=s.tty)
+            if s.cmd is None:  # attach: the container's own stdio
+                exec_id = s.container_id
+                sock = await asyncio.to_thread(self.api.attach_socket, s.container_id, params={
+                    "stdin": int(s.stdin), "stdout": int(s.stdout), "stderr": int(s.stderr), "stream": 1})
+            else:
+                exec_id = (await asyncio.to_thread(self.api.exec_create, s.container_id, s.cmd, stdin=s.stdin,
+                                                   stdout=s.stdout, stderr=s.stderr, tty=s.tty))["Id"]
+                sock = await asyncio.to_thread(self.api.exec_start, exec_id, socket=True, tty=s.tty)
         except docker.errors.APIError as e:
             await ws.send(bytes([ERROR]) + json.dumps(error_status(e.explanation or str(e))).encode())
             return
@@ -163,8 +172,8 @@ class StreamingServer:
                 elif ch == RESIZE and s.tty:
                     try:
                         size = json.loads(data)
-                        await asyncio.to_thread(self.api.exec_resize, exec_id, height=int(size["Height"]),
-                                                width=int(size["Width"]))
+                        resize = self.api.exec_resize if s.cmd is not None else self.api.resize
+                        await asyncio.to_thread(resize, exec_id, height=int(size["Height"]), width=int(size["Width"]))
                     except (ValueError, KeyError, TypeError, docker.errors.APIError) as e:
                         log.info("bad resize for exec %s: %s", exec_id[:12], e)
 
@@ -183,8 +192,8 @@ class StreamingServer:
                 stream, data = item
                 if data:
                     await ws.send(bytes([STDERR if stream == STDERR else STDOUT]) + data)
-            code = await self._exit_code(exec_id)
-            await ws.send(bytes([ERROR]) + json.dumps(exit_status(code, s.cmd)).encode())
+            code = await self._exit_code(exec_id) if s.cmd is not None else 0
+            await ws.send(bytes([ERROR]) + json.dumps(exit_status(code, s.cmd or [])).encode())
         finally:
             inbound.cancel()
             try:

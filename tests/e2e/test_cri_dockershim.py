@@ -276,3 +276,58 @@ def test_restart_recovers_from_docker(shim):
     assert msgs == ["one", "two"]
     rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
     assert not rt.ListContainers(cri.ListContainersRequest(), timeout=10).containers
+
+
+def _stream(url: str, *, send: bytes = b"", timeout: float = 20.0) -> dict[int, bytes]:
+    """Connect to a CRI streaming URL with the v5 remotecommand protocol; send ``send`` on stdin and
+    close it; return the bytes received per channel until the status frame."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def run() -> dict[int, bytes]:
+        got: dict[int, bytes] = {}
+        async with connect("ws" + url[len("http"):], subprotocols=["v5.channel.k8s.io"], proxy=None) as ws:
+            if send:
+                await ws.send(b"\x00" + send)
+                await ws.send(b"\xff\x00")  # v5 close of stdin
+            async for msg in ws:
+                got[msg[0]] = got.get(msg[0], b"") + msg[1:]
+                if msg[0] == 3:
+                    break
+        return got
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+def test_attach_to_a_containers_own_stdio(shim):
+    """CRI Attach: the URL of the streaming server joins the container's own stdin/stdout (the process
+    reads what the client sends, its answer comes back on stdout, then a Success status); a container
+    made without stdin refuses stdin, and bad requests are clear gRPC errors."""
+    rt = shim.rt
+    sc = sandbox_config(shim.tmp, "attach")
+    sid = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=sc), timeout=60).pod_sandbox_id
+    try:
+        cc = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="reader"), image=cri.ImageSpec(image=IMAGE),
+                                 command=["sh", "-c", "read x; echo got $x"], stdin=True, stdin_once=True,
+                                 log_path="reader/0.log")
+        cid = rt.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=sid, config=cc, sandbox_config=sc),
+                                 timeout=30).container_id
+        rt.StartContainer(cri.StartContainerRequest(container_id=cid), timeout=30)
+        url = rt.Attach(cri.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True), timeout=10).url
+        assert "/attach/" in url
+        got = _stream(url, send=b"hello\n")
+        assert got.get(1) == b"got hello\n" and b'"Success"' in got[3], got
+
+        quiet = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="quiet"), image=cri.ImageSpec(image=IMAGE),
+                                    command=["sleep", "60"], log_path="quiet/0.log")
+        qid = rt.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=sid, config=quiet, sandbox_config=sc),
+                                 timeout=30).container_id
+        rt.StartContainer(cri.StartContainerRequest(container_id=qid), timeout=30)
+        for req, code in ((cri.AttachRequest(container_id=qid, stdin=True, stdout=True), grpc.StatusCode.FAILED_PRECONDITION),
+                          (cri.AttachRequest(container_id=qid), grpc.StatusCode.INVALID_ARGUMENT),
+                          (cri.AttachRequest(container_id="feedface", stdout=True), grpc.StatusCode.NOT_FOUND)):
+            with pytest.raises(grpc.RpcError) as err:
+                rt.Attach(req, timeout=10)
+            assert err.value.code() == code and err.value.details(), err.value
+    finally:
+        rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)

@@ -246,3 +246,36 @@ def test_port_forward_without_websocket_is_400(cluster):
     r = httpx.post(cluster["api"] + f"/api/v1/namespaces/default/pods/{POD}/portforward", timeout=10,
                    headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}, trust_env=False)
     assert r.status_code == 400 and "websockets" in r.json()["message"]
+
+
+def test_run_interactive_attaches_and_removes_the_pod(cluster, kubectl):
+    """``kubectl run -i --rm``: kubectl creates a pod with stdin, attaches (pods/attach -> kubelet ->
+    CRI Attach), its stdin reaches the process, the output comes back, and the pod is deleted."""
+    name = "attach-run"
+    r = kubectl("run", name, "-i", "--rm", "--restart=Never", f"--image={IMAGE}",
+                "--overrides", json.dumps({"apiVersion": "v1", "spec": {"nodeName": NODE}}),
+                "--", "sh", "-c", "read x; echo got $x", input="kubeling\n")
+    assert r.returncode == 0 and "got kubeling" in r.stdout, _diag(cluster, r)
+    wait_for("the pod deleted", lambda: cluster["http"].get(
+        f"/api/v1/namespaces/default/pods/{name}").status_code == 404, 30)
+
+
+def test_attach_to_a_running_pod_and_without_websocket(cluster, kubectl):
+    """``kubectl attach -i`` to a pod created with stdin; attach without a websocket upgrade is a 400."""
+    http = cluster["http"]
+    name = "attach-target"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1, "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": IMAGE, "stdin": True, "stdinOnce": True,
+                                    "command": ["sh", "-c", "read x; echo attached $x"]}]}}
+    assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+    try:
+        wait_for("pod Running", lambda: http.get(f"/api/v1/namespaces/default/pods/{name}").json()
+                 .get("status", {}).get("phase") == "Running", 60)
+        r = kubectl("attach", name, "-i", input="ok\n")
+        assert r.returncode == 0 and "attached ok" in r.stdout, _diag(cluster, r)
+        plain = httpx.post(cluster["api"] + f"/api/v1/namespaces/default/pods/{name}/attach?stdout=1",
+                           timeout=10, trust_env=False)
+        assert plain.status_code == 400 and "attach only over websockets" in plain.json()["message"]
+    finally:
+        http.delete(f"/api/v1/namespaces/default/pods/{name}")
