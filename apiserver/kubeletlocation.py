@@ -86,8 +86,8 @@ def kubelet_host_port(node: dict) -> str | None:
 
 
 def pod_container(pod: dict, container: str | None) -> str:
-    """The container a log/exec request addresses: ``container`` if the pod has it (app or
-    init container), else the pod's only app container. StatusError 400 with upstream's message otherwise."""
+    """The container a log/exec request addresses: ``container`` if the pod has it (app, init or
+    ephemeral container), else the pod's only app container. StatusError 400 with upstream's message otherwise."""
     name = (pod.get("metadata") or {}).get("name", "")
     spec = pod.get("spec") or {}
     names = [c.get("name") for c in spec.get("containers") or []]
@@ -96,7 +96,8 @@ def pod_container(pod: dict, container: str | None) -> str:
             raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
                                      f"[{' '.join(names)}]")
         return names[0]
-    if container not in names + [c.get("name") for c in spec.get("initContainers") or []]:
+    if container not in names + [c.get("name") for f in ("initContainers", "ephemeralContainers")
+                                 for c in spec.get(f) or []]:
         raise errors.bad_request(f"container {container} is not valid for pod {name}")
     return container
 

@@ -506,7 +506,8 @@ class Kubelet:
         Raises LookupError with a kubectl-style message."""
         spec = pod.get("spec", {})
         name = pod["metadata"]["name"]
-        names = [c["name"] for c in spec.get("initContainers", []) + spec.get("containers", [])]
+        names = [c["name"] for c in spec.get("initContainers", []) + spec.get("containers", [])
+                 + spec.get("ephemeralContainers", [])]
         if container not in names:
             raise LookupError(f'container {container} is not valid for pod {name}')
         status = await self.runtime_manager.get_pod_status(pod["metadata"]["uid"])

@@ -69,6 +69,7 @@ class PodActions:
     next_init: dict | None = None
     init_failed: bool = False
     containers_to_start: list[dict] = dataclasses.field(default_factory=list)
+    ephemeral_to_start: list[dict] = dataclasses.field(default_factory=list)  # never restarted
     # container id -> (name, message) of running containers to stop first
     containers_to_kill: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
@@ -148,6 +149,8 @@ def compute_pod_actions(pod: dict, status: PodStatus, *,
         return actions
 
     actions = PodActions(sandbox_id=newest.id, attempt=newest.attempt)
+    # Ephemeral containers start even before initialization completes, once each, never again.
+    actions.ephemeral_to_start = [c for c in spec.get("ephemeralContainers") or [] if status.find(c["name"]) is None]
     for ic in init_containers:
         latest = status.find(ic["name"])
         if latest is not None and latest.state == STATE_EXITED and latest.exit_code == 0:
@@ -188,15 +191,19 @@ def compute_pod_actions(pod: dict, status: PodStatus, *,
     return actions
 
 
-def namespaces_for_pod(pod: dict) -> pb.NamespaceOption:
+def namespaces_for_pod(pod: dict, *, target_id: str = "") -> pb.NamespaceOption:
     """The CRI namespace modes of ``pod``'s sandbox and containers (mirrors the kubelet's namespacesForPod).
 
     Network and IPC are the pod's (NODE with hostNetwork / hostIPC); PID is each
     container's own (CONTAINER) unless shareProcessNamespace (POD) or hostPID
-    (NODE), so a container's command is its PID 1 as upstream.
+    (NODE), so a container's command is its PID 1 as upstream. ``target_id`` (an ephemeral
+    container's target) gives PID TARGET of that container, as upstream's debug containers.
     """
     spec = pod.get("spec", {})
     pid = pb.NODE if spec.get("hostPID") else pb.POD if spec.get("shareProcessNamespace") else pb.CONTAINER
+    if target_id and pid == pb.CONTAINER:
+        return pb.NamespaceOption(network=pb.NODE if spec.get("hostNetwork") else pb.POD,
+                                  ipc=pb.NODE if spec.get("hostIPC") else pb.POD, pid=pb.TARGET, target_id=target_id)
     return pb.NamespaceOption(network=pb.NODE if spec.get("hostNetwork") else pb.POD,
                               ipc=pb.NODE if spec.get("hostIPC") else pb.POD, pid=pid)
 
@@ -365,11 +372,13 @@ class KubeRuntimeManager:
 
     def container_config(self, pod: dict, container: dict, restart_count: int, *, pod_ip: str,
                          volumes: dict[str, Volume] | None = None,
-                         sources: dict[tuple[str, str], dict | None] | None = None) -> pb.ContainerConfig:
+                         sources: dict[tuple[str, str], dict | None] | None = None,
+                         target_id: str = "") -> pb.ContainerConfig:
         """ContainerConfig (mirrors generateContainerConfig): command/args with
         $(VAR) expansion, env (from ``sources``: the ConfigMaps and Secrets it references),
         volume mounts plus the managed /etc/hosts (etc_hosts.py), workingDir, log path
-        ``<name>/<restartCount>.log``. Raises EnvError or VolumeError when the environment
+        ``<name>/<restartCount>.log``; ``target_id``: the running container whose PID namespace an
+        ephemeral container's targetContainerName joins. Raises EnvError or VolumeError when the environment
         or a mount cannot be built, OSError when the hosts file cannot be written."""
         env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources,
                             services=service_env(pod, self.services()) if self.services else None)
@@ -397,7 +406,8 @@ class KubeRuntimeManager:
             stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
             tty=bool(container.get("tty")),
             linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                namespace_options=namespaces_for_pod(pod), seccomp=seccomp_profile(pod, container))))
+                namespace_options=namespaces_for_pod(pod, target_id=target_id),
+                seccomp=seccomp_profile(pod, container))))
 
     # ---- acting -----------------------------------------------------------
 
@@ -474,8 +484,10 @@ class KubeRuntimeManager:
         try:
             sources = await self.volumes.fetch(pod["metadata"].get("namespace", "default"),
                                                env_references(pod, container)) if self.volumes else {}
+            target = status.find(container.get("targetContainerName") or "")
             cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip, volumes=volumes,
-                                        sources=sources)
+                                        sources=sources, target_id=target.id if target is not None and
+                                        target.state == STATE_RUNNING else "")
         except (EnvError, VolumeError, OSError) as e:
             result.reasons[name] = ("CreateContainerConfigError", str(e))
             self.recorder(pod, "Warning", "Failed", f"Error: {e}")
@@ -531,7 +543,8 @@ class KubeRuntimeManager:
         result = SyncResult()
         actions = compute_pod_actions(pod, status, liveness_failed=liveness_failed)
         result.changed = bool(actions.kill_pod or actions.containers_to_kill or actions.create_sandbox
-                              or actions.next_init is not None or actions.containers_to_start)
+                              or actions.next_init is not None or actions.containers_to_start
+                              or actions.ephemeral_to_start)
         if actions.kill_pod:
             await self.kill_pod(pod, status, grace=pod_grace_period(pod) if not actions.create_sandbox else 0)
             if not actions.create_sandbox:
@@ -573,6 +586,8 @@ class KubeRuntimeManager:
                 status = await self._first_sandbox_status(status, sandbox_id, actions.attempt)
                 if len(status.sandboxes) == 1 and not status.containers:
                     result.first_start = status
+        for c in actions.ephemeral_to_start:
+            await self.start_container(pod, c, status, sandbox_id, sandbox_config, result, volumes=volumes)
         if actions.next_init is not None:
             await self.start_container(pod, actions.next_init, status, sandbox_id, sandbox_config, result,
                                        volumes=volumes)

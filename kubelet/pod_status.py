@@ -275,6 +275,13 @@ def generate_api_pod_status(pod: dict, runtime: PodStatus, *, node_ip: str, now:
         status["podIPs"] = [{"ip": pod_ip}]
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
+    if spec.get("ephemeralContainers"):
+        eph = convert_container_statuses(pod, spec["ephemeralContainers"], runtime, reasons=reasons, ready={},
+                                         is_init=False, default_reason="ContainerCreating")
+        for s in eph:  # never ready, never restarted (upstream's ephemeralContainerStatuses)
+            s["ready"] = False
+            s["restartCount"] = 0
+        status["ephemeralContainerStatuses"] = eph
     return status
 
 

@@ -153,12 +153,68 @@ POD_UPDATE_FORBIDDEN = ("pod updates may not change fields other than `spec.cont
                         "(allow it to be set to 1 if it was previously negative)")
 
 
+# What an ephemeral container may not have (validateEphemeralContainers): it is never part of the
+# pod's resources, readiness or ports.
+EPHEMERAL_FORBIDDEN = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
+                       "resizePolicy", "restartPolicy")
+
+
+def _keep_ephemeral(target: dict, source: dict) -> None:
+    """Set ``target``'s spec.ephemeralContainers to ``source``'s (absent stays absent)."""
+    eph = (source.get("spec") or {}).get("ephemeralContainers")
+    spec = target.setdefault("spec", {})
+    if eph is None:
+        spec.pop("ephemeralContainers", None)
+    else:
+        spec["ephemeralContainers"] = copy.deepcopy(eph)
+
+
+def validate_ephemeral_containers(spec: dict, old_spec: dict) -> list:
+    """Causes against spec.ephemeralContainers: names and images required, names unique across
+    all the pod's containers, no ports/probes/lifecycle/resources, targetContainerName naming a
+    container, and existing ones never changed or removed (mirrors validateEphemeralContainers
+    and ValidatePodEphemeralContainersUpdate)."""
+    eph = spec.get("ephemeralContainers") or []
+    if not isinstance(eph, list):
+        return [errors.Cause("FieldValueTypeInvalid", "must be a list", "spec.ephemeralContainers")]
+    out = []
+    taken = {c.get("name") for f in ("containers", "initContainers") for c in spec.get(f) or [] if isinstance(c, dict)}
+    regular = {c.get("name") for f in ("containers", "initContainers") for c in spec.get(f) or [] if isinstance(c, dict)}
+    for i, c in enumerate(eph):
+        path = f"spec.ephemeralContainers[{i}]"
+        if not isinstance(c, dict):
+            out.append(errors.Cause("FieldValueTypeInvalid", "must be an object", path))
+            continue
+        if not c.get("name"):
+            out.append(errors.Cause("FieldValueRequired", "Required value", f"{path}.name"))
+        elif c["name"] in taken:
+            out.append(errors.Cause("FieldValueDuplicate", f'Duplicate value: "{c["name"]}"', f"{path}.name"))
+        taken.add(c.get("name"))
+        if not c.get("image"):
+            out.append(errors.Cause("FieldValueRequired", "Required value", f"{path}.image"))
+        for f in EPHEMERAL_FORBIDDEN:
+            if c.get(f):
+                out.append(errors.Cause("FieldValueForbidden", "Forbidden: cannot be set for an Ephemeral Container",
+                                        f"{path}.{f}"))
+        target = c.get("targetContainerName")
+        if target and target not in regular:
+            out.append(errors.Cause("FieldValueNotFound", f'Not found: "{target}"', f"{path}.targetContainerName"))
+    old = {c.get("name"): c for c in old_spec.get("ephemeralContainers") or [] if isinstance(c, dict)}
+    new = {c.get("name"): c for c in eph if isinstance(c, dict)}
+    for name, c in old.items():
+        if new.get(name) != c:
+            out.append(errors.Cause("FieldValueForbidden", "Forbidden: existing ephemeral containers "
+                                    f'"{name}" may not be changed', "spec.ephemeralContainers"))
+    return out
+
+
 class PodStrategy(Strategy):
     """Pods: defaulting, phase Pending, QoS class, graceful deletion, immutable spec but images."""
 
     info = core("pods", "pods", categories=("all",),
                 subresources={"status": ("Pod", "", "v1", STATUS_VERBS),
                               "binding": ("Binding", "", "v1", ("create",)),
+                              "ephemeralcontainers": ("Pod", "", "v1", ("get", "patch", "update")),
                               "log": ("Pod", "", "v1", ("get",))})
     return_deleted_object = True
     extra_fields = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
@@ -178,14 +234,29 @@ class PodStrategy(Strategy):
         """Causes why the pod spec is invalid (validate_pod_spec under path ``spec``)."""
         return validate_pod_spec(obj.get("spec"), "spec")
 
+    def prepare_for_update(self, new: dict, old: dict) -> None:
+        """Keep the status and spec.ephemeralContainers: only their subresources change them."""
+        super().prepare_for_update(new, old)
+        _keep_ephemeral(new, old)
+
+    def prepare_for_ephemeral_containers_update(self, new: dict, old: dict) -> dict:
+        """The pod a ``/ephemeralcontainers`` write yields: ``old`` with only
+        spec.ephemeralContainers taken from ``new`` (upstream's EphemeralContainersStrategy)."""
+        out = copy.deepcopy(old)
+        _keep_ephemeral(out, new)
+        return out
+
     def validate_update(self, new: dict, old: dict) -> list:
         """``validate(new)`` plus pod spec immutability: only container images, activeDeadlineSeconds,
-        tolerations and terminationGracePeriodSeconds may change (as ValidatePodUpdate).
+        tolerations and terminationGracePeriodSeconds may change (as ValidatePodUpdate), and
+        ephemeral containers may only be added (ValidatePodEphemeralContainersUpdate).
         """
         out = self.validate(new)
+        out += validate_ephemeral_containers(new.get("spec") or {}, old.get("spec") or {})
 
         def mutable_masked(spec: dict) -> dict:
             spec = copy.deepcopy(spec or {})
+            spec.pop("ephemeralContainers", None)
             for f in ("containers", "initContainers"):
                 for c in spec.get(f) or []:
                     if isinstance(c, dict):

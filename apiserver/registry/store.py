@@ -320,6 +320,9 @@ class Store:
         if subresource == "status":
             new = self.strategy.prepare_for_status_update(new, old)
             nmeta = new["metadata"]
+        elif subresource == "ephemeralcontainers":
+            new = self.strategy.prepare_for_ephemeral_containers_update(new, old)
+            nmeta = new["metadata"]
         else:
             for k in SYSTEM_META:
                 if k in ometa:

@@ -27,11 +27,15 @@ PROPAGATION = {api_pb2.PROPAGATION_PRIVATE: "", api_pb2.PROPAGATION_HOST_TO_CONT
                api_pb2.PROPAGATION_BIDIRECTIONAL: ",rshared"}
 
 
-def _namespace_mode(mode: int, sandbox_id: str) -> str | None:
+def _namespace_mode(mode: int, sandbox_id: str, target_id: str = "") -> str | None:
     if mode == api_pb2.NODE:
         return "host"
     if mode == api_pb2.POD:
         return f"container:{sandbox_id}"
+    if mode == api_pb2.TARGET:
+        if not target_id:
+            raise h.invalid("namespace_options.target_id is required with pid TARGET")
+        return f"container:{target_id}"
     return None
 
 
@@ -115,7 +119,7 @@ class ContainerMixin:
         host_config = self.api.create_host_config(
             network_mode="host" if host_network else f"container:{sandbox_id}",
             ipc_mode=_namespace_mode(ns.ipc, sandbox_id),
-            pid_mode=_namespace_mode(ns.pid, sandbox_id),
+            pid_mode=_namespace_mode(ns.pid, sandbox_id, ns.target_id),
             binds=(_binds(config.mounts) + ([] if host_network else self.files.binds(
                 sandbox_id, {m.container_path for m in config.mounts}))) or None,
             privileged=sec.privileged,

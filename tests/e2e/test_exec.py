@@ -279,3 +279,24 @@ def test_attach_to_a_running_pod_and_without_websocket(cluster, kubectl):
         assert plain.status_code == 400 and "attach only over websockets" in plain.json()["message"]
     finally:
         http.delete(f"/api/v1/namespaces/default/pods/{name}")
+
+
+def test_debug_adds_an_ephemeral_container_sharing_the_target_pid_namespace(cluster, kubectl):
+    """``kubectl debug -i --target``: pods/NAME/ephemeralcontainers adds the container, the kubelet
+    starts it in the target's PID namespace (it sees the target's sleep), kubectl attaches to it,
+    and the pod reports it in ephemeralContainerStatuses; the spec may not drop it afterwards."""
+    r = kubectl("debug", POD, "-i", f"--image={IMAGE}", "--target=main", "--container=dbg", "--",
+                "sh", "-c", "read x; echo debug $x; ps", input="hello\n")
+    assert r.returncode == 0 and "debug hello" in r.stdout and "sleep 3600" in r.stdout, _diag(cluster, r)
+    pod = cluster["http"].get(f"/api/v1/namespaces/default/pods/{POD}").json()
+    assert [c["name"] for c in pod["spec"]["ephemeralContainers"]] == ["dbg"]
+    wait_for("ephemeral container status", lambda: [
+        s for s in cluster["http"].get(f"/api/v1/namespaces/default/pods/{POD}").json()["status"]
+        .get("ephemeralContainerStatuses", []) if s["name"] == "dbg" and "terminated" in s["state"]], 30)
+    pod = cluster["http"].get(f"/api/v1/namespaces/default/pods/{POD}").json()
+    assert pod["status"]["phase"] == "Running"  # the debug container ending does not end the pod
+    pod["spec"]["ephemeralContainers"] = []
+    bad = cluster["http"].put(f"/api/v1/namespaces/default/pods/{POD}/ephemeralcontainers", json=pod)
+    assert bad.status_code == 422 and "ephemeral" in bad.text, bad.text
+    dup = kubectl("debug", POD, f"--image={IMAGE}", "--container=main", "--", "true")
+    assert dup.returncode != 0 and "Duplicate value" in dup.stderr, dup.stderr

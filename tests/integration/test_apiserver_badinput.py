@@ -265,6 +265,6 @@ def test_metrics_api_discovery_and_errors(api):
 def test_unserved_path_404_has_empty_details(api):
     """As upstream's responsewriters.NotFound: kubectl debug tells a missing subresource (details
     without a name) from a missing pod by it, and crashed on a 404 without details."""
-    r = api.patch("/api/v1/namespaces/default/pods/x/ephemeralcontainers", content=b"{}",
+    r = api.patch("/api/v1/namespaces/default/pods/x/nosuchsubresource", content=b"{}",
                   headers={"Content-Type": "application/strategic-merge-patch+json"})
     assert assert_status(r, 404, "NotFound")["details"] == {}

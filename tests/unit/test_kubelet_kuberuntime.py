@@ -185,3 +185,22 @@ def test_service_env_as_docker_links():
     c = {"name": "c", "env": [{"name": "WEB_API_SERVICE_HOST", "value": "mine"}]}
     out = container_env(pod, c, pod_ip="", node_ip="", services=env)
     assert out["WEB_API_SERVICE_HOST"] == "mine" and out["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+
+
+def test_ephemeral_containers_start_once_even_during_init_and_join_the_target():
+    """Upstream's computePodActions: an ephemeral container without a runtime status starts (also
+    while an init container runs), one that ran is never restarted; its config joins the target's
+    PID namespace (TARGET)."""
+    from kubelet.kuberuntime import namespaces_for_pod
+    from proto.cri import api_pb2 as pb
+    from kubelet.container import STATE_EXITED, STATE_RUNNING
+    p = pod(init=("i1",))
+    p["spec"]["ephemeralContainers"] = [{"name": "dbg", "image": "busybox:1.35", "targetContainerName": "app"}]
+    a = compute_pod_actions(p, status(c("i1", STATE_RUNNING)))
+    assert [x["name"] for x in a.ephemeral_to_start] == ["dbg"] and a.next_init is None
+    a = compute_pod_actions(p, status(c("i1", STATE_EXITED), c("app", STATE_RUNNING),
+                                      c("dbg", STATE_EXITED, code=1)))
+    assert a.ephemeral_to_start == [] and not a.kill_pod
+    ns = namespaces_for_pod(p, target_id="cid-app")
+    assert (ns.pid, ns.target_id, ns.network) == (pb.TARGET, "cid-app", pb.POD)
+    assert namespaces_for_pod(p).pid == pb.CONTAINER
