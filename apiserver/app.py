@@ -32,7 +32,7 @@ from apiserver.handlers import ResourceHandler, json_response, status_response
 from apiserver.kubeletlocation import KubeletClientConfig
 from apiserver import metrics, metrics_api
 from apiserver import registry
-from apiserver.registry import authorization, core, ipallocator
+from apiserver.registry import authorization, core, ipallocator, scheduling
 from apiserver.registry.authentication import TokenRequestREST
 from apiserver.registry.namespace import NamespaceStore
 from apiserver.registry.store import Store
@@ -209,6 +209,9 @@ class APIServer:
                 "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
                 "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
                 "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}]})
+        # upstream's scheduling/bootstrap-system-priority-classes post-start hook
+        for pc in scheduling.system_priority_classes():
+            await self._ensure(self.store("priorityclasses", "scheduling.k8s.io"), None, pc)
         if "RBAC" in self.config.auth.authorization_modes:  # upstream's rbac/bootstrap-roles post-start hook
             g = bootstrappolicy.GROUP
             await bootstrappolicy.ensure({r: self.store(r, g) for r in ("clusterroles", "clusterrolebindings")},

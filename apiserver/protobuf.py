@@ -288,6 +288,9 @@ SCHEMAS: dict[str, dict] = {
     "RoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [SUBJECT]), 3: ("roleRef", ROLE_REF)},
 }
 SCHEMAS["ClusterRoleBinding"] = SCHEMAS["RoleBinding"]
+# scheduling/v1: value has no omitempty in Go's JSON, so its zero is kept ("int?")
+SCHEMAS["PriorityClass"] = {1: ("metadata", OBJECT_META), 2: ("value", "int?"), 3: ("globalDefault", "bool"),
+                            4: ("description", "str"), 5: ("preemptionPolicy", "str?")}
 
 # The reviews, TokenRequest and CSR approvals: only what their handlers read (authentication/v1,
 # authorization/v1, certificates/v1 generated.proto); other fields are skipped and zero values kept.

@@ -19,6 +19,7 @@ from apiserver.admission.limitranger import LimitRanger
 from apiserver.admission.namespacelifecycle import NamespaceLifecycle
 from apiserver.admission.noderestriction import NodeRestriction
 from apiserver.admission.podsecurity import PodSecurity
+from apiserver.admission.priority import Priority
 from apiserver.admission.resourcequota import ResourceQuota
 from apiserver.admission.serviceaccount import ServiceAccount
 from apiserver.authn import APISERVER_USER
@@ -44,7 +45,7 @@ UPSTREAM_DEFAULT_ON = frozenset({
     "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota",
 })
 IMPLEMENTED = frozenset({"NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction", "PodSecurity",
-                         "DefaultTolerationSeconds", "CertificateApproval", "CertificateSigning",
+                         "Priority", "DefaultTolerationSeconds", "CertificateApproval", "CertificateSigning",
                          "CertificateSubjectRestriction", "ResourceQuota"})
 DEFAULT_ENABLED = tuple(n for n in ALL_ORDERED_PLUGINS if n in UPSTREAM_DEFAULT_ON and n in IMPLEMENTED)
 
@@ -123,11 +124,11 @@ class QuotaStoreAccess(CachedLister):
         return out
 
 
-def build(names: list[str], *, store: Callable[[str], object],
+def build(names: list[str], *, store: Callable[..., object],
           namespace_getter: Callable[[str], Awaitable[dict | None]], explicitly_enabled: frozenset[str] = frozenset(),
           not_ready_seconds: int = 300, unreachable_seconds: int = 300,
           mount_service_account_token: bool = False, authorizer: Callable[[], object] = lambda: None) -> list[Plugin]:
-    """The plugin instances of ``names`` over the apiserver's stores (``store(plural)`` -> its Store);
+    """The plugin instances of ``names`` over the apiserver's stores (``store(plural[, group])`` -> its Store);
     ``authorizer()`` is the apiserver's authorizer for the certificate plugins (None: allow)."""
     factories: dict[str, Callable[[], Plugin]] = {
         "NamespaceLifecycle": lambda: NamespaceLifecycle(namespace_getter),
@@ -136,6 +137,7 @@ def build(names: list[str], *, store: Callable[[str], object],
                                                  require_service_account="ServiceAccount" in explicitly_enabled),
         "NodeRestriction": lambda: NodeRestriction(CachedLister(store("pods")).get),
         "PodSecurity": lambda: PodSecurity(namespace_getter),
+        "Priority": lambda: Priority(lambda: CachedLister(store("priorityclasses", "scheduling.k8s.io")).list(None)),
         "DefaultTolerationSeconds": lambda: DefaultTolerationSeconds(not_ready_seconds=not_ready_seconds,
                                                                      unreachable_seconds=unreachable_seconds),
         "ResourceQuota": lambda: ResourceQuota(QuotaStoreAccess(store("resourcequotas"))),

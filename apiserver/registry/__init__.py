@@ -19,7 +19,8 @@ def store_class(strategy):
 def served_strategies(ip_range) -> list:
     """One Strategy instance per served resource except namespaces (which have their own Store);
     ``ip_range`` is the Service ClusterIP ipallocator.Range."""
-    from apiserver.registry import apps, batch, certificates, core, discovery_k8s, events, rbac, replicationcontroller
+    from apiserver.registry import (apps, batch, certificates, core, discovery_k8s, events, rbac,
+                                    replicationcontroller, scheduling)
     return [core.PodStrategy(), core.NodeStrategy(), core.ServiceStrategy(ip_range),
             core.EndpointsStrategy(), core.EventStrategy(), core.ConfigMapStrategy(), core.SecretStrategy(),
             core.ServiceAccountStrategy(), replicationcontroller.ReplicationControllerStrategy(),
@@ -28,4 +29,4 @@ def served_strategies(ip_range) -> list:
             apps.StatefulSetStrategy(), batch.JobStrategy(), batch.CronJobStrategy(), apps.LeaseStrategy(),
             discovery_k8s.EndpointSliceStrategy(), rbac.RoleStrategy(), rbac.RoleBindingStrategy(),
             rbac.ClusterRoleStrategy(), rbac.ClusterRoleBindingStrategy(), events.EventsV1Strategy(),
-            certificates.CertificateSigningRequestStrategy()]
+            certificates.CertificateSigningRequestStrategy(), scheduling.PriorityClassStrategy()]

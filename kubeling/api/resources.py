@@ -71,6 +71,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("batch", "v1", "cronjobs", "CronJob", True, ("cj",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, ()),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, ()),
+    Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, ()),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, ()),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, ()),

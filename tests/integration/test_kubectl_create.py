@@ -271,7 +271,7 @@ def test_unknown_field_is_415_and_nothing_is_created(cp):
 
 
 def test_kinds_not_served_keep_their_404(cp):
-    r = kubectl(cp, "create", "priorityclass", "pc1", "--value=100", ok=False)
+    r = kubectl(cp, "create", "poddisruptionbudget", "pdb1", "--selector=app=x", "--min-available=1", ok=False)
     assert r.returncode != 0 and "could not find the requested resource" in r.stderr
 
 

@@ -176,7 +176,11 @@ async def test_higher_priority_pod_preempts_and_takes_the_node(env):
     await client.create("nodes", fake_node("only", cpu="1"))
     await client.create("pods", a_pod("low", cpu="800m", priority=0), namespace=ns)
     assert await eventually(lambda: node_of(client, ns, "low"), what="low bound") == "only"
-    await client.create("pods", a_pod("high", cpu="800m", priority=1000), namespace=ns)
+    # As users do: a PriorityClass, which the Priority admission plugin turns into spec.priority.
+    await client.create("priorityclasses", {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                                            "metadata": {"name": f"high-{ns}"}, "value": 1000})
+    created = await client.create("pods", a_pod("high", cpu="800m", priorityClassName=f"high-{ns}"), namespace=ns)
+    assert created["spec"]["priority"] == 1000
 
     async def victim_terminating():
         try:

@@ -37,7 +37,7 @@ def refused(plugin, obj, **kw) -> errors.StatusError:
 
 
 def test_default_set_is_upstreams_default_limited_to_what_we_implement():
-    assert plugins.DEFAULT_ENABLED == ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity",
+    assert plugins.DEFAULT_ENABLED == ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority",
                                        "DefaultTolerationSeconds", "CertificateApproval", "CertificateSigning",
                                        "CertificateSubjectRestriction", "ResourceQuota")
     assert plugins.enabled_plugins([], []) == list(plugins.DEFAULT_ENABLED)
@@ -46,7 +46,7 @@ def test_default_set_is_upstreams_default_limited_to_what_we_implement():
 def test_flags_combine_in_upstream_order():
     """The chain runs in upstream's order whatever the order of the flag."""
     assert plugins.enabled_plugins(["ResourceQuota", "NodeRestriction"], ["LimitRanger", "PodNodeSelector"]) == [
-        "NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "PodSecurity", "DefaultTolerationSeconds",
+        "NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "PodSecurity", "Priority", "DefaultTolerationSeconds",
         "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction", "ResourceQuota"]
 
 
@@ -306,3 +306,42 @@ def test_node_restriction_token_requests():
         assert e.code == 403 and e.message.startswith(f'serviceaccounts "default" is forbidden: {message}')
     assert refused(plugin, token({"kind": "Pod", "name": "gone", "uid": "u"}), **kw).code == 404
     admit(plugin, token(None), resource="serviceaccounts", sub="token", name="default", user=ADMIN)
+
+
+async def test_priority_plugin_resolves_classes_and_refuses_mismatches():
+    """Priority (plugin/pkg/admission/priority): class -> spec.priority and preemptionPolicy; the
+    globalDefault class for pods without one; unknown classes and mismatched priorities Forbidden;
+    one globalDefault PriorityClass at most."""
+    import pytest
+    from apiserver import errors
+    from apiserver.admission import Attributes
+    from apiserver.admission.priority import Priority
+    from apiserver.authn import APISERVER_USER
+    from apiserver.registry.core import PodStrategy
+    from apiserver.registry.scheduling import PriorityClassStrategy
+    classes = [{"metadata": {"name": "high"}, "value": 100, "preemptionPolicy": "Never"},
+               {"metadata": {"name": "dflt", "creationTimestamp": "2026-01-01T00:00:00Z"}, "value": 7,
+                "globalDefault": True}]
+
+    async def lister():
+        return classes
+    plugin = Priority(lister)
+    pods = PodStrategy.info
+
+    async def admit(spec, resource=pods, op="create", name="p"):
+        obj = {"metadata": {"name": name}, "spec": spec} if resource is pods else {"metadata": {"name": name}, **spec}
+        await plugin.admit(Attributes(op, resource, "default", name, None, APISERVER_USER), obj, None)
+        return obj
+    assert (await admit({"priorityClassName": "high"}))["spec"] == {
+        "priorityClassName": "high", "priority": 100, "preemptionPolicy": "Never"}
+    assert (await admit({}))["spec"]["priority"] == 7
+    for spec, text in (({"priorityClassName": "nope"}, "no PriorityClass with name nope was found"),
+                       ({"priorityClassName": "high", "priority": 5}, "computed 100")):
+        with pytest.raises(errors.StatusError) as e:
+            await admit(spec)
+        assert e.value.code == 403 and text in e.value.message
+    pcs = PriorityClassStrategy.info
+    with pytest.raises(errors.StatusError) as e:
+        await admit({"value": 1, "globalDefault": True}, resource=pcs, name="other")
+    assert "dflt is already marked as default" in e.value.message
+    await admit({"value": 1, "globalDefault": True}, resource=pcs, name="dflt", op="update")  # itself: fine

@@ -217,8 +217,8 @@ def test_unknown_field_is_415_never_dropped(kind, api_version, raw, where):
 
 def test_kind_without_a_table_is_415():
     with pytest.raises(errors.StatusError) as e:
-        decode("PriorityClass", "scheduling.k8s.io/v1", f(1, meta("pc")))
-    assert e.value.code == 415 and "PriorityClass" in str(e.value) and "JSON" in str(e.value)
+        decode("PodDisruptionBudget", "policy/v1", f(1, meta("pdb")))
+    assert e.value.code == 415 and "PodDisruptionBudget" in str(e.value) and "JSON" in str(e.value)
 
 
 @pytest.mark.parametrize("body", [
