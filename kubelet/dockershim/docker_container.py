@@ -289,16 +289,7 @@ class ContainerMixin:
         """
         if not request.cmd:
             raise h.invalid("cmd is required")
-        if not (request.stdin or request.stdout or request.stderr):
-            raise h.invalid("one of stdin, stdout, or stderr must be set")
-        if request.tty and request.stderr:
-            raise h.invalid("tty and stderr cannot both be true")
-        if self.streaming is None:
-            raise h.CRIError(grpc.StatusCode.UNAVAILABLE, "the streaming server is not running")
-        info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
-        if not info["State"].get("Running"):
-            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"container {info['Id'][:12]} is not running")
+        info = await self._running_for_stream(request)
         url = self.streaming.get_exec(ExecSession(container_id=info["Id"], cmd=list(request.cmd),
                                                   tty=request.tty, stdin=request.stdin,
                                                   stdout=request.stdout, stderr=request.stderr))
@@ -311,6 +302,18 @@ class ContainerMixin:
         with tty and stderr together, FAILED_PRECONDITION if not running, or for stdin into a container
         created without stdin. Mirrors dockershim's docker_streaming.go Attach -> GetAttach.
         """
+        info = await self._running_for_stream(request)
+        if request.stdin and not info["Config"].get("OpenStdin"):
+            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"container {info['Id'][:12]} was not created with stdin (spec stdin: true)")
+        url = self.streaming.get_exec(ExecSession(container_id=info["Id"], cmd=None, tty=bool(info["Config"].get("Tty")),
+                                                  stdin=request.stdin, stdout=request.stdout,
+                                                  stderr=request.stderr and not info["Config"].get("Tty")))
+        return api_pb2.AttachResponse(url=url)
+
+    async def _running_for_stream(self, request) -> dict:
+        """The inspected container an Exec/Attach ``request`` streams from, after the checks both
+        share: some stream asked, not tty with stderr, the streaming server up, the container running."""
         if not (request.stdin or request.stdout or request.stderr):
             raise h.invalid("one of stdin, stdout, or stderr must be set")
         if request.tty and request.stderr:
@@ -320,13 +323,7 @@ class ContainerMixin:
         info = await self._inspect_own(request.container_id, h.TYPE_CONTAINER)
         if not info["State"].get("Running"):
             raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION, f"container {info['Id'][:12]} is not running")
-        if request.stdin and not info["Config"].get("OpenStdin"):
-            raise h.CRIError(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"container {info['Id'][:12]} was not created with stdin (spec stdin: true)")
-        url = self.streaming.get_exec(ExecSession(container_id=info["Id"], cmd=None, tty=bool(info["Config"].get("Tty")),
-                                                  stdin=request.stdin, stdout=request.stdout,
-                                                  stderr=request.stderr and not info["Config"].get("Tty")))
-        return api_pb2.AttachResponse(url=url)
+        return info
 
     def _kill_exec(self, exec_id: str) -> None:
         """Docker cannot cancel an exec; the shim runs on the host, so kill its process."""

@@ -12,23 +12,7 @@ from apiserver.authz import AlwaysAllow, Union
 from apiserver.authz.rbac import RBACAuthorizer, StaticPolicy
 from apiserver import protobuf as authproto
 from apiserver.registry.authorization import attributes, rules_for
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(num: int, value) -> bytes:
-    if isinstance(value, int):
-        return varint(num << 3) + varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return varint(num << 3 | 2) + varint(len(data)) + data
+from test_apiserver_protobuf import f as field  # the protobuf wire helpers of the decoder's tests
 
 
 def envelope(kind: str, api_version: str, raw: bytes) -> bytes:
