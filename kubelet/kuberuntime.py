@@ -373,22 +373,18 @@ class KubeRuntimeManager:
     def container_config(self, pod: dict, container: dict, restart_count: int, *, pod_ip: str,
                          volumes: dict[str, Volume] | None = None,
                          sources: dict[tuple[str, str], dict | None] | None = None,
-                         target_id: str = "") -> pb.ContainerConfig:
+                         target_id: str = "", hosts_file: str = "") -> pb.ContainerConfig:
         """ContainerConfig (mirrors generateContainerConfig): command/args with
         $(VAR) expansion, env (from ``sources``: the ConfigMaps and Secrets it references),
-        volume mounts plus the managed /etc/hosts (etc_hosts.py), workingDir, log path
-        ``<name>/<restartCount>.log``; ``target_id``: the running container whose PID namespace an
-        ephemeral container's targetContainerName joins. Raises EnvError or VolumeError when the environment
-        or a mount cannot be built, OSError when the hosts file cannot be written."""
+        volume mounts plus ``hosts_file`` (the managed /etc/hosts, see ``hosts_file``) at /etc/hosts,
+        workingDir, log path ``<name>/<restartCount>.log``; ``target_id``: the running container whose
+        PID namespace an ephemeral container's targetContainerName joins. Raises EnvError or
+        VolumeError when the environment or a mount cannot be built."""
         env = container_env(pod, container, pod_ip=pod_ip, node_ip=self.node_ip, sources=sources,
                             services=service_env(pod, self.services()) if self.services else None)
         mounts = container_mounts(container, volumes or {})
-        host_network = bool(pod.get("spec", {}).get("hostNetwork"))
-        ips = [self.node_ip] if host_network else [pod_ip]
-        if ips[0] and not mounts_hosts(container):  # upstream's shouldMountHostsFile + makeHostsMount
-            path = ensure_hosts_file(os.path.join(os.path.abspath(self.root_dir), "pods", pod["metadata"]["uid"]),
-                                     pod, ips, cluster_domain=self.cluster_domain)
-            mounts.append(pb.Mount(container_path=HOSTS_PATH, host_path=path))
+        if hosts_file and not mounts_hosts(container):  # upstream's shouldMountHostsFile + makeHostsMount
+            mounts.append(pb.Mount(container_path=HOSTS_PATH, host_path=hosts_file))
         grace = pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE)
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=container["name"], attempt=restart_count),
@@ -408,6 +404,16 @@ class KubeRuntimeManager:
             linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
                 namespace_options=namespaces_for_pod(pod, target_id=target_id),
                 seccomp=seccomp_profile(pod, container))))
+
+    def hosts_file(self, pod: dict, *, pod_ip: str) -> str:
+        """Write ``pod``'s managed hosts file (etc_hosts.py) and return its path; "" while the pod
+        has no IP (upstream mounts it only then). Blocking file I/O: call it in a thread.
+        Raises OSError."""
+        ips = [self.node_ip] if pod.get("spec", {}).get("hostNetwork") else [pod_ip]
+        if not ips[0]:
+            return ""
+        return ensure_hosts_file(os.path.join(os.path.abspath(self.root_dir), "pods", pod["metadata"]["uid"]),
+                                 pod, ips, cluster_domain=self.cluster_domain)
 
     # ---- acting -----------------------------------------------------------
 
@@ -485,9 +491,10 @@ class KubeRuntimeManager:
             sources = await self.volumes.fetch(pod["metadata"].get("namespace", "default"),
                                                env_references(pod, container)) if self.volumes else {}
             target = status.find(container.get("targetContainerName") or "")
+            hosts = await asyncio.to_thread(self.hosts_file, pod, pod_ip=pod_ip)
             cfg = self.container_config(pod, container, restart_count, pod_ip=pod_ip, volumes=volumes,
                                         sources=sources, target_id=target.id if target is not None and
-                                        target.state == STATE_RUNNING else "")
+                                        target.state == STATE_RUNNING else "", hosts_file=hosts)
         except (EnvError, VolumeError, OSError) as e:
             result.reasons[name] = ("CreateContainerConfigError", str(e))
             self.recorder(pod, "Warning", "Failed", f"Error: {e}")

@@ -1,6 +1,7 @@
 """The kubelet-managed /etc/hosts (kubelet/etc_hosts.py) and its mount in container configs."""
 from kubelet.etc_hosts import ensure_hosts_file, hosts_content, mounts_hosts
 from kubelet.kuberuntime import KubeRuntimeManager
+from kubelet.volumemanager import Volume
 
 
 def pod(**spec):
@@ -42,11 +43,14 @@ def test_ensure_rewrites_in_place(tmp_path):
 def test_container_config_mounts_it_unless_the_container_mounts_etc_hosts(tmp_path):
     mgr = KubeRuntimeManager(None, root_dir=str(tmp_path), node_ip="127.0.0.1", recorder=lambda *a: None)
     p = pod()
-    cfg = mgr.container_config(p, p["spec"]["containers"][0], 0, pod_ip="10.244.0.7")
+    hosts = mgr.hosts_file(p, pod_ip="10.244.0.7")
+    cfg = mgr.container_config(p, p["spec"]["containers"][0], 0, pod_ip="10.244.0.7", hosts_file=hosts)
     [m] = [m for m in cfg.mounts if m.container_path == "/etc/hosts"]
     assert m.host_path == str(tmp_path / "pods" / "u1" / "etc-hosts")
     assert "10.244.0.7\tweb-0" in open(m.host_path).read()
     own = {"name": "app", "image": "busybox:1.35", "volumeMounts": [{"name": "h", "mountPath": "/etc/hosts/"}]}
     assert mounts_hosts(own)
-    no_ip = mgr.container_config(p, p["spec"]["containers"][0], 0, pod_ip="")
-    assert not [m for m in no_ip.mounts if m.container_path == "/etc/hosts"]
+    mine = mgr.container_config(p, own, 0, pod_ip="10.244.0.7", hosts_file=hosts,
+                                volumes={"h": Volume(str(tmp_path / "own-hosts"))})
+    assert [m.host_path for m in mine.mounts] == [str(tmp_path / "own-hosts")]  # its own, not the managed one
+    assert mgr.hosts_file(p, pod_ip="") == ""  # no IP yet: nothing to mount
