@@ -39,12 +39,7 @@ def install_exec_handlers(app: FastAPI, host) -> None:
     @app.websocket("/exec/{namespace}/{pod_name}/{container}")
     async def exec_ws(websocket: WebSocket, namespace: str, pod_name: str, container: str) -> None:
         """One exec session: resolve, CRI Exec, connect to the runtime's URL, relay."""
-        cmd = websocket.query_params.getlist("command")
-        if not cmd:
-            await _session(websocket, namespace, pod_name, container, None, error=failure_frame(
-                "you must specify at least one command for the container", reason="BadRequest", code=400))
-            return
-        await _session(websocket, namespace, pod_name, container, cmd)
+        await _session(websocket, namespace, pod_name, container, websocket.query_params.getlist("command"))
 
     @app.websocket("/attach/{namespace}/{pod_name}/{container}")
     async def attach_ws(websocket: WebSocket, namespace: str, pod_name: str, container: str) -> None:
@@ -52,7 +47,7 @@ def install_exec_handlers(app: FastAPI, host) -> None:
         await _session(websocket, namespace, pod_name, container, None)
 
     async def _session(websocket: WebSocket, namespace: str, pod_name: str, container: str,
-                       cmd: list[str] | None, *, error: bytes | None = None) -> None:
+                       cmd: list[str] | None) -> None:
         """Exec ``cmd`` in, or (None) attach to, ``container``; errors are channel-3 Failure frames."""
         proto = choose_subprotocol(list(websocket.scope.get("subprotocols") or []))
         q = websocket.query_params
@@ -61,9 +56,11 @@ def install_exec_handlers(app: FastAPI, host) -> None:
             await websocket.close(code=1002, reason=f"one of the subprotocols {list(PROTOCOLS)} is required")
             return
         up = None
+        error = None
         verb = "exec" if cmd is not None else "attach"
-        if error is not None:
-            pass
+        if cmd is not None and not cmd:
+            error = failure_frame("you must specify at least one command for the container", reason="BadRequest",
+                                  code=400)
         elif not (stdin or stdout or stderr):
             error = failure_frame("you must specify at least 1 of stdin, stdout, stderr", reason="BadRequest", code=400)
         elif (pod := host.find_pod(namespace, pod_name)) is None:

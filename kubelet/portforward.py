@@ -174,6 +174,10 @@ class PortForwardSession:
             with contextlib.suppress(Exception):
                 await self.send(*spdy.Session.data_frames(fw.data_id, b"", fin=True),
                                 *spdy.Session.data_frames(fw.error_id, b"", fin=True))
+            # Done with this pair: a long session (many local connections) keeps no record of it.
+            self.by_stream.pop(fw.data_id, None)
+            self.by_stream.pop(fw.error_id, None)
+            self.forwards = {k: v for k, v in self.forwards.items() if v is not fw}
 
 
 def install_portforward_handlers(app: FastAPI, host) -> None:
